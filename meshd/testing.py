@@ -1,0 +1,420 @@
+"""A local federation of real processes, for tests, benchmarks, chaos runs and the demo.
+
+:class:`LocalFederation` writes a federation with ``meshd init``, starts a real
+nats-server (one node, or a JetStream cluster), optionally a TCP proxy in
+front of the bus for each daemon (so a test can cut one daemon off), and one
+``meshd run`` process per region. Plugin authors can use it to test their
+plugin against the real thing::
+
+    with LocalFederation(tmp_path, regions=["eu-west-1", "eu-central-1"]) as fed:
+        fed.wait_for(lambda: fed.member_state("eu-west-1", "eu-central-1") == "alive")
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from pathlib import Path
+from typing import Any, TypeVar
+
+import yaml
+
+from .bootstrap import InitResult, init_federation
+from .config import RegionMap, load_model_file
+from .natsserver import NatsCluster, NatsServer, authorization_block, free_port
+
+T = TypeVar("T")
+
+SOURCE_ROOT = Path(__file__).resolve().parent.parent
+
+
+def default_regions_file() -> Path | None:
+    """etc/region_map.yaml of the source tree this package runs from, or of the current directory."""
+    for base in (SOURCE_ROOT, Path.cwd()):
+        candidate = base / "etc" / "region_map.yaml"
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def deep_merge(base: dict[str, Any], patch: Mapping[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for key, value in patch.items():
+        if isinstance(value, Mapping) and isinstance(out.get(key), dict):
+            out[key] = deep_merge(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
+# ---------------------------------------------------------------- TCP proxy
+
+
+class TcpProxy:
+    """A loopback TCP proxy a test can cut and heal, standing between a daemon and NATS.
+
+    ``cut()`` silently drops every byte both ways on open connections and on
+    new ones (a dead network path: the client notices only by its pings);
+    ``cut(reset=True)`` closes connections instead. ``heal()`` lets traffic
+    through again for new connections.
+    """
+
+    def __init__(self, upstream: tuple[str, int], port: int | None = None):
+        self.upstream = upstream
+        self.port = port or free_port()
+        self._cut = threading.Event()
+        self._closing = threading.Event()
+        self._conns: set[socket.socket] = set()
+        self._lock = threading.Lock()
+        self._listener = socket.create_server(("127.0.0.1", self.port), reuse_port=False)
+        self._listener.settimeout(0.2)
+        self._thread = threading.Thread(target=self._accept_loop, daemon=True, name=f"proxy:{self.port}")
+        self._thread.start()
+
+    @property
+    def url(self) -> str:
+        return f"nats://127.0.0.1:{self.port}"
+
+    @property
+    def is_cut(self) -> bool:
+        return self._cut.is_set()
+
+    def cut(self, reset: bool = False) -> None:
+        self._cut.set()
+        if reset:
+            self._close_all()
+
+    def heal(self) -> None:
+        # Connections that lived through the cut are closed, so the client
+        # reconnects cleanly instead of resuming a stream with a hole in it.
+        self._close_all()
+        self._cut.clear()
+
+    def retarget(self, upstream: tuple[str, int]) -> None:
+        self.upstream = upstream
+        self._close_all()
+
+    def _close_all(self) -> None:
+        with self._lock:
+            conns, self._conns = self._conns, set()
+        for s in conns:
+            try:
+                s.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+            s.close()
+
+    def close(self) -> None:
+        self._closing.set()
+        self._close_all()
+        self._listener.close()
+        self._thread.join(2)
+
+    def _accept_loop(self) -> None:
+        while not self._closing.is_set():
+            try:
+                client, _ = self._listener.accept()
+            except TimeoutError:
+                continue
+            except OSError:
+                return
+            if self._cut.is_set():
+                with self._lock:
+                    self._conns.add(client)  # held open, never answered: a black hole
+                continue
+            try:
+                server = socket.create_connection(self.upstream, timeout=2)
+            except OSError:
+                client.close()
+                continue
+            with self._lock:
+                self._conns.update((client, server))
+            for a, b in ((client, server), (server, client)):
+                threading.Thread(target=self._pump, args=(a, b), daemon=True).start()
+
+    def _pump(self, src: socket.socket, dst: socket.socket) -> None:
+        try:
+            while True:
+                data = src.recv(65536)
+                if not data:
+                    break
+                if self._cut.is_set():
+                    continue  # dropped on the floor
+                dst.sendall(data)
+        except OSError:
+            pass
+        finally:
+            for s in (src, dst):
+                try:
+                    s.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass
+
+
+# ---------------------------------------------------------------- the federation
+
+
+class LocalFederation:
+    """Real nats-server(s) and one ``meshd run`` process per region, on loopback."""
+
+    def __init__(self, workdir: Path, *, regions: Sequence[str] | None = None, regions_file: Path | None = None,
+                 federation: str = "test", nats_nodes: int = 1, proxies: bool = False,
+                 pin: Mapping[str, int] | None = None, config: Mapping[str, Any] | None = None,
+                 per_region: Mapping[str, Mapping[str, Any]] | None = None, shared_files: Iterable[Path] = (),
+                 env: Mapping[str, str] | None = None, lang: str = "en"):
+        self.workdir = Path(workdir)
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        source = regions_file or default_regions_file()
+        if source is None:
+            raise FileNotFoundError("no region map: pass regions_file")
+        region_map = load_model_file(source, RegionMap)
+        chosen = list(regions) if regions else list(region_map.regions)
+        unknown = set(chosen) - set(region_map.regions)
+        if unknown:
+            raise ValueError(f"not in {source}: {sorted(unknown)}")
+        # A region map of just the chosen regions: quorum counts configured regions.
+        self.regions_file = self.workdir / "regions.yaml"
+        raw = yaml.safe_load(source.read_text())
+        raw["regions"] = {r: raw["regions"][r] for r in chosen}
+        self.regions_file.write_text(yaml.safe_dump(raw, sort_keys=False))
+        for extra in shared_files:
+            (self.workdir / Path(extra).name).write_bytes(Path(extra).read_bytes())
+        self.regions = chosen
+        self.federation = federation
+        self.http_ports = {r: free_port() for r in chosen}
+        nats_port = free_port()
+        self.init: InitResult = init_federation(
+            federation=federation, regions_file=self.regions_file, nats_url=f"nats://127.0.0.1:{nats_port}",
+            out=self.workdir / "federation", shared_files=[Path(p).name for p in shared_files], force=True,
+            lang=lang, http_ports=self.http_ports,
+        )
+        self.dir = self.init.out
+        passwords = {r: (self.dir / "secrets" / f"{r}.nats-password").read_text().strip() for r in chosen}
+        auth = authorization_block(federation, passwords)
+        self.nats_nodes = nats_nodes
+        if nats_nodes == 1:
+            self.cluster: NatsCluster | None = None
+            self.servers: list[NatsServer] = [NatsServer(self.workdir / "nats", name="n1", port=nats_port,
+                                                         authorization=auth)]
+        else:
+            self.cluster = NatsCluster(self.workdir / "nats", size=nats_nodes, authorization=auth)
+            self.servers = self.cluster.nodes
+        self.pin = dict(pin or {})
+        self.proxies: dict[str, TcpProxy] = {}
+        self.use_proxies = proxies
+        self.procs: dict[str, subprocess.Popen[bytes]] = {}
+        self.logs = self.workdir / "logs"
+        self.logs.mkdir(exist_ok=True)
+        self.env = dict(env or {})
+        self._config_patch = dict(config or {})
+        self._per_region = {k: dict(v) for k, v in (per_region or {}).items()}
+
+    # ------------------------------------------------------------ files
+
+    def config_path(self, region: str) -> Path:
+        return self.init.configs[region]
+
+    def state_dir(self, region: str) -> Path:
+        return self.dir / "state" / region
+
+    def read_config(self, region: str) -> dict[str, Any]:
+        return yaml.safe_load(self.config_path(region).read_text())
+
+    def write_config(self, region: str, data: Mapping[str, Any]) -> None:
+        self.config_path(region).write_text(yaml.safe_dump(dict(data), sort_keys=False))
+
+    def patch_config(self, region: str, patch: Mapping[str, Any]) -> None:
+        self.write_config(region, deep_merge(self.read_config(region), patch))
+
+    def _server_urls(self, region: str) -> list[str]:
+        if region in self.proxies:
+            return [self.proxies[region].url]
+        if region in self.pin:
+            return [self.servers[self.pin[region]].url]
+        return [s.url for s in self.servers]
+
+    # ------------------------------------------------------------ processes
+
+    def start(self, daemons: bool = True, wait: bool = True) -> LocalFederation:
+        if self.cluster is not None:
+            self.cluster.start()
+        else:
+            self.servers[0].start()
+        for region in self.regions:
+            if self.use_proxies:
+                upstream = self.servers[self.pin.get(region, 0)]
+                self.proxies[region] = TcpProxy(("127.0.0.1", upstream.port))
+            patch = deep_merge(self._config_patch, self._per_region.get(region, {}))
+            patch = deep_merge(patch, {"nats": {"servers": self._server_urls(region)}})
+            self.patch_config(region, patch)
+        if daemons:
+            for region in self.regions:
+                self.start_daemon(region, wait=False)
+            if wait:
+                for region in self.regions:
+                    self.wait_ready(region)
+        return self
+
+    def start_daemon(self, region: str, wait: bool = True, extra_env: Mapping[str, str] | None = None) -> None:
+        proc = self.procs.get(region)
+        if proc is not None and proc.poll() is None:
+            raise RuntimeError(f"{region} is already running")
+        log = open(self.logs / f"{region}.log", "ab")
+        env = {**os.environ, **self.env, **(extra_env or {})}
+        env.setdefault("PYTHONUNBUFFERED", "1")
+        self.procs[region] = subprocess.Popen(
+            [sys.executable, "-m", "meshd", "run", "--config", str(self.config_path(region)), "--log-format", "json"],
+            stdout=log, stderr=log, stdin=subprocess.DEVNULL, env=env, start_new_session=True,
+        )
+        log.close()
+        if wait:
+            self.wait_ready(region)
+
+    def running(self, region: str) -> bool:
+        proc = self.procs.get(region)
+        return proc is not None and proc.poll() is None
+
+    def signal(self, region: str, signum: int) -> None:
+        self.procs[region].send_signal(signum)
+
+    def kill(self, region: str) -> None:
+        """SIGKILL: no leave, no cleanup, as in a crash."""
+        proc = self.procs[region]
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGKILL)
+            proc.wait()
+
+    def pause(self, region: str) -> None:
+        self.signal(region, signal.SIGSTOP)
+
+    def resume(self, region: str) -> None:
+        self.signal(region, signal.SIGCONT)
+
+    def stop_daemon(self, region: str, timeout: float = 10.0) -> int:
+        """SIGTERM and wait; the exit code (or -9 if it had to be killed)."""
+        proc = self.procs[region]
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGCONT)
+            proc.send_signal(signal.SIGTERM)
+            try:
+                return proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+                return -9
+        return proc.returncode
+
+    def cut(self, region: str, reset: bool = False) -> None:
+        self.proxies[region].cut(reset=reset)
+
+    def heal(self, region: str) -> None:
+        self.proxies[region].heal()
+
+    def stop(self) -> None:
+        for region, proc in self.procs.items():
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGCONT)
+                proc.send_signal(signal.SIGTERM)
+        deadline = time.monotonic() + 8
+        for proc in self.procs.values():
+            try:
+                proc.wait(max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+        for proxy in self.proxies.values():
+            proxy.close()
+        for server in self.servers:
+            server.stop()
+
+    def __enter__(self) -> LocalFederation:
+        try:
+            return self.start()
+        except BaseException:
+            self.stop()
+            raise
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    # ------------------------------------------------------------ observing
+
+    def http(self, region: str, path: str, *, method: str = "GET", body: Any = None,
+             admin: bool = False, timeout: float = 2.0) -> tuple[int, Any]:
+        """(status, JSON body) from the region's local HTTP endpoint; (0, None) if nothing answers."""
+        data = json.dumps(body).encode() if body is not None else None
+        req = urllib.request.Request(f"http://127.0.0.1:{self.http_ports[region]}{path}", data=data, method=method)
+        if admin:
+            token = (self.state_dir(region) / "admin.token").read_text().strip()
+            req.add_header("Authorization", f"Bearer {token}")
+        try:
+            with urllib.request.urlopen(req, timeout=timeout) as resp:
+                raw = resp.read()
+                status = resp.status
+        except urllib.error.HTTPError as exc:
+            raw, status = exc.read(), exc.code
+        except OSError:
+            return 0, None
+        try:
+            return status, json.loads(raw)
+        except ValueError:
+            return status, raw.decode(errors="replace")
+
+    def status(self, region: str) -> dict[str, Any] | None:
+        code, body = self.http(region, "/status")
+        return body if code == 200 else None
+
+    def metric(self, region: str, name: str, **labels: str) -> float:
+        """A sample's value from the region's /metrics (0 if absent)."""
+        from prometheus_client.parser import text_string_to_metric_families
+
+        req = urllib.request.Request(f"http://127.0.0.1:{self.http_ports[region]}/metrics")
+        with urllib.request.urlopen(req, timeout=2) as resp:
+            text = resp.read().decode()
+        for family in text_string_to_metric_families(text):
+            for sample in family.samples:
+                if sample.name == name and all(sample.labels.get(k) == v for k, v in labels.items()):
+                    return sample.value
+        return 0.0
+
+    def members(self, observer: str) -> dict[str, dict[str, Any]]:
+        doc = self.status(observer) or {}
+        return {m["region"]: m for m in doc.get("members", [])}
+
+    def member_state(self, observer: str, region: str) -> str | None:
+        return self.members(observer).get(region, {}).get("state")
+
+    def wait_for(self, predicate: Callable[[], T], timeout: float = 30.0, interval: float = 0.05,
+                 what: str = "condition") -> T:
+        """Poll ``predicate`` until it returns something truthy; raise TimeoutError naming ``what``."""
+        deadline = time.monotonic() + timeout
+        while True:
+            value = predicate()
+            if value:
+                return value
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"timed out after {timeout}s waiting for {what}; logs in {self.logs}")
+            time.sleep(interval)
+
+    def wait_ready(self, region: str, timeout: float = 30.0) -> None:
+        def ready() -> bool:
+            proc = self.procs[region]
+            if proc.poll() is not None:
+                tail = (self.logs / f"{region}.log").read_text()[-2000:]
+                raise RuntimeError(f"{region} exited with {proc.returncode}:\n{tail}")
+            doc = self.status(region)
+            return bool(doc and doc.get("state") == "ready")
+
+        self.wait_for(ready, timeout, what=f"{region} ready")
+
+    def log_text(self, region: str) -> str:
+        return (self.logs / f"{region}.log").read_text(errors="replace")

@@ -1,0 +1,385 @@
+"""The message transport under the bus, behind an abstract class.
+
+:class:`Transport` and :class:`KeyValueStore` state what meshd relies on from
+NATS; :class:`NatsTransport` is the real thing and
+:mod:`meshd.memtransport` an in-memory fake for fast unit tests. Both pass
+the same contract tests (``tests/test_transport_contract.py``).
+"""
+
+from __future__ import annotations
+
+import abc
+import logging
+import ssl
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from .config import NatsConfig
+
+
+class TransportError(Exception):
+    """The transport could not do what was asked (not connected, refused...)."""
+
+
+class RequestTimeout(TransportError):
+    """No reply arrived in time (or nobody is listening on the subject)."""
+
+
+class KeyExists(TransportError):
+    """A create-only write found the key already present."""
+
+
+class RevisionMismatch(TransportError):
+    """A compare-and-set write found another revision than the one expected."""
+
+
+@dataclass(frozen=True, slots=True)
+class Message:
+    subject: str
+    data: bytes
+    headers: dict[str, str] | None
+    reply: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class Entry:
+    key: str
+    value: bytes
+    revision: int
+
+
+Handler = Callable[[Message], Awaitable[None]]
+StateCallback = Callable[[bool], Awaitable[None] | None]
+
+
+class Subscription(abc.ABC):
+    @abc.abstractmethod
+    async def unsubscribe(self) -> None:
+        """Stop delivery; idempotent."""
+
+
+class KeyValueStore(abc.ABC):
+    """A replicated key-value bucket (JetStream KV in production).
+
+    Keys are NATS subject tokens joined by dots (``failover.eu-west-1.7``).
+    """
+
+    @abc.abstractmethod
+    async def create(self, key: str, value: bytes) -> int:
+        """Write ``key`` only if it does not exist; return its revision.
+
+        This is the fencing point: among any number of concurrent callers in
+        the whole cluster exactly one create of a key succeeds; every other
+        one raises :class:`KeyExists`, before or after that one, for ever
+        (until the key is deleted or expires by the bucket's TTL).
+        """
+
+    @abc.abstractmethod
+    async def get(self, key: str) -> Entry | None:
+        """The latest value of ``key``, or None if it has none (never set, or deleted)."""
+
+    @abc.abstractmethod
+    async def put(self, key: str, value: bytes) -> int:
+        """Write ``key`` unconditionally; return the new revision."""
+
+    @abc.abstractmethod
+    async def update(self, key: str, value: bytes, revision: int) -> int:
+        """Write ``key`` only if its latest revision is ``revision``; else :class:`RevisionMismatch`."""
+
+    @abc.abstractmethod
+    async def delete(self, key: str) -> None:
+        """Remove ``key``; a later create of it succeeds again."""
+
+    @abc.abstractmethod
+    async def keys(self) -> list[str]:
+        """Every key that currently has a value (order unspecified)."""
+
+
+class Transport(abc.ABC):
+    """Subject-based messaging between daemons.
+
+    Guarantees the bus relies on: messages on one subscription are handled
+    one at a time in the order the server delivered them; delivery is at
+    most once (a message published while disconnected may be lost); a
+    subscription made while connected keeps working across reconnects.
+    """
+
+    @property
+    @abc.abstractmethod
+    def connected(self) -> bool:
+        """True while messages can flow."""
+
+    @abc.abstractmethod
+    async def connect(self) -> None:
+        """Connect once; raise :class:`TransportError` if that fails (the caller retries)."""
+
+    @abc.abstractmethod
+    async def close(self) -> None:
+        """Flush what is pending (time-boxed), unsubscribe everything and disconnect. Idempotent."""
+
+    @abc.abstractmethod
+    def on_state(self, callback: StateCallback) -> None:
+        """Call ``callback(connected)`` after every loss or recovery of the connection."""
+
+    @abc.abstractmethod
+    async def publish(self, subject: str, data: bytes, headers: dict[str, str] | None = None) -> None:
+        """Send one message; at most once. Raises :class:`TransportError` if the connection is closed."""
+
+    @abc.abstractmethod
+    async def subscribe(self, subject: str, handler: Handler, queue: str | None = None) -> Subscription:
+        """Deliver messages matching ``subject`` (NATS wildcards) to ``handler``.
+
+        With ``queue``, each message goes to one member of the queue group.
+        Exceptions from ``handler`` are the caller's business: the transport
+        logs and drops them and keeps the subscription.
+        """
+
+    @abc.abstractmethod
+    async def request(self, subject: str, data: bytes, headers: dict[str, str] | None, timeout: float) -> Message:
+        """Send a request and return the first reply; :class:`RequestTimeout` if none in ``timeout`` s."""
+
+    @abc.abstractmethod
+    async def respond(self, request: Message, data: bytes, headers: dict[str, str] | None = None) -> None:
+        """Reply to a message received with a reply subject."""
+
+    @abc.abstractmethod
+    async def key_value(self, bucket: str, *, replicas: int = 1, history: int = 1, ttl: float = 0) -> KeyValueStore:
+        """Open bucket ``bucket``, creating it with these settings if it does not exist."""
+
+
+# ---------------------------------------------------------------- NATS
+
+
+log = logging.getLogger("meshd.transport")
+
+
+def _read_secret_file(path: Path) -> str:
+    return path.read_text(encoding="utf-8").strip()
+
+
+def _tls_context(config: NatsConfig) -> ssl.SSLContext | None:
+    tls = config.tls
+    if tls is None:
+        if any(s.startswith(("tls://", "wss://")) for s in config.servers):
+            return ssl.create_default_context()
+        return None
+    ctx = ssl.create_default_context(cafile=str(tls.ca_file) if tls.ca_file else None)
+    if tls.cert_file:
+        ctx.load_cert_chain(str(tls.cert_file), str(tls.key_file) if tls.key_file else None)
+    if not tls.verify:
+        ctx.check_hostname = False
+        ctx.verify_mode = ssl.CERT_NONE
+    return ctx
+
+
+def nats_connect_options(config: NatsConfig, secret: Callable[[str], str]) -> dict[str, Any]:
+    """nats-py ``connect()`` keyword arguments for ``config``.
+
+    ``secret`` turns a config string that may be ``!encrypted`` into plaintext.
+    """
+    opts: dict[str, Any] = {
+        "servers": list(config.servers),
+        "connect_timeout": config.connect_timeout,
+        "reconnect_time_wait": config.reconnect_wait,
+        "max_reconnect_attempts": -1,
+        "ping_interval": config.ping_interval,
+        "max_outstanding_pings": config.max_outstanding_pings,
+        "allow_reconnect": True,
+    }
+    if config.user is not None:
+        opts["user"] = config.user
+    if config.password is not None:
+        opts["password"] = secret(config.password)
+    elif config.password_file is not None:
+        opts["password"] = _read_secret_file(config.password_file)
+    if config.token is not None:
+        opts["token"] = secret(config.token)
+    elif config.token_file is not None:
+        opts["token"] = _read_secret_file(config.token_file)
+    if config.nkey_seed_file is not None:
+        opts["nkeys_seed"] = str(config.nkey_seed_file)
+    if config.creds_file is not None:
+        opts["user_credentials"] = str(config.creds_file)
+    ctx = _tls_context(config)
+    if ctx is not None:
+        opts["tls"] = ctx
+        if config.tls is not None and config.tls.handshake_first:
+            opts["tls_handshake_first"] = True
+    if config.inbox_prefix:
+        opts["inbox_prefix"] = config.inbox_prefix
+    return opts
+
+
+class _NatsSubscription(Subscription):
+    def __init__(self, sub: Any):
+        self._sub = sub
+
+    async def unsubscribe(self) -> None:
+        try:
+            await self._sub.unsubscribe()
+        except Exception:  # already closed connection or subscription
+            pass
+
+
+class _NatsKV(KeyValueStore):
+    def __init__(self, kv: Any):
+        self._kv = kv
+
+    async def create(self, key: str, value: bytes) -> int:
+        from nats.js.errors import KeyWrongLastSequenceError
+
+        try:
+            return await self._kv.create(key, value)
+        except KeyWrongLastSequenceError:
+            raise KeyExists(key) from None
+
+    async def get(self, key: str) -> Entry | None:
+        from nats.js.errors import KeyNotFoundError
+
+        try:
+            e = await self._kv.get(key)
+        except KeyNotFoundError:
+            return None
+        if e.value is None:
+            return None
+        return Entry(e.key, e.value, e.revision)
+
+    async def put(self, key: str, value: bytes) -> int:
+        return await self._kv.put(key, value)
+
+    async def update(self, key: str, value: bytes, revision: int) -> int:
+        from nats.js.errors import KeyWrongLastSequenceError
+
+        try:
+            return await self._kv.update(key, value, last=revision)
+        except KeyWrongLastSequenceError:
+            raise RevisionMismatch(key) from None
+
+    async def delete(self, key: str) -> None:
+        await self._kv.delete(key)
+
+    async def keys(self) -> list[str]:
+        from nats.js.errors import NoKeysError
+
+        try:
+            return list(await self._kv.keys())
+        except NoKeysError:
+            return []
+
+
+class NatsTransport(Transport):
+    """The transport over a nats-py connection (reconnects for ever once connected)."""
+
+    def __init__(self, config: NatsConfig, *, name: str, secret: Callable[[str], str] = lambda s: s):
+        self._config, self._name, self._secret = config, name, secret
+        self._nc: Any = None
+        self._callbacks: list[StateCallback] = []
+
+    @property
+    def nc(self) -> Any:
+        """The raw nats-py client, for JetStream features the abstraction does not cover."""
+        return self._nc
+
+    @property
+    def connected(self) -> bool:
+        return self._nc is not None and self._nc.is_connected
+
+    def on_state(self, callback: StateCallback) -> None:
+        self._callbacks.append(callback)
+
+    async def _emit(self, connected: bool) -> None:
+        for cb in self._callbacks:
+            result = cb(connected)
+            if result is not None:
+                await result
+
+    async def connect(self) -> None:
+        import nats
+
+        async def disconnected() -> None:
+            await self._emit(False)
+
+        async def reconnected() -> None:
+            await self._emit(True)
+
+        async def error(exc: Exception) -> None:
+            log.debug("nats: %s", exc)
+
+        opts = nats_connect_options(self._config, self._secret)
+        try:
+            # Reconnection is for an established connection; the first
+            # connect is tried once here and retried by the daemon, so each
+            # attempt gets its own log line.
+            self._nc = await nats.connect(
+                name=self._name,
+                disconnected_cb=disconnected,
+                reconnected_cb=reconnected,
+                error_cb=error,
+                **opts,
+            )
+        except Exception as exc:
+            raise TransportError(f"{type(exc).__name__}: {exc}".rstrip(": ")) from None
+
+    async def close(self) -> None:
+        nc, self._nc = self._nc, None
+        if nc is None or nc.is_closed:
+            return
+        try:
+            await nc.drain()
+        except Exception:
+            try:
+                await nc.close()
+            except Exception:
+                pass
+
+    def _client(self) -> Any:
+        if self._nc is None or self._nc.is_closed:
+            raise TransportError("not connected")
+        return self._nc
+
+    async def publish(self, subject: str, data: bytes, headers: dict[str, str] | None = None) -> None:
+        try:
+            await self._client().publish(subject, data, headers=headers)
+        except TransportError:
+            raise
+        except Exception as exc:
+            raise TransportError(str(exc) or type(exc).__name__) from None
+
+    async def subscribe(self, subject: str, handler: Handler, queue: str | None = None) -> Subscription:
+        async def cb(msg: Any) -> None:
+            await handler(Message(msg.subject, msg.data, msg.headers, msg.reply or None))
+
+        sub = await self._client().subscribe(subject, queue=queue or "", cb=cb)
+        return _NatsSubscription(sub)
+
+    async def request(self, subject: str, data: bytes, headers: dict[str, str] | None, timeout: float) -> Message:
+        from nats.errors import NoRespondersError
+        from nats.errors import TimeoutError as NatsTimeout
+
+        try:
+            msg = await self._client().request(subject, data, timeout=timeout, headers=headers)
+        except (NatsTimeout, NoRespondersError, TimeoutError):
+            raise RequestTimeout(subject) from None
+        except TransportError:
+            raise
+        except Exception as exc:
+            raise TransportError(str(exc) or type(exc).__name__) from None
+        return Message(msg.subject, msg.data, msg.headers, None)
+
+    async def respond(self, request: Message, data: bytes, headers: dict[str, str] | None = None) -> None:
+        if not request.reply:
+            raise TransportError("message has no reply subject")
+        await self.publish(request.reply, data, headers)
+
+    async def key_value(self, bucket: str, *, replicas: int = 1, history: int = 1, ttl: float = 0) -> KeyValueStore:
+        from nats.js.errors import BucketNotFoundError, NotFoundError
+
+        js = self._client().jetstream()
+        try:
+            return _NatsKV(await js.key_value(bucket))
+        except (BucketNotFoundError, NotFoundError):
+            pass
+        kv = await js.create_key_value(bucket=bucket, replicas=replicas, history=history, ttl=ttl or None)
+        return _NatsKV(kv)

@@ -1,0 +1,1 @@
+"""First-party meshd plugins, installed as ``meshd_plugins.<name>``."""

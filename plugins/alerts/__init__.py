@@ -1,0 +1,5 @@
+"""The alerts plugin."""
+
+
+class AlertsPlugin:
+    """Not implemented yet."""

@@ -1,0 +1,5 @@
+"""The failover plugin."""
+
+
+class FailoverPlugin:
+    """Not implemented yet."""

@@ -1,0 +1,5 @@
+"""The health plugin."""
+
+
+class HealthPlugin:
+    """Not implemented yet."""

@@ -1,0 +1,5 @@
+"""The keys plugin."""
+
+
+class KeysPlugin:
+    """Not implemented yet."""

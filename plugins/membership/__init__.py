@@ -1,0 +1,5 @@
+"""The membership plugin."""
+
+
+class MembershipPlugin:
+    """Not implemented yet."""

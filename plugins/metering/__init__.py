@@ -1,0 +1,5 @@
+"""The metering plugin."""
+
+
+class MeteringPlugin:
+    """Not implemented yet."""

@@ -1,0 +1,5 @@
+"""The routing plugin."""
+
+
+class RoutingPlugin:
+    """Not implemented yet."""
