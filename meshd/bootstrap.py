@@ -65,7 +65,7 @@ def init_federation(*, federation: str, regions_file: Path, nats_url: str, out: 
     names = list(region_map.regions)
     shutil.copyfile(regions_file, out / "region_map.yaml")
     copied = []
-    for name in shared_files:
+    for name in ("tenants.yaml", *shared_files):
         src = regions_file.parent / name
         if src.is_file():
             shutil.copyfile(src, out / name)
@@ -86,6 +86,7 @@ def init_federation(*, federation: str, regions_file: Path, nats_url: str, out: 
             "region": region,
             "state_dir": state_dir_template.format(region=region),
             "region_map": "region_map.yaml",
+            **({"tenants": "tenants.yaml"} if "tenants.yaml" in copied else {}),
             "lang": lang,
             "identity": {"private_key": f"keys/{region}.key", "trust_bundle": "trust.yaml"},
             "nats": {"servers": [nats_url], "user": region,

@@ -237,6 +237,8 @@ class DaemonConfig(StrictModel):
     region: Name
     state_dir: RelPath
     region_map: RelPath = Path("region_map.yaml")
+    tenants: RelPath | None = None
+    """The tenant directory (tenants.yaml), for plugins that need residency; optional."""
     identity: IdentityConfig
     nats: NatsConfig = Field(default_factory=NatsConfig)
     http: HttpConfig = Field(default_factory=HttpConfig)
@@ -318,6 +320,8 @@ class LoadedConfig:
     trust: TrustBundle
     source: Source
     plugin_sections: dict[str, BaseModel] = field(default_factory=dict)
+    tenants: Any = None
+    """The :class:`meshd.tenants.TenantDirectory`, or None when the config names none."""
 
     @property
     def region(self) -> str:
@@ -390,7 +394,20 @@ def load_config(path: str | os.PathLike[str], plugin_models: dict[str, type[Base
                     issues.append(issue)
             return None
 
+    from .tenants import TenantDirectory
+
     region_map = load_into(daemon.region_map, RegionMap, ("region_map",))
+    tenants = load_into(daemon.tenants, TenantDirectory, ("tenants",)) if daemon.tenants else None
+    if tenants is not None and region_map is not None:
+        jurisdictions = {r.jurisdiction for r in region_map.regions.values()}
+        for name, tenant in tenants.tenants.items():
+            if tenant.residency not in jurisdictions:
+                issues.append(ConfigIssue(daemon.tenants, ("tenants", name, "residency"),  # type: ignore[arg-type]
+                                          f"no region of the map is in jurisdiction {tenant.residency!r}", None))
+            if tenant.home and (tenant.home not in region_map.regions or
+                                region_map.regions[tenant.home].jurisdiction != tenant.residency):
+                issues.append(ConfigIssue(daemon.tenants, ("tenants", name, "home"),  # type: ignore[arg-type]
+                                          f"home {tenant.home!r} is not a region in {tenant.residency}", None))
     trust = load_into(daemon.identity.trust_bundle, TrustBundle, ("identity", "trust_bundle"))
 
     if region_map is not None and daemon.region not in region_map.regions:
@@ -447,4 +464,4 @@ def load_config(path: str | os.PathLike[str], plugin_models: dict[str, type[Base
     if issues:
         raise ConfigError(issues)
     assert region_map is not None and trust is not None
-    return LoadedConfig(path, daemon, region_map, trust, source, sections)
+    return LoadedConfig(path, daemon, region_map, trust, source, sections, tenants)

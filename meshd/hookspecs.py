@@ -47,7 +47,7 @@ if TYPE_CHECKING:
     from .healthstate import HealthCheck, HealthReport
     from .httpapi import Route
     from .i18n import Translator
-    from .kms import KMSProvider
+    from .kms import DataKeyring, KMSProvider
     from .members import Member
     from .service import Service
 
@@ -290,6 +290,17 @@ def meshd_kms_provider(name: str, config: dict[str, Any]) -> KMSProvider | None:
     Called when the keys plugin opens a keyring whose ``kms.provider`` is
     ``name``; ``config`` is that provider's settings. Return a
     :class:`meshd.kms.KMSProvider`, or None if ``name`` is not yours.
+    """
+
+
+@hookspec(firstresult=True)
+def meshd_keyring(daemon: Daemon, purpose: str) -> DataKeyring | None:
+    """This region's envelope-encryption keyring for ``purpose`` (``"metering"``, ``"secrets"``...). *sync*, *firstresult*
+
+    Called by plugins that keep data at rest (the metering ledger). Return a
+    :class:`meshd.kms.DataKeyring`, or None when no keyring is available; a
+    caller must then say so plainly (log and metric), not silently store
+    plaintext as if it were protected.
     """
 
 

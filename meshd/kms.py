@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import abc
+from collections.abc import Mapping
+from typing import Protocol
 
 
 class KMSProvider(abc.ABC):
@@ -27,3 +29,24 @@ class KMSProvider(abc.ABC):
     def describe(self) -> dict[str, str]:
         """Non-secret facts for ``meshd keys status`` (KEK id, location)."""
         return {"provider": self.name}
+
+
+class DataKeyring(Protocol):
+    """Envelope encryption for other plugins, from ``meshd_keyring`` (the keys plugin).
+
+    Ciphertexts carry their key version; ``context`` is bound as associated
+    data, so a value decrypts only in the context it was written for (tenant,
+    region, purpose). Key material never leaves the region.
+    """
+
+    def encrypt(self, plaintext: bytes, context: Mapping[str, str]) -> str:
+        """``meshd:vN:<base64>`` for ``plaintext`` under the latest key version."""
+        ...
+
+    def decrypt(self, ciphertext: str, context: Mapping[str, str]) -> bytes:
+        """The plaintext; raises ValueError naming the problem (tampered, wrong context, retired version)."""
+        ...
+
+    def blind_index(self, value: bytes) -> str:
+        """A keyed, deterministic digest of ``value`` (HMAC), to look records up without decrypting them."""
+        ...

@@ -30,7 +30,7 @@ if TYPE_CHECKING:
     from .decisions import Decision, Proposal, Veto
     from .healthstate import HealthCheck, HealthReport
     from .httpapi import Route
-    from .kms import KMSProvider
+    from .kms import DataKeyring, KMSProvider
     from .members import Member
     from .service import Service
 
@@ -263,6 +263,9 @@ class Hooks:
 
     def kms_provider(self, name: str, config: dict[str, Any]) -> KMSProvider | None:
         return self.call_sync("meshd_kms_provider", firstresult=True, name=name, config=config)
+
+    def keyring(self, daemon: Daemon, purpose: str) -> DataKeyring | None:
+        return self.call_sync("meshd_keyring", firstresult=True, daemon=daemon, purpose=purpose)
 
     async def key_rotated(self, daemon: Daemon, metadata: dict[str, Any]) -> None:
         await self.call("meshd_key_rotated", daemon=daemon, metadata=metadata)
