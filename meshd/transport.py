@@ -132,6 +132,7 @@ class Transport(abc.ABC):
         """Deliver messages matching ``subject`` (NATS wildcards) to ``handler``.
 
         With ``queue``, each message goes to one member of the queue group.
+        The subscription is registered on the server when this returns.
         Exceptions from ``handler`` are the caller's business: the transport
         logs and drops them and keeps the subscription.
         """
@@ -351,7 +352,14 @@ class NatsTransport(Transport):
         async def cb(msg: Any) -> None:
             await handler(Message(msg.subject, msg.data, msg.headers, msg.reply or None))
 
-        sub = await self._client().subscribe(subject, queue=queue or "", cb=cb)
+        nc = self._client()
+        sub = await nc.subscribe(subject, queue=queue or "", cb=cb)
+        # A round trip to the server, so the interest is registered before we
+        # return: a request sent right after must find this subscriber.
+        try:
+            await nc.flush(timeout=5)
+        except Exception as exc:
+            raise TransportError(f"subscribe {subject}: {exc or type(exc).__name__}") from None
         return _NatsSubscription(sub)
 
     async def request(self, subject: str, data: bytes, headers: dict[str, str] | None, timeout: float) -> Message:
