@@ -170,7 +170,7 @@ def cmd_status(args: argparse.Namespace, ctx: Context) -> int:
         return EXIT_OK
     t = ctx.t
     ctx.print(t("cli.status.header", region=doc.get("region"), federation=doc.get("federation"),
-                state=doc.get("state"), bus=t("cli.status.connected") if doc.get("bus", {}).get("connected")
+                state=t(f"cli.daemon_state.{doc.get('state')}"), bus=t("cli.status.connected") if doc.get("bus", {}).get("connected")
                 else t("cli.status.disconnected")))
     members = doc.get("members") or []
     if members:

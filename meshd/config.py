@@ -99,7 +99,7 @@ def issues_from_validation(source: Source, exc: ValidationError, prefix: KeyPath
         data = data[part] if isinstance(data, (dict, list)) else None
     for err in exc.errors(include_url=False):
         keypath = prefix + _data_keypath(data, tuple(err["loc"]))
-        message = err["msg"]
+        message = err["msg"].removeprefix("Value error, ")
         if err["type"] == "extra_forbidden":
             message = "unknown key (not a setting here; check its spelling and indentation)"
         elif err["type"] == "missing":

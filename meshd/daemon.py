@@ -113,7 +113,8 @@ class Daemon:
             self.metrics,
             self.log.getChild("bus"),
         )
-        self.http = HttpServer(d.http.listen, d.http.port, lambda: admin_token(self.state_dir))
+        token = admin_token(self.state_dir)  # created now, so the CLI can read it before its first call
+        self.http = HttpServer(d.http.listen, d.http.port, lambda: token)
         self._stop = anyio.Event()
         self._ready = anyio.Event()
         self._tg: TaskGroup | None = None

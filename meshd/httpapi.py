@@ -131,6 +131,8 @@ class HttpServer:
                 raise HTTPError(413, "headers too large")
             buf += await stream.receive()
         head, _, rest = buf.partition(b"\r\n\r\n")
+        if len(head) > MAX_HEADER:
+            raise HTTPError(413, "headers too large")
         lines = head.decode("latin-1").split("\r\n")
         try:
             method, target, _version = lines[0].split(" ", 2)

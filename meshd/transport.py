@@ -309,11 +309,13 @@ class NatsTransport(Transport):
             log.debug("nats: %s", exc)
 
         opts = nats_connect_options(self._config, self._secret)
+        # nats-py retries a first connect for ever when reconnects are
+        # unlimited. The daemon retries first connects itself, with one log
+        # line per attempt, so the first one is bounded (each server once)
+        # and unlimited reconnection is switched on once connected.
+        opts["max_reconnect_attempts"] = 1
         try:
-            # Reconnection is for an established connection; the first
-            # connect is tried once here and retried by the daemon, so each
-            # attempt gets its own log line.
-            self._nc = await nats.connect(
+            nc = await nats.connect(
                 name=self._name,
                 disconnected_cb=disconnected,
                 reconnected_cb=reconnected,
@@ -322,6 +324,8 @@ class NatsTransport(Transport):
             )
         except Exception as exc:
             raise TransportError(f"{type(exc).__name__}: {exc}".rstrip(": ")) from None
+        nc.options["max_reconnect_attempts"] = -1
+        self._nc = nc
 
     async def close(self) -> None:
         nc, self._nc = self._nc, None
