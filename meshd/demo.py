@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import shutil
+import signal
 import sys
 import tempfile
 import time
@@ -42,8 +43,10 @@ def converged(views: dict[str, dict[str, Any] | None], regions: list[str], expec
 
 
 def render(views: dict[str, dict[str, Any] | None], regions: list[str], t: Any, events: list[str]) -> str:
-    width = max(len(r) for r in regions) + 2
-    head = t("cli.demo.matrix").ljust(width) + "".join(r[:12].ljust(14) for r in regions)
+    label = t("cli.demo.matrix")
+    width = max(len(label), *(len(r) for r in regions)) + 2
+    col = max(len(r) for r in regions) + 2
+    head = label.ljust(width) + "".join(r.ljust(col) for r in regions)
     lines = [head, "-" * len(head)]
     for region in regions:
         row = region.ljust(width)
@@ -56,14 +59,27 @@ def render(views: dict[str, dict[str, Any] | None], regions: list[str], t: Any, 
             else:
                 state = member_states(view).get(region)
                 cell = t(f"cli.member_state.{state}") if state else "?"
-            row += cell[:12].ljust(14)
+            row += cell[: col - 2].ljust(col)
         lines.append(row)
     lines.append("")
     lines.extend(events[-8:])
     return "\n".join(lines)
 
 
+def _raise_interrupt(_signum: int, _frame: Any) -> None:
+    raise KeyboardInterrupt
+
+
+def _set_signal(signum: int, handler: Any) -> Any:
+    """Install a handler; None when not on the main thread (then signals are not ours to take)."""
+    try:
+        return signal.signal(signum, handler)
+    except ValueError:
+        return None
+
+
 def run_demo(args: argparse.Namespace, ctx: Any) -> int:
+    """Run the demo until done (``--once``), timed out, or interrupted; everything started is stopped."""
     t = ctx.t
     regions_file = Path(args.regions) if args.regions else default_regions_file()
     if regions_file is None:
@@ -99,6 +115,8 @@ def run_demo(args: argparse.Namespace, ctx: Any) -> int:
             ctx.print(line)
 
     code = 0
+    # SIGTERM stops the demo like Ctrl-C does, so a killed demo leaves no daemon behind.
+    previous_term = _set_signal(signal.SIGTERM, _raise_interrupt)
     try:
         fed.start(wait=False)
         event(t("cli.demo.started", count=len(regions), dir=workdir, nats=fed.servers[0].url))
@@ -121,7 +139,7 @@ def run_demo(args: argparse.Namespace, ctx: Any) -> int:
                 else:
                     phase = "done"
             elif phase == "detecting" and converged(views, regions, expect):
-                event(t("cli.demo.detected", region=args.kill, seconds=f"{time.monotonic() - killed_at:.1f}"))
+                event(t("cli.demo.detected", region=args.kill, seconds=t.number(time.monotonic() - killed_at, 1)))
                 phase = "done"
             if phase == "done" and args.once:
                 break
@@ -129,13 +147,22 @@ def run_demo(args: argparse.Namespace, ctx: Any) -> int:
                 event(t("cli.demo.timeout", seconds=args.timeout))
                 code = 1
                 break
-            time.sleep(0.25)
+            time.sleep(0.1 if phase == "detecting" else 0.25)
         if not tty:
             ctx.print(render(_views(fed), regions, t, []))
     except KeyboardInterrupt:
         event(t("cli.demo.stopping"))
     finally:
-        fed.stop()
+        # A second Ctrl-C must not cut the cleanup short.
+        previous_int = _set_signal(signal.SIGINT, signal.SIG_IGN)
+        _set_signal(signal.SIGTERM, signal.SIG_IGN)
+        try:
+            fed.stop()
+        finally:
+            if previous_int is not None:
+                _set_signal(signal.SIGINT, previous_int)
+            if previous_term is not None:
+                _set_signal(signal.SIGTERM, previous_term)
         if own_dir and code == 0:
             shutil.rmtree(workdir, ignore_errors=True)
         elif code:

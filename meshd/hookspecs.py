@@ -49,6 +49,7 @@ if TYPE_CHECKING:
     from .i18n import Translator
     from .kms import DataKeyring, KMSProvider
     from .members import Member
+    from .plugins import Hooks
     from .service import Service
 
 PROJECT = "meshd"
@@ -73,14 +74,17 @@ def meshd_config_models() -> dict[str, type[BaseModel]]:
 
 
 @hookspec
-def meshd_validate_config(config: LoadedConfig) -> Sequence[ConfigIssue] | None:
+def meshd_validate_config(config: LoadedConfig, hooks: Hooks) -> Sequence[ConfigIssue] | None:
     """Check what pydantic alone cannot: the plugin's shared files, cross-references. *sync*
 
     Called after a config loaded and validated, by ``meshd run``,
     ``meshd check-config`` and on every reload. Return the problems found
     (``meshd.config.ConfigIssue`` naming file, key path and line) or None.
     A non-empty result makes the config invalid: at start the daemon exits
-    2, on reload the old config is kept.
+    2, on reload the old config is kept. ``hooks`` is the plugin facade, for
+    checks that depend on other plugins (the health plugin checks each
+    probe against the kinds from ``hooks.probe_kinds()``); no daemon exists
+    yet, so only *sync* hooks may be called.
     """
 
 
@@ -94,13 +98,16 @@ def meshd_federation_files() -> Sequence[str]:
 
 
 @hookspec
-def meshd_decrypt_secret(config: LoadedConfig, value: str) -> str | None:
+def meshd_decrypt_secret(config: LoadedConfig, value: str, hooks: Hooks) -> str | None:
     """Decrypt a config value written ``!encrypted meshd:vN:...``. *sync*, *firstresult*
 
     Called when the daemon needs the plaintext of such a value (a NATS
     password, a receiver URL with a token), at the moment of use. Return the
     plaintext, or None if this plugin cannot decrypt it. The plaintext must
-    never be logged; the daemon registers it with the log scrubber.
+    never be logged; the daemon registers it with the log scrubber. It runs
+    before the daemon is up (the NATS password is needed to connect), so it
+    works from ``config`` alone; ``hooks`` is the plugin facade, to reach
+    *sync* hooks such as ``hooks.kms_provider()``.
     """
 
 
@@ -220,8 +227,11 @@ def meshd_probe_kinds() -> dict[str, type] | None:
     """Extra probe types for the health plugin. *sync*
 
     Return ``{kind: ProbeClass}``; a probe configured with ``kind: <kind>``
-    is built from that class (see ``meshd_plugins.health`` for the probe
-    base class and its contract).
+    is built from that class, a subclass of
+    ``meshd_plugins.health.probes.Probe`` (its docstring is the contract:
+    a ``Settings`` model, an async ``check()`` returning a ``ProbeResult``).
+    Called at config validation and whenever the health plugin (re)builds
+    its probes.
     """
 
 
@@ -242,7 +252,10 @@ def meshd_member_changed(daemon: Daemon, member: Member, previous: Member | None
     Called by the membership plugin on every transition (alive, suspect,
     dead, left, isolated) and when a region is first seen (``previous`` is
     None). ``member.region == daemon.region`` with state ``isolated`` means
-    this daemon lost the bus.
+    this daemon lost the bus. Also called when another region's reported
+    health changes without a state change (``member.state ==
+    previous.state``, ``member.health != previous.health``). Calls come in
+    order, one per change, from a queue of their own.
     """
 
 
@@ -276,7 +289,12 @@ def meshd_route_filter(daemon: Daemon | None, request: Any, candidates: Sequence
     Called for every routing decision after residency and liveness filtering,
     with the remaining candidates; return the subset to keep (or None to
     keep all). A filter can only remove candidates, never add one, so
-    residency cannot be widened by a plugin.
+    residency cannot be widened by a plugin. ``request`` is a
+    :class:`meshd.routing.RouteRequest` (tenant_id, residency, location,
+    sovereignty, session) and each candidate a :class:`meshd.routing.Candidate`
+    (region, latency_ms, weight, carbon_intensity, degraded...). It runs on
+    the routing hot path: keep it cheap, and know that it is only called at
+    all when some plugin implements it.
     """
 
 
@@ -306,7 +324,14 @@ def meshd_keyring(daemon: Daemon, purpose: str) -> DataKeyring | None:
 
 @hookspec
 def meshd_key_rotated(daemon: Daemon, metadata: dict[str, Any]) -> Awaitable[None] | None:
-    """A regional key was rotated; ``metadata`` names the key and version, never its bytes."""
+    """A regional key was rotated; ``metadata`` names the key and version, never its bytes.
+
+    Called on the daemon of the region whose keyring rotated, after the new
+    version is on disk, with ``region``, ``purpose``, ``key_id``, ``version``,
+    ``created``, ``fingerprint``, ``reason`` (``manual``, ``age`` or
+    ``count``) and the keyring's minimum versions. Other regions learn of it
+    through the keys plugin's federation view (``/status`` ``keys.federation``).
+    """
 
 
 # ---------------------------------------------------------------- alerts

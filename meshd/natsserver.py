@@ -56,13 +56,22 @@ def _q(value: str) -> str:
     return json.dumps(value)  # nats-server config accepts JSON strings
 
 
-def authorization_block(federation: str, users: Mapping[str, str], *, extra_publish: Iterable[str] = ()) -> str:
+def authorization_block(federation: str, users: Mapping[str, str], *, extra_publish: Iterable[str] = (),
+                        deny_publish: Mapping[str, Iterable[str]] | None = None,
+                        extra_users: Mapping[str, tuple[str, Mapping[str, object]]] | None = None) -> str:
     """``authorization { users = [...] }``: one user per region, publishing only as itself.
 
     A region may publish on ``meshd.<federation>.<kind>.<region>[.>]`` (its own
     sender token), reply to requests it received (``allow_responses``), and
     use the JetStream API and KV buckets. It subscribes to the federation's
-    subjects and its own ``_INBOX.<region>.>`` replies only.
+    subjects and its own ``_INBOX.<region>.>`` replies only. The region-local
+    key service subjects ``meshd-kms.<federation>.<region>.>`` (keys plugin)
+    sit outside ``meshd.<federation>.>`` so that only that region's user may
+    publish or subscribe there: no other region ever sees what it encrypts.
+    ``deny_publish`` maps a region to subjects it may not publish on, for
+    tests that break chosen links (an asymmetric network).
+    ``extra_users`` maps a user name to (password, nats-server permissions),
+    for users that are not regions (e.g. a region's usage publishers).
     """
     lines = ["authorization {", "  users = ["]
     for region, password in sorted(users.items()):
@@ -73,14 +82,19 @@ def authorization_block(federation: str, users: Mapping[str, str], *, extra_publ
             "$JS.ACK.>",
             "$JS.FC.>",
             "$KV.>",
+            f"meshd-kms.{federation}.{region}.>",
             *extra_publish,
         ]
-        subscribe = [f"meshd.{federation}.>", f"_INBOX.{region}.>", "$KV.>"]
+        subscribe = [f"meshd.{federation}.>", f"_INBOX.{region}.>", "$KV.>", f"meshd-kms.{federation}.{region}.>"]
+        denied = list((deny_publish or {}).get(region, ()))
+        deny = f", deny: {json.dumps(denied)}" if denied else ""
         lines.append(
             f"    {{user: {_q(region)}, password: {_q(password)}, permissions: {{"
-            f"publish: {{allow: {json.dumps(publish)}}}, subscribe: {{allow: {json.dumps(subscribe)}}}, "
+            f"publish: {{allow: {json.dumps(publish)}{deny}}}, subscribe: {{allow: {json.dumps(subscribe)}}}, "
             f"allow_responses: true}}}}"
         )
+    for user, (password, permissions) in sorted((extra_users or {}).items()):
+        lines.append(f"    {{user: {_q(user)}, password: {_q(password)}, permissions: {json.dumps(permissions)}}}")
     lines += ["  ]", "}"]
     return "\n".join(lines)
 
@@ -88,8 +102,12 @@ def authorization_block(federation: str, users: Mapping[str, str], *, extra_publ
 def render_config(*, name: str, host: str, port: int, monitor_port: int, store_dir: Path,
                   cluster_name: str | None = None, cluster_port: int | None = None,
                   routes: Sequence[int] = (), authorization: str | None = None,
-                  max_payload: int = 1024 * 1024) -> str:
-    """A nats-server config with JetStream, optionally clustered over loopback routes."""
+                  max_payload: int = 1024 * 1024, no_advertise: bool = False) -> str:
+    """A nats-server config with JetStream, optionally clustered over loopback routes.
+
+    ``no_advertise`` keeps the cluster from telling clients about its other
+    nodes, so a client configured with one node stays on that node.
+    """
     out = [
         f"server_name: {_q(name)}",
         f"listen: {_q(f'{host}:{port}')}",
@@ -100,7 +118,7 @@ def render_config(*, name: str, host: str, port: int, monitor_port: int, store_d
     if cluster_name and cluster_port:
         route_urls = ", ".join(_q(f"nats-route://{host}:{p}") for p in routes)
         out.append(f"cluster {{ name: {_q(cluster_name)}, listen: {_q(f'{host}:{cluster_port}')}, "
-                   f"routes: [{route_urls}] }}")
+                   f"{'no_advertise: true, ' if no_advertise else ''}routes: [{route_urls}] }}")
     if authorization:
         out.append(authorization)
     return "\n".join(out) + "\n"
@@ -119,6 +137,7 @@ class NatsServer:
     cluster_port: int | None = None
     routes: Sequence[int] = ()
     authorization: str | None = None
+    no_advertise: bool = False
     config_file: Path | None = None
     """A ready-made config (``meshd init``'s); when set, it is used as is."""
     binary: str = field(default_factory=find_nats_server)
@@ -144,6 +163,7 @@ class NatsServer:
             name=self.name, host=self.host, port=self.port, monitor_port=self.monitor_port,
             store_dir=self.workdir / f"{self.name}-js", cluster_name=self.cluster_name,
             cluster_port=self.cluster_port, routes=self.routes, authorization=self.authorization,
+            no_advertise=self.no_advertise,
         )
         fd = os.open(self.conf_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         with os.fdopen(fd, "w") as f:
@@ -215,6 +235,8 @@ class NatsCluster:
     size: int = 3
     name: str = "meshd"
     authorization: str | None = None
+    no_advertise: bool = False
+    """Clients learn no other node than the ones they are configured with (for pinned daemons)."""
     nodes: list[NatsServer] = field(default_factory=list)
 
     def __post_init__(self) -> None:
@@ -222,7 +244,8 @@ class NatsCluster:
             cluster_ports = [free_port() for _ in range(self.size)]
             self.nodes = [
                 NatsServer(self.workdir, name=f"n{i + 1}", cluster_name=self.name, cluster_port=cport,
-                           routes=[p for p in cluster_ports if p != cport], authorization=self.authorization)
+                           routes=[p for p in cluster_ports if p != cport], authorization=self.authorization,
+                           no_advertise=self.no_advertise)
                 for i, cport in enumerate(cluster_ports)
             ]
 

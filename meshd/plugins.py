@@ -132,8 +132,12 @@ class Hooks:
             return None
         return result
 
-    def call_sync(self, name: str, *, firstresult: bool = False, **kwargs: Any) -> Any:
-        """Call hook ``name`` outside the event loop; each implementation isolated."""
+    def call_sync(self, name: str, /, *, firstresult: bool = False, **kwargs: Any) -> Any:
+        """Call hook ``name`` outside the event loop; each implementation isolated.
+
+        ``name`` is positional-only: hooks may have an argument called ``name``
+        (``meshd_kms_provider``).
+        """
         results = []
         for impl in self._impls(name):
             result = self._run_sync(impl, name, kwargs)
@@ -143,7 +147,7 @@ class Hooks:
                 results.append(result)
         return None if firstresult else results
 
-    async def call(self, name: str, *, firstresult: bool = False, **kwargs: Any) -> Any:
+    async def call(self, name: str, /, *, firstresult: bool = False, **kwargs: Any) -> Any:
         """Call hook ``name``, awaiting awaitable results; each implementation isolated."""
         results = []
         for impl in self._impls(name):
@@ -176,7 +180,7 @@ class Hooks:
         """Load a daemon config with every plugin's sections and checks; raise :class:`ConfigError`."""
         config = load_config(path, self.config_models())
         issues: list[ConfigIssue] = []
-        for result in self.call_sync("meshd_validate_config", config=config):
+        for result in self.call_sync("meshd_validate_config", config=config, hooks=self):
             issues.extend(result)
         if issues:
             raise ConfigError(issues)
@@ -186,7 +190,7 @@ class Hooks:
         return sorted({name for result in self.call_sync("meshd_federation_files") for name in result})
 
     def decrypt_secret(self, config: LoadedConfig, value: str) -> str | None:
-        return self.call_sync("meshd_decrypt_secret", firstresult=True, config=config, value=value)
+        return self.call_sync("meshd_decrypt_secret", firstresult=True, config=config, value=value, hooks=self)
 
     def cli_commands(self, subparsers: Any, t: Any) -> None:
         self.call_sync("meshd_cli_commands", subparsers=subparsers, t=t)

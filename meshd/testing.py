@@ -175,7 +175,8 @@ class LocalFederation:
                  federation: str = "test", nats_nodes: int = 1, proxies: bool = False,
                  pin: Mapping[str, int] | None = None, config: Mapping[str, Any] | None = None,
                  per_region: Mapping[str, Mapping[str, Any]] | None = None, shared_files: Iterable[Path] = (),
-                 env: Mapping[str, str] | None = None, lang: str = "en"):
+                 env: Mapping[str, str] | None = None, lang: str = "en",
+                 broken_links: Iterable[tuple[str, str]] = ()):
         self.workdir = Path(workdir)
         self.workdir.mkdir(parents=True, exist_ok=True)
         source = regions_file or default_regions_file()
@@ -204,14 +205,22 @@ class LocalFederation:
         )
         self.dir = self.init.out
         passwords = {r: (self.dir / "secrets" / f"{r}.nats-password").read_text().strip() for r in chosen}
-        auth = authorization_block(federation, passwords)
+        # A broken link (a, b): NATS refuses every message a addresses to b and
+        # b to a, while both still reach everyone else (an asymmetric network).
+        deny: dict[str, list[str]] = {}
+        for a, b in broken_links:
+            deny.setdefault(a, []).append(f"meshd.{federation}.*.{a}.{b}")
+            deny.setdefault(b, []).append(f"meshd.{federation}.*.{b}.{a}")
+        auth = authorization_block(federation, passwords, deny_publish=deny)
         self.nats_nodes = nats_nodes
         if nats_nodes == 1:
             self.cluster: NatsCluster | None = None
             self.servers: list[NatsServer] = [NatsServer(self.workdir / "nats", name="n1", port=nats_port,
                                                          authorization=auth)]
         else:
-            self.cluster = NatsCluster(self.workdir / "nats", size=nats_nodes, authorization=auth)
+            # A pinned daemon must stay on its node: the cluster does not advertise the others.
+            self.cluster = NatsCluster(self.workdir / "nats", size=nats_nodes, authorization=auth,
+                                       no_advertise=bool(pin))
             self.servers = self.cluster.nodes
         self.pin = dict(pin or {})
         self.proxies: dict[str, TcpProxy] = {}
@@ -378,7 +387,7 @@ class LocalFederation:
         code, body = self.http(region, "/status")
         return body if code == 200 else None
 
-    def metric(self, region: str, name: str, **labels: str) -> float:
+    def metric(self, region: str, name: str, /, **labels: str) -> float:
         """A sample's value from the region's /metrics (0 if absent)."""
         from prometheus_client.parser import text_string_to_metric_families
 

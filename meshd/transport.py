@@ -229,11 +229,14 @@ class _NatsKV(KeyValueStore):
         self._kv = kv
 
     async def create(self, key: str, value: bytes) -> int:
-        from nats.js.errors import KeyWrongLastSequenceError
+        from nats.js.errors import KeyNotFoundError, KeyWrongLastSequenceError
 
         try:
             return await self._kv.create(key, value)
-        except KeyWrongLastSequenceError:
+        except (KeyWrongLastSequenceError, KeyNotFoundError):
+            # nats-py answers a create that lost with "wrong last sequence", then reads the key to
+            # tell a deleted one from a live one; on a cluster that read can hit a replica that
+            # has not caught up yet and say "not found". Either way the stream refused the write.
             raise KeyExists(key) from None
 
     async def get(self, key: str) -> Entry | None:
