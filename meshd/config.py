@@ -136,9 +136,13 @@ Secret = Annotated[str, PlainValidator(_secret)]
 
 
 class StrictModel(BaseModel):
-    """Base for config sections: unknown keys are errors, not silently ignored."""
+    """Base for config sections: unknown keys are errors, not silently ignored.
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    Defaults are validated like written values, so a default ``RelPath`` is
+    resolved against the config file's directory too.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True, validate_default=True)
 
 
 # ---------------------------------------------------------------- daemon config
@@ -375,6 +379,10 @@ def load_config(path: str | os.PathLike[str], plugin_models: dict[str, type[Base
     fields: dict[str, Any] = {}
     for name, model in plugin_models.items():
         fields[name] = (model, Field(default_factory=model))
+        if isinstance(source.data, dict) and source.data.get(name) is None:
+            # Validate an absent section too, so its defaults get the same
+            # treatment as written values (relative paths resolved here).
+            source.data[name] = {}
     model = create_model("DaemonConfigWithPlugins", __base__=DaemonConfig, **fields) if fields else DaemonConfig
     daemon: DaemonConfig = validate_source(source, model)
     sections = {name: getattr(daemon, name) for name in plugin_models}

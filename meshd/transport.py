@@ -375,8 +375,10 @@ class NatsTransport(Transport):
 
         try:
             msg = await self._client().request(subject, data, timeout=timeout, headers=headers)
-        except (NatsTimeout, NoRespondersError, TimeoutError):
-            raise RequestTimeout(subject) from None
+        except NoRespondersError:
+            raise RequestTimeout(f"{subject}: no responders") from None
+        except (NatsTimeout, TimeoutError):
+            raise RequestTimeout(f"{subject}: no reply within {timeout:g}s") from None
         except TransportError:
             raise
         except Exception as exc:

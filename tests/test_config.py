@@ -226,3 +226,24 @@ def test_check_config_console_script_prints_no_traceback(fed: dict[str, Path]) -
     assert proc.returncode == 2
     assert "Traceback" not in proc.stderr + proc.stdout
     assert str(path) in proc.stderr
+
+
+def test_an_absent_plugin_section_resolves_its_default_paths(fed: dict[str, Path]) -> None:
+    from meshd.config import RelPath, StrictModel
+
+    class Section(StrictModel):
+        file: RelPath = Path("shared.yaml")
+
+    config = load_config(fed["eu-west-1"], {"section": Section})
+    assert config.plugin("section").file == fed["eu-west-1"].parent / "shared.yaml"
+
+
+def test_default_region_map_is_beside_the_config(fed: dict[str, Path], tmp_path: Path) -> None:
+    edit_yaml(fed["eu-west-1"], lambda d: d.pop("region_map"))
+    old = os.getcwd()
+    os.chdir(tmp_path)
+    try:
+        config = load_config(fed["eu-west-1"])
+    finally:
+        os.chdir(old)
+    assert set(config.region_map.regions) == set(REGIONS)
