@@ -1,0 +1,381 @@
+"""Metering throughput and crash recovery, measured side by side in one run.
+
+    python bench/metering_bench.py                    # full run (~3-5 minutes on 2 cores)
+    python bench/metering_bench.py --quick --rounds 1 # smaller counts, for a smoke test
+
+What it measures (every figure from this one run, so ratios are comparable):
+
+1. ledger     validate + count in SQLite, no NATS: plaintext vs keyring-encrypted rows
+2. anchors    bare JetStream acked publishes of single 128-byte messages, pipelined
+              (the ceiling a one-event-per-message design would hit)
+3. ingest     one real daemon process consuming its region's stream into its ledger:
+              - backlog: events published while the daemon is paused, then drained
+              - live:    events published while the daemon consumes, until all are counted
+              for batches of 500 events per message (plaintext and keyring), 100 and 1;
+              each case --rounds times into the same daemon: best and median
+4. sigkill    a backlog, SIGKILL of the daemon mid-drain, restart: the ledger total must
+              equal the events sent, exactly; reports the catch-up time
+
+"Deduplicated" here: JetStream drops a message whose Nats-Msg-Id it saw
+within its window (a batch resent as is); the ledger drops every event whose
+(source, id) it counted before, whatever message carries it, for >= 32 days.
+The daemon runs as its own process (``--serve``, a ``meshd run`` that can add
+the test keyring), the publisher (the SDK) in this one, nats-server in a third.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import platform
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+ROOT = Path(__file__).resolve().parent.parent
+REGION = "eu-west-1"
+OTHERS = ["health", "membership", "failover", "routing", "alerts", "keys"]
+METERS = {"api_calls": {"kind": "SUM"}, "users": {"kind": "UNIQUE_COUNT"}}
+TENANTS = [f"tenant-{i:02d}" for i in range(10)]
+VALUES = [str(1 + i % 997) if i % 3 else f"{i % 50}.{i % 100:02d}" for i in range(1000)]
+
+
+# ---------------------------------------------------------------- the daemon process
+
+
+def serve(config: str, keyring: bool) -> None:
+    """``meshd run`` with only metering (and optionally the seeded test keyring)."""
+    import anyio
+
+    from meshd.daemon import Daemon
+    from meshd.daemon import serve as serve_daemon
+    from meshd.logs import setup_logging
+    from meshd.plugins import Hooks
+    from meshd_plugins.metering.testing import SeededKeyringPlugin
+
+    extra = [("benchkeyring", SeededKeyringPlugin())] if keyring else []
+    hooks = Hooks.load(blocked=OTHERS, extra=extra)
+    loaded = hooks.load_config(config)
+    setup_logging("info", "json")
+    anyio.run(serve_daemon, Daemon(loaded, hooks), backend="asyncio")
+
+
+class DaemonProcess:
+    def __init__(self, config: Path, port: int, keyring: bool, log: Path):
+        self.config, self.port, self.keyring, self.log = config, port, keyring, log
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        args = [sys.executable, __file__, "--serve", str(self.config)] + (["--keyring"] if self.keyring else [])
+        with open(self.log, "ab") as out:
+            self.proc = subprocess.Popen(args, stdout=out, stderr=out, start_new_session=True)
+        wait_for(lambda: (self.metering() or {}).get("consumer", {}).get("running"), 30, "consumer running")
+
+    def status(self) -> dict[str, Any] | None:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/status", timeout=2) as resp:
+                return json.loads(resp.read())
+        except OSError:
+            return None
+
+    def metering(self) -> dict[str, Any] | None:
+        doc = self.status()
+        return doc.get("metering") if doc else None
+
+    def counted(self) -> int:
+        return int(((self.metering() or {}).get("ledger") or {}).get("accepted_total") or 0)
+
+    def signal(self, signum: int) -> None:
+        assert self.proc is not None
+        self.proc.send_signal(signum)
+
+    def kill(self) -> None:
+        assert self.proc is not None
+        self.proc.kill()
+        self.proc.wait()
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGCONT)
+            self.proc.terminate()
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+
+def wait_for(predicate: Any, timeout: float, what: str, interval: float = 0.05) -> Any:
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"timed out waiting for {what}")
+        time.sleep(interval)
+
+
+# ---------------------------------------------------------------- fixtures
+
+
+def federation(workdir: Path, nats_url: str, name: str, **metering: Any) -> tuple[Path, int]:
+    from meshd.natsserver import free_port
+    from meshd.testing import write_federation
+
+    base = workdir / name
+    base.mkdir(parents=True)
+    (base / "tenants.yaml").write_text("tenants:\n" + "".join(f"  {t}: {{residency: EU}}\n" for t in TENANTS))
+    port = free_port()
+    configs = write_federation(base, [REGION], nats_url, patch={
+        "metering": {"meters": METERS, "stream": {"max_bytes": "1GiB"}, **metering},
+        "http": {"port": port}, "plugins": {"disabled": OTHERS}})
+    return configs[REGION], port
+
+
+def events(n: int, prefix: str) -> list[dict[str, Any]]:
+    """Realistic events: distinct millisecond timestamps, varied values, ten tenants, UUID-like ids."""
+    now = time.time()
+    out = []
+    for i in range(n):
+        stamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(now - 60 - i / 1000)) + f".{i % 1000:03d}Z"
+        out.append({"id": f"{prefix}-{i:08d}-7f3a9c2e", "source": "//bench/api-gw/eu-west-1",
+                    "tenant": TENANTS[i % len(TENANTS)], "meter": "api_calls",
+                    "value": VALUES[i % len(VALUES)], "time": stamp, "specversion": "1.0"})
+    return out
+
+
+async def publish(nats_url: str, evs: list[dict[str, Any]], batch: int, receipts: bool = False) -> float:
+    """Publish through the SDK (JetStream acks, pipelined); the seconds it took."""
+    from meshd_plugins.metering.sdk import UsageClient
+
+    client = await UsageClient.connect([nats_url], federation="test", region=REGION, batch_size=batch,
+                                       receipts=receipts, max_in_flight=256 if batch > 1 else 2000)
+    try:
+        began = time.perf_counter()
+        result = await client.publish(evs)
+        took = time.perf_counter() - began
+        assert result.stored == len(evs) and not result.failed, (result.stored, result.failed[:2])
+        return took
+    finally:
+        await client.close()
+
+
+# ---------------------------------------------------------------- 1. ledger only
+
+
+def bench_ledger(workdir: Path, n: int) -> list[dict[str, Any]]:
+    from meshd_plugins.metering.atrest import KeyringProtected, Plaintext
+    from meshd_plugins.metering.config import MeterKind
+    from meshd_plugins.metering.events import Policy, check_message, encode
+    from meshd_plugins.metering.ledger import Ledger
+    from meshd_plugins.metering.testing import SeededKeyring
+
+    n -= n % 500
+    now = time.time()
+    policy = Policy(meters={"api_calls": MeterKind.SUM}, tenant_check=lambda t: None, max_age=31 * 86400)
+    rows = []
+    for tenants in (1, 1000):
+        evs = events(n, f"l{tenants}")
+        for i, e in enumerate(evs):
+            e["tenant"] = f"t{i % tenants}"
+        msgs = [encode(evs[b:b + 500]) for b in range(0, n, 500)]
+        for mode in ("plaintext", "keyring"):
+            keyring = SeededKeyring(REGION) if mode == "keyring" else None
+            ledger = Ledger(workdir / f"ledger-{tenants}-{mode}.sqlite3",
+                            KeyringProtected(keyring) if keyring else Plaintext(), region=REGION,
+                            retention=35 * 86400)
+            ledger.open()
+            began = time.perf_counter()
+            for i in range(0, len(msgs), 128):
+                checked = [check_message(m, now, policy) for m in msgs[i:i + 128]]
+                ledger.apply([(evs, now) for evs, _ in checked])
+            took = time.perf_counter() - began
+            assert ledger.counters["accepted"] == n
+            rows.append({"tenants": tenants, "at_rest": mode, "events": n, "seconds": round(took, 3),
+                         "events_per_s": round(n / took), "encryptions": keyring.encryptions if keyring else 0})
+            ledger.close()
+    return rows
+
+
+# ---------------------------------------------------------------- 2. anchors
+
+
+async def bench_anchor(nats_url: str, n: int) -> dict[str, Any]:
+    import nats
+
+    nc = await nats.connect(nats_url)
+    js = nc.jetstream()
+    await js.add_stream(name="anchor", subjects=["anchor.>"])
+    payload = b"x" * 128
+    began = time.perf_counter()
+    pending = []
+    for i in range(n):
+        pending.append(await js.publish_async("anchor.x", payload))
+        if len(pending) >= 500:
+            await asyncio.gather(*pending)
+            pending = []
+    await asyncio.gather(*pending)
+    took = time.perf_counter() - began
+    await js.delete_stream("anchor")
+    await nc.close()
+    return {"messages": n, "seconds": round(took, 3), "msgs_per_s": round(n / took)}
+
+
+# ---------------------------------------------------------------- 3. ingest
+
+
+def bench_ingest(workdir: Path, nats_url: str, name: str, n: int, batch: int, keyring: bool,
+                 rounds: int) -> dict[str, Any]:
+    """``rounds`` x (backlog drain, then live) into one daemon; best and median of each figure."""
+    config, port = federation(workdir, nats_url, name)
+    daemon = DaemonProcess(config, port, keyring, workdir / f"{name}.log")
+    daemon.start()
+    figures: dict[str, list[float]] = {"publish": [], "drain": [], "live": [], "live_publish": []}
+    try:
+        for r in range(rounds):
+            backlog, live_events = events(n, f"{name}-{r}-b"), events(n, f"{name}-{r}-l")  # before any clock
+            counted = daemon.counted()
+            # Backlog: publish with the daemon paused, then time the drain alone.
+            daemon.signal(signal.SIGSTOP)
+            try:
+                figures["publish"].append(n / asyncio.run(publish(nats_url, backlog, batch)))
+            finally:
+                daemon.signal(signal.SIGCONT)
+            began = time.perf_counter()
+            wait_for(lambda: daemon.counted() >= counted + n, 600, "backlog drained")
+            figures["drain"].append(n / (time.perf_counter() - began))
+            # Live: publish while it consumes; done when the last event is counted.
+            began = time.perf_counter()
+            figures["live_publish"].append(n / asyncio.run(publish(nats_url, live_events, batch)))
+            wait_for(lambda: daemon.counted() >= counted + 2 * n, 600, "live events counted")
+            figures["live"].append(n / (time.perf_counter() - began))
+        status = daemon.metering() or {}
+        assert status["ledger"]["accepted_total"] == 2 * n * rounds
+        assert status["at_rest"] == ("keyring" if keyring else "plaintext")
+        row: dict[str, Any] = {"case": name, "batch": batch, "at_rest": status["at_rest"], "events": n,
+                               "rounds": rounds, "ledger_bytes": status["ledger"]["bytes"]}
+        for key, values in figures.items():
+            row[f"{key}_events_per_s_best"] = round(max(values))
+            row[f"{key}_events_per_s_median"] = round(statistics.median(values))
+        return row
+    finally:
+        daemon.stop()
+
+
+# ---------------------------------------------------------------- 4. sigkill
+
+
+def bench_sigkill(workdir: Path, nats_url: str, n: int) -> dict[str, Any]:
+    # 32 messages (16,000 events) per transaction, so that the kill lands between commits.
+    config, port = federation(workdir, nats_url, "sigkill", fetch_batch=32)
+    daemon = DaemonProcess(config, port, False, workdir / "sigkill.log")
+    daemon.start()
+    try:
+        sent = events(n, "k")
+        period = sent[-1]["time"][:13]  # the hour of the oldest event; all were stamped within n ms
+        if sent[0]["time"][:13] != period:
+            period = sent[0]["time"][:7]  # straddles an hour: ask for the month
+        daemon.signal(signal.SIGSTOP)
+        try:
+            asyncio.run(publish(nats_url, sent, 500))
+        finally:
+            daemon.signal(signal.SIGCONT)
+        wait_for(lambda: daemon.counted() >= n // 3, 600, "a third counted")
+        daemon.kill()
+        killed_at = time.perf_counter()
+        daemon.start()
+        restarted = time.perf_counter()
+        at_restart = daemon.counted()
+        wait_for(lambda: daemon.counted() >= n, 600, "all counted after the restart")
+        caught_up = time.perf_counter()
+        status = daemon.metering() or {}
+        ledger = status["ledger"]
+        from meshd.client import DaemonClient
+        from meshd.plugins import Hooks
+
+        loaded = Hooks.load(blocked=OTHERS).load_config(config)
+        client = DaemonClient(loaded, timeout=30)
+        total = Decimal(0)
+        for tenant in TENANTS:  # the period must hold the events' times: they are a minute old
+            code, doc = client.request("GET", f"/v1/usage?tenant={tenant}&period={period}", admin=True)
+            total += Decimal(doc["meters"]["api_calls"]["value"])
+        expected = sum(Decimal(e["value"]) for e in sent)
+        return {"events_sent": n, "counted_when_restarted": at_restart, "killed_mid_stream": 0 < at_restart < n, "ledger_accepted_total": ledger["accepted_total"],
+                "duplicates_refused_after_restart": status["events"]["duplicates"],
+                "sum": str(total), "sum_expected": str(expected),
+                "exact": ledger["accepted_total"] == n and total == expected,
+                "restart_to_ready_s": round(restarted - killed_at, 2),
+                "catch_up_s": round(caught_up - restarted, 2)}
+    finally:
+        daemon.stop()
+
+
+# ---------------------------------------------------------------- main
+
+
+def machine() -> dict[str, Any]:
+    model = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
+                  if line.startswith("model name")), platform.processor())
+    return {"date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "nproc": os.cpu_count(), "cpu": model,
+            "python": platform.python_version(), "loadavg_at_start": os.getloadavg()}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--serve", help=argparse.SUPPRESS)
+    parser.add_argument("--keyring", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--quick", action="store_true", help="smaller counts")
+    parser.add_argument("--rounds", type=int, default=3, help="rounds per ingest case (best and median)")
+    parser.add_argument("--json", help="also write the results to this file")
+    args = parser.parse_args()
+    if args.serve:
+        serve(args.serve, args.keyring)
+        return
+
+    from meshd.natsserver import NatsServer
+
+    big = 50_000 if args.quick else 300_000
+    single = 5_000 if args.quick else 20_000
+    results: dict[str, Any] = {"machine": machine(), "command": " ".join([Path(sys.executable).name, *sys.argv])}
+    with tempfile.TemporaryDirectory(prefix="meshd-metering-bench-") as tmp:
+        workdir = Path(tmp)
+        print("ledger only ...", file=sys.stderr)
+        results["ledger"] = bench_ledger(workdir, big // 3)
+        server = NatsServer(workdir / "nats").start()
+        try:
+            print("anchors ...", file=sys.stderr)
+            results["anchor_js_acked_publish_128B"] = asyncio.run(bench_anchor(server.url, single * 2))
+            results["ingest"] = []
+            for name, n, batch, keyring in (("batch500-plaintext", big, 500, False),
+                                            ("batch500-keyring", big, 500, True),
+                                            ("batch100-plaintext", big // 3, 100, False),
+                                            ("single-plaintext", single, 1, False)):
+                print(f"ingest {name} ...", file=sys.stderr)
+                results["ingest"].append(bench_ingest(workdir, server.url, name, n, batch, keyring, args.rounds))
+            print("sigkill ...", file=sys.stderr)
+            results["sigkill"] = bench_sigkill(workdir, server.url, big)
+        finally:
+            server.stop()
+    anchor = results["anchor_js_acked_publish_128B"]["msgs_per_s"]
+    for row in results["ingest"]:
+        row["live_best_vs_js_acked_anchor"] = round(row["live_events_per_s_best"] / anchor, 2)
+    text = json.dumps(results, indent=2)
+    print(text)
+    if args.json:
+        Path(args.json).write_text(text + "\n")
+
+
+if __name__ == "__main__":
+    main()

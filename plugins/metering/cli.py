@@ -1,0 +1,164 @@
+"""``meshd usage`` (federation-wide totals) and ``meshd usage record`` (one event by hand)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import socket
+import uuid
+from decimal import Context, Decimal, InvalidOperation, localcontext
+from typing import Any
+from urllib.parse import urlencode
+
+from babel.numbers import format_decimal
+
+EXIT_OK, EXIT_FAILURE, EXIT_USAGE = 0, 1, 2
+EXACT_CONTEXT = Context(prec=60)
+
+
+def add_commands(subparsers: Any, t: Any) -> None:
+    p = subparsers.add_parser("usage", help=t("metering.cli.help"), description=t("metering.cli.description"))
+    p.add_argument("--config", help=t("cli.opt.config"))
+    p.add_argument("--tenant", help=t("metering.cli.tenant"))
+    p.add_argument("--period", help=t("metering.cli.period"))
+    p.add_argument("--json", action="store_true", help=t("cli.opt.json"))
+    p.set_defaults(handler=cmd_usage)
+    sub = p.add_subparsers(dest="usage_command", metavar="COMMAND")
+
+    r = sub.add_parser("record", help=t("metering.cli.record.help"))
+    # SUPPRESS: the parent's values (meshd usage --config X record) must not be reset by these defaults.
+    r.add_argument("--config", default=argparse.SUPPRESS, help=t("cli.opt.config"))
+    r.add_argument("--tenant", default=argparse.SUPPRESS, help=t("metering.cli.tenant"))
+    r.add_argument("--meter", required=True, help=t("metering.cli.record.meter"))
+    r.add_argument("--value", help=t("metering.cli.record.value"))
+    r.add_argument("--id", help=t("metering.cli.record.id"))
+    r.add_argument("--source", help=t("metering.cli.record.source"))
+    r.add_argument("--time", help=t("metering.cli.record.time"))
+    r.add_argument("--json", action="store_true", default=argparse.SUPPRESS, help=t("cli.opt.json"))
+    r.set_defaults(handler=cmd_record)
+
+
+def _number(t: Any, value: str) -> str:
+    """An exact decimal in the user's locale, every digit kept (Babel would round to 3 places)."""
+    try:
+        number = Decimal(value)
+    except (InvalidOperation, ValueError, TypeError):
+        return value  # a LATEST string value
+    exponent = number.as_tuple().exponent
+    places = -exponent if isinstance(exponent, int) and exponent < 0 else 0
+    with localcontext(EXACT_CONTEXT):  # ledger sums have up to 48 digits; the default context holds 28
+        return format_decimal(number, format="#,##0" + ("." + "0" * places if places else ""), locale=t.locale)
+
+
+def _need(args: argparse.Namespace, ctx: Any, *names: str) -> bool:
+    missing = [f"--{n}" for n in names if not getattr(args, n, None)]
+    if missing:
+        ctx.error(ctx.t("metering.cli.missing", options=", ".join(missing)))
+        return False
+    return True
+
+
+def _call(ctx: Any, config: Any, method: str, path: str, body: Any = None) -> tuple[int, Any] | None:
+    from meshd.client import DaemonUnreachable
+
+    client = ctx.client(config)
+    client.timeout = config.plugin("metering").query_timeout + config.plugin("metering").record_wait + 5
+    try:
+        return client.request(method, path, body, admin=True)
+    except DaemonUnreachable as exc:
+        ctx.error(ctx.t("cli.status.unreachable", region=config.region, detail=str(exc)))
+        return None
+
+
+def _daemon_error(ctx: Any, status: int, body: Any) -> int:
+    body = body if isinstance(body, dict) else {}
+    code, detail = body.get("code"), str(body.get("error", ""))
+    if code == "bad_period":
+        ctx.error(ctx.t("metering.cli.bad_period", detail=detail))
+        return EXIT_USAGE
+    if code == "unknown_tenant":
+        ctx.error(ctx.t("metering.cli.unknown_tenant", detail=detail))
+        return EXIT_USAGE
+    ctx.error(ctx.t("metering.cli.daemon_error", status=status, detail=detail))
+    return EXIT_FAILURE
+
+
+def cmd_usage(args: argparse.Namespace, ctx: Any) -> int:
+    if not _need(args, ctx, "config", "tenant", "period"):
+        return EXIT_USAGE
+    config = ctx.load_config(args.config)
+    got = _call(ctx, config, "GET", "/v1/usage?" + urlencode({"tenant": args.tenant, "period": args.period}))
+    if got is None:
+        return EXIT_FAILURE
+    status, doc = got
+    if status != 200:
+        return _daemon_error(ctx, status, doc)
+    if args.json:
+        ctx.print(json.dumps(doc, indent=2, ensure_ascii=False))
+    else:
+        _print_totals(ctx, doc)
+    if not doc.get("complete"):
+        missing = ", ".join(f"{r} ({doc['regions'][r].get('error', '?')})" for r in doc.get("missing", []))
+        ctx.error(ctx.t("metering.cli.incomplete", regions=missing))
+        return EXIT_FAILURE
+    return EXIT_OK
+
+
+def _print_totals(ctx: Any, doc: dict[str, Any]) -> None:
+    from meshd.cli import render_table
+
+    t = ctx.t
+    answered = [r for r, info in doc["regions"].items() if info.get("answered")]
+    ctx.print(t("metering.cli.header", tenant=doc["tenant"], period=doc["period"], start=doc["start"],
+                end=doc["end"], answered=len(answered), regions=len(doc["regions"])))
+    rows = []
+    for meter, m in doc["meters"].items():
+        value = "-" if m["value"] is None else _number(t, m["value"])
+        if not m.get("exact", True):
+            value = t("metering.cli.at_most", value=value)
+        rows.append([meter, m["kind"], value, _number(t, str(m["events"]))])
+    if rows:
+        ctx.print(render_table([t("metering.cli.col.meter"), t("metering.cli.col.kind"),
+                                t("metering.cli.col.total"), t("metering.cli.col.events")], rows))
+    else:
+        ctx.print(t("metering.cli.no_meters"))
+
+
+def cmd_record(args: argparse.Namespace, ctx: Any) -> int:
+    if not _need(args, ctx, "config", "tenant"):
+        return EXIT_USAGE
+    config = ctx.load_config(args.config)
+    event: dict[str, Any] = {
+        "id": args.id or str(uuid.uuid4()),
+        "source": args.source or f"meshd-cli://{socket.gethostname()}",
+        "tenant": args.tenant,
+        "meter": args.meter,
+        "specversion": "1.0",
+    }
+    if args.value is not None:
+        event["value"] = args.value  # a string: the daemon reads it as an exact decimal
+    if args.time is not None:
+        event["time"] = args.time
+    got = _call(ctx, config, "POST", "/v1/usage/events", event)
+    if got is None:
+        return EXIT_FAILURE
+    status, doc = got
+    if status not in (200, 400) or not isinstance(doc, dict) or "rejected" not in doc:
+        return _daemon_error(ctx, status, doc)
+    if getattr(args, "json", False):
+        ctx.print(json.dumps(doc, indent=2, ensure_ascii=False))
+    for r in doc["rejected"]:
+        ctx.error(ctx.t("metering.cli.rejected", id=r.get("id") or event["id"],
+                        reason=ctx.t(f"metering.reason.{r['reason']}"), detail=r.get("detail", "")))
+    if doc["rejected"]:
+        return EXIT_USAGE
+    if not getattr(args, "json", False):
+        if doc.get("duplicate_message"):
+            ctx.print(ctx.t("metering.cli.duplicate", id=event["id"]))
+        elif doc.get("committed") and doc.get("duplicates"):
+            ctx.print(ctx.t("metering.cli.already_counted", id=event["id"]))
+        elif doc.get("committed"):
+            ctx.print(ctx.t("metering.cli.recorded", id=event["id"], seq=doc.get("stream_seq")))
+        else:
+            ctx.print(ctx.t("metering.cli.queued", id=event["id"], seq=doc.get("stream_seq")))
+    return EXIT_OK

@@ -1,0 +1,333 @@
+"""From the region's JetStream stream into the ledger, acknowledging only after the commit.
+
+A durable pull consumer fetches up to ``fetch_batch`` messages; a worker
+thread validates every event in them and applies the whole batch to the
+ledger in one SQLite transaction; then, back on the event loop, each message
+is acknowledged and its publisher (if it asked) gets a receipt. While one
+batch is being committed the next one is already being fetched.
+
+A crash between the commit and the acks makes JetStream redeliver the batch;
+the ledger's dedup records turn it into duplicates, so nothing is counted
+twice. A bad event is rejected and its message acknowledged like any other:
+it never stalls the stream. A batch the ledger cannot commit (disk full, a
+row that does not decrypt) is handed back to JetStream (nak with a delay) and
+retried with backoff, never dropped.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import anyio
+from anyio.abc import TaskStatus
+
+from .config import MeteringConfig
+from .events import Policy, Rejection, Reason, UsageEvent, check_message
+from .ledger import Ledger
+from .subjects import CONSUMER, MSG_ID_HEADER, RECEIPT_HEADER, RECEIPT_TOKEN, stream_name, usage_subjects
+
+FETCH_WAIT = 1.0
+GATHER_WAIT = 0.05
+"""How long a fetch waits for more while a batch is already gathered and the ledger is busy."""
+MAX_RECEIPT_REJECTIONS = 500
+
+
+@dataclass(slots=True)
+class Incoming:
+    """One stream message, detached from the NATS client."""
+
+    data: bytes
+    headers: dict[str, str] | None
+    stream_seq: int
+    stream_ts: float
+    handle: Any = None
+    """The nats-py message, to acknowledge it."""
+
+
+@dataclass
+class Outcome:
+    """What became of one stream message's events."""
+
+    stream_seq: int
+    msg_id: str | None
+    receipt: str | None
+    accepted: int = 0
+    duplicates: int = 0
+    rejected: list[Rejection] = field(default_factory=list)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "stream_seq": self.stream_seq,
+            "msg_id": self.msg_id,
+            "accepted": self.accepted,
+            "duplicates": self.duplicates,
+            "rejected": [r.to_json() for r in self.rejected[:MAX_RECEIPT_REJECTIONS]],
+            "rejected_total": len(self.rejected),
+        }
+
+
+def process_batch(batch: Sequence[Incoming], policy: Policy, ledger: Ledger) -> list[Outcome]:
+    """Validate and count one batch (blocking: runs in a worker thread)."""
+    cache: dict[str, float] = {}
+    checked: list[tuple[list[UsageEvent], list[Rejection]]] = []
+    for item in batch:
+        try:
+            checked.append(check_message(item.data, item.stream_ts, policy, cache))
+        except Exception as exc:  # a validator bug must not stall the stream either
+            checked.append(([], [Rejection(Reason.MALFORMED_JSON, f"undecodable ({type(exc).__name__})")]))
+    flags = ledger.apply([(events, item.stream_ts) for (events, _), item in zip(checked, batch)])
+    outcomes = []
+    for item, (_, rejected), counted in zip(batch, checked, flags):
+        headers = item.headers or {}
+        token = headers.get(RECEIPT_HEADER)
+        n = sum(counted)
+        outcomes.append(Outcome(item.stream_seq, headers.get(MSG_ID_HEADER),
+                                token if token and RECEIPT_TOKEN.match(token) else None,
+                                n, len(counted) - n, rejected))
+    return outcomes
+
+
+class Ingestor:
+    """The consumer of one region's usage stream (one per daemon)."""
+
+    def __init__(self, *, nc: Any, federation: str, region: str, settings: MeteringConfig, ledger: Ledger,
+                 policy: Callable[[], Policy], on_outcomes: Callable[[list[Outcome], float], Any],
+                 on_failure: Callable[[Exception, int], Any], log: logging.Logger):
+        self.nc, self.federation, self.region = nc, federation, region
+        self.settings, self.ledger, self.policy = settings, ledger, policy
+        self.on_outcomes, self.on_failure = on_outcomes, on_failure
+        self.log = log
+        self.stream = stream_name(federation, region)
+        self.lag = 0
+        self.running = False
+        self.stopping = False
+        self.last_commit: float | None = None
+        self._sub: Any = None
+        self._fetch_error: str | None = None
+        self._taken_over = False
+
+    # ------------------------------------------------------------ setup
+
+    def _stream_config(self) -> Any:
+        from nats.js import api
+
+        s = self.settings.stream
+        placement = None
+        if s.placement_tags or s.placement_cluster:
+            placement = api.Placement(cluster=s.placement_cluster, tags=list(s.placement_tags) or None)
+        return api.StreamConfig(
+            name=self.stream,
+            description=f"meshd usage events of region {self.region}",
+            subjects=usage_subjects(self.federation, self.region),
+            # Work queue: an acknowledged message is deleted; the ledger is the record.
+            retention=api.RetentionPolicy.WORK_QUEUE,
+            storage=api.StorageType.FILE,
+            num_replicas=s.replicas,
+            duplicate_window=s.duplicate_window,
+            max_bytes=s.max_bytes or -1,
+            discard=api.DiscardPolicy.NEW,
+            placement=placement,
+        )
+
+    async def setup(self) -> None:
+        """Create or update the stream and the durable consumer, and bind to it."""
+        from nats.js import api
+        from nats.js.errors import BadRequestError
+
+        js = self.nc.jetstream(timeout=10)
+        config = self._stream_config()
+        try:
+            await js.add_stream(config)
+        except BadRequestError:
+            try:
+                await js.update_stream(config)
+            except BadRequestError as exc:
+                self.log.warning("stream %s exists with settings that cannot change (%s); using it as it is",
+                                 self.stream, exc.description)
+        consumer = api.ConsumerConfig(
+            durable_name=CONSUMER,
+            ack_policy=api.AckPolicy.EXPLICIT,
+            deliver_policy=api.DeliverPolicy.ALL,
+            ack_wait=self.settings.ack_wait,
+            max_deliver=-1,  # never give up on a message: the ledger must see it
+            max_ack_pending=self.settings.max_ack_pending,
+        )
+        if not self._taken_over:
+            await self._take_over(js)
+        try:
+            await js.add_consumer(self.stream, consumer)
+        except BadRequestError as exc:
+            self.log.warning("consumer %s of %s exists with other settings (%s); using it as it is",
+                             CONSUMER, self.stream, exc.description)
+        if self._sub is not None:
+            try:
+                await self._sub.unsubscribe()
+            except Exception:
+                pass
+        self._sub = await js.pull_subscribe_bind(durable=CONSUMER, stream=self.stream)
+
+    async def _take_over(self, js: Any) -> None:
+        """Reclaim what a crashed predecessor fetched but never acknowledged, now rather than after ack_wait.
+
+        The consumer is this region's alone, so messages it holds unacknowledged
+        when the daemon starts belong to a process that died. Recreating the
+        consumer hands them out again at once (the stream keeps every message
+        until it is acknowledged); whatever that process had committed, the
+        ledger now sees as duplicates.
+        """
+        from nats.js.errors import NotFoundError
+
+        try:
+            info = await js.consumer_info(self.stream, CONSUMER)
+        except NotFoundError:
+            self._taken_over = True
+            return
+        pending = info.num_ack_pending or 0
+        if pending:
+            self.log.info("taking over %d message(s) a previous run fetched but did not acknowledge", pending)
+            await js.delete_consumer(self.stream, CONSUMER)
+        self._taken_over = True
+
+    # ------------------------------------------------------------ running
+
+    async def run(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
+        delay = 0.5
+        while True:
+            try:
+                await self.setup()
+                break
+            except Exception as exc:
+                self._fetch_failed(exc, delay)  # JetStream not (yet) reachable: say so once, keep trying
+                await anyio.sleep(delay)
+                delay = min(delay * 2, 15.0)
+        self._fetch_error = None
+        self.running = True
+        self.log.info("consuming %s into the ledger %s", self.stream, self.ledger.path)
+        task_status.started()
+        # No buffer: a batch is handed over only when the commit loop takes it.
+        send, receive = anyio.create_memory_object_stream[list[Incoming]](0)
+        try:
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(self._commit_loop, receive)
+                await self._fetch_loop(send)
+        finally:
+            self.running = False
+
+    async def _fetch_loop(self, send: Any) -> None:
+        """Fetch while the ledger commits, handing over up to ``fetch_batch`` messages at a time.
+
+        While a commit runs, what arrives is fetched and gathered into the
+        next batch, so a stream that trickles in still makes large
+        transactions instead of many small ones.
+        """
+        delay = 0.5
+        need_setup = False
+        pending: list[Incoming] = []
+        limit = self.settings.fetch_batch
+        async with send:
+            while not self.stopping:
+                if pending:
+                    try:
+                        send.send_nowait(pending)  # the commit loop is idle: give it what we have
+                        pending = []
+                    except anyio.WouldBlock:
+                        if len(pending) >= limit:
+                            await send.send(pending)
+                            pending = []
+                            continue
+                try:
+                    if need_setup:
+                        await self.setup()
+                        need_setup = False
+                    msgs = await self._sub.fetch(limit - len(pending), timeout=GATHER_WAIT if pending else FETCH_WAIT)
+                except TimeoutError:
+                    if not pending:
+                        self.lag = 0
+                    continue
+                except Exception as exc:
+                    self._fetch_failed(exc, delay)
+                    await anyio.sleep(delay)
+                    delay = min(delay * 2, 15.0)
+                    need_setup = True
+                    continue
+                if self._fetch_error is not None:
+                    self.log.info("fetching from %s again", self.stream)
+                    self._fetch_error = None
+                delay = 0.5
+                for m in msgs:
+                    meta = m.metadata
+                    pending.append(Incoming(m.data, m.headers, meta.sequence.stream, meta.timestamp.timestamp(), m))
+                if msgs:
+                    self.lag = msgs[-1].metadata.num_pending
+
+    async def stop(self) -> None:
+        """The daemon is leaving: finish the batch in hand, take no new one, and stop complaining.
+
+        The pull subscription goes first: left to the connection's drain, the
+        status messages queued on it would hold the drain up until its deadline.
+        """
+        self.stopping = True
+        sub, self._sub = self._sub, None
+        if sub is not None:
+            try:
+                await sub.unsubscribe()
+            except Exception:
+                pass
+
+    def _fetch_failed(self, exc: Exception, delay: float) -> None:
+        if self.stopping:
+            return
+        text = f"{type(exc).__name__}: {exc}".rstrip(": ")
+        if text != self._fetch_error:  # one line per change, not one per retry
+            self.log.warning("cannot use the stream %s (%s); retrying with backoff", self.stream, text)
+            self._fetch_error = text
+
+    async def _commit_loop(self, receive: Any) -> None:
+        failures = 0
+        async with receive:
+            async for batch in receive:
+                if self.stopping:
+                    return  # unacknowledged: JetStream delivers it again after the restart
+                began = time.perf_counter()
+                try:
+                    outcomes = await anyio.to_thread.run_sync(process_batch, batch, self.policy(), self.ledger)
+                except Exception as exc:
+                    failures += 1
+                    delay = min(0.5 * 2 ** (failures - 1), 30.0)
+                    await self._hand_back(batch, delay)
+                    await _maybe_await(self.on_failure(exc, failures))
+                    await anyio.sleep(delay)
+                    continue
+                failures = 0
+                self.last_commit = time.time()
+                for item in batch:
+                    try:
+                        await item.handle.ack()
+                    except Exception:
+                        pass  # lost ack: JetStream redelivers, the ledger calls it a duplicate
+                await _maybe_await(self.on_outcomes(outcomes, time.perf_counter() - began))
+
+    async def _hand_back(self, batch: Sequence[Incoming], delay: float) -> None:
+        for item in batch:
+            try:
+                await item.handle.nak(delay=delay)
+            except Exception:
+                pass  # its ack_wait runs out and JetStream redelivers it anyway
+
+    # ------------------------------------------------------------ publishing (the daemon's own route)
+
+    async def publish(self, data: bytes, msg_id: str, timeout: float = 5.0) -> Any:
+        """Store one message in this region's stream with a JetStream ack; the PubAck."""
+        from .subjects import usage_subject
+
+        js = self.nc.jetstream(timeout=timeout)
+        return await js.publish(usage_subject(self.federation, self.region), data, headers={MSG_ID_HEADER: msg_id})
+
+
+async def _maybe_await(result: Any) -> None:
+    if hasattr(result, "__await__"):
+        await result

@@ -1,0 +1,440 @@
+"""One daemon's metering: the ledger, the stream consumer, queries, metrics, status and alerts."""
+
+from __future__ import annotations
+
+import sqlite3
+import time
+from collections import Counter, OrderedDict
+from datetime import datetime, timezone
+from typing import TYPE_CHECKING, Any
+
+import anyio
+from anyio.abc import TaskStatus
+
+from meshd.alerting import Alert
+from meshd.envelope import Envelope, Rejected
+from meshd.healthstate import HealthCheck
+from meshd.i18n import Translator
+from meshd.transport import Message, RequestTimeout, TransportError
+
+from .aggregate import Partial
+from .atrest import KEYRING, KeyringProtected, Plaintext
+from .config import MeterKind, MeteringConfig
+from .events import (
+    Policy,
+    Reason,
+    Rejection,
+    TenantCheck,
+    UsageEvent,
+    batch_msg_id,
+    check_message,
+    encode,
+    event_msg_id,
+)
+from .ingest import Ingestor, Outcome
+from .ledger import Ledger, LedgerError, LedgerLocked
+from .query import BadPeriod, gather, parse_period, partials_from_json, partials_to_json
+from .subjects import QUERY_KIND, RECEIPT_KIND, stream_name, usage_subjects
+
+if TYPE_CHECKING:
+    from meshd.daemon import Daemon
+
+LOCKED_RETRY = 30.0
+RECENT_OUTCOMES = 10_000
+FAILING_AFTER = 3
+"""Consecutive failed commits before the ledger counts as failing (health check, alert)."""
+
+
+class UnknownTenant(ValueError):
+    pass
+
+
+class NotRunning(RuntimeError):
+    pass
+
+
+def iso(ts: float) -> str:
+    return datetime.fromtimestamp(ts, tz=timezone.utc).isoformat().replace("+00:00", "Z")
+
+
+def wire(event: UsageEvent) -> dict[str, Any]:
+    """An accepted event as it goes into the stream (its time made explicit)."""
+    out: dict[str, Any] = {"id": event.id, "source": event.source, "tenant": event.tenant,
+                           "meter": event.meter, "time": iso(event.time)}
+    if event.value is not None:
+        out["value"] = str(event.value)
+    return out
+
+
+class Runtime:
+    """Created at startup when this daemon meters usage; all state of the plugin for one daemon."""
+
+    def __init__(self, daemon: Daemon):
+        self.daemon = daemon
+        self.log = daemon.log.getChild("metering")
+        self.settings: MeteringConfig = daemon.plugin_config("metering")
+        self.t = Translator(daemon.config.daemon.lang)
+        self.state = "starting"
+        self.detail = ""
+        self.ledger: Ledger | None = None
+        self.ingestor: Ingestor | None = None
+        self.ledger_ready = anyio.Event()
+        self.accepted = 0
+        self.duplicates = 0
+        self.rejected: Counter[str] = Counter()
+        self.failures = 0
+        self._policy: Policy | None = None
+        self._recent: OrderedDict[int, Outcome] = OrderedDict()
+        self._waiters: dict[int, anyio.Event] = {}
+        self._firing: set[str] = set()
+        self._last_failure = ""
+
+        m = daemon.metrics
+        self.m_accepted = m.counter("metering_events_accepted_total", "Usage events counted in the ledger")
+        self.m_duplicates = m.counter("metering_events_duplicate_total",
+                                      "Usage events seen again after they were counted (not counted again)")
+        self.m_rejected = m.counter("metering_events_rejected_total", "Usage events rejected, by reason", ["reason"])
+        for reason in Reason:
+            self.m_rejected.labels(reason.value)
+        self.m_lag = m.gauge("metering_consumer_lag", "Usage stream messages not yet delivered to the ledger")
+        self.m_bytes = m.gauge("metering_ledger_bytes", "Size of the usage ledger on disk, database and WAL")
+        self.m_dedup = m.gauge("metering_ledger_dedup_records", "(source, id) dedup records held by the ledger")
+        self.m_encrypted = m.gauge("metering_ledger_encrypted",
+                                   "1 when a keyring protects the ledger, 0 when it is plaintext")
+        self.m_errors = m.counter("metering_ledger_errors_total", "Batches the ledger could not commit (retried)")
+        self.m_batch = m.histogram("metering_batch_seconds", "Validate, commit and acknowledge one batch",
+                                   buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5))
+        self.m_queries = m.counter("metering_queries_total", "Federation-wide usage queries, by result", ["result"])
+
+    # ------------------------------------------------------------ policy
+
+    @property
+    def region(self) -> str:
+        return self.daemon.region
+
+    def policy(self) -> Policy:
+        """The validator's view of this region (rebuilt after a reload)."""
+        if self._policy is None:
+            self._policy = Policy(meters=self.settings.kinds(), tenant_check=self._tenant_check(),
+                                  future_skew=self.settings.future_skew, max_age=self.settings.max_event_age)
+        return self._policy
+
+    def _tenant_check(self) -> TenantCheck:
+        directory = self.daemon.config.tenants
+        here = self.daemon.regions[self.region].jurisdiction
+        verdicts: dict[str, tuple[Reason, str] | None] = {}
+        for name, tenant in (directory.tenants.items() if directory else ()):
+            verdicts[name] = None if tenant.residency == here else (
+                Reason.NOT_RESIDENT, f"tenant {name!r} resides in {tenant.residency}; {self.region} is in {here}")
+
+        def check(tenant: str) -> tuple[Reason, str] | None:
+            try:
+                return verdicts[tenant]
+            except KeyError:
+                return Reason.UNKNOWN_TENANT, f"tenant {tenant!r} is not in the tenant directory"
+
+        return check
+
+    def reload(self) -> None:
+        old = self.settings
+        self.settings = self.daemon.plugin_config("metering")
+        self._policy = None
+        for key in ("stream", "ledger_path", "fetch_batch", "ack_wait", "max_ack_pending"):
+            if getattr(old, key) != getattr(self.settings, key):
+                self.log.warning("metering.%s changed; it takes effect after a restart", key)
+
+    # ------------------------------------------------------------ the ledger
+
+    def ledger_path(self) -> Any:
+        return self.settings.ledger_path or self.daemon.state_dir / "metering" / "ledger.sqlite3"
+
+    async def open_ledger(self) -> None:
+        """Open the ledger with the keyring if there is one; wait (logging once) while it cannot be opened."""
+        logged = ""
+        path = self.ledger_path()
+        while True:
+            keyring = await anyio.to_thread.run_sync(self.daemon.hooks.keyring, self.daemon, "metering")
+            ledger = None
+            if keyring is None and self.settings.require_encryption:
+                problem = "no keyring for purpose 'metering' and metering.require_encryption is set"
+            else:
+                at_rest = KeyringProtected(keyring) if keyring is not None else Plaintext()
+                ledger = Ledger(path, at_rest, region=self.region, retention=self.settings.dedup_retention)
+                try:
+                    await anyio.to_thread.run_sync(ledger.open)
+                    problem = ""
+                except LedgerLocked as exc:
+                    problem = str(exc)
+                except (LedgerError, sqlite3.Error, OSError) as exc:
+                    problem = f"{path}: {exc}"
+            if not problem and ledger is not None:
+                break
+            self.state, self.detail = "locked", problem
+            if problem != logged:
+                self.log.error("metering ledger unavailable: %s; usage waits in the stream (retrying every %.0fs)",
+                               problem, LOCKED_RETRY)
+                logged = problem
+            await anyio.sleep(LOCKED_RETRY)
+        self.m_encrypted.set(1 if keyring is not None else 0)
+        register = getattr(keyring, "register_rewrap_source", None)
+        if register is not None and ledger.at_rest.mode == KEYRING:
+            # `meshd keys rewrap` then moves the ledger's rows to the latest key version too.
+            register("metering-ledger", lambda ring: ledger.rewrap(ring.rewrap))
+        if keyring is None:
+            self.log.warning("no keyring for purpose 'metering' (is the keys plugin installed and enabled?): "
+                             "the ledger %s stores tenant ids and values in PLAINTEXT", path)
+        if ledger.migrated:
+            self.log.info("ledger %s encrypted with the region keyring: %d rows rewritten", path, ledger.migrated)
+        self.ledger = ledger
+        self._update_ledger_gauges()
+        self.ledger_ready.set()
+
+    def _update_ledger_gauges(self) -> None:
+        if self.ledger is not None:
+            stats = self.ledger.stats()
+            self.m_bytes.set(stats["bytes"])
+            self.m_dedup.set(stats["dedup_records"])
+
+    async def close(self) -> None:
+        if self.ingestor is not None:
+            await self.ingestor.stop()
+        if self.ledger is not None:
+            # Waits for a commit in progress; its acks are then lost and the batch comes back as duplicates.
+            await anyio.to_thread.run_sync(self.ledger.close)
+
+    # ------------------------------------------------------------ services
+
+    async def run_ingest(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
+        task_status.started()  # readiness does not wait for JetStream; /status shows the consumer
+        if self.ledger is None:
+            await self.open_ledger()
+        assert self.ledger is not None
+        self.ingestor = Ingestor(
+            nc=self.daemon.transport.nc,  # type: ignore[attr-defined]
+            federation=self.daemon.federation, region=self.region, settings=self.settings, ledger=self.ledger,
+            policy=self.policy, on_outcomes=self._on_outcomes, on_failure=self._on_failure,
+            log=self.log,
+        )
+        self.state, self.detail = "running", ""
+        await self.ingestor.run()
+
+    async def run_prune(self) -> None:
+        await self.ledger_ready.wait()
+        assert self.ledger is not None
+        while True:
+            # A sweep reads the whole dedup table: once per interval, remembered across restarts.
+            await anyio.sleep(max(0.0, self.ledger.pruned_at + self.settings.prune_interval - time.time()))
+            try:
+                removed = await anyio.to_thread.run_sync(self.ledger.prune)
+            except LedgerError:
+                if self.ingestor is not None and self.ingestor.stopping:
+                    return  # the ledger closed for shutdown
+                raise
+            if removed:
+                self.log.info("forgot %d dedup records older than %.0f days", removed,
+                              self.settings.dedup_retention / 86400)
+            self._update_ledger_gauges()
+
+    async def run_alerts(self) -> None:
+        seen: Counter[str] = Counter()
+        quiet_since = time.monotonic()
+        while True:
+            await anyio.sleep(self.settings.alert_interval)
+            new = self.rejected - seen
+            seen = Counter(self.rejected)
+            now = time.monotonic()
+            if new:
+                quiet_since = now
+                reasons = ", ".join(f"{reason}: {n}" for reason, n in new.most_common())
+                await self._alert("MeteringRejectedEvents", "warning", "rejected",
+                                  count=sum(new.values()), reasons=reasons,
+                                  window=self.t.duration(self.settings.alert_interval))
+            elif "MeteringRejectedEvents" in self._firing and now - quiet_since >= self.settings.alert_resolve_after:
+                await self._alert("MeteringRejectedEvents", "warning", "rejected", resolved=True)
+
+    async def _alert(self, name: str, severity: str, key: str, *, resolved: bool = False, **values: Any) -> None:
+        labels = {"alertname": name, "severity": severity, "region": self.region}
+        if resolved:
+            self._firing.discard(name)
+            summary = self.t(f"metering.alert.{key}.resolved", region=self.region)
+            annotations = {"summary": summary, "description": summary}
+        else:
+            self._firing.add(name)
+            annotations = {"summary": self.t(f"metering.alert.{key}.summary", region=self.region, **values),
+                           "description": self.t(f"metering.alert.{key}.description", region=self.region, **values)}
+        await self.daemon.hooks.alert(self.daemon, Alert(labels=labels, annotations=annotations,
+                                                         status="resolved" if resolved else "firing"))
+
+    # ------------------------------------------------------------ batch results
+
+    def count_rejections(self, rejected: list[Rejection]) -> None:
+        for r in rejected:
+            self.rejected[r.reason.value] += 1
+            self.m_rejected.labels(r.reason.value).inc()
+
+    async def _on_outcomes(self, outcomes: list[Outcome], seconds: float) -> None:
+        self.m_batch.observe(seconds)
+        for o in outcomes:
+            self.accepted += o.accepted
+            self.duplicates += o.duplicates
+            self.m_accepted.inc(o.accepted)
+            self.m_duplicates.inc(o.duplicates)
+            self.count_rejections(o.rejected)
+            self._recent[o.stream_seq] = o
+            waiter = self._waiters.pop(o.stream_seq, None)
+            if waiter is not None:
+                waiter.set()
+        while len(self._recent) > RECENT_OUTCOMES:
+            self._recent.popitem(last=False)
+        if self.ingestor is not None:
+            self.m_lag.set(self.ingestor.lag)
+        self._update_ledger_gauges()
+        if self.failures:
+            self.log.info("ledger commits again after %d failed attempt(s)", self.failures)
+            self.failures, self._last_failure = 0, ""
+            if self.state == "failing":
+                self.state, self.detail = "running", ""
+            if "MeteringLedgerFailing" in self._firing:
+                await self._alert("MeteringLedgerFailing", "critical", "failing", resolved=True)
+        for o in outcomes:
+            if o.receipt:
+                await self.daemon.bus.publish(RECEIPT_KIND, "usage.receipt", o.to_json(), target=o.receipt)
+
+    async def _on_failure(self, exc: Exception, failures: int) -> None:
+        self.failures = failures
+        self.m_errors.inc()
+        text = f"{type(exc).__name__}: {exc}"
+        if text != self._last_failure:
+            self.log.error("ledger commit failed (%s); the batch goes back to the stream and is retried", text)
+            self._last_failure = text
+        if failures >= FAILING_AFTER and self.state == "running":
+            self.state, self.detail = "failing", text
+            await self._alert("MeteringLedgerFailing", "critical", "failing", error=text)
+
+    async def wait_outcome(self, seq: int, timeout: float) -> Outcome | None:
+        """The outcome of stream message ``seq`` once committed; None if not within ``timeout``."""
+        if seq in self._recent:
+            return self._recent[seq]
+        event = self._waiters.setdefault(seq, anyio.Event())
+        with anyio.move_on_after(timeout):
+            await event.wait()
+        self._waiters.pop(seq, None)
+        return self._recent.get(seq)
+
+    # ------------------------------------------------------------ recording (local route)
+
+    async def record(self, body: bytes) -> tuple[int, dict[str, Any]]:
+        """Validate events, store the valid ones in this region's stream and wait for their commit."""
+        if self.ingestor is None or not self.ingestor.running:
+            return 503, {"error": f"metering is not consuming ({self.state}{': ' + self.detail if self.detail else ''})"}
+        events, rejected = check_message(body, time.time(), self.policy())
+        self.count_rejections(rejected)
+        result: dict[str, Any] = {"rejected": [r.to_json() for r in rejected], "stored": 0}
+        if not events:
+            return (400 if rejected else 200), result
+        if len(events) == 1:
+            msg_id = event_msg_id(events[0].source, events[0].id)
+        else:
+            msg_id = batch_msg_id((e.source, e.id) for e in events)
+        try:
+            ack = await self.ingestor.publish(encode([wire(e) for e in events]), msg_id)
+        except Exception as exc:
+            return 503, {**result, "error": f"the usage stream did not take the events: {type(exc).__name__}: {exc}"}
+        result.update(stored=len(events), stream_seq=ack.seq, duplicate_message=bool(ack.duplicate))
+        if ack.duplicate:
+            return 200, result  # JetStream already had this very message: it is (or will be) counted once
+        outcome = await self.wait_outcome(ack.seq, self.settings.record_wait)
+        result["committed"] = outcome is not None
+        if outcome is not None:
+            result.update(accepted=outcome.accepted, duplicates=outcome.duplicates)
+            result["rejected"] += [r.to_json() for r in outcome.rejected]
+        return 200, result
+
+    # ------------------------------------------------------------ queries
+
+    async def local_totals(self, tenant: str, start: float, end: float) -> dict[str, Partial]:
+        if self.ledger is None and self.state == "disabled":
+            return {}  # this region meters nothing, so it holds nothing
+        if self.ledger is None:
+            raise NotRunning(f"ledger {self.state}{': ' + self.detail if self.detail else ''}")
+        return await anyio.to_thread.run_sync(self.ledger.totals, tenant, start, end)
+
+    async def on_query(self, envelope: Envelope, message: Message) -> None:
+        body = envelope.body
+        try:
+            tenant, start, end = str(body["tenant"]), float(body["start"]), float(body["end"])
+            partials = await self.local_totals(tenant, start, end)
+        except (KeyError, TypeError, ValueError) as exc:
+            await self.daemon.bus.reply(message, "usage.totals", {"ok": False, "error": f"bad request: {exc}"})
+            return
+        except (NotRunning, LedgerError, sqlite3.Error) as exc:
+            await self.daemon.bus.reply(message, "usage.totals", {"ok": False, "error": str(exc)})
+            return
+        await self.daemon.bus.reply(message, "usage.totals", {
+            "ok": True, "region": self.region,
+            "meters": partials_to_json(partials, self.settings.kinds(), self.settings.query_max_members)})
+
+    async def _ask(self, region: str, tenant: str, start: float, end: float
+                   ) -> tuple[dict[str, Partial], dict[str, MeterKind]]:
+        if region == self.region:
+            return await self.local_totals(tenant, start, end), {}
+        timeout = self.settings.query_timeout
+        try:
+            reply = await self.daemon.bus.request(QUERY_KIND, "usage.query",
+                                                  {"tenant": tenant, "start": start, "end": end},
+                                                  target=region, timeout=timeout)
+        except RequestTimeout as exc:
+            if "no responders" in str(exc):
+                raise NotRunning("no answer: nothing listens (its daemon is down or off the bus)") from None
+            raise NotRunning(f"no answer within {timeout:g}s") from None
+        except Rejected as exc:
+            raise NotRunning(f"answer rejected ({exc.reason.value})") from None
+        except TransportError as exc:
+            raise NotRunning(f"bus unavailable ({exc})") from None
+        if not reply.body.get("ok"):
+            raise NotRunning(str(reply.body.get("error") or "refused"))
+        return partials_from_json(reply.body.get("meters") or {})
+
+    async def query(self, tenant: str, period: str) -> dict[str, Any]:
+        """Totals of ``tenant`` over ``period`` from every region of its residency.
+
+        Raises :class:`~.query.BadPeriod` or :class:`UnknownTenant`.
+        """
+        start_dt, end_dt = parse_period(period)
+        directory = self.daemon.config.tenants
+        if directory is None or tenant not in directory.tenants:
+            raise UnknownTenant(f"tenant {tenant!r} is not in the tenant directory")
+        regions = directory.residency_regions(tenant, self.daemon.config.region_map)
+        start, end = start_dt.timestamp(), end_dt.timestamp()
+
+        async def ask(region: str) -> tuple[dict[str, Partial], dict[str, MeterKind]]:
+            return await self._ask(region, tenant, start, end)
+
+        result = await gather(regions, ask, self.settings.kinds())
+        self.m_queries.labels("complete" if result["complete"] else "incomplete").inc()
+        return {"tenant": tenant, "period": period, "start": iso(start), "end": iso(end),
+                "asked_by": self.region, **result}
+
+    # ------------------------------------------------------------ observability
+
+    def status(self) -> dict[str, Any]:
+        ingestor = self.ingestor
+        return {
+            "state": self.state,
+            "detail": self.detail,
+            "meters": {name: kind.value for name, kind in self.settings.kinds().items()},
+            "stream": stream_name(self.daemon.federation, self.region),
+            "subjects": usage_subjects(self.daemon.federation, self.region),
+            "consumer": {"running": bool(ingestor and ingestor.running), "lag": ingestor.lag if ingestor else None,
+                         "last_commit_at": ingestor.last_commit if ingestor else None},
+            "events": {"accepted": self.accepted, "duplicates": self.duplicates, "rejected": dict(self.rejected)},
+            "ledger": self.ledger.stats() if self.ledger is not None else None,
+            "at_rest": self.ledger.at_rest.mode if self.ledger is not None else None,
+        }
+
+    def health(self) -> HealthCheck:
+        ok = self.state in ("starting", "running")
+        return HealthCheck("metering", ok, self.detail or self.state)
+
+
+__all__ = ["BadPeriod", "NotRunning", "Runtime", "UnknownTenant"]

@@ -1,0 +1,64 @@
+"""NATS subjects, stream names and the permissions of a region's usage publishers.
+
+Usage follows the bus's ``meshd.<federation>.<kind>.<region>`` scheme, so a
+NATS user can be confined to one region with two subject patterns:
+
+- ``meshd.<fed>.usage.<region>[.<anything>]``: plain-JSON usage events from
+  the region's services, captured by the region's JetStream stream;
+- ``meshd.<fed>.usage-receipt.<region>.<token>``: signed receipts the daemon
+  sends back after the ledger commit (what was counted, what was rejected);
+- ``meshd.<fed>.usage-query.<asker>.<region>``: signed daemon-to-daemon
+  totals requests (the bus's own kind).
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+USAGE_KIND = "usage"
+RECEIPT_KIND = "usage-receipt"
+QUERY_KIND = "usage-query"
+RECEIPT_HEADER = "Meshd-Receipt"
+"""A publisher sets this header to a token of its own to get receipts on the token's subject."""
+MSG_ID_HEADER = "Nats-Msg-Id"
+RECEIPT_TOKEN = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+
+
+def usage_subject(federation: str, region: str) -> str:
+    return f"meshd.{federation}.{USAGE_KIND}.{region}"
+
+
+def usage_subjects(federation: str, region: str) -> list[str]:
+    """What the region's stream captures: the bare subject and anything below it (a service name...)."""
+    base = usage_subject(federation, region)
+    return [base, f"{base}.>"]
+
+
+def receipt_subject(federation: str, region: str, token: str) -> str:
+    return f"meshd.{federation}.{RECEIPT_KIND}.{region}.{token}"
+
+
+def stream_name(federation: str, region: str) -> str:
+    return f"meshd_usage_{federation}_{region}"
+
+
+def service_inbox_prefix(region: str) -> str:
+    """Where a region's services receive JetStream acks (their users may subscribe only there)."""
+    return f"_INBOX.usage.{region}"
+
+
+CONSUMER = "ledger"
+
+
+def usage_publisher_permissions(federation: str, region: str) -> dict[str, Any]:
+    """NATS permissions for the user of one region's services: publish usage there, read its receipts.
+
+    Pass it to :func:`meshd.natsserver.authorization_block` (``extra_users``)
+    or write it into the nats-server config by hand (see docs/metering.md).
+    """
+    return {
+        "publish": {"allow": usage_subjects(federation, region)},
+        "subscribe": {"allow": [f"meshd.{federation}.{RECEIPT_KIND}.{region}.>",
+                                f"{service_inbox_prefix(region)}.>"]},
+    }
