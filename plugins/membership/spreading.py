@@ -1,0 +1,182 @@
+"""What the daemon learns and tells: claims applied, transitions reported, news disseminated."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable
+from typing import Any
+
+import anyio
+
+from meshd.envelope import Rejected
+from meshd.members import Member, MemberState
+from meshd.transport import TransportError
+
+from . import wire
+from .base import ALIVE, DEAD, SUSPECT, SYNC_CONCURRENCY, SwimBase
+from .suspicion import Suspicion
+from .table import Change, Claim
+
+
+class Spreading(SwimBase):
+    """The view's updates, their side effects, and the ways news travels."""
+
+    def _alive_claim(self) -> Claim:
+        return Claim(self.region, ALIVE, self.incarnation, self.region, self.health)
+
+    async def _announce(self, claims: list[Claim]) -> None:
+        """Publish updates we originate to every daemon at once (one NATS message)."""
+        for claim in claims:
+            if claim.region != self.region:
+                self._spread(claim)
+        self._count("out", "event")
+        await self.bus.publish(wire.KIND, "event", {"g": wire.encode_claims(claims)})
+
+    async def _gossip_once(self) -> None:
+        peers = self._live_peers()
+        self.rng.shuffle(peers)
+        limit = self.timing.retransmits(len(self.regions))
+        for peer in peers[: self.timing.gossip_nodes]:
+            claims = self.queue.take(self.timing.max_piggyback, limit, exclude=peer)
+            if claims:
+                self._count("out", "gossip")
+                await self.bus.publish(wire.KIND, "gossip", {"g": wire.encode_claims(claims)}, target=peer)
+
+    async def _sync(self, peer: str) -> bool:
+        """Full state exchange with ``peer`` (push-pull); True if it answered."""
+        body = self._life(peer)
+        body["members"] = wire.encode_claims(self._full_state())
+        self._count("out", "sync")
+        try:
+            env = await self.bus.request(wire.KIND, "sync", body, peer,
+                                         self.awareness.scale(self.timing.bus_check_timeout))
+        except (TransportError, Rejected):
+            return False
+        self._count("in", env.type)
+        await self._absorb_sync(env)
+        return True
+
+    async def _sync_all(self, why: str) -> None:
+        """Sync with every configured region at once: after start, a rejoin or a stall."""
+        answered = 0
+        limiter = anyio.CapacityLimiter(SYNC_CONCURRENCY)
+
+        async def one(peer: str) -> None:
+            nonlocal answered
+            async with limiter:
+                if await self._sync(peer):
+                    answered += 1
+
+        async with anyio.create_task_group() as tg:
+            for peer in self.others:
+                tg.start_soon(one, peer)
+        self.log.info("%s: full state exchanged with %d of %d region(s)", why, answered, len(self.others))
+
+    def _full_state(self) -> list[Claim]:
+        out = [self._alive_claim()]
+        for m in self.table:
+            source = None
+            s = self.suspicions.get(m.region)
+            if m.state == SUSPECT and s is not None and s.accusers:
+                source = sorted(s.accusers)[0]
+            out.append(Claim(m.region, m.state, m.incarnation, source, m.health))
+        return out
+
+    def _touch(self, region: str) -> None:
+        if region in self.table:
+            self.table.touch(region, last_heard=time.time())
+
+    async def _heard(self, sender: str, inc: int, health: str | None, rtt_ms: float | None = None) -> None:
+        """A message straight from ``sender``: it is alive at ``inc`` (if that is news)."""
+        if sender == self.region:
+            return
+        await self._merge([Claim(sender, ALIVE, inc, sender, health)], sender)
+        fields: dict[str, Any] = {"last_heard": time.time()}
+        if rtt_ms is not None:
+            old = (self.table.get(sender) or Member(sender, ALIVE)).rtt_ms
+            fields["rtt_ms"] = round(rtt_ms if old is None else 0.7 * old + 0.3 * rtt_ms, 3)
+        self.table.touch(sender, **fields)
+
+    async def _check_view(self, view: tuple[MemberState, int], sender: str) -> None:
+        """``sender`` told us how it sees us; refute a suspicion, death or stale leave."""
+        state, inc = view
+        await self._about_self(Claim(self.region, state, inc, sender))
+
+    async def _about_self(self, claim: Claim) -> None:
+        if self.leaving:
+            return
+        if (claim.state != ALIVE and claim.incarnation >= self.incarnation) or \
+                (claim.state == ALIVE and claim.incarnation > self.incarnation):
+            self.incarnation = max(self.incarnation, claim.incarnation) + 1
+            self.m_refutations.inc()
+            if claim.state == SUSPECT:
+                self.awareness.apply(1)  # being suspected says we were slow
+            self.log.info("refuting %s of us (incarnation %d, from %s): now incarnation %d",
+                          claim.state.value, claim.incarnation, claim.source or "?", self.incarnation)
+            await self._announce([self._alive_claim()])
+            await self._persist()
+
+    async def _merge(self, claims: Iterable[Claim], relay: str) -> None:
+        for claim in claims:
+            if claim.region == self.region:
+                await self._about_self(claim)
+                continue
+            if claim.state == SUSPECT and claim.source is None:
+                claim = Claim(claim.region, claim.state, claim.incarnation, relay, claim.health)
+            change = self.table.apply(claim)
+            if change is not None:
+                await self._on_change(change, claim)
+
+    async def _on_change(self, change: Change, claim: Claim) -> None:
+        m, prev = change.member, change.previous
+        newly_suspect = m.state == SUSPECT and (prev is None or prev.state != SUSPECT
+                                                or prev.incarnation != m.incarnation)
+        if newly_suspect:
+            floor, ceiling = self.suspicion_bounds()
+            # No more confirmations can come than there are other live daemons
+            # to send them (memberlist caps K the same way in small clusters).
+            possible = len(self.table.in_states(ALIVE, SUSPECT)) - 1
+            s = Suspicion(m.region, m.incarnation, time.monotonic(), floor, ceiling,
+                          max(0, min(self.timing.suspicion_confirmations, possible)))
+            s.confirm(claim.source or "?")
+            self.suspicions[m.region] = s
+            self._timer_wake.set()
+            if self.timing.confirm_suspicions and claim.source != self.region:
+                self.daemon.spawn(self._confirm, m.region, m.incarnation, name="membership-confirm")
+        elif change.confirmation:
+            held = self.suspicions.get(m.region)
+            if held is None or not held.confirm(claim.source or "?"):
+                return  # an accuser we already counted: nothing new to spread
+            self._timer_wake.set()
+        elif m.state != SUSPECT:
+            self.suspicions.pop(m.region, None)
+            self._confirmed = {key for key in self._confirmed if key[0] != m.region}
+        self._spread(claim)
+        if not change.transition:
+            if prev is not None and prev.health != m.health:
+                # Not a transition, but plugins that route or fail over need the region's own verdict.
+                self.log.info("%s: health %s -> %s (incarnation %d)", m.region, prev.health, m.health,
+                              m.incarnation)
+                self._emit(m, prev)
+            return
+        if prev is None and m.state in (ALIVE, SUSPECT) and self._probe_order:
+            self._probe_order.insert(self.rng.randrange(len(self._probe_order) + 1), m.region)
+        self.m_transitions.labels(m.region, m.state.value).inc()
+        self._update_gauges()
+        detail = f"incarnation {m.incarnation}"
+        if m.state in (SUSPECT, DEAD) and claim.source:
+            detail += f", by {claim.source}"
+        if prev is not None and m.health != prev.health:
+            detail += f", health {m.health}"
+        self.log.info("%s: %s -> %s (%s)", m.region, prev.state.value if prev else "unknown", m.state.value, detail)
+        self._emit(m, prev)
+
+    def _spread(self, claim: Claim) -> None:
+        """Queue ``claim`` for piggybacking and wake the gossip loop."""
+        self.queue.push(claim)
+        self._news.set()
+
+    def _emit(self, member: Member, previous: Member | None) -> None:
+        for fn in self.on_change:
+            fn(member, previous)
+        self._events_in.send_nowait((member, previous))
