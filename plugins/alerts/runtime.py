@@ -137,9 +137,11 @@ class AlertsRuntime:
     async def start(self) -> None:
         # Decrypting secrets may call a KMS, and apprise loads its ~190 service
         # modules on first use (seconds on a busy host): both off the loop,
-        # now, rather than inside the first urgent delivery.
+        # now, rather than inside the first urgent delivery. apprise costs
+        # ~15 MiB, so only a daemon with apprise receivers loads it at all.
         await anyio.to_thread.run_sync(self.load_targets)
-        await anyio.to_thread.run_sync(_warm_apprise)
+        if any(t.kind == "apprise" for parsed, _ in self._targets.values() for t in parsed):
+            await anyio.to_thread.run_sync(_warm_apprise)
         await self.outbox.open()
         for doc, synced in await self.outbox.run(self.outbox.sync.load_silences):
             try:

@@ -14,7 +14,7 @@ registered with the log scrubber.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Any, Literal
 from urllib.parse import parse_qs, unquote
 
 PAGERDUTY_SUMMARY_MAX = 1024
@@ -61,17 +61,14 @@ def _split(url: str) -> tuple[str, str, list[str], dict[str, list[str]]]:
     return scheme.lower(), netloc, segments, parse_qs(query)
 
 
-def _redact(url: str, scheme: str, secrets: list[str]) -> str:
-    """apprise's privacy form, with every part meshd considers secret masked too (apprise shows paths)."""
+def _redact(url: str, scheme: str, secrets: list[str], instance: Any = None) -> str:
+    """apprise's privacy form (for apprise URLs), with every part meshd considers secret masked too."""
     shown = f"{scheme}://***"
-    try:
-        import apprise
-
-        instance = apprise.Apprise.instantiate(url)
-        if instance is not None:
+    if instance is not None:
+        try:
             shown = str(instance.url(privacy=True))
-    except Exception:
-        pass
+        except Exception:
+            pass
     for part in sorted(set(secrets), key=len, reverse=True):
         if part and part != url:
             shown = shown.replace(part, "***")
@@ -136,5 +133,5 @@ def parse_target(url: str, index: int = 0) -> Target:
     password = getattr(instance, "password", None)
     if isinstance(password, str) and len(password) >= 6:
         secrets.append(password)
-    return Target(index, "apprise", scheme, url, _redact(url, scheme, secrets), int(instance.title_maxlen),
+    return Target(index, "apprise", scheme, url, _redact(url, scheme, secrets, instance), int(instance.title_maxlen),
                   int(instance.body_maxlen), secret_parts=tuple(secrets))
