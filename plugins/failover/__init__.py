@@ -1,5 +1,133 @@
-"""The failover plugin."""
+"""The failover plugin: quorum votes on a dead region's failover and failback.
+
+See :mod:`meshd_plugins.failover.engine` for the protocol and
+``docs/failover.md`` for operators. The plugin adds the ``failover:`` config
+section, reads ``dr_config.yaml``, keeps a hash-chained audit log in the
+state directory, and adds ``meshd failover``, ``meshd failback`` and
+``meshd audit-log verify``.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Sequence
+from typing import Any
+
+import meshd
+from meshd import hookimpl
+from meshd.config import ConfigIssue, LoadedConfig
+from meshd.httpapi import Request, Response, Route
+
+from . import cli, status
+from .config import FailoverConfig, dr_config_path, strict_majority
+from .drconfig import load_dr_config
+from .engine import FailoverEngine
+
+_STATUS_CODES = {"unknown_region": 400, "already_failed_over": 409, "not_failed_over": 409, "not_alive": 409,
+                 "disabled": 503, "isolated": 503, "kv_unavailable": 503}
 
 
 class FailoverPlugin:
-    """Not implemented yet."""
+    """One instance per daemon; the engine holds its state."""
+
+    def __init__(self) -> None:
+        self.engine: FailoverEngine | None = None
+
+    def _engine(self, daemon: meshd.Daemon) -> FailoverEngine:
+        if self.engine is None:
+            self.engine = FailoverEngine(daemon)
+        return self.engine
+
+    # ------------------------------------------------------------ configuration
+
+    @hookimpl
+    def meshd_config_models(self) -> dict[str, type]:
+        return {"failover": FailoverConfig}
+
+    @hookimpl
+    def meshd_federation_files(self) -> list[str]:
+        return ["dr_config.yaml"]
+
+    @hookimpl
+    def meshd_validate_config(self, config: LoadedConfig) -> list[ConfigIssue]:
+        cfg: FailoverConfig = config.plugin("failover")
+        issues: list[ConfigIssue] = []
+        configured = len(config.region_map.regions)
+        floor = strict_majority(configured)
+        if cfg.quorum is not None:
+            keypath = ("failover", "quorum")
+            if cfg.quorum < floor:
+                issues.append(ConfigIssue(config.path, keypath, f"quorum {cfg.quorum} is below a strict majority of "
+                                          f"the {configured} configured regions ({floor}): a minority could decide",
+                                          config.line_of(keypath)))
+            elif cfg.quorum > configured:
+                issues.append(ConfigIssue(config.path, keypath, f"quorum {cfg.quorum} is more than the {configured} "
+                                          "configured regions: no decision could ever be made",
+                                          config.line_of(keypath)))
+        path = dr_config_path(config)
+        if path.is_file():
+            issues.extend(load_dr_config(path, config.region_map)[1])
+        elif "dr_config" in cfg.model_fields_set:
+            keypath = ("failover", "dr_config")
+            issues.append(ConfigIssue(config.path, keypath, f"{path}: file not found",
+                                      config.line_of(keypath), code="missing_file"))
+        return issues
+
+    @hookimpl
+    def meshd_cli_commands(self, subparsers: Any, t: Any) -> None:
+        cli.add_commands(subparsers, t)
+
+    # ------------------------------------------------------------ lifecycle
+
+    @hookimpl
+    async def meshd_startup(self, daemon: meshd.Daemon) -> None:
+        await self._engine(daemon).start()
+
+    @hookimpl
+    def meshd_services(self, daemon: meshd.Daemon) -> list[meshd.Service]:
+        engine = self._engine(daemon)
+        return [meshd.Service("failover", engine.run), meshd.Service("failover-apply", engine.applier.run)]
+
+    @hookimpl
+    def meshd_reload(self, daemon: meshd.Daemon, previous: LoadedConfig) -> None:
+        engine = self._engine(daemon)
+        engine.load_dr()
+        old, new = previous.plugin("failover"), daemon.plugin_config("failover")
+        if old.kv != new.kv:
+            engine.log.warning("failover.kv changed; it takes effect after a restart")
+
+    @hookimpl
+    def meshd_bus_state(self, daemon: meshd.Daemon, connected: bool) -> None:
+        self._engine(daemon).bus_state(connected)
+
+    @hookimpl
+    def meshd_member_changed(self, daemon: meshd.Daemon, member: meshd.Member,
+                             previous: meshd.Member | None) -> None:
+        self._engine(daemon).member_changed(member, previous)
+
+    # ------------------------------------------------------------ observability and operators
+
+    @hookimpl
+    def meshd_status(self, daemon: meshd.Daemon) -> dict[str, Any]:
+        engine = self._engine(daemon)
+        return {"decisions": status.decisions(engine), "failover": status.status(engine)}
+
+    @hookimpl
+    def meshd_http_routes(self, daemon: meshd.Daemon) -> Sequence[Route]:
+        return [
+            Route("GET", "/v1/failover", functools.partial(self._get, daemon)),
+            Route("POST", "/v1/failover/{region}", functools.partial(self._request, daemon, "failover"), admin=True),
+            Route("POST", "/v1/failback/{region}", functools.partial(self._request, daemon, "failback"), admin=True),
+        ]
+
+    def _get(self, daemon: meshd.Daemon, _request: Request) -> Response:
+        return Response.json(self.meshd_status(daemon))
+
+    async def _request(self, daemon: meshd.Daemon, action: str, request: Request) -> Response:
+        engine = self._engine(daemon)
+        region = request.params["region"]
+        problem = engine.request_problem(region, action)
+        if problem is not None:
+            code, params = problem
+            return Response.json({"error": code, "params": params}, _STATUS_CODES.get(code, 409))
+        return Response.json(await engine.request(region, action), 202)

@@ -1,0 +1,773 @@
+"""Where to send a tenant's request: the routing engine (pure, no I/O).
+
+``RoutingEngine.route(client_location, tenant_id, sovereignty=None,
+session=None)`` returns a :class:`RouteResult` (region, endpoint, estimated
+latency and the reason for the choice) or raises a :class:`RoutingError`
+saying why no region may take the request. It never falls back to a region
+outside the tenant's residency.
+
+The decision, in order:
+
+1. **Residency.** Candidates are the regions whose ``jurisdiction`` is the
+   tenant's ``residency`` (tenants.yaml). ``sovereignty``, if given, must be
+   that same jurisdiction; for a tenant not in the directory it is the
+   jurisdiction to use.
+2. **Liveness.** Dead, left, down (the region's own health verdict) and
+   failed-over regions are excluded. Suspect or degraded regions are kept
+   as a second tier, used only when no healthy candidate is left.
+3. **Filters.** ``route_filter`` (the ``meshd_route_filter`` hook in a
+   daemon) may remove candidates, never add one.
+4. **Choice** within the best tier: a live sticky session stays on its
+   region; else the tenant's ``home``; else, when the home or the client's
+   nearest region is failed over, the committed target (following a chain of
+   failovers, still within the residency); else the lowest-latency region,
+   with weighted round-robin among every region whose latency is within
+   ``latency_tolerance_ms`` (or ``latency_tolerance_ratio`` of the best) of
+   the best, optionally narrowed to the lowest grid carbon intensity.
+
+Latency from a client location to a region is, first match wins: the RTT
+this daemon measured to that region when the client location is this very
+region (``use_measured_rtt``), an operator's RTT table entry, or an estimate
+from the great-circle distance::
+
+    rtt_ms = overhead_ms + 2 * path_inflation * distance_km / fiber_km_per_ms
+
+(light in fiber covers about 200 km per millisecond; real paths are about
+1.4 times longer than the great circle; a few milliseconds go to the last
+mile and equipment).
+
+Speed: decisions are planned once per (tenant class, client location) and
+cached until the federation's state changes, so the common call is two dict
+lookups and no allocation. One engine serves one daemon from one thread.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from functools import reduce
+from typing import Any
+
+from .places import CITIES, COUNTRIES
+
+__all__ = [
+    "Candidate", "LatencyModel", "Location", "NoEligibleRegion", "RouteRequest", "RouteResult", "RoutingEngine",
+    "RoutingError", "RoutingSettings", "SovereigntyConflict", "UnknownLocation", "UnknownTenant",
+    "great_circle_km", "resolve_location",
+]
+
+# Reasons a region was chosen (RouteResult.reason).
+STICKY, HOME, FAILOVER, NEAREST, WEIGHTED, CARBON = "sticky", "home", "failover", "nearest", "weighted", "carbon"
+REASONS = (STICKY, HOME, FAILOVER, NEAREST, WEIGHTED, CARBON)
+
+# Why a region is not a candidate (NoEligibleRegion.excluded values, status "excluded").
+EXCLUDED_REASONS = ("dead", "left", "down", "failed_over", "unseen", "filtered")
+
+MEASURED, CONFIGURED, ESTIMATED = "measured", "configured", "estimated"
+
+EARTH_RADIUS_KM = 6371.0088
+
+
+# ---------------------------------------------------------------- errors
+
+
+class RoutingError(ValueError):
+    """No route for this request; ``code`` names the kind for APIs and translations."""
+
+    code = "routing_error"
+
+    def __init__(self, message: str, **details: Any):
+        super().__init__(message)
+        self.details = details
+
+    def to_json(self) -> dict[str, Any]:
+        return {"error": self.code, "message": str(self), **self.details}
+
+
+class UnknownTenant(RoutingError):
+    """The tenant is not in the directory and no ``sovereignty`` says where it may go."""
+
+    code = "unknown_tenant"
+
+
+class UnknownLocation(RoutingError):
+    """The client location is not coordinates, a region, a country code, a city code or a configured place."""
+
+    code = "unknown_location"
+
+
+class SovereigntyConflict(RoutingError):
+    """The requested sovereignty differs from the tenant's residency; the residency is never widened."""
+
+    code = "sovereignty_conflict"
+
+
+class NoEligibleRegion(RoutingError):
+    """Every region within the residency is excluded (or there is none); ``excluded`` says why each is."""
+
+    code = "no_eligible_region"
+
+
+# ---------------------------------------------------------------- values
+
+
+@dataclass(frozen=True, slots=True)
+class Location:
+    """A resolved client location; ``key`` is what RTT table rows are named by."""
+
+    key: str
+    lat: float
+    lon: float
+    kind: str
+    """``region``, ``place`` (routing.locations), ``country``, ``city`` or ``coordinates``."""
+
+
+@dataclass(frozen=True, slots=True)
+class RouteResult:
+    """One routing decision. Instances are shared between calls: treat them as read-only."""
+
+    region: str
+    endpoint: str
+    latency_ms: float
+    reason: str
+    """``sticky``, ``home``, ``failover``, ``nearest``, ``weighted`` or ``carbon``."""
+    jurisdiction: str
+    latency_source: str
+    """``measured``, ``configured`` or ``estimated``."""
+    degraded: bool = False
+    """True when only suspect or degraded regions were left to choose from."""
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "region": self.region,
+            "endpoint": self.endpoint,
+            "latency_ms": round(self.latency_ms, 3),
+            "latency_source": self.latency_source,
+            "reason": self.reason,
+            "jurisdiction": self.jurisdiction,
+            "degraded": self.degraded,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class Candidate:
+    """A region a request may go to, as route filters see it."""
+
+    region: str
+    jurisdiction: str
+    endpoint: str
+    latency_ms: float
+    latency_source: str
+    weight: int
+    carbon_intensity: float | None
+    degraded: bool
+
+
+@dataclass(frozen=True, slots=True)
+class RouteRequest:
+    """The request a route filter is asked about."""
+
+    tenant_id: str
+    residency: str
+    location: Location
+    sovereignty: str | None = None
+    session: str | None = None
+
+
+@dataclass(frozen=True)
+class LatencyModel:
+    """Great-circle distance to estimated RTT; see the module docstring."""
+
+    overhead_ms: float = 2.0
+    path_inflation: float = 1.4
+    fiber_km_per_ms: float = 200.0
+
+    def rtt_ms(self, distance_km: float) -> float:
+        return self.overhead_ms + 2.0 * self.path_inflation * distance_km / self.fiber_km_per_ms
+
+
+@dataclass(frozen=True)
+class RoutingSettings:
+    """Tuning of the choice; the plugin builds it from the ``routing`` config section."""
+
+    latency_tolerance_ms: float = 10.0
+    latency_tolerance_ratio: float = 0.1
+    carbon_aware: bool = False
+    carbon_tolerance: float = 0.0
+    sticky_ttl: float = 1800.0
+    max_sessions: int = 100_000
+    weight_by: str = "weight"
+    """``weight`` or ``capacity``: which region map field weights the round-robin."""
+    use_measured_rtt: bool = False
+    assume_unseen_up: bool = True
+    """Regions the membership view has not reported yet count as alive."""
+    latency_model: LatencyModel = field(default_factory=LatencyModel)
+    max_cached_locations: int = 10_000
+
+
+def great_circle_km(lat1: float, lon1: float, lat2: float, lon2: float) -> float:
+    """Haversine distance on a spherical Earth (error < 0.5 %, far below what RTT estimates resolve)."""
+    p1, p2 = math.radians(lat1), math.radians(lat2)
+    dp, dl = p2 - p1, math.radians(lon2 - lon1)
+    a = math.sin(dp / 2) ** 2 + math.cos(p1) * math.cos(p2) * math.sin(dl / 2) ** 2
+    return 2 * EARTH_RADIUS_KM * math.asin(min(1.0, math.sqrt(a)))
+
+
+_COORDS = re.compile(r"^\s*(-?\d+(?:\.\d+)?)\s*[, ]\s*(-?\d+(?:\.\d+)?)\s*$")
+
+
+def resolve_location(value: Any, regions: Mapping[str, Any] | None = None,
+                     places: Mapping[str, tuple[float, float]] | None = None) -> Location:
+    """A client location from ``value``; raise :class:`UnknownLocation`.
+
+    Accepted, first match wins: a :class:`Location`; a ``(lat, lon)`` pair; a
+    name in ``places`` (the operator's ``routing.locations``); a region name;
+    ``"lat,lon"``; a two-letter ISO 3166 country code (its capital); a
+    three-letter IATA city code. Codes are case-insensitive.
+    """
+    if isinstance(value, Location):
+        return value
+    if isinstance(value, (tuple, list)) and len(value) == 2:
+        lat, lon = value
+        return _coordinates(float(lat), float(lon), value)
+    if not isinstance(value, str) or not value.strip():
+        raise UnknownLocation(f"client location {value!r} is empty or not text", location=str(value))
+    text = value.strip()
+    if places and text in places:
+        lat, lon = places[text]
+        return Location(text, float(lat), float(lon), "place")
+    if regions and text in regions:
+        c = regions[text].coordinates
+        return Location(text, c.lat, c.lon, "region")
+    m = _COORDS.match(text)
+    if m:
+        return _coordinates(float(m.group(1)), float(m.group(2)), text)
+    code = text.upper()
+    if len(code) == 2 and code in COUNTRIES:
+        lat, lon = COUNTRIES[code]
+        return Location(code, lat, lon, "country")
+    if len(code) == 3 and code in CITIES:
+        lat, lon = CITIES[code]
+        return Location(code, lat, lon, "city")
+    raise UnknownLocation(
+        f"client location {text!r} is not lat,lon, a region, an ISO country code, an IATA city code "
+        "or a place from routing.locations", location=text)
+
+
+def _coordinates(lat: float, lon: float, raw: Any) -> Location:
+    if not (-90.0 <= lat <= 90.0 and -180.0 <= lon <= 180.0) or math.isnan(lat) or math.isnan(lon):
+        raise UnknownLocation(f"coordinates {raw!r} out of range (lat -90..90, lon -180..180)", location=str(raw))
+    return Location(f"{lat:g},{lon:g}", lat, lon, "coordinates")
+
+
+# ---------------------------------------------------------------- internal plans
+
+
+class _Class:
+    """Tenants that route alike: same residency, same home."""
+
+    __slots__ = ("residency", "home", "regions", "plans")
+
+    def __init__(self, residency: str, home: str | None, regions: tuple[str, ...]):
+        self.residency, self.home, self.regions = residency, home, regions
+        self.plans: dict[Any, _Plan] = {}
+
+
+class _Plan:
+    """The precomputed choice for one tenant class from one client location."""
+
+    __slots__ = ("location", "fixed", "seq", "n", "i", "error", "candidates", "pool", "sticky", "subplans",
+                 "by_region", "degraded")
+
+    def __init__(self, location: Location):
+        self.location = location
+        self.fixed: RouteResult | None = None
+        self.seq: tuple[RouteResult, ...] = ()
+        self.n = 0
+        self.i = 0
+        self.error: tuple[str, dict[str, str]] | None = None
+        self.candidates: tuple[Candidate, ...] = ()
+        """Every eligible candidate (both tiers), nearest first: what filters see."""
+        self.pool: frozenset[str] = frozenset()
+        """Regions of the chosen tier: a session stays on its region while it is one of these."""
+        self.sticky: dict[str, RouteResult] = {}
+        self.subplans: dict[tuple[Candidate, ...], _Plan] = {}
+        self.by_region: dict[str, Candidate] = {}
+        self.degraded = False
+
+    def sticky_result(self, region: str) -> RouteResult:
+        """The result that keeps a session on ``region`` (built on first use: most plans never see a session)."""
+        result = self.sticky.get(region)
+        if result is None:
+            c = self.by_region[region]
+            result = self.sticky[region] = RouteResult(c.region, c.endpoint, c.latency_ms, STICKY, c.jurisdiction,
+                                                       c.latency_source, self.degraded)
+        return result
+
+    def pick(self) -> RouteResult:
+        if self.fixed is not None:
+            return self.fixed
+        i = self.i
+        self.i = i + 1 if i + 1 < self.n else 0
+        return self.seq[i]
+
+
+def _wrr_schedule(items: Sequence[Any], weights: Sequence[int], max_len: int = 1000) -> list[Any]:
+    """One period of nginx's smooth weighted round-robin: interleaved, exact shares."""
+    g = reduce(math.gcd, weights)
+    w = [x // g for x in weights]
+    total = sum(w)
+    if total > max_len:  # keep the period short; shares stay within 1/max_len
+        w = [max(1, round(x * max_len / total)) for x in w]
+        total = sum(w)
+    current = [0] * len(w)
+    out = []
+    for _ in range(total):
+        for k, x in enumerate(w):
+            current[k] += x
+        best = max(range(len(w)), key=lambda k: current[k])
+        current[best] -= total
+        out.append(items[best])
+    return out
+
+
+# ---------------------------------------------------------------- the engine
+
+
+RouteFilter = Callable[[RouteRequest, tuple[Candidate, ...]], Sequence[Candidate] | None]
+
+
+class RoutingEngine:
+    """Routing decisions for one daemon's view of the federation.
+
+    ``regions`` is the region map (name -> :class:`meshd.config.Region`),
+    ``tenants`` the tenant directory (a :class:`meshd.tenants.TenantDirectory`
+    or a name -> Tenant mapping), ``rtt`` an RTT table ``{from: {region: ms}}``
+    whose rows are named like client locations, ``places`` extra named
+    locations, ``local_region`` the region this engine runs in (for measured
+    RTTs). Feed it the federation's state with :meth:`set_member`,
+    :meth:`set_health` and :meth:`apply_decision`.
+    """
+
+    def __init__(self, regions: Mapping[str, Any], tenants: Any = None, *,
+                 settings: RoutingSettings | None = None, rtt: Mapping[str, Mapping[str, float]] | None = None,
+                 places: Mapping[str, tuple[float, float]] | None = None, local_region: str | None = None,
+                 route_filter: RouteFilter | None = None, clock: Callable[[], float] = time.monotonic):
+        self._clock = clock
+        self.route_filter = route_filter
+        self.local_region = local_region
+        # Dynamic state, kept across reconfigure().
+        self._state: dict[str, str] = {}
+        self._health: dict[str, str] = {}
+        self._measured: dict[str, float] = {}
+        self._failed_over: dict[str, tuple[str | None, int]] = {}
+        self._decision_keys: dict[str, tuple[int, int]] = {}
+        self._sessions: dict[tuple[str, str], list[Any]] = {}
+        self.view_stale = False
+        self.decisions: dict[str, int] = {}
+        self.no_eligible: dict[str, int] = {}
+        self.version = 0
+        self.reconfigure(regions, tenants, settings=settings, rtt=rtt, places=places)
+
+    # ------------------------------------------------------------ configuration
+
+    def reconfigure(self, regions: Mapping[str, Any], tenants: Any = None, *, settings: RoutingSettings | None = None,
+                    rtt: Mapping[str, Mapping[str, float]] | None = None,
+                    places: Mapping[str, tuple[float, float]] | None = None) -> None:
+        """Replace the static inputs (region map, tenants, settings, RTT table); live state is kept."""
+        self.regions = dict(regions)
+        self.settings = settings or RoutingSettings()
+        self.rtt = {str(k): {str(r): float(ms) for r, ms in row.items()} for k, row in (rtt or {}).items()}
+        self.places = {str(k): (float(v[0]), float(v[1])) for k, v in (places or {}).items()}
+        if tenants is not None and hasattr(tenants, "tenants"):
+            tenants = tenants.tenants
+        self.tenants = dict(tenants or {})
+        by_jurisdiction: dict[str, list[str]] = {}
+        for name, region in self.regions.items():
+            by_jurisdiction.setdefault(region.jurisdiction, []).append(name)
+        self._jurisdictions = {j: tuple(sorted(names)) for j, names in by_jurisdiction.items()}
+        self._classes: dict[tuple[str, str | None], _Class] = {}
+        self._by_tenant: dict[str, _Class] = {}
+        for tenant_id, tenant in self.tenants.items():
+            home = tenant.home if tenant.home in self.regions else None
+            self._by_tenant[tenant_id] = self._class(tenant.residency, home)
+        for name in list(self.decisions):
+            if name not in self.regions:
+                del self.decisions[name]
+        for name in self.regions:
+            self.decisions.setdefault(name, 0)
+        self._locations: dict[Any, Location] = {}
+        self._invalidate()
+
+    def _class(self, residency: str, home: str | None) -> _Class:
+        key = (residency, home)
+        cls = self._classes.get(key)
+        if cls is None:
+            cls = self._classes[key] = _Class(residency, home, self._jurisdictions.get(residency, ()))
+        return cls
+
+    def _invalidate(self) -> None:
+        self.version += 1
+        for cls in self._classes.values():
+            cls.plans.clear()
+
+    # ------------------------------------------------------------ federation state
+
+    def set_member(self, region: str, state: str, health: str | None = None, rtt_ms: float | None = None) -> bool:
+        """A region's membership state (alive, suspect, dead, left, isolated) and reported health.
+
+        ``isolated`` about this engine's own region means the view is stale:
+        the last known states are kept. Returns whether routing changed.
+        """
+        state = getattr(state, "value", state)
+        if region not in self.regions:
+            return False
+        if rtt_ms is not None and rtt_ms >= 0:
+            changed_rtt = self.settings.use_measured_rtt and self._measured.get(region) != rtt_ms
+            self._measured[region] = float(rtt_ms)
+        else:
+            changed_rtt = False
+        if region == self.local_region:
+            self.view_stale = state == "isolated"
+            state = "alive"  # this daemon runs: its own region is not dead by its own verdict
+        elif state == "isolated":
+            state = "suspect"
+        changed = self._state.get(region) != state
+        self._state[region] = state
+        if health is not None:
+            changed |= self._set_health(region, health)
+        if changed or changed_rtt:
+            self._invalidate()
+        return changed or changed_rtt
+
+    def set_health(self, region: str, health: str | None) -> bool:
+        """A region's own health verdict: healthy, degraded or down (None forgets it)."""
+        if region not in self.regions:
+            return False
+        changed = self._set_health(region, health)
+        if changed:
+            self._invalidate()
+        return changed
+
+    def _set_health(self, region: str, health: Any) -> bool:
+        health = getattr(health, "value", health)
+        if self._health.get(region) == health:
+            return False
+        if health is None:
+            self._health.pop(region, None)
+        else:
+            self._health[region] = str(health)
+        return True
+
+    def apply_decision(self, decision: Any) -> bool:
+        """Apply a committed failover or failback (:class:`meshd.decisions.Decision` or its JSON).
+
+        Decisions may arrive in any order and more than once: the latest
+        (term, failback-after-failover) per region wins. Returns whether
+        routing changed.
+        """
+        get = decision.get if isinstance(decision, Mapping) else (lambda k: getattr(decision, k))
+        region, term, action, target = get("region"), int(get("term")), get("action"), get("target")
+        if region not in self.regions or action not in ("failover", "failback"):
+            return False
+        key = (term, 1 if action == "failback" else 0)
+        last = self._decision_keys.get(region)
+        if last is not None and key <= last:
+            return False
+        self._decision_keys[region] = key
+        if action == "failover":
+            self._failed_over[region] = (target if target in self.regions else None, term)
+        else:
+            self._failed_over.pop(region, None)
+        self._invalidate()
+        return True
+
+    @property
+    def failed_over(self) -> dict[str, dict[str, Any]]:
+        """``{region: {"target", "term"}}`` for every region currently failed over."""
+        return {r: {"target": t, "term": term} for r, (t, term) in sorted(self._failed_over.items())}
+
+    def exclusion(self, region: str) -> str | None:
+        """Why ``region`` takes no traffic now (``dead``, ``left``, ``down``, ``failed_over``, ``unseen``), or None."""
+        if region in self._failed_over:
+            return "failed_over"
+        state = self._state.get(region)
+        if state in ("dead", "left"):
+            return state
+        if state is None and not self.settings.assume_unseen_up:
+            return "unseen"
+        if self._health.get(region) == "down":
+            return "down"
+        return None
+
+    def excluded(self) -> dict[str, str]:
+        """Every region that takes no traffic now, with the reason."""
+        out = {}
+        for name in sorted(self.regions):
+            why = self.exclusion(name)
+            if why:
+                out[name] = why
+        return out
+
+    def _degraded(self, region: str) -> bool:
+        return self._state.get(region) == "suspect" or self._health.get(region) == "degraded"
+
+    # ------------------------------------------------------------ routing
+
+    def resolve(self, client_location: Any) -> Location:
+        """The :class:`Location` a client location names; raise :class:`UnknownLocation`."""
+        try:
+            loc = self._locations.get(client_location)
+        except TypeError:  # unhashable (a list of coordinates)
+            return resolve_location(client_location, self.regions, self.places)
+        if loc is None:
+            loc = resolve_location(client_location, self.regions, self.places)
+            if len(self._locations) >= self.settings.max_cached_locations:
+                self._locations.clear()
+            self._locations[client_location] = loc
+        return loc
+
+    def latency(self, location: Location, region: str) -> tuple[float, str]:
+        """Estimated RTT in ms from ``location`` to ``region``, and where it came from."""
+        if (self.settings.use_measured_rtt and location.key == self.local_region
+                and region in self._measured and region != self.local_region):
+            return self._measured[region], MEASURED
+        row = self.rtt.get(location.key)
+        if row is not None and region in row:
+            return row[region], CONFIGURED
+        if location.kind == "region":
+            back = self.rtt.get(region)
+            if back is not None and location.key in back:
+                return back[location.key], CONFIGURED
+        r = self.regions[region].coordinates
+        km = great_circle_km(location.lat, location.lon, r.lat, r.lon)
+        return self.settings.latency_model.rtt_ms(km), ESTIMATED
+
+    def route(self, client_location: Any, tenant_id: str, sovereignty: str | None = None,
+              session: str | None = None) -> RouteResult:
+        """The region for a request of ``tenant_id`` from ``client_location``.
+
+        ``client_location`` is anything :func:`resolve_location` accepts.
+        ``sovereignty`` (a jurisdiction code) must match the tenant's
+        residency; it is required for a tenant not in the directory.
+        ``session`` makes the choice sticky for ``sticky_ttl`` seconds while
+        the region stays healthy. Raises :class:`UnknownTenant`,
+        :class:`UnknownLocation`, :class:`SovereigntyConflict` or
+        :class:`NoEligibleRegion`; never returns a region outside the
+        residency, dead, left, down or failed over.
+        """
+        cls = self._by_tenant.get(tenant_id)
+        if cls is None or (sovereignty is not None and sovereignty != cls.residency):
+            cls = self._unusual_class(tenant_id, sovereignty)
+        try:
+            plan = cls.plans.get(client_location)
+        except TypeError:  # a [lat, lon] list: the same location as the tuple
+            client_location = tuple(client_location)
+            plan = cls.plans.get(client_location)
+        if plan is None:
+            plan = self._plan(cls, client_location)
+        if self.route_filter is not None:
+            plan = self._filtered(cls, plan, tenant_id, sovereignty, session)
+        if plan.error is not None:
+            self.no_eligible[cls.residency] = self.no_eligible.get(cls.residency, 0) + 1
+            detail, excluded = plan.error
+            raise NoEligibleRegion(detail, residency=cls.residency, tenant=tenant_id, excluded=dict(excluded))
+        if session is None:
+            result = plan.pick()
+        else:
+            result = self._sticky(plan, tenant_id, session)
+        self.decisions[result.region] += 1
+        return result
+
+    def _unusual_class(self, tenant_id: str, sovereignty: str | None) -> _Class:
+        cls = self._by_tenant.get(tenant_id)
+        if cls is not None:
+            raise SovereigntyConflict(
+                f"tenant {tenant_id!r} must stay in {cls.residency}; sovereignty {sovereignty!r} cannot widen or "
+                "move its residency", tenant=tenant_id, residency=cls.residency, sovereignty=sovereignty)
+        if sovereignty is None:
+            raise UnknownTenant(f"tenant {tenant_id!r} is not in the tenant directory; pass a sovereignty "
+                                "(jurisdiction code) to route it", tenant=tenant_id)
+        return self._class(sovereignty, None)
+
+    def _plan(self, cls: _Class, client_location: Any) -> _Plan:
+        location = self.resolve(client_location)
+        plan = _Plan(location)
+        candidates = []
+        excluded: dict[str, str] = {}
+        nearest_raw: tuple[float, str] | None = None
+        for name in cls.regions:
+            ms, source = self.latency(location, name)
+            if nearest_raw is None or (ms, name) < nearest_raw:
+                nearest_raw = (ms, name)
+            why = self.exclusion(name)
+            if why:
+                excluded[name] = why
+                continue
+            r = self.regions[name]
+            weight = r.capacity if self.settings.weight_by == "capacity" else r.weight
+            candidates.append(Candidate(name, r.jurisdiction, r.endpoint, ms, source, weight, r.carbon_intensity,
+                                        self._degraded(name)))
+        candidates.sort(key=lambda c: (c.latency_ms, c.region))
+        plan.candidates = tuple(candidates)
+        self._choose(cls, plan, plan.candidates, excluded, nearest_raw[1] if nearest_raw else None)
+        if len(cls.plans) >= self.settings.max_cached_locations:
+            cls.plans.clear()
+        cls.plans[client_location] = plan
+        return plan
+
+    def _choose(self, cls: _Class, plan: _Plan, candidates: Sequence[Candidate], excluded: Mapping[str, str],
+                nearest_raw: str | None) -> None:
+        """Fill ``plan``'s choice from ``candidates`` (already residency- and liveness-checked)."""
+        plan.by_region = {c.region: c for c in candidates}
+        if not candidates:
+            if not cls.regions:
+                detail = f"no region of the region map is in jurisdiction {cls.residency}"
+            else:
+                detail = (f"no eligible region in {cls.residency}: " +
+                          ", ".join(f"{r} {why}" for r, why in sorted(excluded.items())))
+            plan.error = (detail, dict(excluded))
+            return
+        healthy = [c for c in candidates if not c.degraded]
+        pool = healthy or list(candidates)
+        degraded = not healthy
+        plan.pool = frozenset(c.region for c in pool)
+        in_pool = {c.region: c for c in pool}
+
+        def result(c: Candidate, reason: str) -> RouteResult:
+            return RouteResult(c.region, c.endpoint, c.latency_ms, reason, c.jurisdiction, c.latency_source, degraded)
+
+        plan.degraded = degraded
+        if cls.home is not None and cls.home in in_pool:
+            plan.fixed = result(in_pool[cls.home], HOME)
+            return
+        for origin in (cls.home, nearest_raw):
+            if origin is None or origin not in self._failed_over:
+                continue
+            target = self._follow(origin, cls.residency)
+            if target is not None and target in in_pool:
+                plan.fixed = result(in_pool[target], FAILOVER)
+                return
+        best = pool[0].latency_ms
+        limit = best + max(self.settings.latency_tolerance_ms, best * self.settings.latency_tolerance_ratio)
+        near = [c for c in pool if c.latency_ms <= limit]
+        weighted = [c for c in near if c.weight > 0] or near[:1]
+        reason = NEAREST if len(weighted) == 1 else WEIGHTED
+        if self.settings.carbon_aware and len(weighted) > 1:
+            known = [c.carbon_intensity for c in weighted if c.carbon_intensity is not None]
+            if known:
+                floor = min(known) + self.settings.carbon_tolerance
+                greener = [c for c in weighted if c.carbon_intensity is not None and c.carbon_intensity <= floor]
+                if len(greener) < len(weighted):
+                    weighted, reason = greener, CARBON
+        if len(weighted) == 1:
+            plan.fixed = result(weighted[0], reason)
+            return
+        seq = _wrr_schedule([result(c, reason) for c in weighted], [max(1, c.weight) for c in weighted])
+        plan.seq, plan.n, plan.i = tuple(seq), len(seq), 0
+
+    def _follow(self, region: str, residency: str) -> str | None:
+        """Where a failed-over region's traffic goes: its target, then the target's target... within residency."""
+        seen = {region}
+        current = region
+        while current in self._failed_over:
+            target = self._failed_over[current][0]
+            if target is None or target in seen or self.regions[target].jurisdiction != residency:
+                return None
+            seen.add(target)
+            current = target
+        return current
+
+    def _filtered(self, cls: _Class, plan: _Plan, tenant_id: str, sovereignty: str | None,
+                  session: str | None) -> _Plan:
+        """The plan after route filters removed candidates (cached per surviving set, so WRR keeps turning)."""
+        if plan.error is not None or self.route_filter is None:
+            return plan
+        request = RouteRequest(tenant_id, cls.residency, plan.location, sovereignty, session)
+        returned = self.route_filter(request, plan.candidates)
+        if returned is None:
+            return plan
+        keep = tuple(c for c in plan.candidates if c in returned)  # a filter only removes
+        if len(keep) == len(plan.candidates):
+            return plan
+        sub = plan.subplans.get(keep)
+        if sub is None:
+            sub = _Plan(plan.location)
+            sub.candidates = keep
+            excluded = {r: why for r in cls.regions if (why := self.exclusion(r))}
+            excluded.update({c.region: "filtered" for c in plan.candidates if c not in keep})
+            nearest = min(((self.latency(plan.location, r)[0], r) for r in cls.regions), default=(0.0, None))[1]
+            self._choose(cls, sub, keep, excluded, nearest)
+            if len(plan.subplans) > 64:
+                plan.subplans.clear()
+            plan.subplans[keep] = sub
+        return sub
+
+    def _sticky(self, plan: _Plan, tenant_id: str, session: str) -> RouteResult:
+        key = (tenant_id, session)
+        now = self._clock()
+        entry = self._sessions.get(key)
+        if entry is not None and entry[1] > now and entry[0] in plan.pool:
+            entry[1] = now + self.settings.sticky_ttl
+            return plan.sticky_result(entry[0])
+        result = plan.pick()
+        if entry is not None:
+            entry[0], entry[1] = result.region, now + self.settings.sticky_ttl
+        else:
+            if len(self._sessions) >= self.settings.max_sessions:
+                self._evict_sessions(now)
+            self._sessions[key] = [result.region, now + self.settings.sticky_ttl]
+        return result
+
+    def _evict_sessions(self, now: float) -> None:
+        expired = [k for k, (_, until) in self._sessions.items() if until <= now]
+        for k in expired:
+            del self._sessions[k]
+        # Still full: drop the oldest tenth (dicts keep insertion order).
+        overflow = len(self._sessions) - self.settings.max_sessions + max(1, self.settings.max_sessions // 10)
+        if overflow > 0:
+            for k in list(self._sessions)[:overflow]:
+                del self._sessions[k]
+
+    def forget_session(self, tenant_id: str, session: str) -> None:
+        self._sessions.pop((tenant_id, session), None)
+
+    @property
+    def session_count(self) -> int:
+        return len(self._sessions)
+
+    # ------------------------------------------------------------ introspection
+
+    def explain(self, client_location: Any, tenant_id: str, sovereignty: str | None = None) -> dict[str, Any]:
+        """Every region of the tenant's residency with its latency and exclusion: for people and tests."""
+        cls = self._by_tenant.get(tenant_id)
+        if cls is None or (sovereignty is not None and sovereignty != cls.residency):
+            cls = self._unusual_class(tenant_id, sovereignty)
+        location = self.resolve(client_location)
+        rows = []
+        for name in cls.regions:
+            ms, source = self.latency(location, name)
+            rows.append({"region": name, "latency_ms": round(ms, 3), "latency_source": source,
+                         "excluded": self.exclusion(name), "degraded": self._degraded(name)})
+        rows.sort(key=lambda r: (r["latency_ms"], r["region"]))
+        return {"tenant": tenant_id, "residency": cls.residency, "home": cls.home,
+                "location": {"key": location.key, "kind": location.kind, "lat": location.lat, "lon": location.lon},
+                "regions": rows}
+
+    def snapshot(self) -> dict[str, Any]:
+        """The engine's view for ``/status``."""
+        return {
+            "view": "stale" if self.view_stale else "live",
+            "failed_over": self.failed_over,
+            "excluded": self.excluded(),
+            "degraded": sorted(r for r in self.regions if self.exclusion(r) is None and self._degraded(r)),
+            "sessions": len(self._sessions),
+            "decisions": dict(sorted(self.decisions.items())),
+            "no_eligible_region": dict(sorted(self.no_eligible.items())),
+        }
+
+    def tenant_ids(self) -> Iterable[str]:
+        return self.tenants.keys()
