@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import random
 import shutil
 import signal
 import socket
@@ -46,7 +47,38 @@ def find_nats_server() -> str:
     )
 
 
+_handed_out: set[int] = set()
+
+
+def _ephemeral_range() -> tuple[int, int]:
+    try:
+        low, high = Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()
+        return int(low), int(high)
+    except (OSError, ValueError):
+        return 32768, 60999
+
+
 def free_port(host: str = "127.0.0.1") -> int:
+    """A port that is free now, chosen below the kernel's ephemeral range.
+
+    A listener is started some time after its port is picked. Ports the
+    kernel hands to outgoing connections (the ephemeral range) can be taken
+    in that window by any client on the machine, so they are avoided; and a
+    port is never handed out twice by this process.
+    """
+    low, _ = _ephemeral_range()
+    candidates = list(range(10000, max(10001, low)))
+    random.shuffle(candidates)
+    for port in candidates[:200]:
+        if port in _handed_out:
+            continue
+        with socket.socket() as s:
+            try:
+                s.bind((host, port))
+            except OSError:
+                continue
+        _handed_out.add(port)
+        return port
     with socket.socket() as s:
         s.bind((host, 0))
         return s.getsockname()[1]
