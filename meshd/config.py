@@ -360,6 +360,19 @@ def check_private_key_file(path: Path) -> str | None:
     return None
 
 
+def validate_daemon_source(source: Source, plugin_models: dict[str, type[BaseModel]]) -> DaemonConfig:
+    """Validate one daemon config document with the plugins' sections, without reading the files it names."""
+    fields: dict[str, Any] = {}
+    for name, model in plugin_models.items():
+        fields[name] = (model, Field(default_factory=model))
+        if isinstance(source.data, dict) and source.data.get(name) is None:
+            # Validate an absent section too, so its defaults get the same
+            # treatment as written values (relative paths resolved here).
+            source.data[name] = {}
+    model = create_model("DaemonConfigWithPlugins", __base__=DaemonConfig, **fields) if fields else DaemonConfig
+    return validate_source(source, model)
+
+
 def load_config(path: str | os.PathLike[str], plugin_models: dict[str, type[BaseModel]] | None = None) -> LoadedConfig:
     """Load and cross-check a daemon config, its region map and trust bundle.
 
@@ -376,15 +389,7 @@ def load_config(path: str | os.PathLike[str], plugin_models: dict[str, type[Base
     except YamlError as exc:
         raise ConfigError([_issue_from_yaml_error(exc)]) from None
 
-    fields: dict[str, Any] = {}
-    for name, model in plugin_models.items():
-        fields[name] = (model, Field(default_factory=model))
-        if isinstance(source.data, dict) and source.data.get(name) is None:
-            # Validate an absent section too, so its defaults get the same
-            # treatment as written values (relative paths resolved here).
-            source.data[name] = {}
-    model = create_model("DaemonConfigWithPlugins", __base__=DaemonConfig, **fields) if fields else DaemonConfig
-    daemon: DaemonConfig = validate_source(source, model)
+    daemon = validate_daemon_source(source, plugin_models)
     sections = {name: getattr(daemon, name) for name in plugin_models}
 
     issues: list[ConfigIssue] = []

@@ -247,3 +247,17 @@ def test_default_region_map_is_beside_the_config(fed: dict[str, Path], tmp_path:
     finally:
         os.chdir(old)
     assert set(config.region_map.regions) == set(REGIONS)
+
+
+def test_the_sample_config_matches_the_schema_of_core_and_plugins() -> None:
+    """etc/meshd.yaml documents every section; it must stay valid as the code changes."""
+    from meshd.config import validate_daemon_source
+    from meshd.plugins import Hooks
+    from meshd.yamlsource import load_yaml
+
+    sample = Path(__file__).resolve().parent.parent / "etc" / "meshd.yaml"
+    models = Hooks.load().config_models()
+    config = validate_daemon_source(load_yaml(sample), models)
+    for section in ("health", "membership", "failover", "routing", "alerts", "keys", "metering"):
+        assert section in models and f"\n{section}:" in sample.read_text()
+    assert config.region == "eu-west-1"
