@@ -343,8 +343,12 @@ class ChaosRun:
                 self.event("up", region, cause="heal")
         elif fault.kind == "nats_restart":
             assert fault.node is not None
-            fed.servers[fault.node].start()
+            # The node counts as up from its launch: its pinned daemons reconnect as soon as it
+            # accepts clients, well before /healthz reports JetStream caught up.
+            server = fed.servers[fault.node]
+            server.start(wait=0)
             self.event("node_up", node=fault.node, cause="nats restart")
+            server.wait_healthy()
 
     def running(self) -> list[str]:
         assert self.fed is not None
