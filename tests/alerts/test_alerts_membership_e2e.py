@@ -13,7 +13,7 @@ from collections.abc import Iterator
 import pytest
 import yaml
 
-from meshd.testing import BUILTIN_PLUGINS, LocalFederation
+from meshd.testing import BUILTIN_PLUGINS, SOURCE_ROOT, LocalFederation
 from meshd_plugins.alerts.testing import RecordingReceiver
 
 pytestmark = [pytest.mark.nats, pytest.mark.slow]
@@ -74,3 +74,47 @@ def test_sigkill_of_one_region_pages_once_and_resolves_once(tmp_path, receivers)
         assert pager.received[0].body["dedup_key"] == pager.received[1].body["dedup_key"]
         assert [r.title for r in chat.received] == [f"[FIRING:1] Region {DEAD} is down",
                                                     f"[RESOLVED] Region {DEAD} is down"]
+
+
+def test_a_committed_failover_pages_once_and_its_failback_resolves_it(tmp_path, receivers) -> None:  # type: ignore[no-untyped-def]
+    """The whole chain in real processes: SIGKILL -> membership -> signed votes -> KV commit -> every
+    survivor applies it and raises FailoverCommitted -> one page; back -> failback -> one resolve."""
+    _, pager = receivers
+    regions = ["eu-west-1", "eu-central-1", "us-east-1"]
+    routes = tmp_path / "alert_routes.yaml"
+    routes.write_text(yaml.safe_dump({
+        "route": {"receiver": "nowhere", "group_by": ["alertname", "region"], "group_wait": "30s",
+                  "group_interval": "1s", "repeat_interval": "1h",
+                  "routes": [{"matchers": ['alertname="FailoverCommitted"'], "receiver": "pager",
+                              "group_wait": "0s"}]},
+        "receivers": [{"name": "nowhere"},
+                      {"name": "pager", "urls": ["pagerduty://E2eKey@Api"], "pagerduty_url": pager.base_url}],
+    }))
+    dr = tmp_path / "dr_config.yaml"
+    dr_config = yaml.safe_load((SOURCE_ROOT / "etc" / "dr_config.yaml").read_text())
+    dr_config["regions"] = {"eu-west-1": {"pair": "eu-central-1"}, "eu-central-1": {"pair": "eu-west-1"},
+                            "us-east-1": {}}
+    dr.write_text(yaml.safe_dump(dr_config))
+    config = {"alerts": {"dedup": {"lease": 2, "poll": 0.1}, "deadman": {"enabled": False}},
+              "failover": {"hold_down": "2s", "flap_window": 0},
+              "plugins": {"disabled": ["health", "keys", "metering", "routing"]}}
+    with LocalFederation(tmp_path / "fed", regions=regions, shared_files=[routes, dr], config=config) as fed:
+        fed.wait_for(lambda: all(fed.member_state(r, o) == "alive" for r in regions for o in regions),
+                     timeout=60, what="everyone alive in everyone's view")
+        fed.kill("eu-central-1")
+        page = pager.wait_for(lambda got: got, what="the FailoverCommitted page")[0].body
+        assert page["event_action"] == "trigger"
+        assert "eu-central-1" in page["payload"]["summary"] and "eu-west-1" in page["payload"]["summary"]
+        decisions = fed.status("us-east-1")["decisions"]
+        assert [(d["region"], d["action"], d["target"]) for d in decisions] == [("eu-central-1", "failover",
+                                                                               "eu-west-1")]
+        # Both survivors applied it and raised the alert; the receiver still got it once.
+        fed.wait_for(lambda: all(fed.metric(r, "meshd_alerts_received_total", status="firing") >= 1
+                                 for r in ("eu-west-1", "us-east-1")), what="both survivors to raise it")
+
+        fed.start_daemon("eu-central-1")
+        pager.wait_for(lambda got: len(got) >= 2, timeout=60, what="the failback's resolve")
+        assert [r.body["event_action"] for r in pager.received] == ["trigger", "resolve"]
+        assert pager.received[1].body["dedup_key"] == page["dedup_key"]
+        actions = [d["action"] for d in fed.status("eu-west-1")["decisions"] if d["region"] == "eu-central-1"]
+        assert actions == ["failover", "failback"]
