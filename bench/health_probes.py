@@ -24,11 +24,8 @@ from __future__ import annotations
 
 import argparse
 import logging
-import os
-import platform
 import socket
 import subprocess
-import sys
 import tempfile
 import threading
 import time
@@ -48,6 +45,7 @@ from meshd_plugins.health.kind_http import HttpProbe
 from meshd_plugins.health.kind_tcp import TcpProbe
 from meshd_plugins.health.probes import Probe, ProbeContext, ProbeResult
 from meshd_plugins.health.settings import ResolvedProbe
+from benchlib import machine_line as machine
 
 TICK = 0.005
 SICK_MOUNT_DELAY = 0.3
@@ -136,20 +134,6 @@ async def cost(context: ProbeContext, http_port: int, tcp_port: int, n: int) -> 
             await r.check_once()
         rows.append((r.kind, (time.perf_counter() - wall0) / n * 1000, (time.process_time() - cpu0) / n * 1000))
     return rows
-
-
-def machine() -> str:
-    model = "?"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    load = os.getloadavg()
-    return (f"{platform.node()} nproc={os.cpu_count()} cpu={model!r} python={sys.version.split()[0]} "
-            f"loadavg={load[0]:.2f},{load[1]:.2f},{load[2]:.2f}")
 
 
 async def amain(args: argparse.Namespace) -> None:

@@ -49,18 +49,9 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from meshd_plugins.keys.manager import KeyManager
 from meshd_plugins.keys.settings import KeysConfig
+from benchlib import cpu_model
 
 RECORD = 4096
-
-
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "?"
 
 
 def throughput(records: int, rounds: int) -> None:

@@ -40,8 +40,8 @@ import urllib.request
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
+from benchlib import cpu_model
 
-import yaml
 
 ROOT = Path(__file__).resolve().parent.parent
 REGION = "eu-west-1"
@@ -326,9 +326,7 @@ def bench_sigkill(workdir: Path, nats_url: str, n: int) -> dict[str, Any]:
 
 
 def machine() -> dict[str, Any]:
-    model = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-                  if line.startswith("model name")), platform.processor())
-    return {"date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "nproc": os.cpu_count(), "cpu": model,
+    return {"date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "nproc": os.cpu_count(), "cpu": cpu_model(),
             "python": platform.python_version(), "loadavg_at_start": os.getloadavg()}
 
 

@@ -24,7 +24,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import random
 import statistics
 import subprocess
@@ -34,6 +33,7 @@ import time
 import urllib.request
 from pathlib import Path
 from typing import Any
+from benchlib import machine_line as machine
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -42,20 +42,6 @@ from meshd.config import RegionMap, load_model_file  # noqa: E402
 from meshd.places import CITIES, COUNTRIES  # noqa: E402
 from meshd.routing import RoutingEngine, RoutingError  # noqa: E402
 from meshd.tenants import Tenant  # noqa: E402
-
-
-def machine() -> str:
-    model = "?"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    load = os.getloadavg()
-    return (f"nproc {os.cpu_count()}, {model}, Python {platform.python_version()}, "
-            f"load average {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}")
 
 
 # ---------------------------------------------------------------- part 1: in-process
