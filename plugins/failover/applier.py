@@ -35,9 +35,11 @@ class Applier:
         self.translator = translator
         self.applied_at: dict[tuple[str, int], float] = {}
         self._queued: set[tuple[str, int]] = set()
-        self._send, self._recv = anyio.create_memory_object_stream[tuple[Record, bool]](QUEUE)
+        self._send, self._recv = anyio.create_memory_object_stream[tuple[Record | None, bool]](QUEUE)
         self._failover_alerts: dict[str, Alert] = {}
         self._failback_alerts: dict[str, Alert] = {}
+        self.replay_done = anyio.Event()
+        """Set once the decisions read at start are applied and the failovers still in force alerted."""
         m = daemon.metrics
         self.m_applied = m.counter("failover_decisions_applied_total", "Committed decisions applied, by action",
                                    ["action"])
@@ -51,10 +53,27 @@ class Applier:
             self._queued.add(key)
             await self._send.send((record, replay))
 
+    async def replayed(self) -> None:
+        """Mark the end of the decisions read at start; the failovers still in force then alert again."""
+        await self._send.send((None, True))
+
     async def run(self, *, task_status: Any = anyio.TASK_STATUS_IGNORED) -> None:
         task_status.started()
         async for record, replay in self._recv:
-            await self.apply(record, replay)
+            if record is None:
+                await self._alert_in_force()
+                self.replay_done.set()
+            else:
+                await self.apply(record, replay)
+
+    async def _alert_in_force(self) -> None:
+        # Only once the whole bucket was read: while replaying, a region's ledger may not yet hold the
+        # failback that ended a failover, and alerting on that failover would page for an incident
+        # that is over (and leave the receiver's log saying it still fires).
+        for region, ledger in self.ledgers.items():
+            current = ledger.current()
+            if current is not None and current.action == "failover" and (region, current.term) in self.applied_at:
+                await self.alert(current)
 
     async def apply(self, record: Record, replay: bool) -> None:
         decision = Decision(record.region, record.term, record.action, record.target, record.voters,
@@ -68,8 +87,7 @@ class Applier:
         if not replay:
             self.m_latency.observe(max(0.0, now - record.committed_at))
         current = self.ledgers[record.region].current()
-        if current is not None and current.term == record.term and (not replay or record.action == "failover"):
-            # A failover still in force is an ongoing condition: raise it again after a restart.
+        if not replay and current is not None and current.term == record.term:
             await self.alert(record)
 
     async def alert(self, record: Record) -> None:

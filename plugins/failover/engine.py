@@ -601,6 +601,7 @@ class FailoverEngine:
             if not self.kv_ok:
                 return
             self.synced = True
+            await self.applier.replayed()
             self._last_poll = now
             if self._floor_after_sync:
                 self.vote_floor = {r: ledger.next_term for r, ledger in self.ledgers.items()}

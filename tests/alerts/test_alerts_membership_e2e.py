@@ -118,3 +118,15 @@ def test_a_committed_failover_pages_once_and_its_failback_resolves_it(tmp_path, 
         assert pager.received[1].body["dedup_key"] == page["dedup_key"]
         actions = [d["action"] for d in fed.status("eu-west-1")["decisions"] if d["region"] == "eu-central-1"]
         assert actions == ["failover", "failback"]
+
+        # A daemon restarted after the incident replays both decisions: it must not page for the
+        # failover again, nor leave the notification log believing it still fires.
+        fed.kill("us-east-1")
+        fed.start_daemon("us-east-1")
+        fed.wait_for(lambda: (fed.status("us-east-1") or {}).get("failover", {}).get("kv", {}).get("synced"),
+                     what="us-east-1 to read the decisions back")
+        fed.wait_for(lambda: all(fed.member_state(r, o) == "alive" for r in regions for o in regions),
+                     timeout=60, what="everyone alive again")
+        fed.kill("eu-central-1")
+        pager.wait_for(lambda got: len(got) >= 3, timeout=60, what="the second incident's page")
+        assert [r.body["event_action"] for r in pager.received] == ["trigger", "resolve", "trigger"]

@@ -214,8 +214,26 @@ async def test_a_daemon_that_starts_later_applies_earlier_decisions(make_federat
         assert (decision.region, decision.term, decision.target) == ("us-west-2", 1, "us-east-1")
         assert decision.extra["replay"] is True
         # A failover still in force is raised again; its alert was not lost with the restart.
-        await fed.until(lambda: fed.recorder(late).alerts)
+        await fed.engine(late).applier.replay_done.wait()
         assert fed.recorder(late).alerts[0].labels["alertname"] == "FailoverCommitted"
+
+
+async def test_a_daemon_that_starts_after_a_failback_does_not_page_for_the_failover_it_replays(
+        make_federation: Any) -> None:
+    async with make_federation(patch=FAST) as fed:
+        for region in fed.regions[:-1]:
+            await fed.start(region)
+        await fed.see("us-west-2", "dead")
+        await fed.until(lambda: fed.decided("us-east-1", "us-west-2"))
+        await fed.see("us-west-2", "alive")
+        await fed.until(lambda: fed.decided("us-east-1", "us-west-2", 2), what="automatic failback")
+        late = fed.regions[-1]
+        await fed.start(late)
+        await fed.engine(late).applier.replay_done.wait()
+        assert [(d.action, d.extra["replay"]) for d in fed.recorder(late).decisions] == \
+            [("failover", True), ("failback", True)]
+        # The incident is over: raising its FailoverCommitted again would page for it a second time.
+        assert fed.recorder(late).alerts == []
 
 
 async def test_a_forged_record_in_the_bucket_is_ignored_and_the_next_term_decides(make_federation: Any) -> None:
