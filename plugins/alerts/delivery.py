@@ -396,9 +396,11 @@ class Delivery:
             await self._finish(row, "superseded")
             return
         outcome = "sent" if all(s == "sent" for s in states) else "failed"
-        await self._finish(row, outcome)
         if fenced:
+            # Marked done before the row leaves the outbox: a crash in between then costs a restart
+            # that finds the claim done, not a peer resending what the receiver already has.
             await self._mark_done(row.key, row.claim_seq or 0)
+        await self._finish(row, outcome)
         self.wake(row.key)
         await self.rt.announce(row.key, row.receiver, outcome == "sent", list(row.content.get("firing", [])),
                                list(row.content.get("resolved", [])))

@@ -61,7 +61,8 @@ def test_every_survivor_runs_the_installed_command_once_for_the_committed_failov
         assert "eu-central-1" not in decision["voters"] and len(decision["voters"]) >= 2
         assert env["MESHD_REGION"] == observer and env["MESHD_ACTION"] == "failover"
         assert env["MESHD_TARGET"] == "eu-west-1" and env["MESHD_TERM"] == str(decision["term"])
-        status = fed.status(observer)
-        [last] = [r for r in status["failover_command"]["runs"] if r["region"] == "eu-central-1"]
+        # The command wrote its file before the daemon saw it exit: wait for the daemon's record.
+        [last] = fed.wait_for(lambda: [r for r in fed.status(observer)["failover_command"]["runs"]
+                                       if r["region"] == "eu-central-1"], 10, what=f"{observer}'s run record")
         assert last["result"] == "ok" and last["term"] == decision["term"]
         assert fed.metric(observer, "meshd_failover_command_runs_total", result="ok") == 1
