@@ -9,8 +9,10 @@ the same contract tests (``tests/test_transport_contract.py``).
 from __future__ import annotations
 
 import abc
+import asyncio
 import logging
 import ssl
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -273,6 +275,21 @@ class _NatsKV(KeyValueStore):
             return []
 
 
+async def round_trip(nc: Any, timeout: float = 5.0) -> None:
+    """Return once the server has processed every command ``nc`` queued before this call.
+
+    nats-py's ``flush()`` writes its PING straight to the socket, while
+    SUB and PUB commands wait in a buffer for the client's flusher task: the
+    PONG can come back before the server has seen a SUB queued just before
+    (a request sent next then finds "no responders"). So let the flusher
+    write the buffer first; the PING then follows everything queued.
+    """
+    deadline = time.monotonic() + timeout
+    while nc.pending_data_size > 0 and nc.is_connected and time.monotonic() < deadline:
+        await asyncio.sleep(0)
+    await nc.flush(timeout=max(0.1, deadline - time.monotonic()))
+
+
 class NatsTransport(Transport):
     """The transport over a nats-py connection (reconnects for ever once connected)."""
 
@@ -364,7 +381,7 @@ class NatsTransport(Transport):
         # A round trip to the server, so the interest is registered before we
         # return: a request sent right after must find this subscriber.
         try:
-            await nc.flush(timeout=5)
+            await round_trip(nc, timeout=5)
         except Exception as exc:
             raise TransportError(f"subscribe {subject}: {exc or type(exc).__name__}") from None
         return _NatsSubscription(sub)

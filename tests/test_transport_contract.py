@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -19,6 +20,7 @@ from meshd.transport import (
     RevisionMismatch,
     Transport,
     TransportError,
+    round_trip,
 )
 
 pytestmark = pytest.mark.anyio
@@ -163,3 +165,33 @@ def test_subject_matching() -> None:
     assert subject_matches("a.>", "a.b.c")
     assert not subject_matches("a.>", "a")
     assert not subject_matches("a.b", "a.b.c")
+
+
+async def test_round_trip_pings_only_after_the_queued_commands_went_out() -> None:
+    """nats-py's flush() writes its PING ahead of commands still buffered for its flusher task;
+    round_trip() must let them go first, or the PONG does not prove the server saw a new SUB."""
+
+    class Client:
+        """A nats-py client's relevant surface: a buffer only a flusher task empties, a direct PING."""
+
+        is_connected = True
+
+        def __init__(self) -> None:
+            self.pending_data_size = 0
+            self.wire: list[str] = []
+
+        def subscribe(self) -> None:
+            self.pending_data_size += 20
+            asyncio.get_running_loop().call_soon(self._flusher)  # runs at the caller's next yield
+
+        def _flusher(self) -> None:
+            self.wire.append("SUB")
+            self.pending_data_size = 0
+
+        async def flush(self, timeout: float) -> None:
+            self.wire.append("PING")
+
+    nc = Client()
+    nc.subscribe()
+    await round_trip(nc)
+    assert nc.wire == ["SUB", "PING"]

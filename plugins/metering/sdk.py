@@ -35,6 +35,8 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from meshd.transport import round_trip
+
 from .events import Policy, Reason, Rejection, UsageEvent, batch_msg_id, check_event, encode, event_msg_id
 from .subjects import MSG_ID_HEADER, RECEIPT_HEADER, receipt_subject, service_inbox_prefix, usage_subject
 
@@ -124,7 +126,7 @@ class UsageClient:
         if self.token is not None and self._sub is None:
             self._sub = await self.nc.subscribe(receipt_subject(self.federation, self.region, self.token),
                                                 cb=self._on_receipt)
-            await self.nc.flush()
+            await round_trip(self.nc)
 
     async def close(self) -> None:
         if self._sub is not None:
