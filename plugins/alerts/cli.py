@@ -77,6 +77,24 @@ def _request(ctx: Any, config: Any, method: str, path: str, body: Any = None,
         return None
 
 
+def _failed(ctx: Any, status: int, doc: Any) -> int:
+    """Say what the daemon answered instead of success; the exit code for it."""
+    ctx.error(ctx.t("alerts.cli.error", status=status, detail=(doc or {}).get("error", "")))
+    return EXIT_FAILURE
+
+
+def _get(ctx: Any, config: Any, path: str) -> Any | None:
+    """The daemon's 200 answer to ``GET path``, or None after saying why there is none."""
+    got = _request(ctx, config, "GET", path)
+    if got is None:
+        return None
+    status, doc = got
+    if status != 200:
+        _failed(ctx, status, doc)
+        return None
+    return doc
+
+
 def _when(t: Translator, epoch: float | None, now: float) -> str:
     if not epoch:
         return "-"
@@ -85,12 +103,8 @@ def _when(t: Translator, epoch: float | None, now: float) -> str:
 
 def cmd_list(args: argparse.Namespace, ctx: Any) -> int:
     config = ctx.load_config(args.config)
-    got = _request(ctx, config, "GET", "/v1/alerts")
-    if got is None:
-        return EXIT_FAILURE
-    status, doc = got
-    if status != 200:
-        ctx.error(ctx.t("alerts.cli.error", status=status, detail=(doc or {}).get("error", "")))
+    doc = _get(ctx, config, "/v1/alerts")
+    if doc is None:
         return EXIT_FAILURE
     if args.json:
         ctx.print(json.dumps(doc, indent=2, ensure_ascii=False))
@@ -133,8 +147,7 @@ def cmd_test(args: argparse.Namespace, ctx: Any) -> int:
                     known=", ".join((doc or {}).get("known", [])) or "-"))
         return EXIT_USAGE
     if status != 200:
-        ctx.error(t("alerts.cli.error", status=status, detail=(doc or {}).get("error", "")))
-        return EXIT_FAILURE
+        return _failed(ctx, status, doc)
     for item in doc.get("results", []):
         key = "alerts.cli.test.ok" if item["ok"] else "alerts.cli.test.failed"
         ctx.print(t(key, target=item.get("target") or args.receiver, detail=item.get("detail", "")))
@@ -169,8 +182,7 @@ def cmd_silence_add(args: argparse.Namespace, ctx: Any) -> int:
         ctx.error(t("alerts.cli.silence.rejected", detail=(doc or {}).get("error", "")))
         return EXIT_USAGE
     if status != 201:
-        ctx.error(t("alerts.cli.error", status=status, detail=(doc or {}).get("error", "")))
-        return EXIT_FAILURE
+        return _failed(ctx, status, doc)
     silence = doc["silence"]
     ctx.print(t("alerts.cli.silence.added", id=silence["id"], duration=t.duration(duration)))
     return EXIT_OK
@@ -184,13 +196,8 @@ def _user() -> str:
 
 
 def cmd_silence_list(args: argparse.Namespace, ctx: Any) -> int:
-    config = ctx.load_config(args.config)
-    got = _request(ctx, config, "GET", "/v1/silences" + ("?all=1" if args.all else ""))
-    if got is None:
-        return EXIT_FAILURE
-    status, doc = got
-    if status != 200:
-        ctx.error(ctx.t("alerts.cli.error", status=status, detail=(doc or {}).get("error", "")))
+    doc = _get(ctx, ctx.load_config(args.config), "/v1/silences" + ("?all=1" if args.all else ""))
+    if doc is None:
         return EXIT_FAILURE
     if args.json:
         ctx.print(json.dumps(doc, indent=2, ensure_ascii=False))
@@ -221,7 +228,6 @@ def cmd_silence_expire(args: argparse.Namespace, ctx: Any) -> int:
         ctx.error(ctx.t("alerts.cli.silence.unknown", id=args.id))
         return EXIT_USAGE
     if status != 200:
-        ctx.error(ctx.t("alerts.cli.error", status=status, detail=(doc or {}).get("error", "")))
-        return EXIT_FAILURE
+        return _failed(ctx, status, doc)
     ctx.print(ctx.t("alerts.cli.silence.expired", id=args.id))
     return EXIT_OK
