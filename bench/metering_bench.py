@@ -41,6 +41,7 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 from benchlib import cpu_model
+from meshd.testing import wait_for
 
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -114,17 +115,6 @@ class DaemonProcess:
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait()
-
-
-def wait_for(predicate: Any, timeout: float, what: str, interval: float = 0.05) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"timed out waiting for {what}")
-        time.sleep(interval)
 
 
 # ---------------------------------------------------------------- fixtures

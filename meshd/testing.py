@@ -42,6 +42,37 @@ BUILTIN_PLUGINS = ("health", "membership", "failover", "routing", "alerts", "key
 """The first-party plugins; block them to test the core (or one plugin) alone."""
 
 
+def wait_for(predicate: Callable[[], T], timeout: float = 30.0, what: str = "condition",
+             interval: float = 0.05) -> T:
+    """Poll ``predicate`` until it returns something truthy, and return that; TimeoutError naming ``what``."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"timed out after {timeout}s waiting for {what}")
+        time.sleep(interval)
+
+
+async def until(predicate: Callable[[], Any], timeout: float = 30.0, what: str = "condition",
+                interval: float = 0.02) -> Any:
+    """:func:`wait_for` inside an event loop; ``predicate`` may return an awaitable.
+
+    The predicate runs on the loop: it must not block (in-process daemons answer on that loop).
+    """
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if hasattr(value, "__await__"):
+            value = await value
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"timed out after {timeout}s waiting for {what}")
+        await anyio.sleep(interval)
+
+
 def default_regions_file() -> Path | None:
     """etc/region_map.yaml of the source tree this package runs from, or of the current directory."""
     for base in (SOURCE_ROOT, Path.cwd()):
@@ -410,14 +441,7 @@ class LocalFederation:
     def wait_for(self, predicate: Callable[[], T], timeout: float = 30.0, interval: float = 0.05,
                  what: str = "condition") -> T:
         """Poll ``predicate`` until it returns something truthy; raise TimeoutError naming ``what``."""
-        deadline = time.monotonic() + timeout
-        while True:
-            value = predicate()
-            if value:
-                return value
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"timed out after {timeout}s waiting for {what}; logs in {self.logs}")
-            time.sleep(interval)
+        return wait_for(predicate, timeout, f"{what}; logs in {self.logs}", interval)
 
     def wait_ready(self, region: str, timeout: float = 30.0) -> None:
         def ready() -> bool:

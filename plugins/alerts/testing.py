@@ -20,7 +20,7 @@ from __future__ import annotations
 import json
 import threading
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import partial
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -30,6 +30,7 @@ import anyio
 
 from meshd.alerting import Alert
 from meshd.natsserver import free_port
+from meshd.testing import until
 
 
 @dataclass
@@ -207,20 +208,6 @@ async def raise_everywhere(daemons: dict[str, Any], labels: dict[str, str], stat
     for daemon in daemons.values():
         await daemon.hooks.alert(daemon, Alert(labels=dict(labels), annotations=dict(annotations or {}),
                                                status=status))  # type: ignore[arg-type]
-
-
-async def until(predicate: Callable[[], Awaitable[Any] | Any], timeout: float = 30.0, what: str = "condition") -> Any:
-    """Poll ``predicate`` (sync or async) until it is truthy."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if hasattr(value, "__await__"):
-            value = await value
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"timed out after {timeout}s waiting for {what}")
-        await anyio.sleep(0.05)
 
 
 async def drained(daemons: dict[str, Any], timeout: float = 30.0) -> None:

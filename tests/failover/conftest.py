@@ -21,6 +21,7 @@ import yaml
 from meshd import hookimpl
 from meshd.daemon import Daemon
 from meshd.members import Member, MemberState
+from meshd.testing import until
 from meshd.memtransport import MemoryNetwork
 from meshd.plugins import Hooks
 from meshd.testing import BUILTIN_PLUGINS, deep_merge, write_federation
@@ -188,12 +189,7 @@ class Federation:
         return len([d for d in self.decisions(observer) if d["region"] == region]) >= count
 
     async def until(self, predicate: Callable[[], Any], timeout: float = 15.0, what: str = "condition") -> Any:
-        with anyio.fail_after(timeout):
-            while True:
-                value = predicate()
-                if value:
-                    return value
-                await anyio.sleep(0.02)
+        return await until(predicate, timeout, what)
 
     async def kv_slots(self, region: str) -> dict[str, list[int]]:
         from meshd_plugins.failover.engine import keys_in

@@ -21,6 +21,7 @@ from meshd import Alert, HealthReport, HealthStatus, hookimpl
 from meshd.daemon import Daemon
 from meshd.memtransport import MemoryNetwork
 from meshd.plugins import Hooks
+from meshd.testing import until
 from meshd.testing import BUILTIN_PLUGINS, write_federation
 
 from .probe_plugin import FLAGS, SCRIPTS, FlagProbePlugin
@@ -55,14 +56,6 @@ class Recorder:
             else:
                 state.pop(key, None)
         return state
-
-
-async def until(predicate: Callable[[], T], what: str, timeout: float = 20.0) -> T:
-    with anyio.fail_after(timeout):
-        while not (value := predicate()):
-            await anyio.sleep(0.02)
-    assert value, what
-    return value
 
 
 def flag(name: str, value: str) -> None:
@@ -129,11 +122,11 @@ async def test_a_failing_probe_degrades_the_region_then_it_recovers(start: Calla
     k = keys("api")
     flag(k, "ok")
     daemon, rec = await start({"probes": [probe("api", k)]})
-    first, previous = await until(lambda: rec.verdicts and rec.verdicts[0], "the first verdict")
+    first, previous = await until(lambda: rec.verdicts and rec.verdicts[0], what="the first verdict")
     assert previous is None and first.status is HealthStatus.HEALTHY and first.reasons == ()
 
     flag(k, "critical")
-    await until(lambda: health_of(daemon)["status"] == "degraded", "degraded")
+    await until(lambda: health_of(daemon)["status"] == "degraded", what="degraded")
     doc = health_of(daemon)
     assert doc["reasons"] == ["api"]
     [p] = doc["probes"]
@@ -145,7 +138,7 @@ async def test_a_failing_probe_degrades_the_region_then_it_recovers(start: Calla
     check = next(c for c in body["checks"] if c["name"] == "health")
     assert check["ok"] and check["status"] == "degraded" and check["reasons"] == ["api"]
 
-    firing = await until(lambda: len(rec.firing()) == 2 and rec.firing(), "two alerts")
+    firing = await until(lambda: len(rec.firing()) == 2 and rec.firing(), what="two alerts")
     pf = firing[("ProbeFailing", "api", "warning")]
     assert pf.labels == {"alertname": "ProbeFailing", "severity": "warning", "region": "eu-west-1",
                          "probe": "api", "kind": "flag"}
@@ -155,10 +148,10 @@ async def test_a_failing_probe_degrades_the_region_then_it_recovers(start: Calla
     assert rd.labels["region"] == "eu-west-1" and "api" in rd.annotations["description"]
 
     flag(k, "ok")
-    await until(lambda: health_of(daemon)["status"] == "healthy", "healthy again")
+    await until(lambda: health_of(daemon)["status"] == "healthy", what="healthy again")
     assert rec.verdicts[-1][0].status is HealthStatus.HEALTHY
     assert rec.verdicts[-1][1] is not None and rec.verdicts[-1][1].status is HealthStatus.DEGRADED
-    await until(lambda: not rec.firing(), "alerts resolved")
+    await until(lambda: not rec.firing(), what="alerts resolved")
     resolved = [a for a in rec.alerts if a.status == "resolved"]
     assert {a.labels["alertname"] for a in resolved} == {"ProbeFailing", "RegionHealthDegraded"}
     assert all(a.annotations["summary"].startswith("Resolved: ") for a in resolved)
@@ -172,20 +165,20 @@ async def test_a_critical_probe_takes_the_region_down_and_fails_healthz(start: C
     flag(db, "ok")
     flag(web, "ok")
     daemon, rec = await start({"probes": [probe("db", db, severity="critical"), probe("web", web)]})
-    await until(lambda: all(p["state"] == "ok" for p in health_of(daemon)["probes"]), "probes ok")
+    await until(lambda: all(p["state"] == "ok" for p in health_of(daemon)["probes"]), what="probes ok")
 
     flag(db, "warning")  # a critical probe at warning level: degraded, and the alert only warns
-    await until(lambda: health_of(daemon)["status"] == "degraded", "degraded")
-    await until(lambda: ("ProbeFailing", "db", "warning") in rec.firing(), "warning alert")
+    await until(lambda: health_of(daemon)["status"] == "degraded", what="degraded")
+    await until(lambda: ("ProbeFailing", "db", "warning") in rec.firing(), what="warning alert")
 
     flag(db, "critical")
     flag(web, "critical")
-    await until(lambda: health_of(daemon)["status"] == "down" and len(health_of(daemon)["reasons"]) == 2, "down")
+    await until(lambda: health_of(daemon)["status"] == "down" and len(health_of(daemon)["reasons"]) == 2, what="down")
     assert health_of(daemon)["reasons"] == ["db", "web"]  # the probe that takes it down first
     code, body = healthz(daemon)
     assert code == 503 and body["ok"] is False
     firing = await until(lambda: ("RegionHealthDegraded", "", "critical") in rec.firing() and rec.firing(),
-                         "critical region alert")
+                         what="critical region alert")
     # A change of severity is a new alert: the warning ones were resolved, the critical ones raised.
     assert ("ProbeFailing", "db", "critical") in firing and ("ProbeFailing", "db", "warning") not in firing
     assert ("RegionHealthDegraded", "", "warning") not in firing
@@ -199,7 +192,7 @@ async def test_one_bad_result_is_not_an_incident(start: Callable[..., Any], keys
     script = ["ok", "critical", "ok", "critical", "critical", "ok", "warning", "critical", "ok"]
     SCRIPTS[k] = list(script)
     daemon, rec = await start({"probes": [probe("blip", k, fail_after=3, interval="20ms")]})
-    await until(lambda: health_of(daemon)["probes"][0]["checks"] >= len(script) + 3, "the script played")
+    await until(lambda: health_of(daemon)["probes"][0]["checks"] >= len(script) + 3, what="the script played")
     doc = health_of(daemon)
     assert doc["probes"][0]["failures"] == 5
     assert doc["status"] == "healthy" and doc["probes"][0]["state"] == "ok"
@@ -213,21 +206,21 @@ async def test_a_misbehaving_probe_fails_but_the_daemon_carries_on(start: Callab
     k = keys(mode)
     flag(k, mode)
     daemon, _ = await start({"probes": [probe("bad", k, timeout="100ms", fail_after=1)]})
-    await until(lambda: health_of(daemon)["probes"][0]["state"] == "critical", "critical")
+    await until(lambda: health_of(daemon)["probes"][0]["state"] == "critical", what="critical")
     error = health_of(daemon)["probes"][0]["last_error"]
     expected = {"raise": "the probe raised RuntimeError: the flag probe broke",
                 "hang": "no answer within 0.1s", "garbage": "the probe returned str, not a ProbeResult"}[mode]
     assert error == expected
     assert daemon.state == "ready" and (await daemon.status())["health"]["status"] == "degraded"
     flag(k, "ok")
-    await until(lambda: health_of(daemon)["status"] == "healthy", "recovered")
+    await until(lambda: health_of(daemon)["status"] == "healthy", what="recovered")
 
 
 async def test_metrics_are_exported(start: Callable[..., Any], keys: Callable[[str], str]) -> None:
     k = keys("m")
     flag(k, "warning")
     daemon, _ = await start({"probes": [probe("m", k, fail_after=1)]})
-    await until(lambda: health_of(daemon)["probes"][0]["state"] == "warning", "warning")
+    await until(lambda: health_of(daemon)["probes"][0]["state"] == "warning", what="warning")
     text = daemon.metrics.render().decode()
     assert 'meshd_health_probe_state{kind="flag",probe="m",state="warning"} 1.0' in text
     assert 'meshd_health_probe_state{kind="flag",probe="m",state="ok"} 0.0' in text
@@ -241,7 +234,7 @@ async def test_alert_text_follows_the_region_language(start: Callable[..., Any],
     k = keys("fr")
     flag(k, "critical")
     _, rec = await start({"probes": [probe("api", k, fail_after=1)]}, lang="fr")
-    alert = (await until(lambda: rec.firing().get(("ProbeFailing", "api", "warning")), "alert"))
+    alert = (await until(lambda: rec.firing().get(("ProbeFailing", "api", "warning")), what="alert"))
     assert alert.annotations["summary"] == "La sonde de santé api échoue dans eu-west-1"
     assert "critique" in alert.annotations["description"]
 
@@ -250,7 +243,7 @@ async def test_no_alerts_when_disabled(start: Callable[..., Any], keys: Callable
     k = keys("quiet")
     flag(k, "critical")
     daemon, rec = await start({"probes": [probe("q", k, fail_after=1)], "alerts": False})
-    await until(lambda: health_of(daemon)["status"] == "degraded", "degraded")
+    await until(lambda: health_of(daemon)["status"] == "degraded", what="degraded")
     assert rec.alerts == []
 
 
@@ -263,20 +256,20 @@ async def test_reload_adds_keeps_and_removes_probes(start: Callable[..., Any], k
     daemon, rec = await start({"probes": [probe("keep", keep), probe("gone", gone, fail_after=1),
                                           probe("mod", keep)]})
     engine = daemon.hooks.pm.get_plugin("health").engine
-    await until(lambda: health_of(daemon)["reasons"] == ["gone"], "gone failing")
+    await until(lambda: health_of(daemon)["reasons"] == ["gone"], what="gone failing")
     kept_runner, gone_probe = engine.runners["keep"], engine.runners["gone"].probe
-    await until(lambda: ("ProbeFailing", "gone", "warning") in rec.firing(), "alert for gone")
+    await until(lambda: ("ProbeFailing", "gone", "warning") in rec.firing(), what="alert for gone")
 
     mod_runner = engine.runners["mod"]
     write_health(config_path, {"probes": [probe("keep", keep), probe("new", new), probe("mod", keep, interval="70ms")]})
     assert await daemon.reload()
-    await until(lambda: [p["name"] for p in health_of(daemon)["probes"]] == ["keep", "new", "mod"], "new probe set")
+    await until(lambda: [p["name"] for p in health_of(daemon)["probes"]] == ["keep", "new", "mod"], what="new probe set")
     assert engine.runners["keep"] is kept_runner  # unchanged settings: state and counters kept
     assert engine.runners["mod"] is not mod_runner and engine.runners["mod"].settings.interval == 0.07
-    await until(lambda: health_of(daemon)["probes"][2]["state"] == "ok", "changed probe ok again")
+    await until(lambda: health_of(daemon)["probes"][2]["state"] == "ok", what="changed probe ok again")
     assert daemon.metrics.value("health_probe_state", probe="mod", kind="flag", state="ok") == 1
-    await until(lambda: health_of(daemon)["status"] == "healthy", "healthy without the removed probe")
-    await until(lambda: ("ProbeFailing", "gone", "warning") not in rec.firing(), "its alert resolved")
+    await until(lambda: health_of(daemon)["status"] == "healthy", what="healthy without the removed probe")
+    await until(lambda: ("ProbeFailing", "gone", "warning") not in rec.firing(), what="its alert resolved")
     assert gone_probe.closed
     assert 'probe="gone"' not in daemon.metrics.render().decode()
 
@@ -288,17 +281,17 @@ async def test_an_unavailable_kind_is_a_visible_failure(start: Callable[..., Any
     k = keys("x")
     flag(k, "ok")
     daemon, _ = await start({"probes": [probe("x", k, fail_after=1)]})
-    await until(lambda: health_of(daemon)["probes"][0]["state"] == "ok", "ok")
+    await until(lambda: health_of(daemon)["probes"][0]["state"] == "ok", what="ok")
     daemon.hooks.disable(["flagprobe"])
     daemon.hooks.pm.get_plugin("health").engine.reconfigure()
-    await until(lambda: health_of(daemon)["probes"][0]["state"] == "critical", "unavailable probe failing")
+    await until(lambda: health_of(daemon)["probes"][0]["state"] == "critical", what="unavailable probe failing")
     assert "probe kind 'flag' is not available" in health_of(daemon)["probes"][0]["last_error"]
     assert health_of(daemon)["reasons"] == ["x"]
 
 
 async def test_a_probe_that_refuses_its_settings_fails_visibly(start: Callable[..., Any]) -> None:
     daemon, _ = await start({"probes": [probe("picky", "refuse-me", fail_after=1)]})
-    await until(lambda: health_of(daemon)["probes"][0]["state"] == "critical", "critical")
+    await until(lambda: health_of(daemon)["probes"][0]["state"] == "critical", what="critical")
     assert health_of(daemon)["probes"][0]["last_error"] == (
         "the probe could not be built: ValueError: flags named refuse* cannot be probed")
     assert daemon.state == "ready"

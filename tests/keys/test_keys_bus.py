@@ -5,7 +5,6 @@ from __future__ import annotations
 import base64
 import json
 import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +15,7 @@ import yaml
 
 from meshd import Alert, hookimpl
 from meshd.natsserver import NatsServer
-from meshd.testing import BUILTIN_PLUGINS, running_daemons, write_federation
+from meshd.testing import BUILTIN_PLUGINS, running_daemons, until, write_federation
 from meshd_plugins.keys.manager import KeyManager
 from meshd_plugins.keys.settings import KeysConfig
 
@@ -43,20 +42,6 @@ class Recorder:
     @hookimpl
     def meshd_key_rotated(self, metadata: dict[str, Any]) -> None:
         self.rotated.append(metadata)
-
-
-async def until(predicate: Callable[[], Any], timeout: float = 20.0, what: str = "condition") -> Any:
-    """Poll ``predicate`` (sync or async) until truthy, with a generous deadline."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if hasattr(value, "__await__"):
-            value = await value
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"timed out waiting for {what}")
-        await anyio.sleep(0.02)
 
 
 def view(daemon: Any) -> dict[str, Any]:

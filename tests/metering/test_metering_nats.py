@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 import sqlite3
-from collections.abc import Callable
 from datetime import datetime, timedelta, timezone
 from decimal import Decimal
 from pathlib import Path
@@ -15,6 +14,7 @@ import nats
 import pytest
 
 from meshd.natsserver import NatsServer, authorization_block
+from meshd.testing import until
 from meshd_plugins.metering.atrest import Plaintext
 from meshd_plugins.metering.config import MeteringConfig
 from meshd_plugins.metering.events import Policy, Reason, encode
@@ -39,12 +39,6 @@ async def sdk(url: str, region: str = "eu-west-1", **kw: Any) -> UsageClient:
     return await UsageClient.connect([url], federation="test", region=region, **kw)
 
 
-async def wait_until(predicate: Callable[[], Any], timeout: float = 20.0) -> None:
-    with anyio.fail_after(timeout):
-        while not predicate():
-            await anyio.sleep(0.02)
-
-
 async def test_duplicates_are_counted_once_resent_after_the_jetstream_window_and_after_a_restart(
         nats_server: NatsServer, metering_configs: Any, start_daemons: Any, runtime: Any) -> None:
     configs = metering_configs(nats_server.url, {"stream": {"duplicate_window": "2s"}})
@@ -58,7 +52,7 @@ async def test_duplicates_are_counted_once_resent_after_the_jetstream_window_and
             # The very same message again at once: JetStream drops it within its window.
             again = await client.publish(events)
             assert (first.stored, first.duplicate_messages, again.duplicate_messages) == (50, 0, 1)
-            await wait_until(lambda: rt.accepted == 50)
+            await until(lambda: rt.accepted == 50)
 
             # The same events in another batch: JetStream stores it, the ledger does not count them twice.
             mixed = await client.publish(events[:20] + [ev("new")], wait=15)
@@ -117,7 +111,7 @@ async def test_bad_events_are_rejected_with_reasons_counted_and_never_stored(
             await js.publish(usage_subject("test", "eu-west-1"), b"{this is not json")
             await js.publish(usage_subject("test", "eu-west-1"), encode(ev("raw-future", time=future)))
             await js.publish(usage_subject("test", "eu-west-1"), encode(ev("after-garbage", "3")))
-            await wait_until(lambda: rt.accepted == 2)
+            await until(lambda: rt.accepted == 2)
             assert rt.rejected["malformed_json"] == 1
             with anyio.fail_after(10):  # consumed, acknowledged and deleted, the bad ones included
                 while (await js.stream_info(stream_name("test", "eu-west-1"))).state.messages:
@@ -170,7 +164,7 @@ async def test_a_batch_committed_but_not_acknowledged_is_redelivered_and_not_cou
         # Its successor gets the same messages again once ack_wait has passed.
         async with anyio.create_task_group() as tg:
             tg.start_soon(ingestor().run)
-            await wait_until(lambda: sum(o.duplicates for o in outcomes) == 30)
+            await until(lambda: sum(o.duplicates for o in outcomes) == 30)
             tg.cancel_scope.cancel()
         assert sum(o.accepted for o in outcomes) == 0
         assert ledger.counters["accepted"] == 30
@@ -293,7 +287,7 @@ async def test_a_failing_ledger_loses_nothing_and_alerts_until_it_commits_again(
         try:
             result = await client.publish([ev(i, "2") for i in range(40)] + [ev("bad", meter="nope")])
             assert result.stored == 41
-            await wait_until(lambda: rt.accepted == 40, timeout=30)
+            await until(lambda: rt.accepted == 40, timeout=30)
         finally:
             await client.close()
         assert daemon.metrics.value("metering_ledger_errors_total") == 3
@@ -301,9 +295,9 @@ async def test_a_failing_ledger_loses_nothing_and_alerts_until_it_commits_again(
         assert rt.status()["state"] == "running" and rt.health().ok
         assert rt.ledger.stats()["accepted_total"] == 40 and rt.duplicates == 0
 
-        await wait_until(lambda: recorder.seen("MeteringRejectedEvents"))
+        await until(lambda: recorder.seen("MeteringRejectedEvents"))
         firing = recorder.seen("MeteringRejectedEvents")[0]
         assert firing.labels == {"alertname": "MeteringRejectedEvents", "severity": "warning",
                                  "region": "eu-west-1"}
         assert "unknown_meter: 1" in firing.annotations["description"]
-        await wait_until(lambda: recorder.seen("MeteringRejectedEvents", "resolved"))
+        await until(lambda: recorder.seen("MeteringRejectedEvents", "resolved"))
