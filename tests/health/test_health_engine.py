@@ -211,6 +211,8 @@ async def test_a_misbehaving_probe_fails_but_the_daemon_carries_on(start: Callab
     expected = {"raise": "the probe raised RuntimeError: the flag probe broke",
                 "hang": "no answer within 0.1s", "garbage": "the probe returned str, not a ProbeResult"}[mode]
     assert error == expected
+    # The verdict is published after the probe's state changes, not in the same step.
+    await until(lambda: health_of(daemon)["status"] == "degraded", what="the degraded verdict")
     assert daemon.state == "ready" and (await daemon.status())["health"]["status"] == "degraded"
     flag(k, "ok")
     await until(lambda: health_of(daemon)["status"] == "healthy", what="recovered")
