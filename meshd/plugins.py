@@ -39,8 +39,38 @@ ENTRY_POINT_GROUP = "meshd"
 log = logging.getLogger("meshd.plugins")
 
 
-def new_plugin_manager() -> pluggy.PluginManager:
-    pm = pluggy.PluginManager(hookspecs.PROJECT)
+class PluginRejected(ValueError):
+    """A plugin breaks the hook contract in a way found at registration (a hook wrapper)."""
+
+
+class PluginManager(pluggy.PluginManager):
+    """pluggy's manager, refusing at registration what meshd will not call."""
+
+    def register(self, plugin: object, name: str | None = None) -> str | None:
+        plugin_name = name or self.get_canonical_name(plugin)
+        if not self.is_blocked(plugin_name):
+            wrappers = self._wrapper_hooks(plugin)
+            if wrappers:
+                # Rather than a wrapper silently never running: the plugin would not do what its
+                # author meant, so it does not run at all, and says why.
+                raise PluginRejected(f"plugin {plugin_name}: {', '.join(wrappers)}: hook wrappers are not "
+                                     "supported by meshd; implement the hook plainly")
+        return super().register(plugin, name)
+
+    def _wrapper_hooks(self, plugin: object) -> list[str]:
+        found = []
+        for attr in dir(plugin):
+            opts = self.parse_hookimpl_opts(plugin, attr)
+            if opts is None:
+                continue
+            for kind in ("wrapper", "hookwrapper"):
+                if opts.get(kind):
+                    found.append(f"{opts.get('specname') or attr} is a {kind}=True implementation")
+        return found
+
+
+def new_plugin_manager() -> PluginManager:
+    pm = PluginManager(hookspecs.PROJECT)
     pm.add_hookspecs(hookspecs)
     return pm
 
@@ -88,7 +118,11 @@ class Hooks:
         """A manager with every installed plugin but ``blocked``, plus ``extra`` (name, plugin) pairs."""
         hooks = cls(new_plugin_manager(), metrics, logger)
         for name, plugin in extra:
-            hooks.pm.register(plugin, name=name)
+            try:
+                hooks.pm.register(plugin, name=name)
+            except PluginRejected as exc:
+                hooks.log.error("plugin %s failed to load: %s: %s", name, type(exc).__name__, exc)
+                hooks.load_errors.append(name)
         load_entry_points(hooks.pm, blocked=blocked, errors=hooks.load_errors)
         return hooks
 
@@ -106,12 +140,20 @@ class Hooks:
             self.pm.set_blocked(name)
         return unknown
 
+    def count_load_errors(self) -> None:
+        """Count the plugins that failed to load or were refused, once metrics exist (the daemon's)."""
+        if self.metrics is None:
+            return
+        counter = self.metrics.counter("plugin_load_errors_total",
+                                       "Plugins that failed to import or were refused at registration", ["plugin"])
+        for name in self.load_errors:
+            counter.labels(name).inc()
+
     # ------------------------------------------------------------ calling
 
     def _impls(self, name: str) -> list[Any]:
-        impls = getattr(self.pm.hook, name).get_hookimpls()
         # pluggy calls the last registered (and tryfirst) implementations first.
-        return [i for i in reversed(impls) if not (i.hookwrapper or getattr(i, "wrapper", False))]
+        return list(reversed(getattr(self.pm.hook, name).get_hookimpls()))
 
     def _failed(self, plugin: str, hook: str, exc: BaseException) -> None:
         if self.metrics is not None:
