@@ -97,7 +97,7 @@ def meshd_federation_files() -> Sequence[str]:
     """
 
 
-@hookspec
+@hookspec(firstresult=True)
 def meshd_decrypt_secret(config: LoadedConfig, value: str, hooks: Hooks) -> str | None:
     """Decrypt a config value written ``!encrypted meshd:vN:...``. *sync*, *firstresult*
 
@@ -263,7 +263,7 @@ def meshd_member_changed(daemon: Daemon, member: Member, previous: Member | None
 
 
 @hookspec
-def meshd_failover_vote(daemon: Daemon, proposal: Proposal) -> Veto | None:
+def meshd_failover_vote(daemon: Daemon, proposal: Proposal) -> Veto | Awaitable[Veto | None] | None:
     """Should this daemon vote yes on ``proposal``? Return a ``Veto`` to refuse.
 
     Called before the daemon casts its vote on a failover or failback of

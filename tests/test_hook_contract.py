@@ -3,18 +3,184 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import anyio
+import pluggy
 import pytest
+from prometheus_client.registry import Collector
 
-from meshd import HealthCheck, hookimpl
+from meshd import HealthCheck, Veto, hookimpl, hookspecs
 from meshd.daemon import Daemon
+from meshd.hookcontract import conforms, read_contract
+from meshd.kms import DataKeyring, KMSProvider
 from meshd.memtransport import MemoryNetwork
 from meshd.plugins import Hooks, PluginRejected, new_plugin_manager
 from meshd.testing import BUILTIN_PLUGINS, write_federation
+
+HOOKS = sorted(name for name in dir(hookspecs) if name.startswith("meshd_"))
+MARKERS = ("sync", "firstresult")
+
+
+def spec_contract(module: Any, name: str) -> Any:
+    pm = pluggy.PluginManager(hookspecs.PROJECT)
+    pm.add_hookspecs(module)
+    spec = getattr(pm.hook, name).spec
+    return read_contract(name, spec.function, spec.opts)
+
+
+def marker_mismatches(name: str, docstring: str, contract: Any, where: str) -> list[str]:
+    """The *sync*/*firstresult* markers of ``docstring``'s first paragraph that disagree with ``contract``."""
+    first = docstring.strip().split("\n\n")[0]
+    said = {m for m in MARKERS if f"*{m}*" in first}
+    declared = {m for m in MARKERS if getattr(contract, m)}
+    return [f"{name}: {where} {'says' if m in said else 'does not say'} *{m}*, but the spec "
+            f"{'does not declare' if m in said else 'declares'} it" for m in sorted(said ^ declared)]
+
+
+def test_the_marker_check_catches_a_disagreement() -> None:
+    class Specs:
+        @hookspecs.hookspec
+        def meshd_undeclared(self) -> str | None:
+            """Says firstresult but is not declared so. *sync*, *firstresult*"""
+
+        @hookspecs.hookspec(firstresult=True)
+        def meshd_async_said_sync(self) -> Awaitable[None] | None:
+            """Returns an awaitable but claims to be sync. *sync*, *firstresult*"""
+
+    undeclared = spec_contract(Specs, "meshd_undeclared")
+    assert marker_mismatches("meshd_undeclared", Specs.meshd_undeclared.__doc__, undeclared, "the docstring") == [
+        "meshd_undeclared: the docstring says *firstresult*, but the spec does not declare it"]
+    said_sync = spec_contract(Specs, "meshd_async_said_sync")
+    assert marker_mismatches("meshd_async_said_sync", Specs.meshd_async_said_sync.__doc__, said_sync, "x") == [
+        "meshd_async_said_sync: x says *sync*, but the spec does not declare it"]
+
+
+def test_decrypt_secret_is_declared_firstresult() -> None:
+    assert spec_contract(hookspecs, "meshd_decrypt_secret").firstresult
+
+
+# ---------------------------------------------------------------- result types
+
+
+class Keyring:
+    def encrypt(self, plaintext: bytes, context: Mapping[str, str]) -> str:
+        return ""
+
+    def decrypt(self, ciphertext: str, context: Mapping[str, str]) -> bytes:
+        return b""
+
+    def blind_index(self, value: bytes) -> str:
+        return ""
+
+
+class Vault(KMSProvider):
+    name = "vault"
+
+    def wrap(self, plaintext_key: bytes, context: dict[str, str]) -> bytes:
+        return plaintext_key
+
+    def unwrap(self, wrapped_key: bytes, context: dict[str, str]) -> bytes:
+        return wrapped_key
+
+
+class DuckCollector:
+    def collect(self) -> list[Any]:
+        return []
+
+
+@pytest.mark.parametrize(("value", "annotation", "ok"), [
+    (Veto("freeze"), Veto | None, True),
+    (True, Veto | None, False),
+    (["a.yaml"], Sequence[str], True),
+    ("a.yaml", Sequence[str], False),  # a string is a sequence of strings, but not what was meant
+    ([HealthCheck("bus", True)], Sequence[HealthCheck], True),
+    ([HealthCheck("bus", True), "ok"], Sequence[HealthCheck], False),
+    ({"greeter": HealthCheck}, dict[str, type], True),
+    ({"greeter": HealthCheck("x", True)}, dict[str, type], False),
+    ({"greeter": Veto}, dict[str, type[HealthCheck]], False),
+    (Keyring(), DataKeyring, True),  # a Protocol: structural
+    (object(), DataKeyring, False),
+    ([DuckCollector()], Sequence[Collector], True),  # prometheus takes any object with collect()
+    ([object()], Sequence[Collector], False),
+    ({"a": 1}, dict[str, Any], True),
+])
+def test_results_are_checked_against_the_annotation(value: Any, annotation: Any, ok: bool) -> None:
+    assert conforms(value, annotation) is ok
+
+
+def test_every_hook_has_a_contract_and_async_hooks_say_awaitable() -> None:
+    hooks = Hooks(new_plugin_manager())
+    contracts = {name: hooks.contract(name) for name in HOOKS}
+    assert not contracts["meshd_failover_vote"].sync and contracts["meshd_route_filter"].sync
+    assert contracts["meshd_services"].sync  # the daemon never awaited it; now the docs say so
+    assert contracts["meshd_failover_vote"].declared == "Veto | Awaitable[Veto | None] | None"
+
+
+class WrongTypes:
+    @hookimpl
+    def meshd_health_checks(self) -> Any:
+        return "all good"
+
+    @hookimpl
+    async def meshd_status(self) -> Any:
+        return ["not", "a", "dict"]
+
+    @hookimpl
+    def meshd_kms_provider(self, name: str) -> Any:
+        return f"provider {name}"
+
+
+class RightTypes:
+    @hookimpl
+    def meshd_health_checks(self) -> Any:
+        return [HealthCheck("right", True)]
+
+    @hookimpl
+    def meshd_kms_provider(self) -> Any:
+        return Vault()
+
+
+def test_a_wrong_result_is_logged_counted_and_the_next_implementation_answers(
+        caplog: pytest.LogCaptureFixture) -> None:
+    from meshd.metrics import Metrics
+
+    hooks = Hooks(new_plugin_manager(), Metrics())
+    hooks.pm.register(RightTypes(), name="right")
+    hooks.pm.register(WrongTypes(), name="wrong")  # registered last, so called first
+    assert [c.name for c in hooks.health_checks(None)] == ["right"]  # type: ignore[arg-type]
+    provider = hooks.kms_provider("vault", {})  # firstresult: the wrong answer does not stop the call
+    assert isinstance(provider, Vault)
+    assert hooks.metrics.value("plugin_errors_total", plugin="wrong", hook="meshd_health_checks") == 1
+    assert hooks.metrics.value("plugin_errors_total", plugin="wrong", hook="meshd_kms_provider") == 1
+    assert ("plugin wrong returned a str from meshd_health_checks, which expects Sequence[HealthCheck] | None; "
+            "ignored") in caplog.text
+    assert "provider vault" not in caplog.text  # what came back is named by type, never shown
+
+
+@pytest.mark.anyio
+async def test_an_async_result_is_checked_once_awaited(caplog: pytest.LogCaptureFixture) -> None:
+    from meshd.metrics import Metrics
+
+    hooks = Hooks(new_plugin_manager(), Metrics())
+    hooks.pm.register(WrongTypes(), name="wrong")
+    assert await hooks.call("meshd_status", daemon=None) == []
+    assert hooks.metrics.value("plugin_errors_total", plugin="wrong", hook="meshd_status") == 1
+    assert "plugin wrong returned a list from meshd_status, which expects dict[str, Any]" in caplog.text
+
+
+def test_an_async_hook_cannot_be_called_synchronously() -> None:
+    hooks = Hooks(new_plugin_manager())
+    with pytest.raises(TypeError, match="meshd_startup may return an awaitable"):
+        hooks.call_sync("meshd_startup", daemon=None)
+
+
+def test_a_caller_cannot_override_firstresult() -> None:
+    hooks = Hooks(new_plugin_manager())
+    with pytest.raises(TypeError, match="firstresult is declared by the hook's spec"):
+        hooks.call_sync("meshd_health_checks", firstresult=True, daemon=None)
 
 
 # ---------------------------------------------------------------- hook wrappers
