@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import AsyncIterator, Awaitable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -20,6 +21,8 @@ from meshd.memtransport import MemoryNetwork
 from meshd.plugins import Hooks, PluginRejected, new_plugin_manager
 from meshd.testing import BUILTIN_PLUGINS, write_federation
 
+ROOT = Path(__file__).resolve().parent.parent
+GUIDE = ROOT / "docs" / "plugin-guide.md"
 HOOKS = sorted(name for name in dir(hookspecs) if name.startswith("meshd_"))
 MARKERS = ("sync", "firstresult")
 
@@ -38,6 +41,25 @@ def marker_mismatches(name: str, docstring: str, contract: Any, where: str) -> l
     declared = {m for m in MARKERS if getattr(contract, m)}
     return [f"{name}: {where} {'says' if m in said else 'does not say'} *{m}*, but the spec "
             f"{'does not declare' if m in said else 'declares'} it" for m in sorted(said ^ declared)]
+
+
+def guide_paragraph(hook: str) -> str:
+    text = GUIDE.read_text()
+    match = re.search(rf"^#+\s+{hook}\s*\n\n(.*?)(?:\n\n|\Z)", text, re.M | re.S)
+    assert match, f"{hook} has no heading in the plugin guide"
+    return match.group(1)
+
+
+@pytest.mark.parametrize("hook", HOOKS)
+def test_the_docstring_markers_match_the_declarations(hook: str) -> None:
+    contract = spec_contract(hookspecs, hook)
+    assert marker_mismatches(hook, getattr(hookspecs, hook).__doc__ or "", contract, "the docstring") == []
+
+
+@pytest.mark.parametrize("hook", HOOKS)
+def test_the_plugin_guide_markers_match_the_declarations(hook: str) -> None:
+    contract = spec_contract(hookspecs, hook)
+    assert marker_mismatches(hook, guide_paragraph(hook), contract, "docs/plugin-guide.md") == []
 
 
 def test_the_marker_check_catches_a_disagreement() -> None:
