@@ -10,6 +10,8 @@ spec is the one source of truth for how a hook runs:
 
 The checks go as deep as a wrong result could hurt the caller: the outer type,
 and the items of sequences and mappings (``Sequence[Service]``), not beyond.
+Each annotation is turned into a check function once, because some hooks are
+on a hot path (``meshd_route_filter`` runs per routing decision).
 """
 
 from __future__ import annotations
@@ -31,25 +33,25 @@ class HookContract:
     name: str
     firstresult: bool
     sync: bool
-    accepts: tuple[Any, ...]
-    """The types a result may have once awaited (None, meaning "no answer", is always accepted)."""
+    check: Callable[[Any], bool]
+    """Does a result, once awaited, fit the annotation? (None, meaning "no answer", is always accepted.)"""
     declared: str
     """The return annotation as the spec writes it, for messages."""
 
     def conforms(self, value: Any) -> bool:
-        return value is None or any(conforms(value, t) for t in self.accepts)
+        return value is None or self.check(value)
 
 
 def read_contract(name: str, function: Callable[..., Any], opts: Mapping[str, Any]) -> HookContract:
     """The contract of hook ``name`` whose spec is ``function`` with pluggy's ``opts``."""
     returns = resolved_hints(function).get("return", Any)
-    alternatives = _alternatives(returns)
+    alternatives = [alt for alt in dict.fromkeys(_alternatives(returns)) if alt not in (None, type(None))]
     declared = function.__annotations__.get("return")
     return HookContract(
         name=name,
         firstresult=bool(opts.get("firstresult")),
         sync=not _names_awaitable(returns),
-        accepts=tuple(dict.fromkeys(alternatives)),
+        check=_any_of([checker(alt) for alt in alternatives]),
         declared=declared if isinstance(declared, str) else describe_type(returns),
     )
 
@@ -123,43 +125,72 @@ def _alternatives(annotation: Any) -> tuple[Any, ...]:
 
 def conforms(value: Any, annotation: Any) -> bool:
     """Does ``value`` fit ``annotation``? Forms this cannot check (TypeVar, Literal...) pass."""
-    if annotation is Any:
-        return True
-    if annotation is None or annotation is type(None):
-        return value is None
-    if _is_union(annotation):
-        return any(conforms(value, arg) for arg in typing.get_args(annotation))
-    origin = typing.get_origin(annotation)
-    if origin is None:
-        return _is_instance(value, annotation) if isinstance(annotation, type) else True
-    args = typing.get_args(annotation)
-    if origin is type:
-        if not isinstance(value, type):
-            return False
-        base = args[0] if args else Any
-        return not isinstance(base, type) or issubclass(value, base)
-    if not isinstance(origin, type):
-        return True
-    if isinstance(value, (str, bytes)) and issubclass(origin, Sequence) and not issubclass(origin, (str, bytes)):
-        return False  # a string is a sequence of strings: the classic mistake for Sequence[str]
-    if not isinstance(value, origin):
-        return False
-    if issubclass(origin, Mapping) and len(args) == 2:
-        return all(conforms(k, args[0]) and conforms(v, args[1]) for k, v in value.items())
-    if issubclass(origin, (Sequence, Set)) and len(args) == 1:
-        return args[0] is Any or all(conforms(item, args[0]) for item in value)
+    return checker(annotation)(value)
+
+
+def _always(value: Any) -> bool:
     return True
 
 
-def _is_instance(value: Any, cls: type) -> bool:
+def _any_of(checks: list[Callable[[Any], bool]]) -> Callable[[Any], bool]:
+    if not checks:
+        return lambda value: value is None
+    if len(checks) == 1:
+        return checks[0]
+    return lambda value: any(check(value) for check in checks)
+
+
+@lru_cache(maxsize=None)
+def checker(annotation: Any) -> Callable[[Any], bool]:
+    """A function telling whether a value fits ``annotation``, built once per annotation."""
+    if annotation is Any:
+        return _always
+    if annotation is None or annotation is type(None):
+        return lambda value: value is None
+    if _is_union(annotation):
+        return _any_of([checker(arg) for arg in typing.get_args(annotation)])
+    origin = typing.get_origin(annotation)
+    if origin is None:
+        return _instance_checker(annotation) if isinstance(annotation, type) else _always
+    args = typing.get_args(annotation)
+    if origin is type:
+        base = args[0] if args else Any
+        if not isinstance(base, type):
+            return lambda value: isinstance(value, type)
+        return lambda value: isinstance(value, type) and issubclass(value, base)
+    if not isinstance(origin, type):
+        return _always
+    # A string is a sequence of strings: the classic mistake for Sequence[str], refused.
+    no_strings = issubclass(origin, Sequence) and not issubclass(origin, (str, bytes))
+
+    # isinstance() against an ABC such as Sequence is slow next to an exact type test, and this runs
+    # per routing decision: the usual answers (a list, a dict) are recognised by their type first.
+    usual = frozenset(t for t in (list, tuple, dict) if issubclass(t, origin))
+
+    def outer(value: Any) -> bool:
+        if type(value) in usual:
+            return True
+        return isinstance(value, origin) and not (no_strings and isinstance(value, (str, bytes)))
+
+    if issubclass(origin, Mapping) and len(args) == 2:
+        key, item = checker(args[0]), checker(args[1])
+        return lambda value: outer(value) and all(key(k) and item(v) for k, v in value.items())
+    if issubclass(origin, (Sequence, Set)) and len(args) == 1 and args[0] is not Any:
+        item = checker(args[0])
+        return lambda value: outer(value) and all(item(v) for v in value)
+    return outer
+
+
+def _instance_checker(cls: type) -> Callable[[Any], bool]:
     if typing.Protocol in cls.__bases__ and not getattr(cls, "_is_runtime_protocol", False):
-        return all(hasattr(value, member) for member in _protocol_members(cls))
-    if isinstance(value, cls):
-        return True
+        members = _protocol_members(cls)
+        return lambda value: all(hasattr(value, member) for member in members)
     # An ABC is also met by an object with its abstract methods: Prometheus accepts any object with
     # collect() as a Collector, and plugins rely on that.
-    abstract = getattr(cls, "__abstractmethods__", ())
-    return bool(abstract) and all(callable(getattr(value, name, None)) for name in abstract)
+    abstract = tuple(getattr(cls, "__abstractmethods__", ()))
+    if abstract:
+        return lambda value: isinstance(value, cls) or all(callable(getattr(value, m, None)) for m in abstract)
+    return lambda value: isinstance(value, cls)
 
 
 @lru_cache(maxsize=None)
