@@ -122,6 +122,19 @@ def bench_inprocess(total: int, seed: int) -> list[dict[str, Any]]:
     results.append(timed("route(): one route filter through the pluggy hook", calls, engine.route,
                          max(1, repeat // 10)))
 
+    # The same filter answering with a list: the facade checks the result against the hook's type.
+    class KeepAllAsList:
+        @hookimpl
+        def meshd_route_filter(self, daemon: Any, request: Any, candidates: Any) -> Any:
+            return list(candidates)
+
+    listing = Hooks(new_plugin_manager())
+    listing.pm.register(KeepAllAsList(), name="keep-all-as-list")
+    engine = RoutingEngine(regions, tenants,
+                           route_filter=lambda request, cands: listing.route_filter(None, request, cands))
+    results.append(timed("route(): one route filter answering a list (type-checked)", calls, engine.route,
+                         max(1, repeat // 10)))
+
     # Churn: a membership change every 10,000 decisions throws every cached plan away.
     engine = RoutingEngine(regions, tenants)
     churn_calls = list(calls)

@@ -90,6 +90,7 @@ class Daemon:
         self.hooks = hooks
         self.metrics = hooks.metrics or Metrics()
         hooks.metrics = self.metrics
+        hooks.count_load_errors()
         self.log = logging.getLogger(f"meshd.{config.region}")
         hooks.log = self.log.getChild("plugins")
         self.state_dir = config.daemon.state_dir

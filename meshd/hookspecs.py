@@ -11,17 +11,31 @@ When the entry point names a class, each daemon makes its own instance, so
 per-daemon state belongs on ``self``. A plugin implements only the hooks it
 needs, and may accept only some of a hook's arguments.
 
-How hooks are called:
+How hooks are called (the facade in :mod:`meshd.plugins` reads all of this
+from the specs below, so what is written here is what runs):
 
-* A hook may return an awaitable instead of a value; the daemon awaits it
-  (like datasette's ``await_me_maybe``). Hooks marked *sync* are called
-  outside the event loop and must return plain values.
+* A hook whose return annotation names ``Awaitable`` may return an awaitable
+  instead of a value (an ``async def`` implementation); the daemon awaits it
+  (like datasette's ``await_me_maybe``).
+* The others are marked *sync*: they are called and their result used at
+  once, never awaited, and an awaitable result is an error. They run on the
+  thread of their caller, which for most is the daemon's event loop: while
+  one runs, nothing else in the daemon does (no bus message, no probe, no
+  HTTP answer). Keep them quick and put slow work (disk, network) in a
+  service or an async hook. Each hook below says where it is called from.
 * Implementations are isolated: one that raises is logged with the plugin's
   name, counted in ``meshd_plugin_errors_total{plugin,hook}``, and the other
   implementations still run. A plugin never takes the daemon down.
-* *firstresult* hooks stop at the first implementation that returns
-  something other than None.
-* Hook wrappers (``wrapper=True``/``hookwrapper=True``) are not supported.
+* A result must match the hook's return annotation (``Veto | None``, a
+  sequence of ``Service``...). One that does not is logged with the plugin,
+  the hook, what came back and what was expected, counted in
+  ``meshd_plugin_errors_total{plugin,hook}``, and ignored.
+* *firstresult* hooks (``@hookspec(firstresult=True)``) stop at the first
+  implementation that returns an accepted result other than None.
+* Hook wrappers (``wrapper=True``/``hookwrapper=True``) are not supported: a
+  plugin that has one is refused when it is registered (logged with the
+  plugin and hook, counted in ``meshd_plugin_load_errors_total{plugin}``) and
+  the daemon runs without it.
 
 The ``daemon`` argument is a :class:`meshd.daemon.Daemon`: ``daemon.region``,
 ``daemon.config``, ``daemon.bus``, ``daemon.hooks`` (to call other hooks),
@@ -69,7 +83,8 @@ def meshd_config_models() -> dict[str, type[BaseModel]]:
     daemon config is validated against the model (with its errors reported
     by file, key and line) and reaches the plugin as
     ``daemon.config.plugin(section_name)``. Every field needs a default, so
-    that a config without the section is valid.
+    that a config without the section is valid. It runs before the event
+    loop starts, and on reload in a worker thread: return the models only.
     """
 
 
@@ -84,7 +99,8 @@ def meshd_validate_config(config: LoadedConfig, hooks: Hooks) -> Sequence[Config
     2, on reload the old config is kept. ``hooks`` is the plugin facade, for
     checks that depend on other plugins (the health plugin checks each
     probe against the kinds from ``hooks.probe_kinds()``); no daemon exists
-    yet, so only *sync* hooks may be called.
+    yet, so only *sync* hooks may be called. It runs before the event loop
+    starts, and on reload in a worker thread, so reading files here is fine.
     """
 
 
@@ -93,11 +109,12 @@ def meshd_federation_files() -> Sequence[str]:
     """Names of shared federation files this plugin reads, e.g. ``["dr_config.yaml"]``. *sync*
 
     ``meshd init`` copies each one found beside the region map into the new
-    federation directory, so every region reads the same file.
+    federation directory, so every region reads the same file. Called by the
+    CLI only; no event loop is involved.
     """
 
 
-@hookspec
+@hookspec(firstresult=True)
 def meshd_decrypt_secret(config: LoadedConfig, value: str, hooks: Hooks) -> str | None:
     """Decrypt a config value written ``!encrypted meshd:vN:...``. *sync*, *firstresult*
 
@@ -107,7 +124,10 @@ def meshd_decrypt_secret(config: LoadedConfig, value: str, hooks: Hooks) -> str 
     never be logged; the daemon registers it with the log scrubber. It runs
     before the daemon is up (the NATS password is needed to connect), so it
     works from ``config`` alone; ``hooks`` is the plugin facade, to reach
-    *sync* hooks such as ``hooks.kms_provider()``.
+    *sync* hooks such as ``hooks.kms_provider()``. It runs on the thread that
+    needs the secret: the daemon's event loop when connecting to NATS or
+    probing, a worker thread when the alerts plugin loads its receivers, the
+    CLI. A slow decryption (a remote KMS) stalls the daemon meanwhile.
     """
 
 
@@ -121,7 +141,8 @@ def meshd_cli_commands(subparsers: argparse._SubParsersAction, t: Translator) ->
     Called when the CLI starts. Add parsers with ``subparsers.add_parser``
     (help texts through ``t``, the CLI's translator) and set
     ``parser.set_defaults(handler=fn)`` where ``fn(args, ctx) -> int`` returns
-    the exit code; ``ctx`` is a :class:`meshd.cli.Context`.
+    the exit code; ``ctx`` is a :class:`meshd.cli.Context`. Called by the
+    CLI only; no event loop is involved.
     """
 
 
@@ -139,11 +160,12 @@ def meshd_startup(daemon: Daemon) -> Awaitable[None] | None:
 
 @hookspec
 def meshd_services(daemon: Daemon) -> Sequence[Service] | None:
-    """Long-running coroutines the daemon runs and supervises for this plugin.
+    """Long-running coroutines the daemon runs and supervises for this plugin. *sync*
 
     Called once after ``meshd_startup``. Each :class:`meshd.service.Service`
     is restarted with backoff if it raises; READY=1 is sent to systemd once
-    every service has reported readiness (``task_status.started()``).
+    every service has reported readiness (``task_status.started()``). It
+    runs on the event loop: return the services, start no work here.
     """
 
 
@@ -194,7 +216,8 @@ def meshd_health_checks(daemon: Daemon) -> Sequence[HealthCheck] | None:
 
     Called on every health request. ``/healthz`` answers 200 only if the bus
     is connected and every returned :class:`meshd.healthstate.HealthCheck`
-    is ok.
+    is ok. It runs on the event loop: answer from state the plugin already
+    keeps, do no I/O.
     """
 
 
@@ -205,7 +228,8 @@ def meshd_http_routes(daemon: Daemon) -> Sequence[Route] | None:
     Called once at start. Each :class:`meshd.httpapi.Route` maps a method and
     path (``/v1/failover/{region}``) to a handler; ``admin=True`` routes need
     the token from ``<state_dir>/admin.token``. The CLI uses these to talk
-    to the running daemon.
+    to the running daemon. It runs on the event loop, before the HTTP
+    server starts.
     """
 
 
@@ -215,7 +239,8 @@ def meshd_metrics(daemon: Daemon) -> Sequence[Collector] | None:
 
     Called once at start. Simple counters and gauges are easier through
     ``daemon.metrics.counter(...)``; this hook is for collectors that
-    compute their samples at scrape time.
+    compute their samples at scrape time. It runs on the event loop, once
+    the bus is connected.
     """
 
 
@@ -230,8 +255,9 @@ def meshd_probe_kinds() -> dict[str, type] | None:
     is built from that class, a subclass of
     ``meshd_plugins.health.probes.Probe`` (its docstring is the contract:
     a ``Settings`` model, an async ``check()`` returning a ``ProbeResult``).
-    Called at config validation and whenever the health plugin (re)builds
-    its probes.
+    Called at config validation (before the event loop starts, or in a
+    worker thread on reload) and on the event loop whenever the health
+    plugin (re)builds its probes: return the classes, do no I/O.
     """
 
 
@@ -263,7 +289,7 @@ def meshd_member_changed(daemon: Daemon, member: Member, previous: Member | None
 
 
 @hookspec
-def meshd_failover_vote(daemon: Daemon, proposal: Proposal) -> Veto | None:
+def meshd_failover_vote(daemon: Daemon, proposal: Proposal) -> Veto | Awaitable[Veto | None] | None:
     """Should this daemon vote yes on ``proposal``? Return a ``Veto`` to refuse.
 
     Called before the daemon casts its vote on a failover or failback of
@@ -293,8 +319,9 @@ def meshd_route_filter(daemon: Daemon | None, request: Any, candidates: Sequence
     :class:`meshd.routing.RouteRequest` (tenant_id, residency, location,
     sovereignty, session) and each candidate a :class:`meshd.routing.Candidate`
     (region, latency_ms, weight, carbon_intensity, degraded...). It runs on
-    the routing hot path: keep it cheap, and know that it is only called at
-    all when some plugin implements it.
+    the routing hot path, on the event loop, once per decision: keep it
+    cheap (no I/O), and know that it is only called at all when some plugin
+    implements it.
     """
 
 
@@ -307,7 +334,9 @@ def meshd_kms_provider(name: str, config: dict[str, Any]) -> KMSProvider | None:
 
     Called when the keys plugin opens a keyring whose ``kms.provider`` is
     ``name``; ``config`` is that provider's settings. Return a
-    :class:`meshd.kms.KMSProvider`, or None if ``name`` is not yours.
+    :class:`meshd.kms.KMSProvider`, or None if ``name`` is not yours. The
+    keys plugin calls it from a worker thread (and the CLI directly), so a
+    provider may reach its KMS while being built.
     """
 
 
@@ -318,7 +347,9 @@ def meshd_keyring(daemon: Daemon, purpose: str) -> DataKeyring | None:
     Called by plugins that keep data at rest (the metering ledger). Return a
     :class:`meshd.kms.DataKeyring`, or None when no keyring is available; a
     caller must then say so plainly (log and metric), not silently store
-    plaintext as if it were protected.
+    plaintext as if it were protected. It runs on its caller's thread and
+    may read the keyring from disk: call it from a worker thread (as the
+    metering plugin does), not on the event loop.
     """
 
 

@@ -4,8 +4,10 @@ Builtin plugins (``plugins/``, imported as ``meshd_plugins.*``) and
 third-party ones load the same way: from the ``meshd`` entry-point group.
 :class:`Hooks` wraps pluggy's ``pm.hook`` so the core reads plainly
 (``await daemon.hooks.member_changed(...)``) and so that every
-implementation runs in isolation: one that raises is logged with its
-plugin's name and counted, and the others still run.
+implementation runs in isolation: one that raises, or returns something its
+hook's annotation does not allow, is logged with its plugin's name and
+counted, and the others still run. How each hook is called (firstresult,
+sync, the result type) is read from its spec: see :mod:`meshd.hookcontract`.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ import pluggy
 
 from . import hookspecs
 from .config import ConfigError, ConfigIssue, LoadedConfig, load_config
+from .hookcontract import HookContract, describe_value, read_contract
 from .metrics import Metrics
 
 if TYPE_CHECKING:
@@ -39,8 +42,38 @@ ENTRY_POINT_GROUP = "meshd"
 log = logging.getLogger("meshd.plugins")
 
 
-def new_plugin_manager() -> pluggy.PluginManager:
-    pm = pluggy.PluginManager(hookspecs.PROJECT)
+class PluginRejected(ValueError):
+    """A plugin breaks the hook contract in a way found at registration (a hook wrapper)."""
+
+
+class PluginManager(pluggy.PluginManager):
+    """pluggy's manager, refusing at registration what meshd will not call."""
+
+    def register(self, plugin: object, name: str | None = None) -> str | None:
+        plugin_name = name or self.get_canonical_name(plugin)
+        if not self.is_blocked(plugin_name):
+            wrappers = self._wrapper_hooks(plugin)
+            if wrappers:
+                # Rather than a wrapper silently never running: the plugin would not do what its
+                # author meant, so it does not run at all, and says why.
+                raise PluginRejected(f"plugin {plugin_name}: {', '.join(wrappers)}: hook wrappers are not "
+                                     "supported by meshd; implement the hook plainly")
+        return super().register(plugin, name)
+
+    def _wrapper_hooks(self, plugin: object) -> list[str]:
+        found = []
+        for attr in dir(plugin):
+            opts = self.parse_hookimpl_opts(plugin, attr)
+            if opts is None:
+                continue
+            for kind in ("wrapper", "hookwrapper"):
+                if opts.get(kind):
+                    found.append(f"{opts.get('specname') or attr} is a {kind}=True implementation")
+        return found
+
+
+def new_plugin_manager() -> PluginManager:
+    pm = PluginManager(hookspecs.PROJECT)
     pm.add_hookspecs(hookspecs)
     return pm
 
@@ -81,6 +114,7 @@ class Hooks:
         self.log = logger or log
         self.metrics = metrics
         self.load_errors: list[str] = []
+        self._contracts: dict[str, HookContract] = {}
 
     @classmethod
     def load(cls, *, blocked: Iterable[str] = (), extra: Sequence[tuple[str, object]] = (),
@@ -88,7 +122,11 @@ class Hooks:
         """A manager with every installed plugin but ``blocked``, plus ``extra`` (name, plugin) pairs."""
         hooks = cls(new_plugin_manager(), metrics, logger)
         for name, plugin in extra:
-            hooks.pm.register(plugin, name=name)
+            try:
+                hooks.pm.register(plugin, name=name)
+            except PluginRejected as exc:
+                hooks.log.error("plugin %s failed to load: %s: %s", name, type(exc).__name__, exc)
+                hooks.load_errors.append(name)
         load_entry_points(hooks.pm, blocked=blocked, errors=hooks.load_errors)
         return hooks
 
@@ -106,49 +144,97 @@ class Hooks:
             self.pm.set_blocked(name)
         return unknown
 
+    def count_load_errors(self) -> None:
+        """Count the plugins that failed to load or were refused, once metrics exist (the daemon's)."""
+        if self.metrics is None:
+            return
+        counter = self.metrics.counter("plugin_load_errors_total",
+                                       "Plugins that failed to import or were refused at registration", ["plugin"])
+        for name in self.load_errors:
+            counter.labels(name).inc()
+
     # ------------------------------------------------------------ calling
 
+    def contract(self, name: str, kwargs: dict[str, Any] | None = None) -> HookContract:
+        """How hook ``name`` is called, from its spec (cached: specs do not change)."""
+        if kwargs and "firstresult" in kwargs:
+            raise TypeError(f"{name}: firstresult is declared by the hook's spec (@hookspec(firstresult=True)), "
+                            "not passed by the caller")
+        found = self._contracts.get(name)
+        if found is None:
+            spec = getattr(self.pm.hook, name).spec
+            if spec is None:
+                raise TypeError(f"{name} is not a meshd hook")
+            found = self._contracts[name] = read_contract(name, spec.function, spec.opts)
+        return found
+
     def _impls(self, name: str) -> list[Any]:
-        impls = getattr(self.pm.hook, name).get_hookimpls()
         # pluggy calls the last registered (and tryfirst) implementations first.
-        return [i for i in reversed(impls) if not (i.hookwrapper or getattr(i, "wrapper", False))]
+        return list(reversed(getattr(self.pm.hook, name).get_hookimpls()))
 
     def _failed(self, plugin: str, hook: str, exc: BaseException) -> None:
-        if self.metrics is not None:
-            self.metrics.counter("plugin_errors_total", "Exceptions raised by plugin hooks",
-                                 ["plugin", "hook"]).labels(plugin, hook).inc()
+        self._count_error(plugin, hook)
         self.log.error("plugin %s failed in %s: %s: %s", plugin, hook, type(exc).__name__, exc, exc_info=exc)
 
-    def _run_sync(self, impl: Any, hook: str, kwargs: dict[str, Any]) -> Any:
-        """Run one implementation; None if it raised (logged and counted)."""
+    def _count_error(self, plugin: str, hook: str) -> None:
+        if self.metrics is not None:
+            self.metrics.counter("plugin_errors_total", "Exceptions raised by plugin hooks, and results of the "
+                                 "wrong type", ["plugin", "hook"]).labels(plugin, hook).inc()
+
+    def _accepted(self, impl: Any, contract: HookContract, result: Any) -> Any:
+        """``result`` if the hook's annotation allows it; None (logged and counted) if not."""
+        if contract.conforms(result):
+            return result
+        self._count_error(impl.plugin_name, contract.name)
+        self.log.error("plugin %s returned %s from %s, which expects %s; ignored", impl.plugin_name,
+                       describe_value(result), contract.name, contract.declared)
+        return None
+
+    def _run_sync(self, impl: Any, contract: HookContract, kwargs: dict[str, Any]) -> Any:
+        """Run one implementation of a *sync* hook; None if it raised or returned a wrong type."""
         try:
             result = impl.function(*[kwargs[a] for a in impl.argnames])
             if inspect.isawaitable(result):
                 if hasattr(result, "close"):
                     result.close()
-                raise TypeError(f"{hook} must not return an awaitable")
+                raise TypeError(f"{contract.name} is a sync hook: it must not return an awaitable")
         except Exception as exc:
-            self._failed(impl.plugin_name, hook, exc)
+            self._failed(impl.plugin_name, contract.name, exc)
             return None
-        return result
+        return self._accepted(impl, contract, result)
 
-    def call_sync(self, name: str, /, *, firstresult: bool = False, **kwargs: Any) -> Any:
-        """Call hook ``name`` outside the event loop; each implementation isolated.
+    def _sync_contract(self, name: str, kwargs: dict[str, Any] | None = None) -> HookContract:
+        contract = self.contract(name, kwargs)
+        if not contract.sync:
+            # A core bug, not a plugin's: the awaitables of async implementations would be dropped.
+            raise TypeError(f"{name} may return an awaitable: call it with `await hooks.call(...)`")
+        return contract
 
-        ``name`` is positional-only: hooks may have an argument called ``name``
-        (``meshd_kms_provider``).
+    def call_sync(self, name: str, /, **kwargs: Any) -> Any:
+        """Call *sync* hook ``name`` here and now; each implementation isolated.
+
+        Returns the list of accepted results, or for a *firstresult* hook the
+        first one (None if none). ``name`` is positional-only: hooks may have
+        an argument called ``name`` (``meshd_kms_provider``).
         """
+        contract = self._sync_contract(name, kwargs)
         results = []
         for impl in self._impls(name):
-            result = self._run_sync(impl, name, kwargs)
+            result = self._run_sync(impl, contract, kwargs)
             if result is not None:
-                if firstresult:
+                if contract.firstresult:
                     return result
                 results.append(result)
-        return None if firstresult else results
+        return None if contract.firstresult else results
 
-    async def call(self, name: str, /, *, firstresult: bool = False, **kwargs: Any) -> Any:
-        """Call hook ``name``, awaiting awaitable results; each implementation isolated."""
+    async def call(self, name: str, /, **kwargs: Any) -> Any:
+        """Call hook ``name``, awaiting awaitable results; each implementation isolated.
+
+        A *sync* hook called this way keeps its rules: an awaitable result is an error.
+        """
+        contract = self.contract(name, kwargs)
+        if contract.sync:
+            return self.call_sync(name, **kwargs)
         results = []
         for impl in self._impls(name):
             try:
@@ -158,11 +244,12 @@ class Hooks:
             except Exception as exc:
                 self._failed(impl.plugin_name, name, exc)
                 continue
+            result = self._accepted(impl, contract, result)
             if result is not None:
-                if firstresult:
+                if contract.firstresult:
                     return result
                 results.append(result)
-        return None if firstresult else results
+        return None if contract.firstresult else results
 
     # ------------------------------------------------------------ configuration
 
@@ -190,7 +277,7 @@ class Hooks:
         return sorted({name for result in self.call_sync("meshd_federation_files") for name in result})
 
     def decrypt_secret(self, config: LoadedConfig, value: str) -> str | None:
-        return self.call_sync("meshd_decrypt_secret", firstresult=True, config=config, value=value, hooks=self)
+        return self.call_sync("meshd_decrypt_secret", config=config, value=value, hooks=self)
 
     def cli_commands(self, subparsers: Any, t: Any) -> None:
         self.call_sync("meshd_cli_commands", subparsers=subparsers, t=t)
@@ -203,8 +290,9 @@ class Hooks:
     def services(self, daemon: Daemon) -> list[tuple[str, Service]]:
         """``(plugin name, service)`` pairs from every plugin."""
         out = []
+        contract = self._sync_contract("meshd_services")
         for impl in self._impls("meshd_services"):
-            result = self._run_sync(impl, "meshd_services", {"daemon": daemon})
+            result = self._run_sync(impl, contract, {"daemon": daemon})
             out.extend((impl.plugin_name, svc) for svc in result or ())
         return out
 
@@ -258,18 +346,19 @@ class Hooks:
     def route_filter(self, daemon: Daemon | None, request: Any, candidates: Sequence[Any]) -> list[Any]:
         """Apply every filter in turn; a filter can only remove candidates."""
         kept = list(candidates)
+        contract = self._sync_contract("meshd_route_filter")
         for impl in self._impls("meshd_route_filter"):
             kwargs = {"daemon": daemon, "request": request, "candidates": tuple(kept)}
-            result = self._run_sync(impl, "meshd_route_filter", kwargs)
+            result = self._run_sync(impl, contract, kwargs)
             if result is not None:
                 kept = [c for c in kept if c in result]
         return kept
 
     def kms_provider(self, name: str, config: dict[str, Any]) -> KMSProvider | None:
-        return self.call_sync("meshd_kms_provider", firstresult=True, name=name, config=config)
+        return self.call_sync("meshd_kms_provider", name=name, config=config)
 
     def keyring(self, daemon: Daemon, purpose: str) -> DataKeyring | None:
-        return self.call_sync("meshd_keyring", firstresult=True, daemon=daemon, purpose=purpose)
+        return self.call_sync("meshd_keyring", daemon=daemon, purpose=purpose)
 
     async def key_rotated(self, daemon: Daemon, metadata: dict[str, Any]) -> None:
         await self.call("meshd_key_rotated", daemon=daemon, metadata=metadata)
@@ -278,4 +367,4 @@ class Hooks:
         await self.call("meshd_alert", daemon=daemon, alert=alert)
 
     async def notify(self, daemon: Daemon, notification: Notification) -> DeliveryResult | None:
-        return await self.call("meshd_notify", firstresult=True, daemon=daemon, notification=notification)
+        return await self.call("meshd_notify", daemon=daemon, notification=notification)
