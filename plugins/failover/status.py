@@ -56,7 +56,7 @@ def status(engine: FailoverEngine) -> dict[str, Any]:
                "synced": engine.synced},
         "regions": regions,
         "requests": {r: {"action": q.action, "by": q.by, "expires_in_s": round(q.expires - now, 1)}
-                     for r, q in engine.requests.items() if q.expires > now},
+                     for r, q in engine.operator.pending.items() if q.expires > now},
         "audit_log": {"path": str(engine.audit.path) if engine.audit else None,
                       "entries": engine.audit.seq if engine.audit else 0},
     }

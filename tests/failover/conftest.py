@@ -192,7 +192,7 @@ class Federation:
         return await until(predicate, timeout, what)
 
     async def kv_slots(self, region: str) -> dict[str, list[int]]:
-        from meshd_plugins.failover.engine import keys_in
+        from meshd_plugins.failover.commitstore import keys_in
 
         engine = self.engine(next(iter(self.daemons)))
         assert engine.kv is not None

@@ -261,9 +261,8 @@ async def test_a_stale_daemon_cannot_commit_an_old_term(make_federation: Any) ->
         assert stale.ledgers["eu-west-1"].filled == 0
         await fed.heal(["me-south-1"])
         # Its own attempt at slot 1, with its old idea of the term, must lose to what is there.
-        ledger = stale.ledgers["eu-west-1"]
         fake = Record("committed", "eu-west-1", 1, "failover", "eu-central-1", "me-south-1", 2.0, quorum=4)
-        await stale._create(ledger, fake, [])
+        await stale.committer.create(fake, [])
         await fed.until(lambda: fed.decided("me-south-1", "eu-west-1"))
         assert fed.decisions("me-south-1")[0]["committed_by"] != "me-south-1"
         assert fed.daemons["me-south-1"].metrics.value("failover_commit_attempts_total", result="exists") >= 1
