@@ -19,7 +19,7 @@ from meshd.config import ConfigIssue, LoadedConfig
 from meshd.httpapi import Request, Response, Route
 
 from . import cli, status
-from .config import FailoverConfig, dr_config_path, strict_majority
+from .config import FailoverConfig, dr_config_path, strict_majority, vote_timing
 from .drconfig import load_dr_config
 from .engine import FailoverEngine
 
@@ -64,6 +64,12 @@ class FailoverPlugin:
                 issues.append(ConfigIssue(config.path, keypath, f"quorum {cfg.quorum} is more than the {configured} "
                                           "configured regions: no decision could ever be made",
                                           config.line_of(keypath)))
+        rebroadcast, lease = vote_timing(config)
+        if lease <= rebroadcast:
+            keypath = ("failover", "lease") if cfg.lease is not None else ("failover", "rebroadcast")
+            issues.append(ConfigIssue(config.path, keypath, f"lease {lease:g}s is not longer than rebroadcast "
+                                      f"{rebroadcast:g}s: every vote would lapse before its voter renews it",
+                                      config.line_of(keypath)))
         path = dr_config_path(config)
         if path.is_file():
             issues.extend(load_dr_config(path, config.region_map)[1])

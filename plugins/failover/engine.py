@@ -13,9 +13,9 @@ The protocol, per region R of the federation:
   persists the vote (fsync) in its audit log before it sends it, and votes
   once per (R, term), across restarts.
 * Votes are signed envelopes broadcast on ``meshd.<fed>.failover.<sender>``
-  and renewed by their voter every :data:`REBROADCAST` seconds while it is
-  connected and still has its reason; a vote not renewed within
-  :data:`LEASE` lapses. Every daemon counts them, and any daemon that sees
+  and renewed by their voter every ``rebroadcast`` seconds while it is
+  connected and still has its reason; a vote not renewed within the
+  ``lease`` lapses (both follow the membership timing profile). Every daemon counts them, and any daemon that sees
   a quorum of live yes votes creates the slot's key in the KV bucket with
   the decision and the votes that prove it. The create is the fencing point: exactly one create
   per slot succeeds, every other daemon reads and applies that one.
@@ -51,7 +51,14 @@ from .applier import Applier
 from .audit import AuditLog
 from .commitstore import CommitStore
 from .committer import Committer
-from .config import FailoverConfig, dr_config_path, strict_majority
+from .config import (
+    LAN_PROBE_INTERVAL,
+    LEASE_RENEWALS,
+    FailoverConfig,
+    dr_config_path,
+    strict_majority,
+    vote_timing,
+)
 from .drconfig import EMPTY, DRConfig, load_dr_config
 from .learning import Learner
 from .ledger import MAX_AHEAD, RegionLedger
@@ -64,11 +71,12 @@ if TYPE_CHECKING:
 
 BUS_KIND = "failover"
 MAX_BACKOFF = 300.0
-REBROADCAST = 0.5
-LEASE = 1.5
-"""A vote counts while its voter renews it: it resends it every REBROADCAST seconds for as long as it is
-connected and still has its reason. A quorum of votes renewed within LEASE is a quorum now, not one
-gathered before a partition."""
+LEASE = LEASE_RENEWALS * LAN_PROBE_INTERVAL
+"""The lease under the default (``lan``) timing; a daemon uses :attr:`FailoverEngine.lease`.
+
+A vote counts while its voter renews it: it resends it every ``rebroadcast`` seconds for as long as it
+is connected and still has its reason. A quorum of votes renewed within the lease is a quorum now, not
+one gathered before a partition. Both follow the membership profile (see :func:`.config.vote_timing`)."""
 
 
 class FailoverEngine:
@@ -128,7 +136,14 @@ class FailoverEngine:
         return self.bus_down or self.member_isolated or not self.daemon.bus.connected
 
     bus_kind = BUS_KIND
-    lease = LEASE
+
+    @property
+    def rebroadcast(self) -> float:
+        return vote_timing(self.daemon.config)[0]
+
+    @property
+    def lease(self) -> float:
+        return vote_timing(self.daemon.config)[1]
 
     @property
     def kv(self) -> Any:
@@ -187,8 +202,9 @@ class FailoverEngine:
             elif entry.kind == "decision":
                 self.learner.logged_decisions.add((entry.data.get("region"), entry.data.get("term")))
         await d.bus.subscribe(BUS_KIND, self._on_message)
-        self.log.info("failover ready: %d regions, quorum %d, %d earlier vote(s) in the audit log",
-                      self.configured, self.quorum, len(self.my_votes))
+        self.log.info("failover ready: %d regions, quorum %d, votes renewed every %gs, lease %gs, "
+                      "%d earlier vote(s) in the audit log", self.configured, self.quorum, self.rebroadcast,
+                      self.lease, len(self.my_votes))
 
     async def _on_message(self, envelope: Any, message: Any) -> None:
         body = envelope.body
@@ -401,7 +417,7 @@ class FailoverEngine:
             await self.evaluate(region)
             self.committer.maybe_abandon(ledger, now)
             self.committer.check_quorum(region)
-        if now - self._last_rebroadcast >= REBROADCAST and not self.isolated:
+        if now - self._last_rebroadcast >= self.rebroadcast and not self.isolated:
             self._last_rebroadcast = now
             await self._rebroadcast()
 

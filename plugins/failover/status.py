@@ -52,6 +52,8 @@ def status(engine: FailoverEngine) -> dict[str, Any]:
         "configured": engine.configured,
         "failback": cfg.failback,
         "hold_down_s": cfg.hold_down,
+        "rebroadcast_s": engine.rebroadcast,
+        "lease_s": engine.lease,
         "kv": {"bucket": cfg.kv.bucket, "replicas": engine.kv_replicas, "available": engine.kv_ok,
                "synced": engine.synced},
         "regions": regions,
