@@ -27,6 +27,14 @@ class KVSettings(StrictModel):
     """``auto``: 3 when the server is part of a cluster, 1 on a single server."""
 
 
+class ManualSettings(StrictModel):
+    """Operators' requests (``meshd failover`` / ``meshd failback``)."""
+
+    min_requesters: Annotated[int, Field(ge=1)] = 2
+    """Distinct regions whose operators must request a failover of a region the voters still see up
+    before they vote for it without evidence of their own (a two-person rule; 1 turns it off)."""
+
+
 class FailoverConfig(StrictModel):
     """How this region takes part in failover and failback votes."""
 
@@ -52,6 +60,7 @@ class FailoverConfig(StrictModel):
     """A vote not renewed for this long lapses; default: 3 x ``rebroadcast`` (lan 1.5 s, wan 6 s)."""
     dr_config: RelPath = Path("dr_config.yaml")
     kv: KVSettings = Field(default_factory=KVSettings)
+    manual: ManualSettings = Field(default_factory=ManualSettings)
 
 
 def dr_config_path(config: LoadedConfig) -> Path:

@@ -37,6 +37,7 @@ from __future__ import annotations
 
 import logging
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -114,6 +115,10 @@ class FailoverEngine:
         m = daemon.metrics
         self.m_votes = m.counter("failover_votes_cast_total", "Votes this daemon cast, by action and vote",
                                  ["action", "vote"])
+        self.m_considered = m.counter(
+            "failover_votes_considered_total", "Times this daemon weighed a vote on a region's open term, by "
+            "outcome: vote, no_reason, awaiting_operators (requests short of a basis), not_now (cannot vote "
+            "now: isolated, already voted, backing off...)", ["region", "outcome"])
         self.m_invalid = m.counter("failover_invalid_total", "Votes, requests and records rejected, by kind",
                                    ["kind"])
 
@@ -221,7 +226,7 @@ class FailoverEngine:
             if isinstance(region, str) and region in self.ledgers:
                 self.daemon.spawn(self.learner.sync_region, region, name="failover-sync")
         elif envelope.type == REQUEST:
-            await self.operator.heard(body.get("region"), body.get("action"), envelope.sender)
+            await self.operator.heard(body if isinstance(body, dict) else {}, envelope.sender)
         else:
             self.m_invalid.labels("message").inc()
 
@@ -282,30 +287,32 @@ class FailoverEngine:
         # What this daemon saw before it was last cut off (or frozen) does not count towards a hold-down.
         return time.monotonic() - max(self.since.get(region, time.monotonic()), self.connected_since)
 
-    def want(self, region: str, action: str) -> tuple[bool, str, bool]:
-        """Would this daemon vote yes on ``action`` for ``region`` now? (yes, reason, manual)."""
+    def want(self, region: str, action: str) -> tuple[bool, str, tuple[tuple[str, str], ...]]:
+        """Would this daemon vote yes on ``action`` for ``region`` now? (yes, reason, operators' requests).
+
+        Operators' requests are weighed by :meth:`.operator.OperatorRequests.basis`; without a basis
+        there, only this daemon's own evidence counts.
+        """
         ledger = self.ledgers[region]
-        request = self.operator.current(region)
-        if request is not None and request.action == action:
-            if action == "failback" and self.alive_for(region) < 0:
-                return False, "", False
-            return True, f"operator request via {request.by}", True
+        basis = self.operator.basis(region, action)
+        if basis is not None:
+            return True, basis.reason, basis.requests
         if not self.sees_quorum() and region != self.region:
-            return False, "", False
+            return False, "", ()
         if action == "failover":
             member = self.view.get(region)
             if region == self.region or member is None or member.state != MemberState.DEAD:
-                return False, "", False
+                return False, "", ()
             if time.monotonic() - self.connected_since < self.cfg.rejoin_grace:
-                return False, "", False
-            return True, f"{region} is dead in {self.region}'s membership view", False
+                return False, "", ()
+            return True, f"{region} is dead in {self.region}'s membership view", ()
         current = ledger.current()
         if self.cfg.failback != "auto" or current is None or current.manual or current.flapping:
-            return False, "", False
+            return False, "", ()
         alive = self.alive_for(region)
         if alive < self.cfg.hold_down:
-            return False, "", False
-        return True, f"{region} alive for {alive:.0f}s (hold-down {self.cfg.hold_down:g}s)", False
+            return False, "", ()
+        return True, f"{region} alive for {alive:.0f}s (hold-down {self.cfg.hold_down:g}s)", ()
 
     def backoff(self, region: str) -> float:
         """Seconds to wait before voting again on ``region`` after terms in a row were abandoned.
@@ -334,16 +341,20 @@ class FailoverEngine:
             ledger = self.ledgers[region]
             term, action = ledger.next_term, ledger.next_action()
             if not self.can_vote(region, term) or self.backoff(region) > 0:
+                self.m_considered.labels(region, "not_now").inc()
                 return
-            yes, reason, manual = self.want(region, action)
+            yes, reason, requests = self.want(region, action)
             if not yes:
+                waiting = bool(self.operator.current(region, action))
+                self.m_considered.labels(region, "awaiting_operators" if waiting else "no_reason").inc()
                 return
+            self.m_considered.labels(region, "vote").inc()
             proposal = Proposal(region, term, action, self.committer.choose(region, action, set())[0],
                                 self._proposer(ledger, term), reason)
             vetoes = await self.daemon.hooks.failover_vote(self.daemon, proposal)
             if vetoes:
                 reason = "; ".join(v.reason for v in vetoes)
-            await self.cast(region, term, action, not vetoes, reason, manual)
+            await self.cast(region, term, action, not vetoes, reason, requests)
         finally:
             self._evaluating.discard(region)
         self.committer.check_quorum(region)
@@ -353,13 +364,15 @@ class FailoverEngine:
         first = min(tally.values(), key=lambda v: v.cast_at, default=None)
         return first.voter if first is not None else self.region
 
-    async def cast(self, region: str, term: int, action: str, yes: bool, reason: str, manual: bool) -> None:
-        """Persist, then send, this daemon's one vote on (region, term)."""
+    async def cast(self, region: str, term: int, action: str, yes: bool, reason: str,
+                   requests: tuple[tuple[str, str], ...] = ()) -> None:
+        """Persist, then send, this daemon's one vote on (region, term); ``requests``: operators' it answers."""
         ledger = self.ledgers[region]
         async with self._vote_lock:
             if not self.can_vote(region, term) or term != ledger.next_term or ledger.next_action() != action:
                 return
-            vote = Vote(self.region, region, term, action, yes, reason, manual, round(time.time(), 6))
+            vote = Vote(self.region, region, term, action, yes, reason, bool(requests), round(time.time(), 6),
+                        requests=requests)
             if not await self.audit_append("vote", vote.body()):
                 return  # a vote that is not on disk is never sent
             self.my_votes[(region, term)] = vote
@@ -388,8 +401,7 @@ class FailoverEngine:
             self.log.debug("vote not sent now (%s); it is sent again while the term is open", exc)
             return
         # Our own vote counts too, renewed with the copy just sent.
-        signed = Vote(vote.voter, vote.region, vote.term, vote.action, vote.yes, vote.reason, vote.manual,
-                      vote.cast_at, Proof.from_message(data, headers))
+        signed = replace(vote, proof=Proof.from_message(data, headers))
         self.ledgers[vote.region].add_vote(signed, time.monotonic())
 
     # ------------------------------------------------------------ the periodic loop
@@ -447,8 +459,9 @@ class FailoverEngine:
 
     # ------------------------------------------------------------ operators
 
-    def request_problem(self, region: str, action: str) -> tuple[str, dict[str, Any]] | None:
-        return self.operator.problem(region, action)
+    def request_problem(self, region: str, action: str, reason: Any,
+                        force: bool = False) -> tuple[str, dict[str, Any]] | None:
+        return self.operator.problem(region, action, reason, force)
 
-    async def request(self, region: str, action: str) -> dict[str, Any]:
-        return await self.operator.submit(region, action)
+    async def request(self, region: str, action: str, reason: str, force: bool = False) -> dict[str, Any]:
+        return await self.operator.submit(region, action, reason, force)

@@ -84,4 +84,5 @@ class Learner:
         return {"region": record.region, "term": term, "outcome": record.outcome, "action": record.action,
                 "target": record.target, "voters": list(record.voters), "committed_by": record.committed_by,
                 "committed_at": record.committed_at, "manual": record.manual, "flapping": record.flapping,
+                "requesters": [by for by, _ in record.requests], "reasons": dict(record.requests),
                 "digest": record.digest}
