@@ -196,6 +196,15 @@ class Federation:
         return self.daemons[observer].metrics.value("failover_votes_considered_total", region=region,
                                                     outcome=outcome)
 
+    async def past_hold_down(self, region: str) -> None:
+        """Wait until every other daemon has weighed ``region`` a few times after seeing it alive for five
+        hold-downs, finding no reason to vote: an automatic failback would have been voted by then."""
+        for observer in (o for o in self.daemons if o != region):
+            hold_down = self.engine(observer).cfg.hold_down
+            await self.until(lambda o=observer: self.engine(o).alive_for(region) > 5 * hold_down,
+                             what=f"{observer} saw {region} alive for five hold-downs")
+            await self.weighed(observer, region, "no_reason")
+
     async def weighed(self, observer: str, region: str, outcome: str, times: int = 3) -> None:
         """Wait until ``observer`` has weighed ``region`` ``times`` more times with ``outcome``: proof that
         the code path a "nothing happened" assertion is about did run, with the state the test set up."""

@@ -25,16 +25,6 @@ def audit(fed: Any, region: str, kind: str | None = None) -> list[dict[str, Any]
     return [e for e in entries if kind is None or e["kind"] == kind]
 
 
-async def past_hold_down(fed: Any, region: str, observers: list[str]) -> None:
-    """Wait until every observer has weighed ``region`` a few times after seeing it alive for five
-    hold-downs, finding no reason to vote: an automatic failback would have been voted by then."""
-    hold_down = fed.engine(observers[0]).cfg.hold_down
-    for observer in (o for o in observers if o != region):
-        await fed.until(lambda o=observer: fed.engine(o).alive_for(region) > 5 * hold_down,
-                        what=f"{observer} saw {region} alive for five hold-downs")
-        await fed.weighed(observer, region, "no_reason")
-
-
 async def test_a_dead_region_fails_over_once_to_its_dr_pair(make_federation: Any) -> None:
     async with make_federation(patch=FAST) as fed:
         await fed.start_all()
@@ -178,7 +168,7 @@ async def test_failback_after_hold_down_and_a_flapping_region_stays_failed_over(
         await fed.until(lambda: fed.decided("us-east-1", "eu-west-1", 3))
         assert fed.decisions("us-east-1")[-1]["flapping"] is True
         await fed.see("eu-west-1", "alive")
-        await past_hold_down(fed, "eu-west-1", fed.regions)
+        await fed.past_hold_down("eu-west-1")
         assert len(fed.decisions("us-east-1")) == 3
         assert fed.engine("us-east-1").ledgers["eu-west-1"].failed_over
         # An operator brings it back, still by quorum.
@@ -195,7 +185,7 @@ async def test_manual_failback_mode_waits_for_an_operator(make_federation: Any) 
         await fed.see("us-west-2", "dead")
         await fed.until(lambda: fed.decided("us-east-1", "us-west-2"))
         await fed.see("us-west-2", "alive")
-        await past_hold_down(fed, "us-west-2", fed.regions)
+        await fed.past_hold_down("us-west-2")
         assert len(fed.decisions("us-east-1")) == 1
         engine = fed.engine("eu-west-1")
         assert engine.request_problem("us-west-2", "failover", "r") == ("already_failed_over", {"region": "us-west-2"})

@@ -72,6 +72,9 @@ async def test_a_second_region_request_fails_it_over_and_the_audit_logs_name_bot
         assert len(yes) >= 4 and all(v["vote"] == "yes" and v["requests"] == reasons for v in yes)
         [applied] = await fed.until(lambda: fed.recorder("us-east-1").decisions)
         assert applied.extra["requests"] == reasons
+        # Alive all along, but a manual failover is never failed back automatically.
+        await fed.past_hold_down("eu-central-1")
+        assert len(fed.decisions("eu-west-1")) == 1
 
 
 async def test_a_single_request_goes_through_when_the_voters_see_the_region_down(make_federation: Any) -> None:
