@@ -1,8 +1,9 @@
 """``meshd failover REGION``, ``meshd failback REGION`` and ``meshd audit-log verify``.
 
 Exit codes: 0 done; 1 a runtime failure (daemon unreachable, no decision in
-time); 2 bad input (unknown region, a request the region's state does not
-allow, an audit log that does not verify).
+time); 2 bad input (unknown region, a missing or blank ``--reason``, a
+request the region's state does not allow, a failover that would strand a
+residency without ``--force``, an audit log that does not verify).
 """
 
 from __future__ import annotations
