@@ -19,12 +19,12 @@ from meshd.config import ConfigIssue, LoadedConfig
 from meshd.httpapi import Request, Response, Route
 
 from . import cli, status
-from .config import FailoverConfig, dr_config_path, strict_majority
+from .config import FailoverConfig, dr_config_path, strict_majority, vote_timing
 from .drconfig import load_dr_config
 from .engine import FailoverEngine
 
-_STATUS_CODES = {"unknown_region": 400, "already_failed_over": 409, "not_failed_over": 409, "not_alive": 409,
-                 "disabled": 503, "isolated": 503, "kv_unavailable": 503}
+_STATUS_CODES = {"unknown_region": 400, "bad_reason": 400, "already_failed_over": 409, "not_failed_over": 409,
+                 "not_alive": 409, "no_target": 409, "disabled": 503, "isolated": 503, "kv_unavailable": 503}
 
 
 class FailoverPlugin:
@@ -64,6 +64,17 @@ class FailoverPlugin:
                 issues.append(ConfigIssue(config.path, keypath, f"quorum {cfg.quorum} is more than the {configured} "
                                           "configured regions: no decision could ever be made",
                                           config.line_of(keypath)))
+        if cfg.manual.min_requesters > configured:
+            keypath = ("failover", "manual", "min_requesters")
+            issues.append(ConfigIssue(config.path, keypath, f"min_requesters {cfg.manual.min_requesters} is more "
+                                      f"than the {configured} configured regions: no operator failover of a live "
+                                      "region could ever be voted", config.line_of(keypath)))
+        rebroadcast, lease = vote_timing(config)
+        if lease <= rebroadcast:
+            keypath = ("failover", "lease") if cfg.lease is not None else ("failover", "rebroadcast")
+            issues.append(ConfigIssue(config.path, keypath, f"lease {lease:g}s is not longer than rebroadcast "
+                                      f"{rebroadcast:g}s: every vote would lapse before its voter renews it",
+                                      config.line_of(keypath)))
         path = dr_config_path(config)
         if path.is_file():
             issues.extend(load_dr_config(path, config.region_map)[1])
@@ -126,8 +137,12 @@ class FailoverPlugin:
     async def _request(self, daemon: meshd.Daemon, action: str, request: Request) -> Response:
         engine = self._engine(daemon)
         region = request.params["region"]
-        problem = engine.request_problem(region, action)
+        body = request.json() if request.body else {}
+        if not isinstance(body, dict) or not isinstance(body.get("force", False), bool):
+            return Response.json({"error": "bad_body", "params": {}}, 400)
+        reason, force = body.get("reason"), body.get("force", False)
+        problem = engine.request_problem(region, action, reason, force)
         if problem is not None:
             code, params = problem
             return Response.json({"error": code, "params": params}, _STATUS_CODES.get(code, 409))
-        return Response.json(await engine.request(region, action), 202)
+        return Response.json(await engine.request(region, action, reason, force), 202)

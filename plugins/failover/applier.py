@@ -79,7 +79,7 @@ class Applier:
         decision = Decision(record.region, record.term, record.action, record.target, record.voters,
                             record.committed_at, record.committed_by,
                             {"tier": record.tier, "reason": record.reason, "manual": record.manual,
-                             "flapping": record.flapping, "replay": replay})
+                             "flapping": record.flapping, "replay": replay, "requests": dict(record.requests)})
         await self.daemon.hooks.failover_committed(self.daemon, decision)
         now = time.time()
         self.applied_at[(record.region, record.term)] = now

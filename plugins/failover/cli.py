@@ -1,8 +1,9 @@
 """``meshd failover REGION``, ``meshd failback REGION`` and ``meshd audit-log verify``.
 
 Exit codes: 0 done; 1 a runtime failure (daemon unreachable, no decision in
-time); 2 bad input (unknown region, a request the region's state does not
-allow, an audit log that does not verify).
+time); 2 bad input (unknown region, a missing or blank ``--reason``, a
+request the region's state does not allow, a failover that would strand a
+residency without ``--force``, an audit log that does not verify).
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from typing import Any
 from meshd.i18n import Translator
 
 EXIT_OK, EXIT_FAILURE, EXIT_USAGE = 0, 1, 2
-BAD_INPUT = {"unknown_region", "already_failed_over", "not_failed_over", "not_alive"}
+BAD_INPUT = {"unknown_region", "bad_reason", "already_failed_over", "not_failed_over", "not_alive", "no_target"}
 
 
 def add_commands(subparsers: argparse._SubParsersAction, t: Translator) -> None:
@@ -24,6 +25,9 @@ def add_commands(subparsers: argparse._SubParsersAction, t: Translator) -> None:
         p = subparsers.add_parser(action, help=t(f"failover.cli.{action}.help"))
         p.add_argument("region", metavar="REGION", help=t(f"failover.cli.{action}.region"))
         p.add_argument("--config", required=True, help=t("cli.opt.config"))
+        p.add_argument("--reason", required=True, help=t("failover.cli.opt.reason"))
+        if action == "failover":
+            p.add_argument("--force", action="store_true", help=t("failover.cli.opt.force"))
         p.add_argument("--timeout", type=float, default=60.0, help=t("failover.cli.opt.timeout"))
         p.add_argument("--no-wait", action="store_true", help=t("failover.cli.opt.no_wait"))
         p.add_argument("--json", action="store_true", help=t("cli.opt.json"))
@@ -53,7 +57,8 @@ def cmd_request(args: argparse.Namespace, ctx: Any) -> int:
         return EXIT_USAGE
     client = ctx.client(config)
     try:
-        status, body = client.post(f"/v1/{args.action}/{args.region}")
+        status, body = client.post(f"/v1/{args.action}/{args.region}",
+                                   {"reason": args.reason, "force": bool(getattr(args, "force", False))})
     except DaemonUnreachable as exc:
         ctx.error(t("cli.status.unreachable", region=config.region, detail=str(exc)))
         return EXIT_FAILURE
@@ -66,6 +71,10 @@ def cmd_request(args: argparse.Namespace, ctx: Any) -> int:
         ctx.error(text)
         return EXIT_USAGE if code in BAD_INPUT else EXIT_FAILURE
     term = body["term"]
+    requesters, needed = body.get("requesters") or [], body.get("min_requesters", 1)
+    if len(requesters) < needed and not args.json:
+        ctx.print(t("failover.cli.needs_requesters", region=args.region, count=len(requesters), needed=needed,
+                    requesters=", ".join(requesters)))
     if args.no_wait:
         if args.json:
             _print_json(ctx, {"requested": body})

@@ -13,9 +13,9 @@ The protocol, per region R of the federation:
   persists the vote (fsync) in its audit log before it sends it, and votes
   once per (R, term), across restarts.
 * Votes are signed envelopes broadcast on ``meshd.<fed>.failover.<sender>``
-  and renewed by their voter every :data:`REBROADCAST` seconds while it is
-  connected and still has its reason; a vote not renewed within
-  :data:`LEASE` lapses. Every daemon counts them, and any daemon that sees
+  and renewed by their voter every ``rebroadcast`` seconds while it is
+  connected and still has its reason; a vote not renewed within the
+  ``lease`` lapses (both follow the membership timing profile). Every daemon counts them, and any daemon that sees
   a quorum of live yes votes creates the slot's key in the KV bucket with
   the decision and the votes that prove it. The create is the fencing point: exactly one create
   per slot succeeds, every other daemon reads and applies that one.
@@ -24,13 +24,20 @@ The protocol, per region R of the federation:
   term opens and a late quorum for the old term has nowhere to commit.
 * Every daemon applies every committed decision in term order, including
   daemons that start later (they read the bucket at start and poll it).
+
+This module is the vote loop: what this daemon sees, whether it votes, and
+the periodic tick. The rest, each on its own: :mod:`.commitstore` (the KV
+bucket), :mod:`.committer` (filling a slot: commit or abandon, and the
+target), :mod:`.learning` (reading filled slots in order), :mod:`.operator`
+(operators' requests), :mod:`.applier` (acting on decisions), :mod:`.ledger`
+(per-region terms and tallies, no I/O).
 """
 
 from __future__ import annotations
 
 import logging
 import time
-from dataclasses import dataclass
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -40,51 +47,37 @@ from meshd.decisions import Proposal
 from meshd.i18n import Translator
 from meshd.identity import Signer, TrustStore, load_private_key
 from meshd.members import Member, MemberState
-from meshd.transport import KeyExists, KeyValueStore
 
 from .applier import Applier
 from .audit import AuditLog
-from .config import FailoverConfig, dr_config_path, strict_majority
-from .drconfig import EMPTY, DRConfig, choose_target, load_dr_config
-from .ledger import MAX_AHEAD, RegionLedger
-from .records import (
-    InvalidRecord,
-    Proof,
-    Record,
-    Vote,
-    decode_record,
-    encode_record,
-    parse_slot_key,
-    parse_vote_body,
-    record_body,
-    slot_key,
+from .commitstore import CommitStore
+from .committer import Committer
+from .config import (
+    LAN_PROBE_INTERVAL,
+    LEASE_RENEWALS,
+    FailoverConfig,
+    dr_config_path,
+    strict_majority,
+    vote_timing,
 )
+from .drconfig import EMPTY, DRConfig, load_dr_config
+from .learning import Learner
+from .ledger import MAX_AHEAD, RegionLedger
+from .operator import BUS_TYPE as REQUEST, OperatorRequests
+from .records import InvalidRecord, Proof, Vote, parse_vote_body
 from .statelog import StateLog
 
 if TYPE_CHECKING:
     from meshd.daemon import Daemon
 
 BUS_KIND = "failover"
-KV_READ_TIMEOUT = 1.0
-KV_WRITE_TIMEOUT = 2.0
-"""Short: a read that hangs (a bucket just created by another region, a leader election after a node
-restart) is cheaper to retry on the next tick than to wait out nats-py's 5 s."""
 MAX_BACKOFF = 300.0
-REBROADCAST = 0.5
-LEASE = 1.5
-"""A vote counts while its voter renews it: it resends it every REBROADCAST seconds for as long as it is
-connected and still has its reason. A quorum of votes renewed within LEASE is a quorum now, not one
-gathered before a partition."""
-REQUEST_TTL_MIN = 30.0
+LEASE = LEASE_RENEWALS * LAN_PROBE_INTERVAL
+"""The lease under the default (``lan``) timing; a daemon uses :attr:`FailoverEngine.lease`.
 
-
-@dataclass
-class Request:
-    """An operator's request for a failover or failback, pending until decided or expired."""
-
-    action: str
-    by: str
-    expires: float
+A vote counts while its voter renews it: it resends it every ``rebroadcast`` seconds for as long as it
+is connected and still has its reason. A quorum of votes renewed within the lease is a quorum now, not
+one gathered before a partition. Both follow the membership profile (see :func:`.config.vote_timing`)."""
 
 
 class FailoverEngine:
@@ -104,33 +97,30 @@ class FailoverEngine:
         self.bus_down = False
         self.member_isolated = False
         self.connected_since = time.monotonic()
-        self.kv: KeyValueStore | None = None
-        self.kv_replicas: int | None = None
-        self.kv_ok = False
         self.synced = False
         self.my_votes: dict[tuple[str, int], Vote] = {}
         self.vote_floor: dict[str, int] = {}
         self._floor_after_sync = False
-        self.logged_decisions: set[tuple[str, int]] = set()
-        self.requests: dict[str, Request] = {}
-        self.last_abandon: dict[str, float] = {}
         self._vote_lock = anyio.Lock()
-        self._sync_locks: dict[str, anyio.Lock] = {r: anyio.Lock() for r in self.ledgers}
         self._evaluating: set[str] = set()
-        self._inflight: set[tuple[str, int]] = set()
         self._last_rebroadcast = 0.0
         self._last_poll = 0.0
         self.dr: DRConfig = EMPTY
         self.audit: AuditLog | None = None
         self.applier = Applier(daemon, self.ledgers, self.translator)
+        self.store = CommitStore(self)
+        self.learner = Learner(self)
+        self.committer = Committer(self)
+        self.operator = OperatorRequests(self)
         m = daemon.metrics
         self.m_votes = m.counter("failover_votes_cast_total", "Votes this daemon cast, by action and vote",
                                  ["action", "vote"])
-        self.m_commits = m.counter("failover_commit_attempts_total",
-                                   "KV creates this daemon attempted for a slot, by result", ["result"])
+        self.m_considered = m.counter(
+            "failover_votes_considered_total", "Times this daemon weighed a vote on a region's open term, by "
+            "outcome: vote, no_reason, awaiting_operators (requests short of a basis), not_now (cannot vote "
+            "now: isolated, already voted, backing off...)", ["region", "outcome"])
         self.m_invalid = m.counter("failover_invalid_total", "Votes, requests and records rejected, by kind",
                                    ["kind"])
-        self.m_kv = m.gauge("failover_kv_up", "1 while the failover KV bucket answers")
 
     # ------------------------------------------------------------ config-derived facts
 
@@ -149,6 +139,28 @@ class FailoverEngine:
     @property
     def isolated(self) -> bool:
         return self.bus_down or self.member_isolated or not self.daemon.bus.connected
+
+    bus_kind = BUS_KIND
+
+    @property
+    def rebroadcast(self) -> float:
+        return vote_timing(self.daemon.config)[0]
+
+    @property
+    def lease(self) -> float:
+        return vote_timing(self.daemon.config)[1]
+
+    @property
+    def kv(self) -> Any:
+        return self.store.kv
+
+    @property
+    def kv_ok(self) -> bool:
+        return self.store.available
+
+    @property
+    def kv_replicas(self) -> int | None:
+        return self.store.replicas
 
     def translator(self) -> Translator:
         return Translator(self.daemon.config.daemon.lang)
@@ -193,10 +205,11 @@ class FailoverEngine:
                     continue
                 self.my_votes[(vote.region, vote.term)] = vote
             elif entry.kind == "decision":
-                self.logged_decisions.add((entry.data.get("region"), entry.data.get("term")))
+                self.learner.logged_decisions.add((entry.data.get("region"), entry.data.get("term")))
         await d.bus.subscribe(BUS_KIND, self._on_message)
-        self.log.info("failover ready: %d regions, quorum %d, %d earlier vote(s) in the audit log",
-                      self.configured, self.quorum, len(self.my_votes))
+        self.log.info("failover ready: %d regions, quorum %d, votes renewed every %gs, lease %gs, "
+                      "%d earlier vote(s) in the audit log", self.configured, self.quorum, self.rebroadcast,
+                      self.lease, len(self.my_votes))
 
     async def _on_message(self, envelope: Any, message: Any) -> None:
         body = envelope.body
@@ -211,9 +224,9 @@ class FailoverEngine:
         elif envelope.type == "committed":
             region = body.get("region")
             if isinstance(region, str) and region in self.ledgers:
-                self.daemon.spawn(self.sync_region, region, name="failover-sync")
-        elif envelope.type == "request":
-            await self.on_request(body.get("region"), body.get("action"), envelope.sender)
+                self.daemon.spawn(self.learner.sync_region, region, name="failover-sync")
+        elif envelope.type == REQUEST:
+            await self.operator.heard(body if isinstance(body, dict) else {}, envelope.sender)
         else:
             self.m_invalid.labels("message").inc()
 
@@ -242,7 +255,7 @@ class FailoverEngine:
         self.bus_down = not connected
         if connected:
             self.connected_since = time.monotonic()
-            self.daemon.spawn(self.sync_all, name="failover-sync")
+            self.daemon.spawn(self.learner.sync_all, name="failover-sync")
         self.states.set("isolated", str(self.isolated), "bus %s: %s", "back" if connected else "lost",
                         "voting again" if not self.isolated else "not voting while isolated")
 
@@ -253,127 +266,11 @@ class FailoverEngine:
             return
         if ledger.next_term < vote.term <= ledger.next_term + MAX_AHEAD:
             # Someone knows of a filled slot we have not read yet.
-            self.daemon.spawn(self.sync_region, vote.region, name="failover-sync")
+            self.daemon.spawn(self.learner.sync_region, vote.region, name="failover-sync")
         if ledger.add_vote(vote, time.monotonic()) and vote.term == ledger.next_term:
             self.log.debug("vote %s from %s on %s/%d %s", "yes" if vote.yes else "no", vote.voter,
                            vote.region, vote.term, vote.action)
-        self.check_quorum(vote.region)
-
-    async def on_request(self, region: Any, action: Any, by: str) -> None:
-        if not isinstance(region, str) or region not in self.ledgers or action not in ("failover", "failback"):
-            self.m_invalid.labels("request").inc()
-            return
-        ttl = max(REQUEST_TTL_MIN, 3 * self.cfg.vote_timeout)
-        self.requests[region] = Request(action, by, time.monotonic() + ttl)
-        await self._audit("request", {"region": region, "action": action, "by": by})
-        self.log.info("operator request from %s: %s of %s", by, action, region)
-        await self.evaluate(region)
-
-    # ------------------------------------------------------------ the KV bucket
-
-    def _auto_replicas(self) -> int:
-        setting = self.cfg.kv.replicas
-        if setting != "auto":
-            return int(setting)
-        # nats-py keeps the server's INFO, which names the cluster of a clustered server. On a cluster
-        # R3 it is: one too small for it fails loudly (and is retried) rather than quietly getting R1.
-        info = getattr(getattr(self.daemon.transport, "nc", None), "_server_info", None) or {}
-        return 3 if info.get("cluster") else 1
-
-    async def ensure_kv(self) -> bool:
-        if self.kv is not None:
-            return True
-        if self.isolated:
-            return False
-        replicas = self._auto_replicas()
-        try:
-            with anyio.fail_after(KV_WRITE_TIMEOUT):
-                self.kv = await self.daemon.transport.key_value(self.cfg.kv.bucket, replicas=replicas)
-        except Exception as exc:
-            self._kv_failed("open", exc)
-            return False
-        self.kv_replicas = replicas
-        self._kv_ok()
-        return True
-
-    def _kv_ok(self) -> None:
-        self.kv_ok = True
-        self.m_kv.set(1)
-        self.states.set("kv", "ok", "KV bucket %s available", self.cfg.kv.bucket)
-
-    def _kv_failed(self, op: str, exc: BaseException) -> None:
-        self.kv_ok = False
-        self.m_kv.set(0)
-        self.states.set("kv", "down", "KV bucket %s unavailable (%s: %s: %s): no decision can be committed "
-                        "until it answers", self.cfg.kv.bucket, op, type(exc).__name__, exc, level=logging.WARNING)
-
-    async def _kv_get(self, key: str) -> bytes | None:
-        assert self.kv is not None
-        with anyio.fail_after(KV_READ_TIMEOUT):
-            entry = await self.kv.get(key)
-        return None if entry is None else entry.value
-
-    # ------------------------------------------------------------ reading filled slots
-
-    async def sync_all(self) -> None:
-        for region in list(self.ledgers):
-            await self.sync_region(region)
-
-    async def sync_region(self, region: str) -> None:
-        """Read every slot of ``region`` after the last one known, in order, and apply what they hold."""
-        if not await self.ensure_kv():
-            return
-        ledger = self.ledgers[region]
-        async with self._sync_locks[region]:
-            while True:
-                key = slot_key(region, ledger.next_term)
-                try:
-                    value = await self._kv_get(key)
-                except Exception as exc:
-                    self._kv_failed("get", exc)
-                    return
-                self._kv_ok()
-                if value is None:
-                    break
-                await self._learn(ledger, value)
-        await self.evaluate(region)
-
-    async def _learn(self, ledger: RegionLedger, value: bytes) -> None:
-        term = ledger.next_term
-        jurisdictions = {r: reg.jurisdiction for r, reg in self.daemon.regions.items()}
-        try:
-            record: Record | None = decode_record(value, self.trust, self.daemon.federation, jurisdictions,
-                                                  ledger.region, term)
-        except InvalidRecord as exc:
-            self.m_invalid.labels("record").inc()
-            self.log.error("slot %s/%d holds an invalid record, ignored (the term is used up): %s",
-                           ledger.region, term, exc)
-            record = None
-        ledger.fill(term, record)
-        request = self.requests.get(ledger.region)
-        if record is not None and record.committed and request is not None and request.action == record.action:
-            del self.requests[ledger.region]
-        if (ledger.region, term) not in self.logged_decisions:
-            data: dict[str, Any] = {"region": ledger.region, "term": term, "outcome": "invalid", "digest": ""}
-            if record is not None:
-                data = {"region": record.region, "term": term, "outcome": record.outcome, "action": record.action,
-                        "target": record.target, "voters": list(record.voters), "committed_by": record.committed_by,
-                        "committed_at": record.committed_at, "manual": record.manual, "flapping": record.flapping,
-                        "digest": record.digest}
-            if await self._audit("decision", data):
-                self.logged_decisions.add((ledger.region, term))
-        if record is None:
-            return
-        if record.committed:
-            self.log.info("decision %s/%d: %s of %s -> %s (voters %s, committed by %s)", record.region, term,
-                          record.action, record.region, record.target or "no target", ",".join(record.voters),
-                          record.committed_by)
-            # Decisions read at start are replays: routing must learn them, but their alerts were
-            # raised when they were made.
-            await self.applier.queue(record, replay=not self.synced)
-        else:
-            self.last_abandon[ledger.region] = time.monotonic()
-            self.log.info("term %s/%d abandoned by %s: %s", record.region, term, record.committed_by, record.reason)
+        self.committer.check_quorum(vote.region)
 
     # ------------------------------------------------------------ voting
 
@@ -381,7 +278,7 @@ class FailoverEngine:
         alive = 1 + sum(1 for r, m in self.view.items() if r != self.region and m.state == MemberState.ALIVE)
         return alive >= self.quorum
 
-    def _alive_for(self, region: str) -> float:
+    def alive_for(self, region: str) -> float:
         if region == self.region:
             return time.monotonic() - self.connected_since
         m = self.view.get(region)
@@ -390,33 +287,32 @@ class FailoverEngine:
         # What this daemon saw before it was last cut off (or frozen) does not count towards a hold-down.
         return time.monotonic() - max(self.since.get(region, time.monotonic()), self.connected_since)
 
-    def want(self, region: str, action: str) -> tuple[bool, str, bool]:
-        """Would this daemon vote yes on ``action`` for ``region`` now? (yes, reason, manual)."""
+    def want(self, region: str, action: str) -> tuple[bool, str, tuple[tuple[str, str], ...]]:
+        """Would this daemon vote yes on ``action`` for ``region`` now? (yes, reason, operators' requests).
+
+        Operators' requests are weighed by :meth:`.operator.OperatorRequests.basis`; without a basis
+        there, only this daemon's own evidence counts.
+        """
         ledger = self.ledgers[region]
-        request = self.requests.get(region)
-        if request is not None and request.expires < time.monotonic():
-            del self.requests[region]
-            request = None
-        if request is not None and request.action == action:
-            if action == "failback" and self._alive_for(region) < 0:
-                return False, "", False
-            return True, f"operator request via {request.by}", True
+        basis = self.operator.basis(region, action)
+        if basis is not None:
+            return True, basis.reason, basis.requests
         if not self.sees_quorum() and region != self.region:
-            return False, "", False
+            return False, "", ()
         if action == "failover":
             member = self.view.get(region)
             if region == self.region or member is None or member.state != MemberState.DEAD:
-                return False, "", False
+                return False, "", ()
             if time.monotonic() - self.connected_since < self.cfg.rejoin_grace:
-                return False, "", False
-            return True, f"{region} is dead in {self.region}'s membership view", False
+                return False, "", ()
+            return True, f"{region} is dead in {self.region}'s membership view", ()
         current = ledger.current()
         if self.cfg.failback != "auto" or current is None or current.manual or current.flapping:
-            return False, "", False
-        alive = self._alive_for(region)
+            return False, "", ()
+        alive = self.alive_for(region)
         if alive < self.cfg.hold_down:
-            return False, "", False
-        return True, f"{region} alive for {alive:.0f}s (hold-down {self.cfg.hold_down:g}s)", False
+            return False, "", ()
+        return True, f"{region} alive for {alive:.0f}s (hold-down {self.cfg.hold_down:g}s)", ()
 
     def backoff(self, region: str) -> float:
         """Seconds to wait before voting again on ``region`` after terms in a row were abandoned.
@@ -429,7 +325,7 @@ class FailoverEngine:
         if streak < 2:
             return 0.0
         wait = min(MAX_BACKOFF, self.cfg.vote_timeout * 2 ** (streak - 2))
-        return max(0.0, self.last_abandon.get(region, 0.0) + wait - time.monotonic())
+        return max(0.0, self.learner.last_abandon.get(region, 0.0) + wait - time.monotonic())
 
     def can_vote(self, region: str, term: int) -> bool:
         return (self.cfg.enabled and self.synced and not self.isolated and self.kv is not None
@@ -445,40 +341,46 @@ class FailoverEngine:
             ledger = self.ledgers[region]
             term, action = ledger.next_term, ledger.next_action()
             if not self.can_vote(region, term) or self.backoff(region) > 0:
+                self.m_considered.labels(region, "not_now").inc()
                 return
-            yes, reason, manual = self.want(region, action)
+            yes, reason, requests = self.want(region, action)
             if not yes:
+                waiting = bool(self.operator.current(region, action))
+                self.m_considered.labels(region, "awaiting_operators" if waiting else "no_reason").inc()
                 return
-            proposal = Proposal(region, term, action, self.expected_target(region, action),
+            self.m_considered.labels(region, "vote").inc()
+            proposal = Proposal(region, term, action, self.committer.choose(region, action, set())[0],
                                 self._proposer(ledger, term), reason)
             vetoes = await self.daemon.hooks.failover_vote(self.daemon, proposal)
             if vetoes:
                 reason = "; ".join(v.reason for v in vetoes)
-            await self.cast(region, term, action, not vetoes, reason, manual)
+            await self.cast(region, term, action, not vetoes, reason, requests)
         finally:
             self._evaluating.discard(region)
-        self.check_quorum(region)
+        self.committer.check_quorum(region)
 
     def _proposer(self, ledger: RegionLedger, term: int) -> str:
         tally = ledger.tallies.get(term) or {}
         first = min(tally.values(), key=lambda v: v.cast_at, default=None)
         return first.voter if first is not None else self.region
 
-    async def cast(self, region: str, term: int, action: str, yes: bool, reason: str, manual: bool) -> None:
-        """Persist, then send, this daemon's one vote on (region, term)."""
+    async def cast(self, region: str, term: int, action: str, yes: bool, reason: str,
+                   requests: tuple[tuple[str, str], ...] = ()) -> None:
+        """Persist, then send, this daemon's one vote on (region, term); ``requests``: operators' it answers."""
         ledger = self.ledgers[region]
         async with self._vote_lock:
             if not self.can_vote(region, term) or term != ledger.next_term or ledger.next_action() != action:
                 return
-            vote = Vote(self.region, region, term, action, yes, reason, manual, round(time.time(), 6))
-            if not await self._audit("vote", vote.body()):
+            vote = Vote(self.region, region, term, action, yes, reason, bool(requests), round(time.time(), 6),
+                        requests=requests)
+            if not await self.audit_append("vote", vote.body()):
                 return  # a vote that is not on disk is never sent
             self.my_votes[(region, term)] = vote
         self.m_votes.labels(action, "yes" if yes else "no").inc()
         self.log.info("voted %s on %s of %s in term %d: %s", "yes" if yes else "no", action, region, term, reason)
         await self._send(vote)
 
-    async def _audit(self, kind: str, data: dict[str, Any]) -> bool:
+    async def audit_append(self, kind: str, data: dict[str, Any]) -> bool:
         """Append to the audit log (fsynced, off the event loop); False, logged, if that failed."""
         if self.audit is None:
             return False
@@ -499,105 +401,17 @@ class FailoverEngine:
             self.log.debug("vote not sent now (%s); it is sent again while the term is open", exc)
             return
         # Our own vote counts too, renewed with the copy just sent.
-        signed = Vote(vote.voter, vote.region, vote.term, vote.action, vote.yes, vote.reason, vote.manual,
-                      vote.cast_at, Proof.from_message(data, headers))
+        signed = replace(vote, proof=Proof.from_message(data, headers))
         self.ledgers[vote.region].add_vote(signed, time.monotonic())
-
-    # ------------------------------------------------------------ committing
-
-    def check_quorum(self, region: str) -> None:
-        ledger = self.ledgers[region]
-        term, action = ledger.next_term, ledger.next_action()
-        if (region, term) in self._inflight or self.isolated or self.kv is None or not self.synced:
-            return
-        votes = self.live_votes(ledger, term, action)
-        if len(votes) >= self.quorum:
-            self._inflight.add((region, term))
-            self.daemon.spawn(self.commit, region, term, action, name="failover-commit")
-
-    def live_votes(self, ledger: RegionLedger, term: int, action: str) -> list[Vote]:
-        """Yes votes cast within ``vote_timeout`` and renewed by their voters within :data:`LEASE`."""
-        return ledger.yes_votes(term, action, time.time() - self.cfg.vote_timeout, time.monotonic() - LEASE)
-
-    def expected_target(self, region: str, action: str, voters: set[str] | None = None) -> str | None:
-        return self.choose(region, action, voters or set())[0]
-
-    def choose(self, region: str, action: str, voters: set[str]) -> tuple[str | None, str, str]:
-        if action == "failback":
-            return region, "home", f"{region} takes its own traffic back"
-
-        def eligible(name: str) -> bool:
-            if self.ledgers[name].failed_over:
-                return False
-            if name == self.region or name in voters:
-                return True
-            member = self.view.get(name)
-            return member is not None and member.state == MemberState.ALIVE and member.health != "down"
-
-        rtt = {name: m.rtt_ms for name, m in self.view.items()}
-        choice = choose_target(region, self.daemon.config.region_map, self.dr, eligible, rtt)
-        return choice.target, choice.tier, choice.reason
-
-    async def commit(self, region: str, term: int, action: str) -> None:
-        ledger = self.ledgers[region]
-        try:
-            votes = [v for v in self.live_votes(ledger, term, action) if v.proof is not None]
-            if term != ledger.next_term or len(votes) < self.quorum:
-                return
-            voters = {v.voter for v in votes}
-            target, tier, reason = self.choose(region, action, voters)
-            now = time.time()
-            previous_failback = ledger.previous("failback")
-            flapping = (action == "failover" and previous_failback is not None
-                        and now - previous_failback.committed_at < self.cfg.flap_window)
-            record = Record("committed", region, term, action, target, self.region, round(now, 6),
-                            reason=reason, tier=tier, manual=any(v.manual for v in votes), flapping=flapping,
-                            quorum=self.quorum)
-            await self._create(ledger, record, votes)
-        finally:
-            self._inflight.discard((region, term))
-
-    async def abandon(self, region: str, term: int, action: str, reason: str) -> None:
-        ledger = self.ledgers[region]
-        try:
-            if term != ledger.next_term:
-                return
-            record = Record("abandoned", region, term, action, None, self.region, round(time.time(), 6),
-                            reason=reason)
-            await self._create(ledger, record, [])
-        finally:
-            self._inflight.discard((region, term))
-
-    async def _create(self, ledger: RegionLedger, record: Record, votes: list[Vote]) -> None:
-        if self.kv is None or self.isolated:
-            return
-        data, headers = self.daemon.bus.seal("decision", record_body(record, votes, self.configured))
-        key = slot_key(record.region, record.term)
-        try:
-            with anyio.fail_after(KV_WRITE_TIMEOUT):
-                await self.kv.create(key, encode_record(data, headers))
-        except KeyExists:
-            self.m_commits.labels("exists").inc()
-        except Exception as exc:
-            # The create may have landed before the error: reading the slot tells.
-            self.m_commits.labels("error").inc()
-            self._kv_failed("create", exc)
-        else:
-            self.m_commits.labels("created").inc()
-            self._kv_ok()
-            self.log.info("%s %s/%d (%s)", "committed" if record.committed else "abandoned",
-                          record.region, record.term, record.action)
-            await self.daemon.bus.publish(BUS_KIND, "committed", {"region": record.region, "term": record.term})
-        await self.sync_region(record.region)
 
     # ------------------------------------------------------------ the periodic loop
 
     async def tick(self) -> None:
         now = time.monotonic()
         if not self.synced:
-            if not await self.ensure_kv():
+            if not await self.store.open():
                 return
-            await self.sync_all()
+            await self.learner.sync_all()
             if not self.kv_ok:
                 return
             self.synced = True
@@ -610,30 +424,14 @@ class FailoverEngine:
                           sum(1 for ledger in self.ledgers.values() if ledger.failed_over))
         elif now - self._last_poll >= self.cfg.poll_interval and not self.isolated:
             self._last_poll = now
-            await self.sync_all()
+            await self.learner.sync_all()
         for region, ledger in self.ledgers.items():
             await self.evaluate(region)
-            self._maybe_abandon(ledger, now)
-            self.check_quorum(region)
-        if now - self._last_rebroadcast >= REBROADCAST and not self.isolated:
+            self.committer.maybe_abandon(ledger, now)
+            self.committer.check_quorum(region)
+        if now - self._last_rebroadcast >= self.rebroadcast and not self.isolated:
             self._last_rebroadcast = now
             await self._rebroadcast()
-
-    def _maybe_abandon(self, ledger: RegionLedger, now: float) -> None:
-        term, action = ledger.next_term, ledger.next_action()
-        opened = ledger.opened.get(term)
-        if opened is None or (ledger.region, term) in self._inflight or self.isolated or self.kv is None:
-            return
-        yes = len(self.live_votes(ledger, term, action))
-        no = len(ledger.no_votes(term, action))
-        if no > self.configured - self.quorum:
-            reason = f"{no} of {self.configured} regions voted no: quorum {self.quorum} is out of reach"
-        elif now - opened > self.cfg.vote_timeout:
-            reason = f"no quorum within {self.cfg.vote_timeout:g}s ({yes} fresh yes, {no} no; quorum {self.quorum})"
-        else:
-            return
-        self._inflight.add((ledger.region, term))
-        self.daemon.spawn(self.abandon, ledger.region, term, action, reason, name="failover-abandon")
 
     async def _rebroadcast(self) -> None:
         """Renew this daemon's votes in open terms, the yes ones only while their reason still holds."""
@@ -659,41 +457,11 @@ class FailoverEngine:
                 self.log.warning("event loop was frozen for %.1fs: no failover vote for %gs", slept,
                                  self.cfg.rejoin_grace)
 
-    # ------------------------------------------------------------ operators and status
+    # ------------------------------------------------------------ operators
 
-    def request_problem(self, region: str, action: str) -> tuple[str, dict[str, Any]] | None:
-        """Why an operator's request cannot go to a vote now: (error code, params), or None."""
-        if region not in self.ledgers:
-            return "unknown_region", {"region": region, "known": ", ".join(sorted(self.ledgers))}
-        if not self.cfg.enabled:
-            return "disabled", {}
-        if self.isolated:
-            return "isolated", {}
-        if self.kv is None or not self.synced:
-            return "kv_unavailable", {"bucket": self.cfg.kv.bucket}
-        ledger = self.ledgers[region]
-        if action == "failover" and ledger.failed_over:
-            return "already_failed_over", {"region": region}
-        if action == "failback" and not ledger.failed_over:
-            return "not_failed_over", {"region": region}
-        if action == "failback" and self._alive_for(region) < 0:
-            return "not_alive", {"region": region}
-        return None
+    def request_problem(self, region: str, action: str, reason: Any,
+                        force: bool = False) -> tuple[str, dict[str, Any]] | None:
+        return self.operator.problem(region, action, reason, force)
 
-    async def request(self, region: str, action: str) -> dict[str, Any]:
-        """Start an operator's request: every daemon hears it and votes on it."""
-        ledger = self.ledgers[region]
-        term = ledger.next_term
-        await self.daemon.bus.publish(BUS_KIND, "request", {"region": region, "action": action})
-        await self.on_request(region, action, self.region)
-        return {"region": region, "action": action, "term": term, "quorum": self.quorum}
-
-def keys_in(keys: list[str]) -> dict[str, list[int]]:
-    """Slot keys of a bucket listing, grouped by region (for tools and tests)."""
-    out: dict[str, list[int]] = {}
-    for key in keys:
-        parsed = parse_slot_key(key)
-        if parsed is not None:
-            out.setdefault(parsed[0], []).append(parsed[1])
-    return {r: sorted(ts) for r, ts in out.items()}
-
+    async def request(self, region: str, action: str, reason: str, force: bool = False) -> dict[str, Any]:
+        return await self.operator.submit(region, action, reason, force)

@@ -14,8 +14,8 @@ import base64
 import binascii
 import hashlib
 import json
-from dataclasses import dataclass
 from collections.abc import Mapping
+from dataclasses import dataclass, replace
 from typing import Any
 
 from meshd.envelope import HEADER_KEY_ID, HEADER_SIGNATURE, Envelope, Rejected, decode
@@ -24,6 +24,8 @@ from meshd.identity import TrustStore
 from .config import strict_majority
 
 ACTIONS = ("failover", "failback")
+MAX_REASON = 500
+"""Characters of an operator's reason: a sentence for the audit log, not a document."""
 
 
 class InvalidRecord(Exception):
@@ -88,11 +90,22 @@ class Vote:
     proof: Proof | None = None
     signed_at: float = 0.0
     """When the voter sent this copy (its envelope's timestamp): the last time it renewed the vote."""
+    requests: tuple[tuple[str, str], ...] = ()
+    """For a vote on operators' requests: (requesting region, its reason) pairs the voter had heard."""
 
     def body(self) -> dict[str, Any]:
-        return {"region": self.region, "term": self.term, "action": self.action,
+        body = {"region": self.region, "term": self.term, "action": self.action,
                 "vote": "yes" if self.yes else "no", "reason": self.reason, "manual": self.manual,
                 "cast_at": self.cast_at}
+        if self.requests:
+            body["requests"] = dict(self.requests)
+        return body
+
+
+def valid_reason(reason: Any) -> bool:
+    """An operator's reason: text, not blank, at most :data:`MAX_REASON` characters, one line."""
+    return (isinstance(reason, str) and bool(reason.strip()) and len(reason) <= MAX_REASON
+            and reason.isprintable())
 
 
 def parse_vote_body(voter: str, body: dict[str, Any], proof: Proof | None = None) -> Vote:
@@ -106,16 +119,18 @@ def parse_vote_body(voter: str, body: dict[str, Any], proof: Proof | None = None
             and action in ACTIONS and vote in ("yes", "no") and isinstance(reason, str)
             and isinstance(manual, bool) and isinstance(cast_at, (int, float))):
         raise InvalidRecord("a vote field has the wrong type or value")
-    return Vote(voter, region, term, action, vote == "yes", reason, manual, float(cast_at), proof)
+    requests = body.get("requests", {})
+    if not (isinstance(requests, dict) and all(isinstance(k, str) and valid_reason(v) for k, v in requests.items())):
+        raise InvalidRecord("a vote's requests must map requesting regions to their reasons")
+    return Vote(voter, region, term, action, vote == "yes", reason, manual, float(cast_at), proof,
+                requests=tuple(sorted(requests.items())))
 
 
 def open_vote(proof: Proof, trust: TrustStore, federation: str) -> Vote:
     env = proof.open(trust, federation)
     if env.type != "vote":
         raise InvalidRecord(f"expected a vote, got {env.type!r}")
-    vote = parse_vote_body(env.sender, env.body, proof)
-    return Vote(vote.voter, vote.region, vote.term, vote.action, vote.yes, vote.reason, vote.manual,
-                vote.cast_at, proof, env.ts)
+    return replace(parse_vote_body(env.sender, env.body, proof), signed_at=env.ts)
 
 
 @dataclass(frozen=True)
@@ -140,6 +155,8 @@ class Record:
     """SHA-256 of the record's bytes in the bucket: every daemon applied the same one."""
     vote_signed_at: tuple[float, ...] = ()
     """When each quorum vote was last renewed by its voter (their clocks): how fresh the quorum was."""
+    requests: tuple[tuple[str, str], ...] = ()
+    """Operators' requests the quorum voted on: (requesting region, reason), from the signed votes."""
 
     @property
     def committed(self) -> bool:
@@ -201,6 +218,7 @@ def decode_record(value: bytes, trust: TrustStore, federation: str, regions: Map
     if not isinstance(quorum, int) or quorum < floor:
         raise InvalidRecord(f"quorum {quorum!r} is below a strict majority ({floor})")
     voters: dict[str, float] = {}
+    requests: dict[str, str] = {}
     for raw in body.get("votes") or []:
         vote = open_vote(Proof.from_json(raw), trust, federation)
         if vote.region != region or vote.term != term or vote.action != action or not vote.yes:
@@ -208,12 +226,17 @@ def decode_record(value: bytes, trust: TrustStore, federation: str, regions: Map
         if vote.voter not in regions:
             raise InvalidRecord(f"voter {vote.voter!r} is not a configured region")
         voters[vote.voter] = max(voters.get(vote.voter, 0.0), vote.signed_at)
+        unknown = sorted(r for r, _ in vote.requests if r not in regions)
+        if unknown:
+            raise InvalidRecord(f"the vote of {vote.voter} names unknown requesting regions {unknown}")
+        requests.update(vote.requests)
     if len(voters) < quorum:
         raise InvalidRecord(f"{len(voters)} distinct valid votes, quorum is {quorum}")
     return Record(outcome, region, term, action, target, committer, committed_at, tuple(sorted(voters)),
                   reason=str(body.get("reason", "")), tier=str(body.get("tier", "")),
                   manual=bool(body.get("manual", False)), flapping=bool(body.get("flapping", False)),
-                  quorum=quorum, digest=digest, vote_signed_at=tuple(voters[v] for v in sorted(voters)))
+                  quorum=quorum, digest=digest, vote_signed_at=tuple(voters[v] for v in sorted(voters)),
+                  requests=tuple(sorted(requests.items())))
 
 
 def slot_key(region: str, term: int) -> str:

@@ -22,6 +22,7 @@ def decisions(engine: FailoverEngine) -> list[dict[str, Any]]:
                         "target": record.target, "voters": list(record.voters),
                         "committed_at": record.committed_at, "committed_by": record.committed_by,
                         "tier": record.tier, "manual": record.manual, "flapping": record.flapping,
+                        "requesters": [by for by, _ in record.requests],
                         "applied_at": engine.applier.applied_at.get((record.region, term))})
     out.sort(key=lambda d: (d["committed_at"], d["region"], d["term"]))
     return out[-STATUS_DECISIONS:]
@@ -52,11 +53,15 @@ def status(engine: FailoverEngine) -> dict[str, Any]:
         "configured": engine.configured,
         "failback": cfg.failback,
         "hold_down_s": cfg.hold_down,
+        "rebroadcast_s": engine.rebroadcast,
+        "lease_s": engine.lease,
         "kv": {"bucket": cfg.kv.bucket, "replicas": engine.kv_replicas, "available": engine.kv_ok,
                "synced": engine.synced},
         "regions": regions,
-        "requests": {r: {"action": q.action, "by": q.by, "expires_in_s": round(q.expires - now, 1)}
-                     for r, q in engine.requests.items() if q.expires > now},
+        "requests": {r: [{"action": q.action, "by": q.by, "reason": q.reason, "force": q.force,
+                          "expires_in_s": round(q.expires - now, 1)} for q in pending]
+                     for r in engine.ledgers if (pending := engine.operator.current(r))},
+        "min_requesters": cfg.manual.min_requesters,
         "audit_log": {"path": str(engine.audit.path) if engine.audit else None,
                       "entries": engine.audit.seq if engine.audit else 0},
     }

@@ -191,8 +191,29 @@ class Federation:
     async def until(self, predicate: Callable[[], Any], timeout: float = 15.0, what: str = "condition") -> Any:
         return await until(predicate, timeout, what)
 
+    def considered(self, observer: str, region: str, outcome: str) -> float:
+        """How often ``observer`` weighed a vote on ``region`` with ``outcome`` (its counter)."""
+        return self.daemons[observer].metrics.value("failover_votes_considered_total", region=region,
+                                                    outcome=outcome)
+
+    async def past_hold_down(self, region: str) -> None:
+        """Wait until every other daemon has weighed ``region`` a few times after seeing it alive for five
+        hold-downs, finding no reason to vote: an automatic failback would have been voted by then."""
+        for observer in (o for o in self.daemons if o != region):
+            hold_down = self.engine(observer).cfg.hold_down
+            await self.until(lambda o=observer: self.engine(o).alive_for(region) > 5 * hold_down,
+                             what=f"{observer} saw {region} alive for five hold-downs")
+            await self.weighed(observer, region, "no_reason")
+
+    async def weighed(self, observer: str, region: str, outcome: str, times: int = 3) -> None:
+        """Wait until ``observer`` has weighed ``region`` ``times`` more times with ``outcome``: proof that
+        the code path a "nothing happened" assertion is about did run, with the state the test set up."""
+        start = self.considered(observer, region, outcome)
+        await self.until(lambda: self.considered(observer, region, outcome) >= start + times,
+                         what=f"{observer} weighed {region} {times} more times ({outcome})")
+
     async def kv_slots(self, region: str) -> dict[str, list[int]]:
-        from meshd_plugins.failover.engine import keys_in
+        from meshd_plugins.failover.commitstore import keys_in
 
         engine = self.engine(next(iter(self.daemons)))
         assert engine.kv is not None

@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 from typing import Any
 
-import anyio
 import pytest
 
 from meshd_plugins.failover.records import Record, encode_record, record_body, slot_key
@@ -85,10 +84,13 @@ async def test_the_minority_side_never_commits(make_federation: Any) -> None:
         for region in cut:
             await fed.see(region, "dead", observers=minority)
         before = len(audit(fed, "us-east-1", "vote"))
-        await anyio.sleep(1.5)
+        # It keeps weighing eu-west-1 in fresh terms and finds no reason to vote: no quorum alive in sight.
+        await fed.weighed("us-east-1", "eu-west-1", "no_reason", times=10)
         assert len(audit(fed, "us-east-1", "vote")) <= before + 1  # at most one already under way
-        # The cut-off side never voted: it is isolated.
+        # The cut-off side never voted: it is isolated, and it did consider it.
         for region in cut:
+            if region != "eu-west-1":
+                await fed.weighed(region, "eu-west-1", "not_now")
             assert audit(fed, region, "vote") == []
 
 
@@ -100,7 +102,8 @@ async def test_an_isolated_or_semi_detached_daemon_never_votes(make_federation: 
             await fed.see(region, "dead", observers=["us-east-1"])
         await fed.cut(["us-west-2"])
         await fed.see("eu-west-1", "dead", observers=["us-west-2"])
-        await anyio.sleep(0.5)
+        await fed.weighed("us-east-1", "eu-west-1", "no_reason")
+        await fed.weighed("us-west-2", "eu-west-1", "not_now")
         assert audit(fed, "us-east-1", "vote") == []
         assert audit(fed, "us-west-2", "vote") == []
         assert fed.daemons["us-west-2"].hooks.pm.get_plugin("failover").meshd_status(
@@ -115,7 +118,8 @@ async def test_one_vote_per_region_and_term_survives_a_restart(make_federation: 
         await fed.stop("us-east-1")
         await fed.start("us-east-1")
         await fed.see("eu-west-1", "dead", observers=["us-east-1"])
-        await anyio.sleep(0.5)
+        # It sees eu-west-1 dead again, and the vote it read back from its audit log holds it back.
+        await fed.weighed("us-east-1", "eu-west-1", "not_now")
         votes = [v for v in audit(fed, "us-east-1", "vote") if v["data"]["region"] == "eu-west-1"]
         assert [(v["data"]["term"], v["data"]["vote"]) for v in votes] == [(1, "yes")]
         # Its earlier vote still counts: two more make the quorum of four.
@@ -144,7 +148,9 @@ async def test_vetoes_vote_no_and_the_term_is_abandoned(make_federation: Any) ->
         # The next term opens at once, is vetoed too, and then the federation backs off instead of
         # burning a slot per tick while the veto stands.
         await fed.until(lambda: fed.engine("me-south-1").ledgers["eu-west-1"].filled >= 2)
-        await anyio.sleep(2.0)
+        # Every daemon still sees eu-west-1 dead; they hold back (20 ticks of 50 ms) rather than vote.
+        for region in ("me-south-1", "us-east-1"):
+            await fed.weighed(region, "eu-west-1", "not_now", times=20)
         assert fed.engine("me-south-1").ledgers["eu-west-1"].filled == 2
         assert fed.engine("me-south-1").backoff("eu-west-1") > 20
 
@@ -162,12 +168,12 @@ async def test_failback_after_hold_down_and_a_flapping_region_stays_failed_over(
         await fed.until(lambda: fed.decided("us-east-1", "eu-west-1", 3))
         assert fed.decisions("us-east-1")[-1]["flapping"] is True
         await fed.see("eu-west-1", "alive")
-        await anyio.sleep(1.5)  # five hold-downs: an automatic failback would have happened by now
+        await fed.past_hold_down("eu-west-1")
         assert len(fed.decisions("us-east-1")) == 3
         assert fed.engine("us-east-1").ledgers["eu-west-1"].failed_over
         # An operator brings it back, still by quorum.
-        assert fed.engine("us-east-1").request_problem("eu-west-1", "failback") is None
-        await fed.engine("us-east-1").request("eu-west-1", "failback")
+        assert fed.engine("us-east-1").request_problem("eu-west-1", "failback", "it flapped; fixed now") is None
+        await fed.engine("us-east-1").request("eu-west-1", "failback", "it flapped; fixed now")
         await fed.until(lambda: fed.decided("ap-southeast-1", "eu-west-1", 4))
         last = fed.decisions("ap-southeast-1")[-1]
         assert last["action"] == "failback" and last["manual"] is True and len(last["voters"]) >= 4
@@ -179,26 +185,13 @@ async def test_manual_failback_mode_waits_for_an_operator(make_federation: Any) 
         await fed.see("us-west-2", "dead")
         await fed.until(lambda: fed.decided("us-east-1", "us-west-2"))
         await fed.see("us-west-2", "alive")
-        await anyio.sleep(0.8)
+        await fed.past_hold_down("us-west-2")
         assert len(fed.decisions("us-east-1")) == 1
         engine = fed.engine("eu-west-1")
-        assert engine.request_problem("us-west-2", "failover") == ("already_failed_over", {"region": "us-west-2"})
-        assert engine.request_problem("nowhere", "failover")[0] == "unknown_region"
-        await engine.request("us-west-2", "failback")
+        assert engine.request_problem("us-west-2", "failover", "r") == ("already_failed_over", {"region": "us-west-2"})
+        assert engine.request_problem("nowhere", "failover", "r")[0] == "unknown_region"
+        await engine.request("us-west-2", "failback", "back from maintenance")
         await fed.until(lambda: fed.decided("us-east-1", "us-west-2", 2))
-
-
-async def test_an_operator_failover_of_a_live_region_is_decided_by_quorum(make_federation: Any) -> None:
-    async with make_federation(patch=FAST) as fed:
-        await fed.start_all()
-        assert fed.engine("eu-central-1").request_problem("eu-central-1", "failback") == \
-            ("not_failed_over", {"region": "eu-central-1"})
-        await fed.engine("us-east-1").request("eu-central-1", "failover")
-        await fed.until(lambda: fed.decided("eu-west-1", "eu-central-1"))
-        decision = fed.decisions("eu-west-1")[0]
-        assert decision["target"] == "eu-west-1" and decision["manual"] is True
-        await anyio.sleep(1.0)  # alive all along, but a manual failover is never failed back automatically
-        assert len(fed.decisions("eu-west-1")) == 1
 
 
 async def test_a_daemon_that_starts_later_applies_earlier_decisions(make_federation: Any) -> None:
@@ -261,9 +254,8 @@ async def test_a_stale_daemon_cannot_commit_an_old_term(make_federation: Any) ->
         assert stale.ledgers["eu-west-1"].filled == 0
         await fed.heal(["me-south-1"])
         # Its own attempt at slot 1, with its old idea of the term, must lose to what is there.
-        ledger = stale.ledgers["eu-west-1"]
         fake = Record("committed", "eu-west-1", 1, "failover", "eu-central-1", "me-south-1", 2.0, quorum=4)
-        await stale._create(ledger, fake, [])
+        await stale.committer.create(fake, [])
         await fed.until(lambda: fed.decided("me-south-1", "eu-west-1"))
         assert fed.decisions("me-south-1")[0]["committed_by"] != "me-south-1"
         assert fed.daemons["me-south-1"].metrics.value("failover_commit_attempts_total", result="exists") >= 1
@@ -275,13 +267,16 @@ async def test_after_a_frozen_event_loop_a_daemon_waits_before_voting_a_failover
     async with make_federation(regions=["us-east-1", "us-west-2", "eu-west-1"],
                                patch={"failover": {"rejoin_grace": "1.5s"}}) as fed:
         await fed.start_all()
-        await anyio.sleep(0.3)
+        await fed.weighed("us-east-1", "eu-west-1", "no_reason")  # its loop runs
         time.sleep(1.6)  # freezes every daemon's event loop, as SIGSTOP would
         await fed.until(lambda: time.monotonic() - fed.engine("us-east-1").connected_since < 1.0)
+        grace_ends = time.time() + 1.5 - (time.monotonic() - fed.engine("us-east-1").connected_since)
         await fed.see("eu-west-1", "dead")
-        await anyio.sleep(0.5)
-        assert fed.decisions("us-east-1") == []  # the view may be stale: no vote yet
         await fed.until(lambda: fed.decided("us-east-1", "eu-west-1"), what="vote after the grace")
+        # The view may be stale right after the freeze: no daemon voted before its grace was over.
+        for region in ("us-east-1", "us-west-2"):
+            [vote] = audit(fed, region, "vote")
+            assert vote["ts"] >= grace_ends - 0.1, f"{region} voted {grace_ends - vote['ts']:.2f}s early"
 
 
 async def test_a_vote_counts_only_while_its_voter_renews_it(make_federation: Any) -> None:
@@ -292,11 +287,19 @@ async def test_a_vote_counts_only_while_its_voter_renews_it(make_federation: Any
         await fed.until(lambda: len(fed.engine("me-south-1").ledgers["ap-southeast-1"].tallies.get(1, {})) == 3)
         await fed.cut(["us-east-1"])
         await fed.see("ap-southeast-1", "alive", observers=["us-west-2"])
-        await anyio.sleep(2.0)  # longer than the lease: their votes lapse
-        # Two fresh voters make four votes cast, but only three live ones: no quorum now.
+        engine = fed.engine("me-south-1")
+        ledger = engine.ledgers["ap-southeast-1"]
+
+        def live() -> set[str]:
+            return {v.voter for v in engine.committer.live_votes(ledger, 1, "failover")}
+
+        await fed.until(lambda: live() == {"eu-west-1"}, what="the two silent votes lapse")
+        # Two fresh voters make five votes cast, but only three live ones: no quorum now.
         await fed.see("ap-southeast-1", "dead", observers=["eu-central-1", "ca-central-1"])
-        await anyio.sleep(1.0)
-        assert not fed.decided("me-south-1", "ap-southeast-1")
+        await fed.until(lambda: live() == {"eu-west-1", "eu-central-1", "ca-central-1"}, what="three live votes")
+        for region in ("me-south-1", "eu-central-1", "ca-central-1"):
+            await fed.weighed(region, "ap-southeast-1", "not_now" if region != "me-south-1" else "no_reason")
+        assert not fed.decided("me-south-1", "ap-southeast-1") and len(ledger.tallies[1]) == 5
         # The cut-off voter comes back and renews its vote: four live votes decide.
         await fed.heal(["us-east-1"])
         await fed.until(lambda: fed.decided("me-south-1", "ap-southeast-1"))

@@ -16,6 +16,8 @@ import pytest
 from meshd.cli import main
 from meshd.natsserver import NatsCluster, NatsServer
 
+from .conftest import ROOT
+
 pytestmark = [pytest.mark.anyio, pytest.mark.nats]
 
 
@@ -94,46 +96,99 @@ async def test_the_cli_asks_the_federation_and_waits_for_its_decision(make_feder
                                                                      nats_server: NatsServer,
                                                                      capsys: pytest.CaptureFixture[str]) -> None:
     async with make_federation(nats_url=nats_server.url, http_ports=True,
-                               patch={"failover": {"hold_down": "1h"}}) as fed:
+                               patch={"failover": {"failback": "manual", "hold_down": "0.5s"},
+                                      "tenants": str(ROOT / "etc" / "tenants.yaml")}) as fed:
         await fed.start_all()
         config = str(fed.configs["us-east-1"])
 
         async def cli(*argv: str) -> int:
             return await anyio.to_thread.run_sync(main, ["--lang", "en", *argv])
 
-        assert await cli("failover", "eu-west-1", "--config", config, "--timeout", "20") == 0
+        # One region's operator asks; every peer sees eu-west-1 alive, so a second region must ask too.
+        assert await cli("failover", "eu-west-1", "--config", config, "--reason", "CHG-7 maintenance",
+                         "--no-wait") == 0
+        out = capsys.readouterr().out
+        assert "1 of 2 requesting regions so far (us-east-1)" in out
+        assert "asked the federation for a failover of eu-west-1 (term 1, quorum 4)" in out
+        assert await cli("failover", "eu-west-1", "--config", str(fed.configs["ca-central-1"]),
+                         "--reason", "CHG-7 approved", "--timeout", "20") == 0
         out = capsys.readouterr().out
         assert "committed: eu-west-1 failed over to eu-central-1 in term 1" in out
-        assert await cli("failover", "eu-west-1", "--config", config) == 2
+        assert "requesting regions so far" not in out
+        [logged] = await fed.until(lambda: [e["data"] for e in audit_entries(fed, "me-south-1", "decision")
+                                            if e["data"]["region"] == "eu-west-1"])
+        assert logged["requesters"] == ["ca-central-1", "us-east-1"]
+        assert logged["reasons"] == {"us-east-1": "CHG-7 maintenance", "ca-central-1": "CHG-7 approved"}
+        assert await cli("failover", "eu-west-1", "--config", config, "--reason", "again") == 2
         assert "already failed over" in capsys.readouterr().err
-        assert await cli("failover", "atlantis-1", "--config", config) == 2
+        assert await cli("failover", "atlantis-1", "--config", config, "--reason", "x") == 2
         assert "atlantis-1 is not a region" in capsys.readouterr().err
-        # hold_down is an hour: only an operator brings it back, still by quorum.
-        assert await cli("failback", "eu-west-1", "--config", config, "--json") == 0
+        assert await cli("failover", "us-west-2", "--config", config, "--reason", " ") == 2
+        assert "a reason is required" in capsys.readouterr().err
+        with pytest.raises(SystemExit) as exited:  # --reason is required: argparse stops before any request
+            main(["--lang", "en", "failover", "us-west-2", "--config", config])
+        assert exited.value.code == 2 and "--reason" in capsys.readouterr().err
+        # failback: manual, so only an operator brings it back, once voters saw it alive for the hold-down.
+        assert await cli("failback", "eu-west-1", "--config", config, "--reason", "CHG-7 done", "--json") == 0
         decision = json.loads(capsys.readouterr().out)
         assert decision["action"] == "failback" and decision["term"] == 2 and len(decision["voters"]) >= 4
-        assert await cli("failback", "eu-west-1", "--config", config) == 2
+        assert decision["requesters"] == ["us-east-1"]
+        assert await cli("failback", "eu-west-1", "--config", config, "--reason", "again") == 2
         assert "not failed over" in capsys.readouterr().err
         # status --json carries the decisions with the documented keys.
         assert await cli("status", "--config", config, "--json") == 0
         status = json.loads(capsys.readouterr().out)
         assert [d["action"] for d in status["decisions"]] == ["failover", "failback"]
-        assert {"region", "term", "action", "target", "voters", "committed_at"} <= set(status["decisions"][0])
+        assert {"region", "term", "action", "target", "voters", "committed_at", "requesters"} <= \
+            set(status["decisions"][0])
         await fed.stop("us-east-1")
-        assert await cli("failover", "eu-west-1", "--config", config) == 1
+        assert await cli("failover", "eu-west-1", "--config", config, "--reason", "x") == 1
         assert "cannot reach" in capsys.readouterr().err
+
+
+async def test_a_failover_that_would_strand_a_residency_is_refused_unless_forced(
+        make_federation: Any, nats_server: NatsServer, capsys: pytest.CaptureFixture[str]) -> None:
+    async with make_federation(nats_url=nats_server.url, http_ports=True,
+                               patch={"tenants": str(ROOT / "etc" / "tenants.yaml")}) as fed:
+        await fed.start_all()
+        tenants = fed.daemons["us-east-1"].config.tenants.tenants
+        stranded = sum(1 for t in tenants.values() if t.residency == "BH")
+
+        async def cli(region: str, *argv: str) -> int:
+            return await anyio.to_thread.run_sync(main, ["--lang", "en", "failover", "me-south-1", "--config",
+                                                         str(fed.configs[region]), *argv])
+
+        assert await cli("us-east-1", "--reason", "drill") == 2
+        err = capsys.readouterr().err
+        assert f"would leave residency BH without any region and strand {stranded} tenant(s)" in err
+        assert "--force" in err
+        assert fed.decisions("us-east-1") == []
+        assert [e for e in audit_entries(fed, "us-east-1", "request")] == []  # refused before any request
+        # Forced by two regions, it is decided: me-south-1 is failed over with nowhere to go.
+        assert await cli("us-east-1", "--reason", "site evacuation", "--force", "--no-wait") == 0
+        capsys.readouterr()
+        assert await cli("eu-west-1", "--reason", "site evacuation confirmed", "--force", "--timeout", "20") == 0
+        assert "committed: me-south-1 is failed over in term 1 but has no eligible target region" in \
+            capsys.readouterr().out
+
+
+def audit_entries(fed: Any, region: str, kind: str) -> list[dict[str, Any]]:
+    path = fed.daemons[region].state_dir / "failover" / "audit.log"
+    lines = path.read_text().splitlines() if path.exists() else []
+    return [e for e in map(json.loads, lines) if e["kind"] == kind]
 
 
 async def test_a_request_that_cannot_reach_quorum_times_out_with_exit_1(make_federation: Any,
                                                                        nats_server: NatsServer,
                                                                        capsys: pytest.CaptureFixture[str]) -> None:
-    async with make_federation(nats_url=nats_server.url, http_ports=True) as fed:
+    async with make_federation(nats_url=nats_server.url, http_ports=True,
+                               patch={"failover": {"manual": {"min_requesters": 1}}}) as fed:
         await fed.start_all()
         for region in ("us-west-2", "eu-west-1", "eu-central-1", "ca-central-1"):
             fed.plugin(region, "vetoer").reason = "maintenance freeze"
         code = await anyio.to_thread.run_sync(
-            main, ["--lang", "en", "failover", "me-south-1", "--config", str(fed.configs["us-east-1"]),
-                   "--timeout", "3"])
+            main, ["--lang", "en", "failover", "us-west-2", "--config", str(fed.configs["us-east-1"]),
+                   "--reason", "drill", "--timeout", "3"])
         assert code == 1
-        assert "no failover of me-south-1 was decided within 3 s" in capsys.readouterr().err
+        assert "no failover of us-west-2 was decided within 3 s" in capsys.readouterr().err
         assert fed.decisions("us-east-1") == []

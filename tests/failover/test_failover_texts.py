@@ -13,7 +13,8 @@ from meshd_plugins.failover.records import Record
 PARAMS = {"region": "eu-west-1", "known": "a, b", "bucket": "meshd_failover", "status": 500, "seq": 3, "line": 3,
           "expected": 2, "previous": 1, "have": 2, "last": 4, "head": "audit.log.head", "reason": "denied",
           "path": "/x", "count": 1, "target": "eu-central-1", "term": 2, "voters": "a, b", "configured": 7,
-          "action": "failover", "quorum": 4, "seconds": "60", "yes": 2, "problem": "p"}
+          "action": "failover", "quorum": 4, "seconds": "60", "yes": 2, "problem": "p", "residencies": "BH",
+          "tenants": 2, "needed": 2, "requesters": "us-east-1"}
 
 
 @pytest.mark.parametrize("lang", LANGUAGES)
@@ -21,7 +22,8 @@ def test_coded_messages_exist_and_format(lang: str) -> None:
     t = Translator(lang)
     keys = ([f"failover.error.{c}" for c in _STATUS_CODES] + ["failover.error.http"]
             + [f"failover.audit.problem.{c}" for c in PROBLEM_CODES]
-            + [f"failover.alert.tier.{tier}" for tier in ("pair", "list", "rtt", "none")])
+            + [f"failover.alert.tier.{tier}" for tier in ("pair", "list", "rtt", "none")]
+            + ["failover.cli.needs_requesters"])
     for key in keys:
         assert t.has(key), f"{lang} lacks {key}"
         text = t(key, **PARAMS)
