@@ -5,7 +5,7 @@
 
 Each run starts a fresh 7-region federation (3-node NATS cluster, R3
 bucket, a TCP proxy per daemon), applies the schedule of seed S+i and
-checks the invariants (see meshd_plugins.failover.chaos). The first fault
+checks the invariants (see chaos_runner.py). The first fault
 of every schedule is a SIGKILL from a clean start: its latency to the
 committed decision and to the last survivor applying it is the sample.
 Exit 1 if any run broke an invariant.
@@ -22,8 +22,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from meshd_plugins.failover.chaos import run_schedule
 from benchlib import cpu_model
+from chaos_runner import run_schedule
 
 
 def percentile(values: list[float], p: float) -> float:

@@ -34,10 +34,10 @@ import anyio
 from .bootstrap import InitResult, init_federation
 from .config import LoadedConfig, RegionMap, load_model_file
 from .natsserver import NatsCluster, NatsServer, authorization_block, free_port
+from .samples import sample_file
 
 T = TypeVar("T")
 
-SOURCE_ROOT = Path(__file__).resolve().parent.parent
 BUILTIN_PLUGINS = ("health", "membership", "failover", "routing", "alerts", "keys", "metering")
 """The first-party plugins; block them to test the core (or one plugin) alone."""
 
@@ -74,12 +74,12 @@ async def until(predicate: Callable[[], Any], timeout: float = 30.0, what: str =
 
 
 def default_regions_file() -> Path | None:
-    """etc/region_map.yaml of the source tree this package runs from, or of the current directory."""
-    for base in (SOURCE_ROOT, Path.cwd()):
-        candidate = base / "etc" / "region_map.yaml"
-        if candidate.is_file():
-            return candidate
-    return None
+    """The region map that ships with meshd (:mod:`meshd.samples`), else etc/region_map.yaml of the current directory."""
+    try:
+        return sample_file("region_map.yaml")
+    except FileNotFoundError:
+        candidate = Path.cwd() / "etc" / "region_map.yaml"
+        return candidate if candidate.is_file() else None
 
 
 def deep_merge(base: dict[str, Any], patch: Mapping[str, Any]) -> dict[str, Any]:
@@ -463,7 +463,7 @@ class LocalFederation:
 
 def write_federation(tmp_path: Path, regions: Sequence[str], nats_url: str, *, federation: str = "test",
                      patch: dict[str, Any] | None = None) -> dict[str, Path]:
-    """``meshd init`` for ``regions`` (from etc/region_map.yaml), without NATS auth; config paths by region."""
+    """``meshd init`` for ``regions`` (from the sample region map), without NATS auth; config paths by region."""
     import yaml
 
     source = default_regions_file()

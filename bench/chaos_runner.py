@@ -19,7 +19,9 @@ began and ended, and then checks, from the audit logs and the KV bucket:
   failed-over region, or outside the tenant's residency.
 
 ``tests/chaos`` runs one short schedule; ``bench/chaos.py`` runs many and
-reports the kill -> committed -> applied-everywhere latencies.
+reports the kill -> committed -> applied-everywhere latencies. It lives in
+bench/, not in the failover package: it is a harness, and an installed
+daemon never needs it.
 """
 
 from __future__ import annotations
@@ -39,12 +41,13 @@ import yaml
 from meshd.config import RegionMap, TrustBundle, load_model_file
 from meshd.identity import TrustStore
 from meshd.natsserver import free_port
-from meshd.testing import SOURCE_ROOT, LocalFederation
+from meshd.samples import sample_file
+from meshd.testing import LocalFederation
 
-from .audit import verify
-from .config import strict_majority
-from .engine import LEASE
-from .records import InvalidRecord, Record, decode_record, parse_slot_key, slot_key
+from meshd_plugins.failover.audit import verify
+from meshd_plugins.failover.config import strict_majority
+from meshd_plugins.failover.engine import LEASE
+from meshd_plugins.failover.records import InvalidRecord, Record, decode_record, parse_slot_key, slot_key
 
 SEVEN = ["us-east-1", "us-west-2", "eu-west-1", "eu-central-1", "ca-central-1", "me-south-1", "ap-southeast-1"]
 SLACK = LEASE + 0.5
@@ -212,11 +215,10 @@ class ChaosRun:
     # ------------------------------------------------------------ federation
 
     def _federation(self, workdir: Path) -> LocalFederation:
-        etc = SOURCE_ROOT / "etc"
         return LocalFederation(
             workdir, regions=self.regions, nats_nodes=3, proxies=True,
             pin={r: i % 3 for i, r in enumerate(self.regions)},
-            shared_files=[etc / "dr_config.yaml", etc / "tenants.yaml"],
+            shared_files=[sample_file("dr_config.yaml"), sample_file("tenants.yaml")],
             config={"failover": {"hold_down": f"{self.hold_down}s", "vote_timeout": "5s",
                                  "kv": {"replicas": 3}}},
         )
