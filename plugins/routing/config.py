@@ -9,8 +9,9 @@ from pydantic import Field, PositiveFloat, ValidationError
 
 import meshd
 from meshd.config import ConfigError, ConfigIssue, Coordinates, LoadedConfig, RelPath, issues_from_validation
-from meshd.routing import LatencyModel, RoutingSettings, UnknownLocation, resolve_location
 from meshd.yamlsource import YamlError, load_yaml
+
+from .engine import LatencyModel, RoutingSettings, UnknownLocation, resolve_location
 
 
 class LatencyModelConfig(meshd.StrictModel):

@@ -113,7 +113,7 @@ async def test_route_command_reflects_live_failover_decisions(
 @pytest.mark.parametrize("lang", ["en", "fr", "es", "de", "ar"])
 def test_every_reason_exclusion_and_latency_source_is_translated(lang: str) -> None:
     from meshd.i18n import catalog
-    from meshd.routing import EXCLUDED_REASONS, REASONS
+    from meshd_plugins.routing.engine import EXCLUDED_REASONS, REASONS
 
     keys = ({f"routing.reason.{r}" for r in REASONS} | {f"routing.excluded.{r}" for r in EXCLUDED_REASONS}
             | {f"routing.latency_source.{s}" for s in ("measured", "configured", "estimated")})

@@ -10,7 +10,7 @@ import pytest
 
 from meshd.config import Coordinates, Region, RegionMap, load_model_file
 from meshd.decisions import Decision
-from meshd.routing import (
+from meshd_plugins.routing.engine import (
     Candidate,
     LatencyModel,
     NoEligibleRegion,

@@ -51,6 +51,8 @@ from dataclasses import dataclass, field
 from functools import reduce
 from typing import Any
 
+from meshd.routefilter import Candidate, Location, RouteFilter, RouteRequest
+
 from .places import CITIES, COUNTRIES
 
 __all__ = [
@@ -115,17 +117,6 @@ class NoEligibleRegion(RoutingError):
 
 
 @dataclass(frozen=True, slots=True)
-class Location:
-    """A resolved client location; ``key`` is what RTT table rows are named by."""
-
-    key: str
-    lat: float
-    lon: float
-    kind: str
-    """``region``, ``place`` (routing.locations), ``country``, ``city`` or ``coordinates``."""
-
-
-@dataclass(frozen=True, slots=True)
 class RouteResult:
     """One routing decision. Instances are shared between calls: treat them as read-only."""
 
@@ -150,31 +141,6 @@ class RouteResult:
             "jurisdiction": self.jurisdiction,
             "degraded": self.degraded,
         }
-
-
-@dataclass(frozen=True, slots=True)
-class Candidate:
-    """A region a request may go to, as route filters see it."""
-
-    region: str
-    jurisdiction: str
-    endpoint: str
-    latency_ms: float
-    latency_source: str
-    weight: int
-    carbon_intensity: float | None
-    degraded: bool
-
-
-@dataclass(frozen=True, slots=True)
-class RouteRequest:
-    """The request a route filter is asked about."""
-
-    tenant_id: str
-    residency: str
-    location: Location
-    sovereignty: str | None = None
-    session: str | None = None
 
 
 @dataclass(frozen=True)
@@ -335,9 +301,6 @@ def _wrr_schedule(items: Sequence[Any], weights: Sequence[int], max_len: int = 1
 
 
 # ---------------------------------------------------------------- the engine
-
-
-RouteFilter = Callable[[RouteRequest, tuple[Candidate, ...]], Sequence[Candidate] | None]
 
 
 class RoutingEngine:
