@@ -21,7 +21,7 @@ class Location:
     lat: float
     lon: float
     kind: str
-    """``region``, ``place`` (routing.locations), ``country``, ``city`` or ``coordinates``."""
+    """``region``, ``place`` (routing.locations), ``country``, ``city``, ``macro_region`` or ``coordinates``."""
 
 
 @dataclass(frozen=True, slots=True)

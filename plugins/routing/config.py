@@ -104,7 +104,8 @@ def validate(config: LoadedConfig) -> list[ConfigIssue]:
             except UnknownLocation:
                 kp = (*prefix, origin)
                 issues.append(ConfigIssue(file, kp, f"{origin!r} is not a region, a place from routing.locations, "
-                                          "lat,lon, an ISO country code or an IATA city code", line_of(kp)))
+                                          "lat,lon, an ISO country code, an IATA city code or a continent "
+                                          "or macro-region name", line_of(kp)))
             for target in row:
                 if target not in regions:
                     kp = (*prefix, origin, target)

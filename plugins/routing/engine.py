@@ -53,7 +53,7 @@ from typing import Any
 
 from meshd.routefilter import Candidate, Location, RouteFilter, RouteRequest
 
-from .places import CITIES, COUNTRIES
+from .places import CITIES, COUNTRIES, MACRO_REGIONS, macro_region_name
 
 __all__ = [
     "Candidate", "LatencyModel", "Location", "NoEligibleRegion", "RouteRequest", "RouteResult", "RoutingEngine",
@@ -192,7 +192,8 @@ def resolve_location(value: Any, regions: Mapping[str, Any] | None = None,
     Accepted, first match wins: a :class:`Location`; a ``(lat, lon)`` pair; a
     name in ``places`` (the operator's ``routing.locations``); a region name;
     ``"lat,lon"``; a two-letter ISO 3166 country code (its capital); a
-    three-letter IATA city code. Codes are case-insensitive.
+    three-letter IATA city code; a continent or macro-region name
+    (``europe``, ``north-america``...). Codes and names are case-insensitive.
     """
     if isinstance(value, Location):
         return value
@@ -218,9 +219,14 @@ def resolve_location(value: Any, regions: Mapping[str, Any] | None = None,
     if len(code) == 3 and code in CITIES:
         lat, lon = CITIES[code]
         return Location(code, lat, lon, "city")
+    area = macro_region_name(text)
+    if area in MACRO_REGIONS:
+        lat, lon = MACRO_REGIONS[area]
+        return Location(area, lat, lon, "macro_region")
     raise UnknownLocation(
-        f"client location {text!r} is not lat,lon, a region, an ISO country code, an IATA city code "
-        "or a place from routing.locations", location=text)
+        f"client location {text!r} is not lat,lon, a region, an ISO country code, an IATA city code, "
+        f"a continent or macro-region ({', '.join(MACRO_REGIONS)}) or a place from routing.locations",
+        location=text)
 
 
 def _coordinates(lat: float, lon: float, raw: Any) -> Location:
