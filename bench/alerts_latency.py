@@ -54,7 +54,7 @@ import meshd
 from meshd.decisions import Decision
 from meshd.natsserver import NatsServer
 from meshd.testing import BUILTIN_PLUGINS, running_daemons, write_federation
-from meshd_plugins.alerts.testing import RecordingReceiver, drained
+from alerts_receiver import RecordingReceiver, drained
 from benchlib import cpu_model
 
 
@@ -160,7 +160,8 @@ def report(name: str, values: list[float]) -> str:
 
 def real_chain(tmp: Path, rounds: int) -> list[float]:
     """SIGKILL -> committed failover -> FailoverCommitted at the receiver, with real daemons; seconds."""
-    from meshd.testing import LocalFederation, SOURCE_ROOT
+    from meshd.samples import sample_file
+    from meshd.testing import LocalFederation
 
     pager = RecordingReceiver().start()
     tmp.mkdir(parents=True, exist_ok=True)
@@ -174,7 +175,7 @@ def real_chain(tmp: Path, rounds: int) -> list[float]:
             "receivers": [{"name": "nowhere"},
                           {"name": "pager", "urls": ["pagerduty://BenchKey@Api"], "pagerduty_url": pager.base_url}],
         }))
-        fed = LocalFederation(tmp / "fed", shared_files=[SOURCE_ROOT / "etc" / "dr_config.yaml", routes_file],
+        fed = LocalFederation(tmp / "fed", shared_files=[sample_file("dr_config.yaml"), routes_file],
                               config={"failover": {"hold_down": "2s", "flap_window": 0},
                                       "alerts": {"deadman": {"enabled": False}},
                                       "health": {"probes": []}, "log": {"level": "warning"}})

@@ -63,7 +63,7 @@ def serve(config: str, keyring: bool) -> None:
     from meshd.daemon import serve as serve_daemon
     from meshd.logs import setup_logging
     from meshd.plugins import Hooks
-    from meshd_plugins.metering.testing import SeededKeyringPlugin
+    from metering_keyring import SeededKeyringPlugin
 
     extra = [("benchkeyring", SeededKeyringPlugin())] if keyring else []
     hooks = Hooks.load(blocked=OTHERS, extra=extra)
@@ -170,7 +170,7 @@ def bench_ledger(workdir: Path, n: int) -> list[dict[str, Any]]:
     from meshd_plugins.metering.config import MeterKind
     from meshd_plugins.metering.events import Policy, check_message, encode
     from meshd_plugins.metering.ledger import Ledger
-    from meshd_plugins.metering.testing import SeededKeyring
+    from metering_keyring import SeededKeyring
 
     n -= n % 500
     now = time.time()

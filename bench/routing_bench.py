@@ -4,7 +4,7 @@
     python bench/routing_bench.py --skip-nats          # in-process only
     python bench/routing_bench.py --requests 5000 --decisions 2000000 --cpu 0
 
-Part 1 calls :meth:`meshd.routing.RoutingEngine.route` in a loop on one core
+Part 1 calls :meth:`meshd_plugins.routing.engine.RoutingEngine.route` in a loop on one core
 (``--cpu`` pins the process) over a pre-drawn workload: 10,000 tenants in the
 sample jurisdictions, 150 client locations (country and city codes, regions),
 with and without sticky sessions, with a route filter through the real pluggy
@@ -39,8 +39,8 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from meshd.config import RegionMap, load_model_file  # noqa: E402
-from meshd.places import CITIES, COUNTRIES  # noqa: E402
-from meshd.routing import RoutingEngine, RoutingError  # noqa: E402
+from meshd_plugins.routing.engine import RoutingEngine, RoutingError  # noqa: E402
+from meshd_plugins.routing.places import CITIES, COUNTRIES  # noqa: E402
 from meshd.tenants import Tenant  # noqa: E402
 
 

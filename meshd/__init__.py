@@ -20,14 +20,15 @@ from .kms import KMSProvider
 from .members import Member, MemberState
 from .metrics import Metrics
 from .plugins import Hooks
+from .routefilter import Candidate, Location, RouteRequest
 from .service import Service
 from .transport import KeyExists, KeyValueStore, RequestTimeout, RevisionMismatch, Transport, TransportError
 
 __all__ = [
-    "Alert", "Bus", "ConfigError", "ConfigIssue", "Daemon", "DaemonConfig", "Decision", "DeliveryResult",
+    "Alert", "Bus", "Candidate", "ConfigError", "ConfigIssue", "Daemon", "DaemonConfig", "Decision", "DeliveryResult",
     "Duration", "Envelope", "HTTPError", "HealthCheck", "HealthReport", "HealthStatus", "Hooks", "KMSProvider",
-    "KeyExists", "KeyValueStore", "LoadedConfig", "Member", "MemberState", "Metrics", "Notification", "Proposal",
+    "KeyExists", "KeyValueStore", "LoadedConfig", "Location", "Member", "MemberState", "Metrics", "Notification", "Proposal",
     "Reason", "Region", "RegionMap", "Rejected", "Request", "RequestTimeout", "Response", "RevisionMismatch",
-    "Route", "Service", "Size", "StrictModel", "Transport", "TransportError", "Translator", "Veto", "__version__",
+    "Route", "RouteRequest", "Service", "Size", "StrictModel", "Transport", "TransportError", "Translator", "Veto", "__version__",
     "hookimpl", "hookspec",
 ]

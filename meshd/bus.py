@@ -19,6 +19,7 @@ from typing import Any
 
 import anyio
 
+from .backoff import Backoff
 from .envelope import Envelope, Opener, Rejected, Sealer
 from .metrics import Metrics
 from .transport import Message, Subscription, Transport, TransportError
@@ -157,15 +158,15 @@ class Bus:
     async def connect(self, *, backoff_initial: float = 0.2, backoff_max: float = 10.0,
                       clock: Callable[[], float] = time.monotonic) -> int:
         """Connect, retrying for ever with backoff and one log line per attempt; return the attempt count."""
-        delay, attempt = backoff_initial, 0
+        backoff, attempt = Backoff(backoff_initial, backoff_max), 0
         while True:
             attempt += 1
             try:
                 await self.transport.connect()
             except TransportError as exc:
+                delay = backoff.next()
                 self.log.warning("bus connect attempt %d failed: %s; retrying in %.1fs", attempt, exc, delay)
                 await anyio.sleep(delay)
-                delay = min(delay * 2, backoff_max)
                 continue
             self._set_connected(True)
             self.log.info("connected to the bus after %d attempt(s)", attempt)

@@ -316,8 +316,8 @@ def meshd_route_filter(daemon: Daemon | None, request: Any, candidates: Sequence
     with the remaining candidates; return the subset to keep (or None to
     keep all). A filter can only remove candidates, never add one, so
     residency cannot be widened by a plugin. ``request`` is a
-    :class:`meshd.routing.RouteRequest` (tenant_id, residency, location,
-    sovereignty, session) and each candidate a :class:`meshd.routing.Candidate`
+    :class:`meshd.RouteRequest` (tenant_id, residency, location,
+    sovereignty, session) and each candidate a :class:`meshd.Candidate`
     (region, latency_ms, weight, carbon_intensity, degraded...). It runs on
     the routing hot path, on the event loop, once per decision: keep it
     cheap (no I/O), and know that it is only called at all when some plugin

@@ -1,8 +1,9 @@
 """Plugin services and their supervisor.
 
 A service is a long-running coroutine a plugin hands the daemon through
-``meshd_services``. The supervisor restarts it with exponential backoff when
-it raises, so one plugin's bug degrades that plugin, not the daemon.
+``meshd_services``. The supervisor restarts it with jittered exponential
+backoff (:mod:`meshd.backoff`) when it raises, so one plugin's bug degrades
+that plugin, not the daemon.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from typing import Any
 import anyio
 from anyio.abc import TaskStatus
 
+from .backoff import Backoff
 from .metrics import Metrics
 
 
@@ -50,7 +52,7 @@ async def supervise(service: Service, plugin: str, log: logging.Logger, metrics:
     restarts = metrics.counter("service_restarts_total", "Plugin service restarts after a failure", ["service"])
     up = metrics.gauge("service_up", "1 while a plugin service is running", ["service"])
     reported = False
-    delay = service.backoff_initial
+    backoff = Backoff(service.backoff_initial, service.backoff_max)
     while True:
         began = time.monotonic()
         try:
@@ -76,9 +78,9 @@ async def supervise(service: Service, plugin: str, log: logging.Logger, metrics:
                 reported = True
                 task_status.started()
             if time.monotonic() - began > 60:
-                delay = service.backoff_initial  # it ran fine for a while: start the backoff over
+                backoff.reset()  # it ran fine for a while: start the backoff over
+            delay = backoff.next()
             restarts.labels(service.name).inc()
             log.error("service %s (plugin %s) failed: %s: %s; restarting in %.1fs",
                       service.name, plugin, type(exc).__name__, exc, delay, exc_info=exc)
             await anyio.sleep(delay)
-            delay = min(delay * 2, service.backoff_max)

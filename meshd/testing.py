@@ -2,8 +2,8 @@
 
 :class:`LocalFederation` writes a federation with ``meshd init``, starts a real
 nats-server (one node, or a JetStream cluster), optionally a TCP proxy in
-front of the bus for each daemon (so a test can cut one daemon off), and one
-``meshd run`` process per region. Plugin authors can use it to test their
+front of the bus for each daemon (so a test can cut one daemon off, or a
+benchmark can add network latency), and one ``meshd run`` process per region. Plugin authors can use it to test their
 plugin against the real thing::
 
     with LocalFederation(tmp_path, regions=["eu-west-1", "eu-central-1"]) as fed:
@@ -15,6 +15,8 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import queue
+import random
 import signal
 import socket
 import subprocess
@@ -34,10 +36,10 @@ import anyio
 from .bootstrap import InitResult, init_federation
 from .config import LoadedConfig, RegionMap, load_model_file
 from .natsserver import NatsCluster, NatsServer, authorization_block, free_port
+from .samples import sample_file
 
 T = TypeVar("T")
 
-SOURCE_ROOT = Path(__file__).resolve().parent.parent
 BUILTIN_PLUGINS = ("health", "membership", "failover", "routing", "alerts", "keys", "metering")
 """The first-party plugins; block them to test the core (or one plugin) alone."""
 
@@ -74,12 +76,12 @@ async def until(predicate: Callable[[], Any], timeout: float = 30.0, what: str =
 
 
 def default_regions_file() -> Path | None:
-    """etc/region_map.yaml of the source tree this package runs from, or of the current directory."""
-    for base in (SOURCE_ROOT, Path.cwd()):
-        candidate = base / "etc" / "region_map.yaml"
-        if candidate.is_file():
-            return candidate
-    return None
+    """The region map that ships with meshd (:mod:`meshd.samples`), else etc/region_map.yaml of the current directory."""
+    try:
+        return sample_file("region_map.yaml")
+    except FileNotFoundError:
+        candidate = Path.cwd() / "etc" / "region_map.yaml"
+        return candidate if candidate.is_file() else None
 
 
 def deep_merge(base: dict[str, Any], patch: Mapping[str, Any]) -> dict[str, Any]:
@@ -102,10 +104,28 @@ class TcpProxy:
     new ones (a dead network path: the client notices only by its pings);
     ``cut(reset=True)`` closes connections instead. ``heal()`` lets traffic
     through again for new connections.
+
+    ``latency=(low, high)`` (seconds) holds every chunk of bytes, each way,
+    for a delay drawn from that range before passing it on, as a long
+    network path would: a daemon behind this proxy sees its NATS round trip
+    grow by two such delays, and a message from one proxied daemon to another
+    crosses two proxies. Bytes keep their order (a chunk never overtakes the
+    one before it), as on a TCP connection.
     """
 
-    def __init__(self, upstream: tuple[str, int], port: int | None = None):
+    def __init__(self, upstream: tuple[str, int], port: int | None = None,
+                 latency: tuple[float, float] | None = None, rng: random.Random | None = None):
+        if latency is not None and not 0 <= latency[0] <= latency[1]:
+            raise ValueError(f"latency range {latency!r}: want (low, high) seconds with 0 <= low <= high")
         self.upstream = upstream
+        self.latency = latency
+        self._rng = rng or random.Random()
+        self.held_chunks = 0
+        """Chunks that entered the delay line of ``latency``."""
+        self.delayed_chunks = 0
+        """Chunks held back by ``latency`` and then passed on."""
+        self.lost_chunks = 0
+        """Chunks held back by ``latency`` and lost because the proxy was cut meanwhile."""
         self.port = port or free_port()
         self._cut = threading.Event()
         self._closing = threading.Event()
@@ -175,9 +195,50 @@ class TcpProxy:
             with self._lock:
                 self._conns.update((client, server))
             for a, b in ((client, server), (server, client)):
-                threading.Thread(target=self._pump, args=(a, b), daemon=True).start()
+                if self.latency is None:
+                    threading.Thread(target=self._pump, args=(a, b, _direct(b)), daemon=True).start()
+                else:
+                    line: queue.SimpleQueue[tuple[float, bytes] | None] = queue.SimpleQueue()
+                    threading.Thread(target=self._pump, args=(a, b, self._delayer(line)), daemon=True).start()
+                    threading.Thread(target=self._deliver, args=(line, a, b), daemon=True).start()
 
-    def _pump(self, src: socket.socket, dst: socket.socket) -> None:
+    def _delayer(self, line: queue.SimpleQueue[tuple[float, bytes] | None]) -> Callable[[bytes | None], None]:
+        assert self.latency is not None
+        low, high = self.latency
+        last_due = 0.0
+
+        def put(data: bytes | None) -> None:
+            nonlocal last_due
+            if data is None:
+                line.put(None)
+                return
+            # Never earlier than the chunk before: TCP does not reorder.
+            last_due = max(time.monotonic() + self._rng.uniform(low, high), last_due)
+            self.held_chunks += 1
+            line.put((last_due, data))
+
+        return put
+
+    def _deliver(self, line: queue.SimpleQueue[tuple[float, bytes] | None], src: socket.socket,
+                 dst: socket.socket) -> None:
+        """Pass on each chunk of ``line`` when it is due; at the end, close both sides."""
+        try:
+            while (item := line.get()) is not None:
+                due, data = item
+                wait = due - time.monotonic()
+                if wait > 0:
+                    time.sleep(wait)
+                if self._cut.is_set():
+                    self.lost_chunks += 1  # in flight when the path died
+                    continue
+                self.delayed_chunks += 1
+                dst.sendall(data)
+        except OSError:
+            pass
+        finally:
+            _shutdown(src, dst)
+
+    def _pump(self, src: socket.socket, dst: socket.socket, send: Callable[[bytes | None], None]) -> None:
         try:
             while True:
                 data = src.recv(65536)
@@ -185,15 +246,29 @@ class TcpProxy:
                     break
                 if self._cut.is_set():
                     continue  # dropped on the floor
-                dst.sendall(data)
+                send(data)
         except OSError:
             pass
         finally:
-            for s in (src, dst):
-                try:
-                    s.shutdown(socket.SHUT_RDWR)
-                except OSError:
-                    pass
+            if self.latency is None:
+                _shutdown(src, dst)
+            else:
+                send(None)  # the delay line closes both sides once what it holds is delivered
+
+
+def _direct(dst: socket.socket) -> Callable[[bytes | None], None]:
+    def send(data: bytes | None) -> None:
+        if data is not None:
+            dst.sendall(data)
+    return send
+
+
+def _shutdown(*socks: socket.socket) -> None:
+    for s in socks:
+        try:
+            s.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
 
 
 # ---------------------------------------------------------------- the federation
@@ -207,7 +282,10 @@ class LocalFederation:
                  pin: Mapping[str, int] | None = None, config: Mapping[str, Any] | None = None,
                  per_region: Mapping[str, Mapping[str, Any]] | None = None, shared_files: Iterable[Path] = (),
                  env: Mapping[str, str] | None = None, lang: str = "en",
-                 broken_links: Iterable[tuple[str, str]] = ()):
+                 broken_links: Iterable[tuple[str, str]] = (), latency: tuple[float, float] | None = None):
+        if latency is not None and not proxies:
+            raise ValueError("latency is added by the TCP proxies: pass proxies=True with it")
+        self.latency = latency
         self.workdir = Path(workdir)
         self.workdir.mkdir(parents=True, exist_ok=True)
         source = regions_file or default_regions_file()
@@ -297,7 +375,7 @@ class LocalFederation:
         for region in self.regions:
             if self.use_proxies:
                 upstream = self.servers[self.pin.get(region, 0)]
-                self.proxies[region] = TcpProxy(("127.0.0.1", upstream.port))
+                self.proxies[region] = TcpProxy(("127.0.0.1", upstream.port), latency=self.latency)
             patch = deep_merge(self._config_patch, self._per_region.get(region, {}))
             patch = deep_merge(patch, {"nats": {"servers": self._server_urls(region)}})
             self.patch_config(region, patch)
@@ -463,7 +541,7 @@ class LocalFederation:
 
 def write_federation(tmp_path: Path, regions: Sequence[str], nats_url: str, *, federation: str = "test",
                      patch: dict[str, Any] | None = None) -> dict[str, Path]:
-    """``meshd init`` for ``regions`` (from etc/region_map.yaml), without NATS auth; config paths by region."""
+    """``meshd init`` for ``regions`` (from the sample region map), without NATS auth; config paths by region."""
     import yaml
 
     source = default_regions_file()

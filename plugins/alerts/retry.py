@@ -5,6 +5,8 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass
 
+from meshd.backoff import exponential
+
 
 @dataclass(frozen=True)
 class RetryPolicy:
@@ -24,10 +26,7 @@ class RetryPolicy:
         when it asks for longer (up to ``retry_after_max``); a 429 without
         one waits at least ``rate_limited_min``.
         """
-        exponent = min(max(attempt, 1) - 1, 62)
-        base = min(self.maximum, self.initial * (2 ** exponent))
-        draw = (rng or random).uniform(1.0 - self.jitter, 1.0)
-        delay = base * draw
+        delay = exponential(attempt, self.initial, self.maximum, jitter=self.jitter, rng=rng)
         if retry_after is not None:
             delay = max(delay, min(retry_after, self.retry_after_max))
         elif rate_limited:

@@ -25,6 +25,8 @@ from typing import Any
 import anyio
 from anyio.abc import TaskStatus
 
+from meshd.backoff import Backoff
+
 from .config import MeteringConfig
 from .events import Policy, Rejection, Reason, UsageEvent, check_message
 from .ledger import Ledger
@@ -32,6 +34,10 @@ from .subjects import CONSUMER, MSG_ID_HEADER, RECEIPT_HEADER, RECEIPT_TOKEN, st
 
 FETCH_WAIT = 1.0
 GATHER_WAIT = 0.05
+FETCH_BACKOFF = (0.5, 15.0)
+"""Seconds (first, longest) between tries to reach the stream."""
+COMMIT_BACKOFF = (0.5, 30.0)
+"""Seconds (first, longest) a batch the ledger failed to commit waits before its redelivery."""
 """How long a fetch waits for more while a batch is already gathered and the ledger is busy."""
 MAX_RECEIPT_REJECTIONS = 500
 
@@ -195,15 +201,14 @@ class Ingestor:
     # ------------------------------------------------------------ running
 
     async def run(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
-        delay = 0.5
+        backoff = Backoff(*FETCH_BACKOFF)
         while True:
             try:
                 await self.setup()
                 break
             except Exception as exc:
-                self._fetch_failed(exc, delay)  # JetStream not (yet) reachable: say so once, keep trying
-                await anyio.sleep(delay)
-                delay = min(delay * 2, 15.0)
+                self._fetch_failed(exc)  # JetStream not (yet) reachable: say so once, keep trying
+                await anyio.sleep(backoff.next())
         self._fetch_error = None
         self.running = True
         self.log.info("consuming %s into the ledger %s", self.stream, self.ledger.path)
@@ -224,7 +229,7 @@ class Ingestor:
         next batch, so a stream that trickles in still makes large
         transactions instead of many small ones.
         """
-        delay = 0.5
+        backoff = Backoff(*FETCH_BACKOFF)
         need_setup = False
         pending: list[Incoming] = []
         limit = self.settings.fetch_batch
@@ -249,15 +254,14 @@ class Ingestor:
                         self.lag = 0
                     continue
                 except Exception as exc:
-                    self._fetch_failed(exc, delay)
-                    await anyio.sleep(delay)
-                    delay = min(delay * 2, 15.0)
+                    self._fetch_failed(exc)
+                    await anyio.sleep(backoff.next())
                     need_setup = True
                     continue
                 if self._fetch_error is not None:
                     self.log.info("fetching from %s again", self.stream)
                     self._fetch_error = None
-                delay = 0.5
+                backoff.reset()
                 for m in msgs:
                     meta = m.metadata
                     pending.append(Incoming(m.data, m.headers, meta.sequence.stream, meta.timestamp.timestamp(), m))
@@ -278,7 +282,7 @@ class Ingestor:
             except Exception:
                 pass
 
-    def _fetch_failed(self, exc: Exception, delay: float) -> None:
+    def _fetch_failed(self, exc: Exception) -> None:
         if self.stopping:
             return
         text = f"{type(exc).__name__}: {exc}".rstrip(": ")
@@ -287,7 +291,7 @@ class Ingestor:
             self._fetch_error = text
 
     async def _commit_loop(self, receive: Any) -> None:
-        failures = 0
+        backoff = Backoff(*COMMIT_BACKOFF)
         async with receive:
             async for batch in receive:
                 if self.stopping:
@@ -296,13 +300,12 @@ class Ingestor:
                 try:
                     outcomes = await anyio.to_thread.run_sync(process_batch, batch, self.policy(), self.ledger)
                 except Exception as exc:
-                    failures += 1
-                    delay = min(0.5 * 2 ** (failures - 1), 30.0)
+                    delay = backoff.next()
                     await self._hand_back(batch, delay)
-                    await _maybe_await(self.on_failure(exc, failures))
+                    await _maybe_await(self.on_failure(exc, backoff.attempts))
                     await anyio.sleep(delay)
                     continue
-                failures = 0
+                backoff.reset()
                 self.last_commit = time.time()
                 for item in batch:
                     try:

@@ -1,6 +1,6 @@
-"""The routing plugin: :mod:`meshd.routing` wired to membership, failover decisions, the bus and the CLI.
+"""The routing plugin: :mod:`~meshd_plugins.routing.engine` wired to membership, failover decisions, the bus and the CLI.
 
-Each daemon keeps one :class:`~meshd.routing.RoutingEngine` fed by
+Each daemon keeps one :class:`~meshd_plugins.routing.engine.RoutingEngine` fed by
 ``meshd_member_changed``, ``meshd_region_health_changed`` and
 ``meshd_failover_committed`` (the builtin failover action: a committed
 failover of R to T excludes R and sends R's tenants to T within their
@@ -23,7 +23,7 @@ from meshd import hookimpl
 from meshd.config import ConfigError, LoadedConfig
 from meshd.envelope import Envelope
 from meshd.httpapi import Request, Response, Route
-from meshd.routing import RoutingEngine, RoutingError
+from .engine import RoutingEngine, RoutingError
 from meshd.transport import Message
 
 from . import api, cli

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from meshd.routing import RoutingEngine, RoutingError
+from .engine import RoutingEngine, RoutingError
 
 BAD_REQUEST = "bad_request"
 INTERNAL_ERROR = "internal_error"

@@ -17,9 +17,9 @@ from typing import Any
 from urllib.parse import urlencode
 
 from meshd.i18n import Translator
-from meshd.routing import RoutingEngine
 
 from . import api
+from .engine import RoutingEngine
 
 EXIT_OK, EXIT_FAILURE, EXIT_USAGE = 0, 1, 2
 RUNTIME_ERRORS = {"no_eligible_region", "internal_error"}

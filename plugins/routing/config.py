@@ -9,8 +9,9 @@ from pydantic import Field, PositiveFloat, ValidationError
 
 import meshd
 from meshd.config import ConfigError, ConfigIssue, Coordinates, LoadedConfig, RelPath, issues_from_validation
-from meshd.routing import LatencyModel, RoutingSettings, UnknownLocation, resolve_location
 from meshd.yamlsource import YamlError, load_yaml
+
+from .engine import LatencyModel, RoutingSettings, UnknownLocation, resolve_location
 
 
 class LatencyModelConfig(meshd.StrictModel):
@@ -103,7 +104,8 @@ def validate(config: LoadedConfig) -> list[ConfigIssue]:
             except UnknownLocation:
                 kp = (*prefix, origin)
                 issues.append(ConfigIssue(file, kp, f"{origin!r} is not a region, a place from routing.locations, "
-                                          "lat,lon, an ISO country code or an IATA city code", line_of(kp)))
+                                          "lat,lon, an ISO country code, an IATA city code or a continent "
+                                          "or macro-region name", line_of(kp)))
             for target in row:
                 if target not in regions:
                     kp = (*prefix, origin, target)

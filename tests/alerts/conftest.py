@@ -10,7 +10,7 @@ import pytest
 import yaml
 
 from meshd.testing import BUILTIN_PLUGINS, write_federation
-from meshd_plugins.alerts.testing import RecordingReceiver
+from alerts_receiver import RecordingReceiver
 
 OTHER_PLUGINS = [p for p in BUILTIN_PLUGINS if p != "alerts"]
 """Blocked in these tests, so that only the alerts the test raises exist."""

@@ -17,7 +17,7 @@ from meshd.alerting import DeliveryResult, Notification
 from meshd_plugins.alerts.senders import send_apprise
 from meshd_plugins.alerts.targets import parse_target
 from meshd.testing import until
-from meshd_plugins.alerts.testing import RecordingReceiver, drained, raise_everywhere, runtime, wait_received
+from alerts_receiver import RecordingReceiver, drained, raise_everywhere, runtime, wait_received
 
 pytestmark = [pytest.mark.anyio, pytest.mark.nats]
 

@@ -10,7 +10,7 @@ import pytest
 import yaml
 
 from meshd.testing import BUILTIN_PLUGINS, LocalFederation
-from meshd_plugins.alerts.testing import RecordingReceiver
+from alerts_receiver import RecordingReceiver
 
 pytestmark = [pytest.mark.nats]
 

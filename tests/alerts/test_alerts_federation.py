@@ -25,7 +25,7 @@ import yaml
 
 from meshd.cli import main
 from meshd.testing import BUILTIN_PLUGINS, LocalFederation
-from meshd_plugins.alerts.testing import Received, RecordingReceiver
+from alerts_receiver import Received, RecordingReceiver
 
 pytestmark = [pytest.mark.nats, pytest.mark.slow]
 

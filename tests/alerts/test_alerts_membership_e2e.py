@@ -13,8 +13,9 @@ from collections.abc import Iterator
 import pytest
 import yaml
 
-from meshd.testing import BUILTIN_PLUGINS, SOURCE_ROOT, LocalFederation
-from meshd_plugins.alerts.testing import RecordingReceiver
+from meshd.samples import sample_file
+from meshd.testing import BUILTIN_PLUGINS, LocalFederation
+from alerts_receiver import RecordingReceiver
 
 pytestmark = [pytest.mark.nats, pytest.mark.slow]
 
@@ -93,7 +94,7 @@ def test_a_committed_failover_pages_once_and_its_failback_resolves_it(tmp_path, 
                       {"name": "pager", "urls": ["pagerduty://E2eKey@Api"], "pagerduty_url": pager.base_url}],
     }))
     dr = tmp_path / "dr_config.yaml"
-    dr_config = yaml.safe_load((SOURCE_ROOT / "etc" / "dr_config.yaml").read_text())
+    dr_config = yaml.safe_load(sample_file("dr_config.yaml").read_text())
     dr_config["regions"] = {"eu-west-1": {"pair": "eu-central-1"}, "eu-central-1": {"pair": "eu-west-1"},
                             "us-east-1": {}}
     dr.write_text(yaml.safe_dump(dr_config))

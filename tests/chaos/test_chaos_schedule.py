@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from meshd_plugins.failover.chaos import SEVEN, make_schedule, run_schedule
+from chaos_runner import SEVEN, make_schedule, run_schedule
 
 SEED = 20261126
 DURATION = 40.0

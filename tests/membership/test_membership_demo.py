@@ -13,10 +13,10 @@ import psutil
 import pytest
 import yaml
 
-from meshd.testing import SOURCE_ROOT
 
 pytestmark = pytest.mark.nats
 
+ROOT = Path(__file__).resolve().parents[2]
 ENV = {**os.environ, "LANG": "C.UTF-8", "MESHD_LANG": "en", "PYTHONUNBUFFERED": "1"}
 
 
@@ -34,7 +34,7 @@ def _processes_under(directory: str, but: int = -1) -> list[psutil.Process]:
 
 def test_demo_kill_once() -> None:
     run = subprocess.run([sys.executable, "-m", "meshd", "demo", "--kill", "eu-west-1", "--once", "--timeout", "60"],
-                         capture_output=True, text=True, timeout=150, env=ENV, cwd=SOURCE_ROOT)
+                         capture_output=True, text=True, timeout=150, env=ENV, cwd=ROOT)
     assert run.returncode == 0, run.stdout + run.stderr
     assert re.search(r"every survivor marks eu-west-1 dead \([\d.]+ s after the kill\)", run.stdout), run.stdout
     rows = {line.split()[0]: line.split()[1:] for line in run.stdout.splitlines()
@@ -47,13 +47,13 @@ def test_demo_kill_once() -> None:
 
 
 def test_demo_ctrl_c_stops_everything(tmp_path: Path) -> None:
-    source = yaml.safe_load((SOURCE_ROOT / "etc" / "region_map.yaml").read_text())
+    source = yaml.safe_load((ROOT / "etc" / "region_map.yaml").read_text())
     source["regions"] = {r: source["regions"][r] for r in ("us-east-1", "eu-west-1", "ca-central-1")}
     regions = tmp_path / "three.yaml"
     regions.write_text(yaml.safe_dump(source))
     workdir = tmp_path / "demo"
     proc = subprocess.Popen([sys.executable, "-m", "meshd", "demo", "--regions", str(regions), "--dir", str(workdir)],
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=ENV, cwd=SOURCE_ROOT)
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=ENV, cwd=ROOT)
     try:
         lines = []
         for line in proc.stdout:  # type: ignore[union-attr]

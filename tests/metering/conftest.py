@@ -1,7 +1,7 @@
 """Fixtures of the metering tests: a tenant directory, meters, in-process daemons, a stand-in keyring.
 
 The ledger's encryption is tested against
-:class:`meshd_plugins.metering.testing.SeededKeyring`, a small but real
+:class:`metering_keyring.SeededKeyring` (bench/metering_keyring.py), a small but real
 DataKeyring, so that these tests do not depend on the keys plugin.
 """
 
@@ -17,7 +17,7 @@ import pytest
 
 from meshd import hookimpl
 from meshd.testing import deep_merge, running_daemons, write_federation
-from meshd_plugins.metering.testing import SeededKeyring, SeededKeyringPlugin
+from metering_keyring import SeededKeyring, SeededKeyringPlugin
 
 TENANTS = """\
 tenants:

@@ -43,6 +43,13 @@ def test_route_command_against_a_real_daemon_process(
         "residency": "EU", "answered_by": "eu-west-1", "view": "live"}
     assert reply["latency_source"] == "estimated" and 0 < reply["latency_ms"] < 50
 
+    # A continent or macro-region is a client location (the seed's `--from europe`).
+    code, out, _ = run_cli(capsys, "route", "--config", config, "--tenant", "bistro-fr", "--from", "europe", "--json")
+    reply = json.loads(out)
+    assert code == 0 and (reply["from"], reply["region"], reply["residency"]) == ("europe", "eu-central-1", "EU")
+    code, out, _ = run_cli(capsys, "route", "--config", config, "--tenant", "bistro-fr", "--from", "North America")
+    assert code == 0 and "bistro-fr from North America -> eu-" in out   # never outside the residency
+
     code, out, _ = run_cli(capsys, "--lang", "fr", "route", "--config", config, "--tenant", "globex-us",
                            "--from=-33.9,151.2")
     assert code == 0 and "globex-us depuis -33.9,151.2 -> us-east-1" in out and "région d'attache" in out
@@ -51,7 +58,7 @@ def test_route_command_against_a_real_daemon_process(
     assert code == 2 and "nobody" in err and "--sovereignty" in err
     code, _, err = run_cli(capsys, "--lang", "de", "route", "--config", config, "--tenant", "acme-eu",
                            "--from", "Atlantis")
-    assert code == 2 and "Atlantis ist kein Standort" in err
+    assert code == 2 and "Atlantis ist kein Standort" in err and "north-america" in err
     code, _, err = run_cli(capsys, "route", "--config", config, "--tenant", "acme-eu", "--from", "DE",
                            "--sovereignty", "us")
     assert code == 2 and "must stay in EU" in err
@@ -113,7 +120,7 @@ async def test_route_command_reflects_live_failover_decisions(
 @pytest.mark.parametrize("lang", ["en", "fr", "es", "de", "ar"])
 def test_every_reason_exclusion_and_latency_source_is_translated(lang: str) -> None:
     from meshd.i18n import catalog
-    from meshd.routing import EXCLUDED_REASONS, REASONS
+    from meshd_plugins.routing.engine import EXCLUDED_REASONS, REASONS
 
     keys = ({f"routing.reason.{r}" for r in REASONS} | {f"routing.excluded.{r}" for r in EXCLUDED_REASONS}
             | {f"routing.latency_source.{s}" for s in ("measured", "configured", "estimated")})

@@ -10,7 +10,7 @@ import pytest
 
 from meshd.config import Coordinates, Region, RegionMap, load_model_file
 from meshd.decisions import Decision
-from meshd.routing import (
+from meshd_plugins.routing.engine import (
     Candidate,
     LatencyModel,
     NoEligibleRegion,
@@ -67,6 +67,30 @@ def test_locations_resolve_from_every_documented_form() -> None:
     assert resolve_location("hq", places={"hq": (1.0, 2.0)}).kind == "place"
     for bad in ("", "Atlantis", "ZZ", "91,0", "0,181", "XYZW"):
         with pytest.raises(UnknownLocation):
+            resolve_location(bad, REGIONS)
+
+
+def test_continents_and_macro_regions_are_client_locations() -> None:
+    names = ["europe", "north-america", "south-america", "asia-pacific", "middle-east", "africa"]
+    for name in names:
+        loc = resolve_location(name, REGIONS)
+        assert (loc.kind, loc.key) == ("macro_region", name)
+    # Any case, '-', '_' or spaces: one location, one RTT row name.
+    assert {resolve_location(v).key for v in ("North America", "north_america", "NORTH-AMERICA", " north  america ")} \
+        == {"north-america"}
+    # The seed's own example: routeRequest('europe', 'tenant-123', 'EU').
+    result = engine().route("europe", "tenant-123", sovereignty="EU")
+    assert (result.region, result.jurisdiction, result.reason) == ("eu-central-1", "EU", "nearest")
+    assert engine().route("north-america", "newco", sovereignty="US").region == "us-east-1"
+    assert engine().route("Middle East", "newco", sovereignty="BH").region == "me-south-1"
+    assert engine().route("asia-pacific", "newco", sovereignty="SG").region == "ap-southeast-1"
+    # A macro-region never widens the residency: an EU tenant from Asia still stays in the EU.
+    assert engine().route("asia-pacific", "bistro-fr").jurisdiction == "EU"
+    table = engine(rtt={"europe": {"eu-west-1": 12.0}})
+    assert table.latency(resolve_location("Europe"), "eu-west-1") == (12.0, "configured")
+    assert table.explain("europe", "bistro-fr")["location"]["kind"] == "macro_region"
+    for bad in ("europa", "north", "antarctica", "america"):
+        with pytest.raises(UnknownLocation, match="macro-region"):
             resolve_location(bad, REGIONS)
 
 

@@ -18,7 +18,7 @@ import meshd
 from meshd import hookimpl
 from meshd.members import Member, MemberState
 from meshd.natsserver import NatsServer
-from meshd.routing import Candidate, RouteRequest
+from meshd import Candidate, RouteRequest
 from meshd.testing import BUILTIN_PLUGINS, running_daemons, write_federation
 from meshd.transport import RequestTimeout
 

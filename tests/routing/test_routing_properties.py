@@ -20,9 +20,9 @@ from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, ru
 
 from meshd.config import Coordinates, Region
 from meshd.decisions import Decision
-from meshd.places import CITIES, COUNTRIES
-from meshd.routing import Candidate, NoEligibleRegion, RouteRequest, RoutingEngine, RoutingSettings, UnknownTenant
 from meshd.tenants import Tenant
+from meshd_plugins.routing.engine import Candidate, NoEligibleRegion, RouteRequest, RoutingEngine, RoutingSettings, UnknownTenant
+from meshd_plugins.routing.places import CITIES, COUNTRIES
 
 JURISDICTIONS = ["EU", "US", "CA", "BH", "SG"]
 STATES = [None, "alive", "suspect", "dead", "left"]

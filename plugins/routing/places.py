@@ -5,12 +5,16 @@ names, a client location may be written as
 
 * an ISO 3166-1 alpha-2 country code (``DE``): the country's capital city;
 * an IATA metropolitan-area or airport code (``FRA``, ``NYC``, ``LHR``) of one
-  of the large cities below.
+  of the large cities below;
+* a continent or macro-region name (``europe``, ``north-america``...): a
+  point near where its people, and so its clients, are concentrated.
 
 Coordinates are rounded to about 10 km, which is well below what a latency
 estimate from distance can resolve. A capital stands for its whole country:
 for large countries (US, CA, BR, RU, AU, CN, IN) give a city code or
-coordinates instead. Operators add their own names under ``routing.locations``.
+coordinates instead; a macro-region is coarser still (a client in Lisbon
+"from europe" is estimated from central Europe). Operators add their own
+names under ``routing.locations``.
 """
 
 from __future__ import annotations
@@ -106,3 +110,20 @@ CITIES: dict[str, tuple[float, float]] = {
     "BLR": (12.97, 77.59), "MAA": (13.08, 80.27),
 }
 """IATA metropolitan-area or airport code -> (lat, lon) of the city."""
+
+MACRO_REGIONS: dict[str, tuple[float, float]] = {
+    # Approximate population-weighted centres, rounded to a degree: the
+    # point from which the area's clients are, on average, nearest.
+    "europe": (50.0, 10.0),          # central Germany
+    "north-america": (38.0, -92.0),  # Missouri
+    "south-america": (-16.0, -53.0), # central Brazil
+    "asia-pacific": (20.0, 105.0),   # northern Laos: between China, India, South-East Asia and Japan
+    "middle-east": (29.0, 45.0),     # northern Saudi Arabia
+    "africa": (5.0, 20.0),           # Central African Republic
+}
+"""Continent or macro-region name (lower case, words joined by ``-``) -> (lat, lon)."""
+
+
+def macro_region_name(text: str) -> str:
+    """``North America``, ``north_america`` and ``NORTH-AMERICA`` all name ``north-america``."""
+    return "-".join(text.lower().replace("_", " ").replace("-", " ").split())

@@ -18,14 +18,22 @@ began and ended, and then checks, from the audit logs and the KV bucket:
 * routing: no route answered after a decision settled goes to a dead or
   failed-over region, or outside the tenant's residency.
 
+A run has a network profile: ``lan`` (the proxies pass bytes on at once,
+the daemons use the ``lan`` membership timing) or ``wan`` (every proxy holds
+each chunk for 80-150 ms each way, the daemons use the ``wan`` timing, and
+the budgets are those of a federation spread over continents).
+
 ``tests/chaos`` runs one short schedule; ``bench/chaos.py`` runs many and
-reports the kill -> committed -> applied-everywhere latencies.
+reports the kill -> committed -> applied-everywhere latencies. It lives in
+bench/, not in the failover package: it is a harness, and an installed
+daemon never needs it.
 """
 
 from __future__ import annotations
 
 import json
 import random
+import re
 import signal
 import subprocess
 import time
@@ -37,22 +45,65 @@ from typing import Any
 import yaml
 
 from meshd.config import RegionMap, TrustBundle, load_model_file
+from meshd.durations import parse_duration
 from meshd.identity import TrustStore
 from meshd.natsserver import free_port
-from meshd.testing import SOURCE_ROOT, LocalFederation
+from meshd.samples import sample_file
+from meshd.testing import LocalFederation
 
-from .audit import verify
-from .config import strict_majority
-from .engine import LEASE
-from .records import InvalidRecord, Record, decode_record, parse_slot_key, slot_key
+from meshd_plugins.failover.audit import verify
+from meshd_plugins.failover.config import strict_majority
+from meshd_plugins.failover.config import LEASE_RENEWALS
+from meshd_plugins.membership.settings import PROFILES as MEMBERSHIP_PROFILES
+from meshd_plugins.failover.records import InvalidRecord, Record, decode_record, parse_slot_key, slot_key
 
 SEVEN = ["us-east-1", "us-west-2", "eu-west-1", "eu-central-1", "ca-central-1", "me-south-1", "ap-southeast-1"]
-SLACK = LEASE + 0.5
-"""Seconds before a commit within which a partition is not blamed for it: a quorum of votes renewed
-within the lease (messages in flight included) is what the protocol promises."""
+IN_FLIGHT = 0.5
+"""Seconds past a vote's lease within which a partition is not blamed for a commit: a quorum of votes
+renewed within the lease (messages in flight included) is what the protocol promises."""
 LOCATIONS = ["DE", "FR", "US", "CA", "BH", "SG", "JP"]
 STARTS = 3
 BUCKET = "meshd_failover"
+
+
+@dataclass(frozen=True)
+class NetworkProfile:
+    """The network a run simulates and the budgets that go with it."""
+
+    name: str
+    latency: tuple[float, float] | None
+    """Seconds each daemon's TCP proxy holds every chunk, each way (low, high); None passes bytes on at once."""
+    membership: str
+    """The membership timing profile the daemons run with."""
+    detect_budget: float
+    """Seconds from a SIGKILL to the committed failover that liveness allows."""
+    settle_timeout: float
+    """Seconds to wait for every daemon to see every other alive again after a step."""
+
+
+PROFILES = {
+    "lan": NetworkProfile("lan", None, "lan", detect_budget=20.0, settle_timeout=60.0),
+    # A daemon-to-daemon message crosses two proxies: 160-300 ms one way, like regions on two
+    # continents; the wan membership timing detects a crash in roughly 10 to 20 s (docs/membership.md).
+    "wan": NetworkProfile("wan", (0.08, 0.15), "wan", detect_budget=60.0, settle_timeout=180.0),
+}
+
+
+def parse_latency(text: str) -> tuple[float, float]:
+    """``80-150ms`` -> (0.08, 0.15); ``100ms`` -> (0.1, 0.1); a unit on the upper bound applies to both."""
+    low, dash, high = text.strip().partition("-")
+    if not dash:
+        high = low
+    unit = re.sub(r"^[\d.\s]*", "", high)
+    if not re.sub(r"^[\d.\s]*", "", low):
+        low += unit
+    try:
+        bounds = parse_duration(low), parse_duration(high)
+    except ValueError as exc:
+        raise ValueError(f"latency {text!r}: {exc}; write e.g. 80-150ms") from None
+    if bounds[0] > bounds[1]:
+        raise ValueError(f"latency {text!r}: the lower bound is above the upper one")
+    return bounds
 
 
 # ---------------------------------------------------------------- the schedule
@@ -165,6 +216,8 @@ class Report:
     liveness_checked: int = 0
     seconds: float = 0.0
     workdir: str = ""
+    profile: str = "lan"
+    latency: tuple[float, float] | None = None
 
     @property
     def ok(self) -> bool:
@@ -173,7 +226,8 @@ class Report:
     def summary(self) -> dict[str, Any]:
         committed = [r for r in self.records if r["outcome"] == "committed"]
         return {
-            "seed": self.seed, "ok": self.ok, "seconds": round(self.seconds, 1),
+            "seed": self.seed, "ok": self.ok, "seconds": round(self.seconds, 1), "profile": self.profile,
+            "latency_ms": [round(x * 1000) for x in self.latency] if self.latency else None,
             "steps": [[f"{f.kind}:{','.join(f.regions) or f.node}:{f.hold:.1f}s" for f in s.faults]
                       for s in self.steps],
             "decisions": len(committed), "abandoned": len(self.records) - len(committed), "votes": self.votes,
@@ -189,18 +243,28 @@ class Report:
 class ChaosRun:
     """One seeded schedule against one fresh federation."""
 
-    def __init__(self, workdir: Path, seed: int, *, duration: float = 40.0, detect_budget: float = 15.0,
-                 regions: list[str] | None = None, hold_down: float = 5.0,
+    def __init__(self, workdir: Path, seed: int, *, duration: float = 40.0, detect_budget: float | None = None,
+                 regions: list[str] | None = None, hold_down: float = 5.0, profile: str = "lan",
+                 latency: tuple[float, float] | None = None,
                  log: Callable[[str], None] = lambda _m: None):
         self.workdir = Path(workdir)
         self.seed = seed
         self.regions = list(regions or SEVEN)
         self.quorum = strict_majority(len(self.regions))
-        self.detect_budget = detect_budget
+        if profile not in PROFILES:
+            raise ValueError(f"network profile {profile!r}: known profiles are {', '.join(PROFILES)}")
+        self.profile = PROFILES[profile]
+        self.latency = latency if latency is not None else self.profile.latency
+        self.detect_budget = detect_budget if detect_budget is not None else self.profile.detect_budget
         self.hold_down = hold_down
+        # The daemons derive their vote lease from the membership profile (failover.config.vote_timing).
+        self.lease = LEASE_RENEWALS * MEMBERSHIP_PROFILES[self.profile.membership].probe_interval
+        # A vote's lease runs from its arrival, up to two proxy crossings after its voter renewed it.
+        self.slack = self.lease + IN_FLIGHT + (2 * self.latency[1] if self.latency else 0.0)
         self.log = log
         self.steps = make_schedule(seed, self.regions, duration)
-        self.report = Report(seed, self.steps, workdir=str(self.workdir))
+        self.report = Report(seed, self.steps, workdir=str(self.workdir), profile=self.profile.name,
+                             latency=self.latency)
         self.rng = random.Random(seed * 7919 + 1)
         self.fed: LocalFederation | None = None
         self.killed: set[str] = set()
@@ -212,14 +276,17 @@ class ChaosRun:
     # ------------------------------------------------------------ federation
 
     def _federation(self, workdir: Path) -> LocalFederation:
-        etc = SOURCE_ROOT / "etc"
         return LocalFederation(
             workdir, regions=self.regions, nats_nodes=3, proxies=True,
             pin={r: i % 3 for i, r in enumerate(self.regions)},
-            shared_files=[etc / "dr_config.yaml", etc / "tenants.yaml"],
-            config={"failover": {"hold_down": f"{self.hold_down}s", "vote_timeout": "5s",
-                                 "kv": {"replicas": 3}}},
+            shared_files=[sample_file("dr_config.yaml"), sample_file("tenants.yaml")],
+            latency=self.latency, config=self.daemon_config(),
         )
+
+    def daemon_config(self) -> dict[str, Any]:
+        """What every daemon's config gets on top of ``meshd init``'s."""
+        return {"membership": {"profile": self.profile.membership},
+                "failover": {"hold_down": f"{self.hold_down}s", "vote_timeout": "5s", "kv": {"replicas": 3}}}
 
     def event(self, what: str, region: str | None = None, node: int | None = None, cause: str = "") -> None:
         self.report.events.append(Event(time.time(), what, region, node, cause))
@@ -383,10 +450,11 @@ class ChaosRun:
 
     # ------------------------------------------------------------ settling and probing
 
-    def settle(self, label: str, timeout: float = 60.0, record: bool = True) -> None:
+    def settle(self, label: str, timeout: float | None = None, record: bool = True) -> None:
         """Wait until every daemon runs, sees every other alive, and all hold the same decisions."""
         fed = self.fed
         assert fed is not None
+        timeout = timeout or self.profile.settle_timeout
         for region in self.regions:
             self._wait_ready(region, timeout)
 
@@ -609,7 +677,7 @@ class ChaosRun:
             applied = {(e["data"]["region"], e["data"]["term"]) for e in entries if e["kind"] == "decision"}
             # A decision made while the daemons were being stopped may not reach all of them.
             missing = [k for k, r in records.items() if r.committed and k not in applied
-                       and r.committed_at < self.stopping_at - SLACK]
+                       and r.committed_at < self.stopping_at - self.slack]
             if missing:
                 violations.append(f"{region} never applied {', '.join(f'{r}/{t}' for r, t in sorted(missing))}")
         # Each voter of a decision logged that vote itself (its audit log is intact).
@@ -623,17 +691,17 @@ class ChaosRun:
     def _check_minority(self, record: Record) -> None:
         t = record.committed_at
         # The record proves when each voter last renewed its vote (one host, one clock here).
-        if record.vote_signed_at and min(record.vote_signed_at) < t - SLACK:
+        if record.vote_signed_at and min(record.vote_signed_at) < t - self.slack:
             self.report.violations.append(
                 f"{record.region}/{record.term} was committed with a vote last renewed "
-                f"{t - min(record.vote_signed_at):.2f}s before the commit (lease {LEASE:g}s)")
+                f"{t - min(record.vote_signed_at):.2f}s before the commit (lease {self.lease:g}s)")
         renewed_up = sum(1 for voter, at in zip(record.voters, record.vote_signed_at)
                          if not (self.down_at(voter, at) and self.down_at(voter, at - 0.25)))
         if record.vote_signed_at and renewed_up < self.quorum:
             self.report.violations.append(
                 f"{record.region}/{record.term}: only {renewed_up} voters were connected when they last renewed "
                 f"their votes (quorum {self.quorum})")
-        window = self._times(t - SLACK, t)
+        window = self._times(t - self.slack, t)
         if all(self.connected_at(x) < self.quorum for x in window):
             self.report.violations.append(
                 f"{record.region}/{record.term} committed at {t:.3f} while only "
@@ -688,10 +756,10 @@ class ChaosRun:
             if killed_since is not None and probe.t - killed_since > self.detect_budget:
                 self.report.violations.append(f"route {probe.tenant} went to {chosen}, dead for "
                                               f"{probe.t - killed_since:.1f}s")
-            # Failed over for the whole of [t - SLACK, t]: a decision just made may not be applied yet.
+            # Failed over for the whole of [t - slack, t]: a decision just made may not be applied yet.
             mine = [r for (reg, _), r in records.items() if reg == chosen and r.committed]
-            settled = [r for r in mine if r.committed_at <= probe.t - SLACK]
-            moving = any(probe.t - SLACK < r.committed_at <= probe.t for r in mine)
+            settled = [r for r in mine if r.committed_at <= probe.t - self.slack]
+            moving = any(probe.t - self.slack < r.committed_at <= probe.t for r in mine)
             latest = max(settled, key=lambda r: r.term) if settled else None
             if latest is not None and latest.action == "failover" and not moving:
                 self.report.violations.append(

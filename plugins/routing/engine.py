@@ -51,7 +51,9 @@ from dataclasses import dataclass, field
 from functools import reduce
 from typing import Any
 
-from .places import CITIES, COUNTRIES
+from meshd.routefilter import Candidate, Location, RouteFilter, RouteRequest
+
+from .places import CITIES, COUNTRIES, MACRO_REGIONS, macro_region_name
 
 __all__ = [
     "Candidate", "LatencyModel", "Location", "NoEligibleRegion", "RouteRequest", "RouteResult", "RoutingEngine",
@@ -115,17 +117,6 @@ class NoEligibleRegion(RoutingError):
 
 
 @dataclass(frozen=True, slots=True)
-class Location:
-    """A resolved client location; ``key`` is what RTT table rows are named by."""
-
-    key: str
-    lat: float
-    lon: float
-    kind: str
-    """``region``, ``place`` (routing.locations), ``country``, ``city`` or ``coordinates``."""
-
-
-@dataclass(frozen=True, slots=True)
 class RouteResult:
     """One routing decision. Instances are shared between calls: treat them as read-only."""
 
@@ -150,31 +141,6 @@ class RouteResult:
             "jurisdiction": self.jurisdiction,
             "degraded": self.degraded,
         }
-
-
-@dataclass(frozen=True, slots=True)
-class Candidate:
-    """A region a request may go to, as route filters see it."""
-
-    region: str
-    jurisdiction: str
-    endpoint: str
-    latency_ms: float
-    latency_source: str
-    weight: int
-    carbon_intensity: float | None
-    degraded: bool
-
-
-@dataclass(frozen=True, slots=True)
-class RouteRequest:
-    """The request a route filter is asked about."""
-
-    tenant_id: str
-    residency: str
-    location: Location
-    sovereignty: str | None = None
-    session: str | None = None
 
 
 @dataclass(frozen=True)
@@ -226,7 +192,8 @@ def resolve_location(value: Any, regions: Mapping[str, Any] | None = None,
     Accepted, first match wins: a :class:`Location`; a ``(lat, lon)`` pair; a
     name in ``places`` (the operator's ``routing.locations``); a region name;
     ``"lat,lon"``; a two-letter ISO 3166 country code (its capital); a
-    three-letter IATA city code. Codes are case-insensitive.
+    three-letter IATA city code; a continent or macro-region name
+    (``europe``, ``north-america``...). Codes and names are case-insensitive.
     """
     if isinstance(value, Location):
         return value
@@ -252,9 +219,14 @@ def resolve_location(value: Any, regions: Mapping[str, Any] | None = None,
     if len(code) == 3 and code in CITIES:
         lat, lon = CITIES[code]
         return Location(code, lat, lon, "city")
+    area = macro_region_name(text)
+    if area in MACRO_REGIONS:
+        lat, lon = MACRO_REGIONS[area]
+        return Location(area, lat, lon, "macro_region")
     raise UnknownLocation(
-        f"client location {text!r} is not lat,lon, a region, an ISO country code, an IATA city code "
-        "or a place from routing.locations", location=text)
+        f"client location {text!r} is not lat,lon, a region, an ISO country code, an IATA city code, "
+        f"a continent or macro-region ({', '.join(MACRO_REGIONS)}) or a place from routing.locations",
+        location=text)
 
 
 def _coordinates(lat: float, lon: float, raw: Any) -> Location:
@@ -335,9 +307,6 @@ def _wrr_schedule(items: Sequence[Any], weights: Sequence[int], max_len: int = 1
 
 
 # ---------------------------------------------------------------- the engine
-
-
-RouteFilter = Callable[[RouteRequest, tuple[Candidate, ...]], Sequence[Candidate] | None]
 
 
 class RoutingEngine:
