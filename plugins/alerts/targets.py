@@ -3,7 +3,9 @@
 ``pagerduty://`` and ``opsgenie://`` URLs are written as apprise writes them,
 but meshd sends them itself (PagerDuty Events API v2 with trigger *and*
 resolve on the group's dedup key, Opsgenie create and close by alias, both
-with a configurable base URL); every other scheme goes through apprise.
+with a configurable base URL); so does ``alertmanager://`` (Prometheus
+Alertmanager's v2 API, see :mod:`.alertmanager`). Every other scheme goes
+through apprise.
 
 A URL usually holds a token: it never appears in a log line or an error
 message. :attr:`Target.redacted` is apprise's privacy form
@@ -16,7 +18,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 from typing import Any, Literal
-from urllib.parse import parse_qs, unquote
+from urllib.parse import parse_qs, quote, unquote
 
 from meshd.logs import MIN_SECRET_LENGTH
 
@@ -27,6 +29,8 @@ OPSGENIE_DESCRIPTION_MAX = 15000
 OPSGENIE_ALIAS_MAX = 512
 PAGERDUTY_REGIONS = {"us": "https://events.pagerduty.com", "eu": "https://events.eu.pagerduty.com"}
 OPSGENIE_REGIONS = {"us": "https://api.opsgenie.com", "eu": "https://api.eu.opsgenie.com"}
+ALERTMANAGER_SCHEMES = {"alertmanager": "http", "alertmanagers": "https"}
+ALERTMANAGER_PORT = 9093
 
 
 class TargetError(ValueError):
@@ -38,7 +42,7 @@ class Target:
     """One URL of a receiver, parsed."""
 
     index: int
-    kind: Literal["pagerduty", "opsgenie", "apprise"]
+    kind: Literal["pagerduty", "opsgenie", "alertmanager", "apprise"]
     scheme: str
     url: str = field(repr=False)
     redacted: str = ""
@@ -46,11 +50,13 @@ class Target:
     """0: the service has no title (it is folded into the body)."""
     body_limit: int = 32768
     key: str = field(default="", repr=False)
-    """PagerDuty routing (integration) key, or Opsgenie API key."""
+    """PagerDuty routing (integration) key, Opsgenie API key, or Alertmanager ``user:password``."""
     region: str = "us"
     source: str = ""
     component: str = ""
     secret_parts: tuple[str, ...] = field(default=(), repr=False)
+    endpoint: str = field(default="", repr=False)
+    """Where meshd posts, for the URLs it sends itself (Alertmanager's ``.../api/v2/alerts``)."""
 
 
 def _split(url: str) -> tuple[str, str, list[str], dict[str, list[str]]]:
@@ -144,6 +150,8 @@ def parse_target(url: str, index: int = 0) -> Target:
             raise TargetError(f"opsgenie:// region {region!r}: expected us or eu")
         return Target(index, "opsgenie", scheme, url, _redact(url, scheme, secrets), OPSGENIE_MESSAGE_MAX,
                       OPSGENIE_DESCRIPTION_MAX, key, region, secret_parts=tuple(dict.fromkeys(secrets)))
+    if scheme in ALERTMANAGER_SCHEMES:
+        return _alertmanager_target(url, index, scheme, netloc, segments, query, secrets)
     import apprise
 
     try:
@@ -156,3 +164,23 @@ def parse_target(url: str, index: int = 0) -> Target:
     secrets += _apprise_private(instance)
     return Target(index, "apprise", scheme, url, _redact(url, scheme, secrets, instance), int(instance.title_maxlen),
                   int(instance.body_maxlen), secret_parts=tuple(dict.fromkeys(secrets)))
+
+
+def _alertmanager_target(url: str, index: int, scheme: str, netloc: str, segments: list[str],
+                         query: dict[str, list[str]], secrets: list[str]) -> Target:
+    """``alertmanager[s]://[USER:PASSWORD@]HOST[:PORT][/PATH_PREFIX]``: one Alertmanager of a cluster."""
+    userinfo, at, host = netloc.rpartition("@")
+    if not host or host.startswith(":"):
+        raise TargetError(f"{scheme}:// needs a host: {scheme}://HOST[:PORT][/PATH_PREFIX]")
+    if query:
+        raise TargetError(f"{scheme}:// takes no query parameters (credentials go before the host: USER:PASSWORD@)")
+    hostname, colon, port = host.rpartition(":") if not host.endswith("]") else (host, "", "")
+    if colon and not port.isdigit():
+        raise TargetError(f"{scheme}:// port {port!r} is not a number")
+    if not colon:
+        host = f"{host}:{ALERTMANAGER_PORT}"
+    prefix = "".join(f"/{quote(s, safe='')}" for s in segments)
+    endpoint = f"{ALERTMANAGER_SCHEMES[scheme]}://{host}{prefix}/api/v2/alerts"
+    shown = f"{scheme}://{'***@' if at else ''}{host}{prefix}"
+    return Target(index, "alertmanager", scheme, url, shown, 0, 32768, unquote(userinfo) if at else "",
+                  secret_parts=tuple(dict.fromkeys(secrets)), endpoint=endpoint)
