@@ -152,3 +152,17 @@ def test_a_fresh_federation_logs_no_masked_words_and_no_secret(tmp_path: Path) -
                 assert re.search(r"\w\*\*\*|\*\*\*\w", json.dumps(record).replace("from ***", "")) is None
     finally:
         fed.stop()
+
+
+def test_nats_credentials_from_files_and_urls_are_registered(scrubber: set[str], tmp_path: Path) -> None:
+    from meshd.config import NatsConfig
+    from meshd.transport import nats_connect_options
+
+    (tmp_path / "pw").write_text("Fq2-nats-password-from-file\n")
+    by_file = NatsConfig(servers=["nats://127.0.0.1:4222"], user="eu-west-1", password_file=tmp_path / "pw")
+    assert nats_connect_options(by_file, lambda v: v)["password"] == "Fq2-nats-password-from-file"
+    in_url = NatsConfig(servers=["nats://eu-west-1:Hx7-nats-password-in-url@nats-1.internal:4222"])
+    nats_connect_options(in_url, lambda v: v)
+    assert scrubber == {"Fq2-nats-password-from-file", "Hx7-nats-password-in-url"}
+    assert scrub("nats://eu-west-1:Hx7-nats-password-in-url@nats-1.internal:4222") == \
+        "nats://eu-west-1:***@nats-1.internal:4222"
