@@ -174,7 +174,7 @@ def _alertmanager_target(url: str, index: int, scheme: str, netloc: str, segment
         raise TargetError(f"{scheme}:// needs a host: {scheme}://HOST[:PORT][/PATH_PREFIX]")
     if query:
         raise TargetError(f"{scheme}:// takes no query parameters (credentials go before the host: USER:PASSWORD@)")
-    hostname, colon, port = host.rpartition(":") if not host.endswith("]") else (host, "", "")
+    _hostname, colon, port = host.rpartition(":") if not host.endswith("]") else (host, "", "")
     if colon and not port.isdigit():
         raise TargetError(f"{scheme}:// port {port!r} is not a number")
     if not colon:
