@@ -1,7 +1,7 @@
 """Logging: JSON lines when not on a terminal, and secrets scrubbed from every record.
 
 Secrets (NATS passwords, decrypted config values, tokens) are registered with
-:func:`register_secret` when they enter memory; the filter replaces any
+:func:`register_secret` when they enter memory; the formatters replace any
 occurrence in a formatted record, so even an exception message that quotes a
 URL with a token never reaches the log in clear.
 """
@@ -24,9 +24,18 @@ _MASK = "***"
 _STANDARD = set(logging.LogRecord("", 0, "", 0, "", (), None).__dict__) | {"message", "asctime"}
 
 
+MIN_SECRET_LENGTH = 8
+"""Shorter values are not masked: masking is by substring, and a short value such as a
+user name (``alerts``) would also mask every logger name, subject and bucket it occurs in."""
+
+
 def register_secret(value: str | None) -> None:
-    """Never log ``value`` (if it is long enough to be a secret rather than a word)."""
-    if value and len(value) >= 6:
+    """Never log ``value`` (if it is long enough to be a secret rather than a word).
+
+    Register only what is secret: a password or token, never a user name or the
+    plain parts of a URL around it.
+    """
+    if value and len(value) >= MIN_SECRET_LENGTH:
         with _lock:
             _secrets.add(value)
 

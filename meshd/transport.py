@@ -17,8 +17,10 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from .config import NatsConfig
+from .logs import register_secret
 
 
 class TransportError(Exception):
@@ -159,7 +161,9 @@ log = logging.getLogger("meshd.transport")
 
 
 def _read_secret_file(path: Path) -> str:
-    return path.read_text(encoding="utf-8").strip()
+    secret = path.read_text(encoding="utf-8").strip()
+    register_secret(secret)
+    return secret
 
 
 def _tls_context(config: NatsConfig) -> ssl.SSLContext | None:
@@ -182,6 +186,8 @@ def nats_connect_options(config: NatsConfig, secret: Callable[[str], str]) -> di
 
     ``secret`` turns a config string that may be ``!encrypted`` into plaintext.
     """
+    for server in config.servers:
+        register_secret(urlsplit(server).password)  # nats://user:PASSWORD@host: the password only
     opts: dict[str, Any] = {
         "servers": list(config.servers),
         "connect_timeout": config.connect_timeout,

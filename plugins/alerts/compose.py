@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Mapping
 from datetime import datetime, timezone
 from typing import Any
@@ -9,7 +10,8 @@ from typing import Any
 from meshd.alerting import Alert, Notification
 from meshd.i18n import Translator
 
-from .routes import Receiver
+from .alertmanager import postable_alerts
+from .routes import DEFAULT_REPEAT_INTERVAL, Receiver
 from .senders import apprise_type
 from .targets import Target
 from .templates import AlertView, render, summarize_alert, views
@@ -32,7 +34,8 @@ def _iso(epoch: float | None) -> str:
 
 
 def compose(content: Mapping[str, Any], *, key: str, receiver: Receiver, target: Target, t: Translator,
-            region: str, federation: str) -> Notification:
+            region: str, federation: str, repeat_interval: float = DEFAULT_REPEAT_INTERVAL,
+            now: float | None = None) -> Notification:
     """The notification for ``target`` of ``receiver`` about the group in ``content``."""
     firing = views(content, content.get("firing", []), status="firing")
     resolved = views(content, content.get("resolved", []), status="resolved", silenced=content.get("silenced"))
@@ -79,6 +82,11 @@ def compose(content: Mapping[str, Any], *, key: str, receiver: Receiver, target:
         "target": target.index,
         "sent_by": region,
     }
+    if target.kind == "alertmanager":
+        # Every alert of the group, none cut to max_alerts: Alertmanager keeps the state of each one.
+        extra["alertmanager_alerts"] = postable_alerts(
+            firing, resolved, group_labels, now=time.time() if now is None else now,
+            repeat_interval=repeat_interval, generator_url=f"meshd://{federation}/{region}")
     alerts = tuple(Alert(labels=dict(a.labels), annotations=dict(a.annotations),
                          status="firing" if a.status == "firing" else "resolved",
                          starts_at=a.starts_at, ends_at=a.ends_at) for a in shown)

@@ -413,7 +413,8 @@ class Delivery:
 
     def notification(self, row: Row, receiver: Receiver, target: Target) -> Notification:
         return compose(row.content, key=row.key, receiver=receiver, target=target,
-                       t=self.rt.translator(receiver.lang), region=self.rt.region, federation=self.rt.federation)
+                       t=self.rt.translator(receiver.lang), region=self.rt.region, federation=self.rt.federation,
+                       repeat_interval=self._repeat(row.content))
 
     async def attempt(self, notification: Notification, timeout: float) -> DeliveryResult:
         """One send through ``meshd_notify`` with a hard deadline (a third-party notifier may block)."""

@@ -8,6 +8,7 @@ import anyio
 
 from meshd.alerting import DeliveryResult, Notification
 
+from .alertmanager import send_alertmanager
 from .senders import send_apprise, send_opsgenie, send_pagerduty
 from .targets import TargetError, parse_target
 
@@ -27,6 +28,8 @@ def send_blocking(notification: Notification, timeout: float) -> DeliveryResult:
         return DeliveryResult(False, retryable=False, detail=f"invalid_url: {exc}")
     if target.kind == "pagerduty":
         return send_pagerduty(target, extra, notification.title, timeout)
+    if target.kind == "alertmanager":
+        return send_alertmanager(target, list(extra.get("alertmanager_alerts", [])), timeout)
     if target.kind == "opsgenie":
         return send_opsgenie(target, extra, notification.title, notification.body, timeout)
     return send_apprise(target, notification.title, notification.body, str(extra.get("notify_type", "info")),

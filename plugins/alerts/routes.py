@@ -79,7 +79,7 @@ class ReceiverModel(StrictModel):
 
     name: Annotated[str, Field(pattern=NAME)]
     urls: list[SecretRef | Secret] = Field(default_factory=list)
-    """slack://, mailto://, json://, pagerduty://, opsgenie://..., or ``{secret: NAME}``. None: log only."""
+    """slack://, mailto://, json://, pagerduty://, opsgenie://, alertmanager://..., or ``{secret: NAME}``. None: log only."""
     lang: Lang | None = None
     send_resolved: bool | None = None
     timeout: Annotated[Duration, Field(gt=0)] | None = None

@@ -218,14 +218,18 @@ async def test_apprise_throttles_and_retries_are_switched_off(receiver: Recordin
         return instance
 
     monkeypatch.setattr(apprise.Apprise, "instantiate", staticmethod(spy))
-    # Slack's class-level pacing is 1.2 s and most services' 5.5 s; the instance we send with has none.
-    target = parse_target(receiver.json_url("/x") + "?retry=3")
-    result = send_apprise(target, "title", "body", "failure", timeout=2.0)
-    assert result.ok
+    # ntfy paces its requests 5.5 s apart, and the URL asks apprise to retry 3 times on its own:
+    # the instance meshd sends with does neither (the outbox paces and retries).
+    url = f"ntfy://127.0.0.1:{receiver.port}/meshd?retry=3"
+    asked = original(url)
+    assert type(asked).request_rate_per_sec > 0 and asked.request_rate_per_sec > 0 and asked.retry == 3
+    result = send_apprise(parse_target(url), "title", "body", "failure", timeout=2.0)
+    assert result.ok, result.detail
+    assert [r.body.get("topic") for r in receiver.received] == ["meshd"]
     instance = made[-1]
+    assert type(instance) is type(asked)
     assert instance.request_rate_per_sec == 0 and instance.retry == 0
     assert instance.socket_connect_timeout <= 2.0 and instance.socket_read_timeout <= 2.0
-    assert type(instance).request_rate_per_sec == 0 or instance.request_rate_per_sec != type(instance).request_rate_per_sec
 
 
 class CustomNotifier:
