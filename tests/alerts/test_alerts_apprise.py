@@ -18,7 +18,7 @@ from packaging.requirements import Requirement
 
 from meshd_plugins.alerts.senders import failure_reason, send_apprise
 from meshd_plugins.alerts.targets import parse_target
-from meshd_plugins.alerts.testing import RecordingReceiver
+from alerts_receiver import RecordingReceiver
 
 SCHEMES = {
     "json": "json://127.0.0.1:{port}/hook",
