@@ -15,9 +15,17 @@ def format_number(prefix: str, number: int) -> str:
     return f"{prefix}{number:0{DIGITS}d}"
 
 
+class KeptElsewhere(RuntimeError):
+    """The document was issued and is kept by another region (of the same jurisdiction)."""
+
+    def __init__(self, number: str, region: str):
+        self.number, self.region = number, region
+        super().__init__(f"{number} was issued by {region} and is kept there")
+
+
 class Issuer:
-    def __init__(self, numbers: InvoiceNumbers, store: InvoiceStore, prefixes: dict[str, str]):
-        self.numbers, self.store, self.prefixes = numbers, store, prefixes
+    def __init__(self, numbers: InvoiceNumbers, store: InvoiceStore, prefixes: dict[str, str], region: str):
+        self.numbers, self.store, self.prefixes, self.region = numbers, store, prefixes, region
 
     async def issue(self, doc: dict[str, Any], now: datetime | None = None) -> tuple[dict[str, Any], bool]:
         """The issued document and whether it was new; a rerun gets the document issued before."""
@@ -32,7 +40,12 @@ class Issuer:
             existing = self.store.get(entity, number)
             if existing is not None:
                 return existing, False
+            where = await self.numbers.stored_in(entity, got.number)
+            if where is not None and where != self.region:
+                raise KeptElsewhere(number, where)
+            # else a run here took the number and died before storing: finish its work
         stamped = {**doc, "number": number,
                    "issued_at": (now or datetime.now(timezone.utc)).isoformat(timespec="seconds")}
         self.store.put(entity, stamped)
+        await self.numbers.mark_stored(entity, got.number, self.region)
         return stamped, not got.issued_before

@@ -65,6 +65,14 @@ class InvoiceNumbers:
         entry = await self.kv.get(f"n.{entity}.{number}")
         return json.loads(entry.value) if entry else None
 
+    async def mark_stored(self, entity: str, number: int, region: str) -> None:
+        """Record which region keeps the document of ``number`` (a region name: no customer data)."""
+        await self.kv.put(f"doc.{entity}.{number}", region.encode())
+
+    async def stored_in(self, entity: str, number: int) -> str | None:
+        entry = await self.kv.get(f"doc.{entity}.{number}")
+        return entry.value.decode() if entry else None
+
     async def number(self, entity: str, kind: str, subject: str, digest: str) -> Numbered:
         """The number of document ``kind``/``subject`` (``invoice``/``tenant.period``), taking one if it has none."""
         ref = f"ref.{entity}.{kind}.{subject}"

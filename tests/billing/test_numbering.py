@@ -13,7 +13,7 @@ from meshd.config import NatsConfig
 from meshd.memtransport import MemoryNetwork
 from meshd.natsserver import NatsServer
 from meshd.transport import NatsTransport, Transport
-from meshd_plugins.billing.issuer import Issuer
+from meshd_plugins.billing.issuer import Issuer, KeptElsewhere
 from meshd_plugins.billing.numbering import Busy, InvoiceNumbers
 from meshd_plugins.billing.store import Immutable, InvoiceStore
 
@@ -78,7 +78,8 @@ async def test_a_fresh_claim_without_a_number_is_busy_and_a_stale_one_is_taken_o
 
 async def test_an_issued_invoice_is_never_overwritten(tmp_path: Path) -> None:
     store = InvoiceStore(tmp_path)
-    issuer = Issuer(InvoiceNumbers(await memory_kv()), store, {"meshd-eu": "EU-"})
+    kv = await memory_kv()
+    issuer = Issuer(InvoiceNumbers(kv), store, {"meshd-eu": "EU-"}, "eu-west-1")
     doc = {"type": "invoice", "seller": {"id": "meshd-eu"}, "customer": {"tenant": "t"}, "period": "2026-10",
            "total": "1.00", "number": None}
     issued, new = await issuer.issue(doc)
@@ -89,6 +90,11 @@ async def test_an_issued_invoice_is_never_overwritten(tmp_path: Path) -> None:
         store.put("meshd-eu", {**issued, "total": "2.00"})
     assert store.get("meshd-eu", "EU-000001") == issued
     assert (store.path("meshd-eu", "EU-000001").stat().st_mode & 0o777) == 0o400
+    # another region of the jurisdiction asking again is told where the invoice is kept, and stores nothing
+    other = Issuer(InvoiceNumbers(kv), InvoiceStore(tmp_path / "central"), {"meshd-eu": "EU-"}, "eu-central-1")
+    with pytest.raises(KeptElsewhere, match="EU-000001 was issued by eu-west-1"):
+        await other.issue(doc)
+    assert other.store.numbers("meshd-eu") == []
 
 
 @pytest.fixture
