@@ -13,6 +13,7 @@ from datetime import datetime, timezone
 from typing import Any
 
 from meshd.config import ConfigError
+from meshd.transport import TransportError
 
 from .config import BillingConfig
 from .fx import load_fx
@@ -155,6 +156,8 @@ class Runtime:
             raise Failure(409, "immutable", str(exc)) from None
         except KeptElsewhere as exc:
             raise Failure(409, "kept_elsewhere", str(exc)) from None
+        except TransportError as exc:  # the number bucket did not answer: nothing was issued, retry later
+            raise Failure(503, "numbers_unavailable", f"invoice number bucket unavailable: {exc}") from None
         if new:
             self.m_issued.labels(issued["type"]).inc()
             self.log.info("issued %s %s (tenant %s, %s)", issued["type"], issued["number"],

@@ -6,12 +6,13 @@ import asyncio
 import json
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from meshd.config import NatsConfig
 from meshd.memtransport import MemoryNetwork
-from meshd.natsserver import NatsServer
+from meshd.natsserver import NatsCluster, NatsServer
 from meshd.transport import NatsTransport, Transport
 from meshd_plugins.billing.issuer import Issuer, KeptElsewhere
 from meshd_plugins.billing.numbering import Busy, InvoiceNumbers
@@ -97,26 +98,33 @@ async def test_an_issued_invoice_is_never_overwritten(tmp_path: Path) -> None:
     assert other.store.numbers("meshd-eu") == []
 
 
-@pytest.fixture
-async def two_regions(tmp_path: Path) -> AsyncIterator[tuple[Transport, Transport]]:
-    """Two daemons' connections to one real nats-server with JetStream."""
-    server = NatsServer(tmp_path / "nats").start()
-    config = NatsConfig(servers=[server.url])
-    a, b = NatsTransport(config, name="eu-west-1"), NatsTransport(config, name="eu-central-1")
+@pytest.fixture(params=["server", "cluster"])
+async def two_regions(request: pytest.FixtureRequest, tmp_path: Path
+                      ) -> AsyncIterator[tuple[Transport, Transport, int]]:
+    """Two daemons' connections to real JetStream: one nats-server, or two nodes of a 3-node cluster (R3)."""
+    if request.param == "server":
+        servers: Any = NatsServer(tmp_path / "nats").start()
+        urls, replicas = [servers.url, servers.url], 1
+    else:
+        servers = NatsCluster(tmp_path / "cluster", size=3).start()
+        urls, replicas = [servers.nodes[0].url, servers.nodes[2].url], 3
+    a = NatsTransport(NatsConfig(servers=[urls[0]]), name="eu-west-1")
+    b = NatsTransport(NatsConfig(servers=[urls[1]]), name="eu-central-1")
     await a.connect()
     await b.connect()
     try:
-        yield a, b
+        yield a, b, replicas
     finally:
         await a.close()
         await b.close()
-        server.stop()
+        servers.stop()
 
 
 @pytest.mark.nats
 async def test_two_concurrent_issuers_on_nats_leave_no_gap_and_no_duplicate(two_regions) -> None:  # type: ignore[no-untyped-def]
-    a, b = two_regions
-    issuers = [InvoiceNumbers(await a.key_value(BUCKET)), InvoiceNumbers(await b.key_value(BUCKET))]
+    a, b, replicas = two_regions
+    kv_a = await a.key_value(BUCKET, replicas=replicas)
+    issuers = [InvoiceNumbers(kv_a), InvoiceNumbers(await b.key_value(BUCKET, replicas=replicas))]
     # 40 tenants each billed by both regions at once (two runs of the same month), interleaved
     subjects = [f"tenant-{i}.2026-10" for i in range(40)]
     jobs = [issuers[k].number("meshd-eu", "invoice", s, "d") for s in subjects for k in (0, 1)]
@@ -136,6 +144,5 @@ async def test_two_concurrent_issuers_on_nats_leave_no_gap_and_no_duplicate(two_
     assert taken == list(range(1, len(subjects) + 1)), "numbers 1..40, no gap, no duplicate"
     assert len(done) + len(busy) == 80
     # the chain itself: every number's record exists, none past the head
-    kv = await a.key_value(BUCKET)
-    assert await issuers[0].head("meshd-eu") == 40 and await kv.get("n.meshd-eu.41") is None
+    assert await issuers[0].head("meshd-eu") == 40 and await kv_a.get("n.meshd-eu.41") is None
     assert issuers[0].conflicts + issuers[1].conflicts > 0, "the issuers really raced for the same numbers"
