@@ -70,7 +70,10 @@ def usage_values(usage: Mapping[str, Any]) -> dict[str, Decimal]:
     for meter, m in (usage.get("meters") or {}).items():
         if not m.get("exact", True):
             raise InvoiceError(f"usage.{meter}", "the total is an upper bound, not an exact count")
-        out[meter] = exact(m.get("value") or "0", f"usage of {meter}")
+        try:
+            out[meter] = exact(m.get("value") or "0", f"usage of {meter}")
+        except MoneyError as exc:  # a LATEST meter may hold a string: it cannot be billed
+            raise InvoiceError(f"usage.{meter}", str(exc)) from None
     return out
 
 

@@ -100,6 +100,8 @@ def test_an_open_period_and_incomplete_usage_are_refused() -> None:
         usage_values({"complete": False, "missing": ["ca-central-1"], "meters": {}})
     with pytest.raises(InvoiceError, match="upper bound"):
         usage_values({"complete": True, "meters": {"active_users": {"value": "9", "exact": False}}})
+    with pytest.raises(InvoiceError, match="usage.plan_name: usage of plan_name 'gold' is not a decimal"):
+        usage_values({"complete": True, "meters": {"plan_name": {"value": "gold", "exact": True}}})
     assert usage_values({"complete": True, "meters": {"api_requests": {"value": "12", "exact": True}}}) == \
         {"api_requests": Decimal(12)}
 
