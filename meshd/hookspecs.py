@@ -388,3 +388,20 @@ def meshd_notify(daemon: Daemon, notification: Notification) -> DeliveryResult |
     notification to the next implementation (the builtin one uses apprise
     and the PagerDuty/Opsgenie APIs).
     """
+
+
+# ---------------------------------------------------------------- usage and billing
+
+
+@hookspec(firstresult=True)
+def meshd_usage_totals(daemon: Daemon, tenant: str, period: str
+                       ) -> dict[str, Any] | Awaitable[dict[str, Any] | None] | None:
+    """Federation-wide usage totals of ``tenant`` over ``period`` (``YYYY-MM``...). *firstresult*
+
+    Called by the billing plugin when it makes an invoice, on the daemon's
+    event loop. The metering plugin answers with what ``GET /v1/usage``
+    returns: ``{"complete": bool, "missing": [regions], "meters": {meter:
+    {"value": "exact decimal", "exact": bool, "kind", "events"}}, ...}``, or
+    ``{"error": ..., "code": ...}`` for a tenant or period it cannot answer
+    for. None: no plugin meters usage here.
+    """

@@ -22,6 +22,8 @@ class Tenant(StrictModel):
     """Preferred region, when it is healthy and within the residency."""
     country: Annotated[str, Field(pattern=r"^[A-Z]{2}$")] | None = None
     """ISO 3166 country of the customer (billing, tax)."""
+    subdivision: Annotated[str, Field(pattern=r"^[A-Z0-9]{1,3}$")] | None = None
+    """ISO 3166-2 subdivision within ``country`` (QC, TX, CN) where tax differs inside the country."""
     currency: Annotated[str, Field(pattern=r"^[A-Z]{3}$")] | None = None
     plan: str | None = None
     vat_id: str | None = None

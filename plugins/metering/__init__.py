@@ -111,6 +111,19 @@ class MeteringPlugin:
             Route("GET", "/v1/usage", self._query_route, admin=True),
         ]
 
+    @hookimpl
+    async def meshd_usage_totals(self, daemon: meshd.Daemon, tenant: str, period: str) -> dict[str, Any] | None:
+        if self.runtime is None or self.runtime.state == "disabled":
+            return None
+        try:
+            return await self.runtime.query(tenant, period)
+        except BadPeriod as exc:
+            return {"error": str(exc), "code": "bad_period"}
+        except UnknownTenant as exc:
+            return {"error": str(exc), "code": "unknown_tenant"}
+        except NotRunning as exc:
+            return {"error": str(exc), "code": "not_running"}
+
     def _live(self) -> Runtime:
         if self.runtime is None:
             raise NotRunning("the daemon is starting")

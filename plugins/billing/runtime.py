@@ -1,0 +1,187 @@
+"""The billing plugin inside a daemon: load the files, issue invoices and credit notes on request.
+
+Invoices are issued only by a region of the tenant's jurisdiction, onto its
+own disk (``store_dir``): invoices hold customer data (address, VAT ID),
+which never leaves its jurisdiction. The shared number bucket holds only
+tenant ids, periods and digests.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import datetime, timezone
+from typing import Any
+
+from meshd.config import ConfigError
+from meshd.transport import TransportError
+
+from .config import BillingConfig
+from .fx import load_fx
+from .invoice import BillingFiles, InvoiceError, check_closed, compute, credit_note, usage_values
+from .issuer import Issuer, KeptElsewhere
+from .matrix import load_matrix
+from .numbering import Busy, InvoiceNumbers
+from .store import Immutable, InvoiceStore
+from .taxrates import load_tax_rates
+
+SECTION = "billing"
+
+
+class Failure(Exception):
+    """A request that cannot be served: an HTTP status, a stable code and a message naming the field."""
+
+    def __init__(self, status: int, code: str, message: str):
+        self.status, self.code = status, code
+        super().__init__(message)
+
+    def body(self) -> dict[str, Any]:
+        return {"error": str(self), "code": self.code}
+
+
+def meters_of(config: Any) -> list[str] | None:
+    """The metering plugin's meters, when that plugin is loaded (None: not known, not checked)."""
+    section = config.plugin_sections.get("metering")
+    return list(section.meters) if section is not None and hasattr(section, "meters") else None
+
+
+def load_files(settings: BillingConfig, meters: list[str] | None) -> BillingFiles:
+    assert settings.matrix is not None
+    return BillingFiles(load_matrix(settings.matrix, meters), load_tax_rates(settings.tax_rates),
+                        load_fx(settings.fx_rates))
+
+
+class Runtime:
+    def __init__(self, daemon: Any):
+        self.daemon = daemon
+        self.settings: BillingConfig = daemon.plugin_config(SECTION)
+        self.log = logging.getLogger(f"meshd.{daemon.region}.billing")
+        self.files: BillingFiles | None = None
+        self.issuer: Issuer | None = None
+        self.state, self.detail = "starting", ""
+        m = daemon.metrics
+        self.m_issued = m.counter("billing_documents_issued_total", "Invoices and credit notes issued", ["type"])
+        self.m_refused = m.counter("billing_requests_refused_total", "Billing requests refused, by reason", ["code"])
+
+    @property
+    def store(self) -> InvoiceStore:
+        return InvoiceStore(self.settings.store_dir or self.daemon.state_dir / "billing")
+
+    async def start(self) -> None:
+        if not self.settings.enabled:
+            self.state, self.detail = "disabled", "no billing matrix configured"
+            return
+        try:
+            self.files = load_files(self.settings, meters_of(self.daemon.config))
+        except ConfigError as exc:  # validated at start already; a file changed underneath
+            self.state, self.detail = "failed", str(exc)
+            self.log.error("billing files are invalid: %s", exc)
+            return
+        try:
+            kv = await self.daemon.transport.key_value(self.settings.numbers_bucket,
+                                                      replicas=self.settings.numbers_replicas)
+        except Exception as exc:  # no JetStream: billing cannot number invoices, the daemon runs on
+            self.state, self.detail = "failed", f"invoice number bucket unavailable: {exc}"
+            self.log.error("billing disabled: %s", self.detail)
+            return
+        prefixes = {key: e.invoice_prefix for key, e in self.files.matrix.entities.items()}
+        self.issuer = Issuer(InvoiceNumbers(kv, stale_after=self.settings.claim_stale_after), self.store, prefixes,
+                             self.daemon.region)
+        self.state = "running"
+
+    def reload(self) -> None:
+        self.settings = self.daemon.plugin_config(SECTION)
+        if self.settings.enabled:
+            try:
+                self.files = load_files(self.settings, meters_of(self.daemon.config))
+            except ConfigError as exc:
+                self.log.error("billing files are invalid, keeping the previous ones: %s", exc)
+
+    def status(self) -> dict[str, Any]:
+        return {"state": self.state, "detail": self.detail,
+                "issued": {kind: int(self.daemon.metrics.value("billing_documents_issued_total", type=kind))
+                           for kind in ("invoice", "credit_note")}}
+
+    # ------------------------------------------------------------ requests
+
+    def _ready(self) -> tuple[BillingFiles, Issuer]:
+        if self.files is None or self.issuer is None:
+            raise Failure(503, "not_running", f"billing is {self.state}: {self.detail or 'starting'}")
+        return self.files, self.issuer
+
+    def _here(self, tenant_id: str, residency: str) -> None:
+        jurisdiction = self.daemon.config.region_map.regions[self.daemon.region].jurisdiction
+        if residency != jurisdiction:
+            regions = [n for n, r in self.daemon.config.region_map.regions.items() if r.jurisdiction == residency]
+            raise Failure(409, "wrong_jurisdiction",
+                          f"tenant {tenant_id}: invoices are kept in {residency}, this region is in {jurisdiction}; "
+                          f"issue them from {', '.join(regions) or 'a region of ' + residency}")
+
+    async def invoice(self, tenant_id: str, period: str, now: datetime | None = None) -> dict[str, Any]:
+        try:
+            return await self._invoice(tenant_id, period, now or datetime.now(timezone.utc))
+        except Failure as exc:
+            self.m_refused.labels(exc.code).inc()
+            raise
+
+    async def _invoice(self, tenant_id: str, period: str, now: datetime) -> dict[str, Any]:
+        files, issuer = self._ready()
+        directory = self.daemon.config.tenants
+        if directory is None or tenant_id not in directory.tenants:
+            raise Failure(400, "unknown_tenant", f"tenant {tenant_id!r} is not in the tenant directory")
+        tenant = directory.tenants[tenant_id]
+        self._here(tenant_id, tenant.residency)
+        try:
+            check_closed(period, now)
+        except InvoiceError as exc:
+            raise Failure(400, "bad_period", str(exc)) from None
+        usage = await self.daemon.hooks.call("meshd_usage_totals", daemon=self.daemon, tenant=tenant_id,
+                                             period=period)
+        if usage is None:
+            raise Failure(503, "no_usage", "no plugin answers usage totals (is metering enabled?)")
+        if "error" in usage:
+            raise Failure(503, "no_usage", f"usage: {usage['error']}")
+        try:
+            doc = compute(tenant_id, tenant, period, usage_values(usage), files)
+        except InvoiceError as exc:
+            code = "incomplete_usage" if exc.field.startswith("usage") else "not_configured"
+            raise Failure(503 if code == "incomplete_usage" else 400, code, str(exc)) from None
+        return await self._issue(issuer, doc)
+
+    async def _issue(self, issuer: Issuer, doc: dict[str, Any]) -> dict[str, Any]:
+        try:
+            issued, new = await issuer.issue(doc)
+        except Busy as exc:
+            raise Failure(409, "busy", str(exc)) from None
+        except Immutable as exc:
+            raise Failure(409, "immutable", str(exc)) from None
+        except KeptElsewhere as exc:
+            raise Failure(409, "kept_elsewhere", str(exc)) from None
+        except TransportError as exc:  # the number bucket did not answer: nothing was issued, retry later
+            raise Failure(503, "numbers_unavailable", f"invoice number bucket unavailable: {exc}") from None
+        if new:
+            self.m_issued.labels(issued["type"]).inc()
+            self.log.info("issued %s %s (tenant %s, %s)", issued["type"], issued["number"],
+                          issued["customer"]["tenant"], issued["period"])
+        return {"issued": new, "document": issued}
+
+    async def credit(self, number: str, reason: str) -> dict[str, Any]:
+        try:
+            files, issuer = self._ready()
+            invoice = self._find(files, number)
+            self._here(invoice["customer"]["tenant"], invoice["residency"])
+            try:
+                note = credit_note(invoice, reason)
+            except InvoiceError as exc:
+                raise Failure(400, "bad_request", str(exc)) from None
+            return await self._issue(issuer, note)
+        except Failure as exc:
+            self.m_refused.labels(exc.code).inc()
+            raise
+
+    def _find(self, files: BillingFiles, number: str) -> dict[str, Any]:
+        for key, entity in files.matrix.entities.items():
+            if number.startswith(entity.invoice_prefix) and number[len(entity.invoice_prefix):].isdigit():
+                found = self.store.get(key, number)
+                if found is not None and found.get("type") == "invoice":
+                    return found
+        raise Failure(404, "unknown_invoice", f"invoice {number!r} is not kept in this region")
