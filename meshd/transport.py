@@ -18,6 +18,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import anyio
+
 from .config import NatsConfig
 
 
@@ -290,6 +292,10 @@ async def round_trip(nc: Any, timeout: float = 5.0) -> None:
     await nc.flush(timeout=max(0.1, deadline - time.monotonic()))
 
 
+CLOSE_TIMEOUT = 0.5
+"""Seconds :meth:`NatsTransport.close` waits for the server to acknowledge what is queued, and again to disconnect."""
+
+
 class NatsTransport(Transport):
     """The transport over a nats-py connection (reconnects for ever once connected)."""
 
@@ -348,16 +354,26 @@ class NatsTransport(Transport):
         self._nc = nc
 
     async def close(self) -> None:
+        # Not nc.drain(): on a server that stopped answering (frozen, or a
+        # black-holed path) it waits out its 30 s drain timeout and then a
+        # 10 s flush, and when cancelled sooner it abandons an asyncio.gather
+        # of its subscriptions' drains whose CancelledError nobody retrieves
+        # (asyncio prints "_GatheringFuture exception was never retrieved" at
+        # exit). A bounded round trip gets queued publishes (a leave) out.
         nc, self._nc = self._nc, None
         if nc is None or nc.is_closed:
             return
-        try:
-            await nc.drain()
-        except Exception:
+        if nc.is_connected:
             try:
-                await nc.close()
+                await round_trip(nc, timeout=CLOSE_TIMEOUT)
             except Exception:
-                pass
+                pass  # the server did not answer: what was queued is lost, as in a crash
+        # Closing also frees nats-py's tasks; it must happen even when the caller's deadline has passed.
+        try:
+            with anyio.CancelScope(shield=True), anyio.move_on_after(CLOSE_TIMEOUT):
+                await nc.close()
+        except Exception:
+            pass
 
     def _client(self) -> Any:
         if self._nc is None or self._nc.is_closed:
