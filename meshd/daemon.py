@@ -254,7 +254,7 @@ class Daemon:
 
     async def _on_bus_state(self, connected: bool) -> None:
         if self.state in ("stopping", "stopped"):
-            return  # our own drain, not a failure
+            return  # our own close, not a failure
         self.bus._set_connected(connected)
         self._bus_gauge.set(1 if connected else 0)
         if connected:
