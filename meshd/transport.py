@@ -293,7 +293,34 @@ async def round_trip(nc: Any, timeout: float = 5.0) -> None:
 
 
 CLOSE_TIMEOUT = 0.5
-"""Seconds :meth:`NatsTransport.close` waits for the server to acknowledge what is queued, and again to disconnect."""
+"""Seconds :func:`close_connection` waits for the server to acknowledge what is queued, and again to disconnect."""
+
+
+async def close_connection(nc: Any) -> None:
+    """Close a nats-py connection within 2 × :data:`CLOSE_TIMEOUT`, whatever the server does; never raises.
+
+    Not ``nc.drain()``: on a server that stopped answering (frozen, or a
+    black-holed path) it waits out its 30 s drain timeout and then a 10 s
+    flush, and when cancelled sooner it abandons an asyncio.gather of its
+    subscriptions' drains whose CancelledError nobody retrieves (asyncio
+    prints "_GatheringFuture exception was never retrieved" at exit). A
+    bounded round trip gets what is queued (a leave announcement) out.
+    """
+    if nc.is_closed:
+        return
+    try:
+        if nc.is_connected:
+            await round_trip(nc, timeout=CLOSE_TIMEOUT)
+    except Exception:
+        pass  # the server did not answer: what was queued is lost, as in a crash
+    finally:
+        # Closing also ends nats-py's tasks (and its wait for that PONG), so
+        # it must happen even when the caller's deadline has passed.
+        with anyio.CancelScope(shield=True), anyio.move_on_after(CLOSE_TIMEOUT):
+            try:
+                await nc.close()
+            except Exception:
+                pass
 
 
 class NatsTransport(Transport):
@@ -354,26 +381,9 @@ class NatsTransport(Transport):
         self._nc = nc
 
     async def close(self) -> None:
-        # Not nc.drain(): on a server that stopped answering (frozen, or a
-        # black-holed path) it waits out its 30 s drain timeout and then a
-        # 10 s flush, and when cancelled sooner it abandons an asyncio.gather
-        # of its subscriptions' drains whose CancelledError nobody retrieves
-        # (asyncio prints "_GatheringFuture exception was never retrieved" at
-        # exit). A bounded round trip gets queued publishes (a leave) out.
         nc, self._nc = self._nc, None
-        if nc is None or nc.is_closed:
-            return
-        if nc.is_connected:
-            try:
-                await round_trip(nc, timeout=CLOSE_TIMEOUT)
-            except Exception:
-                pass  # the server did not answer: what was queued is lost, as in a crash
-        # Closing also frees nats-py's tasks; it must happen even when the caller's deadline has passed.
-        try:
-            with anyio.CancelScope(shield=True), anyio.move_on_after(CLOSE_TIMEOUT):
-                await nc.close()
-        except Exception:
-            pass
+        if nc is not None:
+            await close_connection(nc)
 
     def _client(self) -> Any:
         if self._nc is None or self._nc.is_closed:

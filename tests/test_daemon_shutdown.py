@@ -6,12 +6,19 @@ stderr both go to its log file, so a traceback printed at exit shows there.
 
 from __future__ import annotations
 
+import asyncio
+import gc
 import signal
 from collections.abc import Callable
+from typing import Any
 
+import anyio
+import nats
 import pytest
 
+from meshd.natsserver import NatsServer
 from meshd.testing import LocalFederation
+from meshd.transport import CLOSE_TIMEOUT, close_connection
 
 REGION = "eu-west-1"
 PROMISED_STOP = 5.0
@@ -60,3 +67,38 @@ def test_sigterm_exits_cleanly_whatever_the_bus_does(local_federation: Callable[
     assert "never retrieved" not in log, log[-3000:]
     assert "Traceback" not in log, log[-3000:]
     assert '"level": "error"' not in log, log[-3000:]
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("deadline_passed", [False, True], ids=["in-time", "deadline-passed"])
+async def test_a_connection_to_a_frozen_server_closes_in_bounded_time(nats_server: NatsServer,
+                                                                      deadline_passed: bool) -> None:
+    """What the daemon's transport and the metering SDK use: no hang, no error left for asyncio to report."""
+    reported: list[dict[str, Any]] = []
+    loop = asyncio.get_running_loop()
+    loop.set_exception_handler(lambda _loop, context: reported.append(context))
+    nc = await nats.connect(nats_server.url, allow_reconnect=False)
+    received = anyio.Event()
+
+    async def handler(_msg: Any) -> None:
+        received.set()
+
+    await nc.subscribe("work", cb=handler)
+    await nc.publish("work", b"x")
+    with anyio.fail_after(5):
+        await received.wait()
+    nats_server.proc.send_signal(signal.SIGSTOP)  # type: ignore[union-attr]
+    try:
+        with anyio.fail_after(2 * CLOSE_TIMEOUT + 1):
+            if deadline_passed:
+                with anyio.CancelScope() as scope:
+                    scope.cancel()
+                    await close_connection(nc)
+            else:
+                await close_connection(nc)
+    finally:
+        nats_server.proc.send_signal(signal.SIGCONT)  # type: ignore[union-attr]
+    assert nc.is_closed
+    gc.collect()  # asyncio reports a never-retrieved exception when the future is collected
+    await anyio.sleep(0)
+    assert not reported, reported
