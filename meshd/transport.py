@@ -292,12 +292,14 @@ async def round_trip(nc: Any, timeout: float = 5.0) -> None:
     await nc.flush(timeout=max(0.1, deadline - time.monotonic()))
 
 
-CLOSE_TIMEOUT = 0.5
-"""Seconds :func:`close_connection` waits for the server to acknowledge what is queued, and again to disconnect."""
+CLOSE_FLUSH_TIMEOUT = 0.5
+"""Seconds :func:`close_connection` waits for the server to acknowledge what is queued."""
+CLOSE_DISCONNECT_TIMEOUT = 1.0
+"""Seconds it then gives nats-py to stop its tasks and close the socket (more on a loaded event loop)."""
 
 
 async def close_connection(nc: Any) -> None:
-    """Close a nats-py connection within 2 × :data:`CLOSE_TIMEOUT`, whatever the server does; never raises.
+    """Close a nats-py connection in bounded time (the two timeouts above), whatever the server does; never raises.
 
     Not ``nc.drain()``: on a server that stopped answering (frozen, or a
     black-holed path) it waits out its 30 s drain timeout and then a 10 s
@@ -310,13 +312,13 @@ async def close_connection(nc: Any) -> None:
         return
     try:
         if nc.is_connected:
-            await round_trip(nc, timeout=CLOSE_TIMEOUT)
+            await round_trip(nc, timeout=CLOSE_FLUSH_TIMEOUT)
     except Exception:
         pass  # the server did not answer: what was queued is lost, as in a crash
     finally:
         # Closing also ends nats-py's tasks (and its wait for that PONG), so
         # it must happen even when the caller's deadline has passed.
-        with anyio.CancelScope(shield=True), anyio.move_on_after(CLOSE_TIMEOUT):
+        with anyio.CancelScope(shield=True), anyio.move_on_after(CLOSE_DISCONNECT_TIMEOUT):
             try:
                 await nc.close()
             except Exception:
