@@ -234,12 +234,30 @@ class PluginsConfig(StrictModel):
     disabled: list[str] = Field(default_factory=list)
 
 
+SYSTEMD_CONFIG_DIR = Path("/etc/meshd")
+"""Where the systemd unit reads its instance's config (``--config /etc/meshd/%i.yaml``)."""
+SYSTEMD_STATE_ROOT = Path("/var/lib/meshd")
+"""The parent of the directory the unit creates for its instance (``StateDirectory=meshd/%i``)."""
+
+
+def default_state_dir(config_path: Path) -> Path | None:
+    """The ``state_dir`` of a config that names none: the unit's state directory for ``/etc/meshd/<name>.yaml``.
+
+    None for a config anywhere else, where ``state_dir`` is required.
+    """
+    path = Path(os.path.abspath(config_path))
+    if path.parent == SYSTEMD_CONFIG_DIR and path.suffix == ".yaml":
+        return SYSTEMD_STATE_ROOT / path.stem
+    return None
+
+
 class DaemonConfig(StrictModel):
     """The settings of one regional daemon (``/etc/meshd/<region>.yaml``)."""
 
     federation: Name
     region: Name
     state_dir: RelPath
+    """Required, except in ``/etc/meshd/<name>.yaml`` (see :func:`default_state_dir`)."""
     region_map: RelPath = Path("region_map.yaml")
     tenants: RelPath | None = None
     """The tenant directory (tenants.yaml), for plugins that need residency; optional."""
@@ -369,6 +387,10 @@ def validate_daemon_source(source: Source, plugin_models: dict[str, type[BaseMod
             # Validate an absent section too, so its defaults get the same
             # treatment as written values (relative paths resolved here).
             source.data[name] = {}
+    if isinstance(source.data, dict) and "state_dir" not in source.data:
+        default = default_state_dir(source.path)
+        if default is not None:
+            source.data["state_dir"] = str(default)
     model = create_model("DaemonConfigWithPlugins", __base__=DaemonConfig, **fields) if fields else DaemonConfig
     return validate_source(source, model)
 

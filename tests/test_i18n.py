@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from meshd.i18n import LANGUAGES, Translator, catalog, detect_language
+from meshd.yamlsource import YamlError, load_yaml
 
 ROOT = Path(__file__).resolve().parent.parent
 OTHERS = [lang for lang in LANGUAGES if lang != "en"]
@@ -17,6 +18,18 @@ OTHERS = [lang for lang in LANGUAGES if lang != "en"]
 
 def placeholders(text: str) -> set[str]:
     return {name for _, name, _, _ in string.Formatter().parse(text) if name}
+
+
+def test_no_catalog_repeats_a_key() -> None:
+    # A repeated key silently replaces the first one: `demo --help` once showed
+    # "gave up after {seconds} s" as the help of --timeout.
+    problems = []
+    for path in sorted((ROOT / "locales").glob("*/*.yaml")):
+        try:
+            load_yaml(path)
+        except YamlError as exc:
+            problems.append(str(exc))
+    assert not problems, "\n".join(problems)
 
 
 def test_english_catalog_is_not_empty() -> None:

@@ -6,11 +6,17 @@ import configparser
 import re
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
+import yaml
 
-UNIT = Path(__file__).resolve().parent.parent / "systemd" / "meshd@.service"
+from meshd.config import default_state_dir, validate_daemon_source
+from meshd.yamlsource import parse_yaml
+
+ROOT = Path(__file__).resolve().parent.parent
+UNIT = ROOT / "systemd" / "meshd@.service"
 
 
 def unit() -> configparser.ConfigParser:
@@ -31,11 +37,50 @@ def test_the_unit_is_a_notify_template_reading_etc_meshd() -> None:
     assert service["User"] == "meshd"
 
 
-def test_the_unit_state_dir_matches_what_the_daemon_expects() -> None:
-    # The daemon keeps state in the config's state_dir; the README tells ops to
-    # set it to the StateDirectory systemd creates.
-    readme = (UNIT.parent.parent / "README.md").read_text()
-    assert "/var/lib/meshd/" in readme
+def instance_value(key: str, instance: str) -> str:
+    """A [Service] setting with the instance specifier %i expanded, as systemd does for meshd@<instance>."""
+    return unit()["Service"][key].replace("%i", instance)
+
+
+def config_of(instance: str) -> Path:
+    """The config file ExecStart hands the instance's daemon."""
+    match = re.search(r"\brun --config (\S+)", instance_value("ExecStart", instance))
+    assert match, unit()["Service"]["ExecStart"]
+    return Path(match.group(1))
+
+
+def test_the_daemon_keeps_its_state_in_the_units_state_directory() -> None:
+    # StateDirectory= is relative to /var/lib for a system unit; systemd creates it owned by User=.
+    assert unit()["Service"]["StateDirectory"] == "meshd/%i"
+    created = Path("/var/lib") / instance_value("StateDirectory", "eu-west-1")
+    config = config_of("eu-west-1")
+    assert config == Path("/etc/meshd/eu-west-1.yaml")
+    # A config there that names no state_dir gets the unit's directory ...
+    assert default_state_dir(config) == created
+    source = parse_yaml("federation: acme\nregion: eu-west-1\nidentity: {private_key: keys/eu-west-1.key, "
+                        "trust_bundle: trust.yaml}\n", config)
+    assert validate_daemon_source(source, {}).state_dir == created
+    # ... one elsewhere must name it (no silent default under someone's home directory) ...
+    assert default_state_dir(Path("/home/ops/fed/eu-west-1.yaml")) is None
+    # ... and the README's install (`meshd init --state-dir ...`) and the sample config write that same directory.
+    readme = (ROOT / "README.md").read_text()
+    template = re.search(r"--state-dir '([^']+)'", readme)
+    assert template and Path(template.group(1).format(region="eu-west-1")) == created, "README's meshd init"
+    sample = yaml.safe_load((ROOT / "etc" / "meshd.yaml").read_text())
+    assert Path(sample["state_dir"]) == Path("/var/lib") / instance_value("StateDirectory", sample["region"])
+
+
+@pytest.mark.skipif(shutil.which("systemd-analyze") is None, reason="systemd-analyze is not installed")
+def test_systemd_analyze_verify_finds_nothing_to_say(tmp_path: Path) -> None:
+    # verify checks that every command exists: point them at this interpreter instead of /opt/meshd.
+    text = UNIT.read_text().replace("/opt/meshd/bin/meshd", sys.executable)
+    assert text != UNIT.read_text()
+    instance = tmp_path / "meshd@eu-west-1.service"
+    instance.write_text(text)
+    proc = subprocess.run(["systemd-analyze", "verify", "--man=no", str(instance)], capture_output=True, text=True,
+                          timeout=60)
+    # Unknown keys and unparsable values are only warnings (exit 0): any output is a finding.
+    assert proc.returncode == 0 and not (proc.stdout + proc.stderr).strip(), proc.stdout + proc.stderr
 
 
 @pytest.mark.skipif(shutil.which("systemd-analyze") is None, reason="systemd-analyze is not installed")

@@ -35,7 +35,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from meshd.transport import round_trip
+from meshd.transport import close_connection, round_trip
 
 from .events import Policy, Reason, Rejection, UsageEvent, batch_msg_id, check_event, encode, event_msg_id
 from .subjects import MSG_ID_HEADER, RECEIPT_HEADER, receipt_subject, service_inbox_prefix, usage_subject
@@ -133,7 +133,7 @@ class UsageClient:
             await self._sub.unsubscribe()
             self._sub = None
         if self._owns_connection:
-            await self.nc.drain()
+            await close_connection(self.nc)
 
     async def __aenter__(self) -> UsageClient:
         return self

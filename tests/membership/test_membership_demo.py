@@ -37,6 +37,18 @@ def test_demo_kill_once() -> None:
                          capture_output=True, text=True, timeout=150, env=ENV, cwd=ROOT)
     assert run.returncode == 0, run.stdout + run.stderr
     assert re.search(r"every survivor marks eu-west-1 dead \([\d.]+ s after the kill\)", run.stdout), run.stdout
+    # Then what the federation does: the committed failover, read from the daemons' /status ...
+    failover = re.search(r"failover committed: eu-west-1 -> eu-central-1 in term \d+, [\d.]+ s after the kill "
+                         r"\(voters: ([a-z0-9, -]+)\)", run.stdout)
+    assert failover, run.stdout
+    voters = failover.group(1).split(", ")
+    assert len(voters) >= 4 and "eu-west-1" not in voters, voters  # a quorum of 7, without the dead region
+    # ... and an EU tenant's route from the dead region's doorstep, before and after, from /v1/route.
+    routes = re.findall(r"route for bistro-fr \(EU\) from eu-west-1: ([a-z0-9-]+), (.+) \(answered by", run.stdout)
+    assert routes == [("eu-west-1", "the nearest eligible region"),
+                      ("eu-central-1", "the committed failover target")], run.stdout
+    order = [run.stdout.index(marker) for marker in ("sent SIGKILL", "every survivor marks", "failover committed")]
+    assert order == sorted(order), run.stdout
     rows = {line.split()[0]: line.split()[1:] for line in run.stdout.splitlines()
             if line.split() and line.split()[0] in ("eu-west-1", "us-east-1")}
     # The killed region's row: dead in every survivor's column, (down) in its own.
@@ -69,4 +81,9 @@ def test_demo_ctrl_c_stops_everything(tmp_path: Path) -> None:
             proc.kill()
     assert proc.returncode == 0, out
     assert "stopping the federation" in out
+    # Without a terminal the live table is never drawn, so it is printed once at the end.
+    rows = {line.split()[0]: line.split()[1:] for line in out.splitlines() if line.split()
+            and line.split()[0] in ("us-east-1", "eu-west-1", "ca-central-1")}
+    assert "region \\ seen by" in out and set(rows) == {"us-east-1", "eu-west-1", "ca-central-1"}, out
+    assert sorted(set(rows["eu-west-1"])) == ["(self)", "alive"], out
     assert not _processes_under(str(workdir)), "Ctrl-C left processes running"
