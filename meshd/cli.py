@@ -18,6 +18,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
 
+import yaml
+
 from . import __version__
 from .config import ConfigError, ConfigIssue, LoadedConfig
 from .i18n import LANGUAGES, Translator, detect_language
@@ -129,8 +131,18 @@ def cmd_init(args: argparse.Namespace, ctx: Context) -> int:
         ctx.error(str(exc))
         return EXIT_USAGE
     ctx.print(ctx.t("cli.init.done", out=result.out, count=len(result.regions), regions=", ".join(result.regions)))
-    ctx.print(ctx.t("cli.init.nats", path=result.nats_conf))
+    ctx.print(_nats_hint(ctx.t, result.nats_conf))
     return EXIT_OK
+
+
+def _nats_hint(t: Translator, conf: Path) -> str:
+    """How to start the bus, naming the binary found: a bare ``nats-server`` works only inside the virtualenv."""
+    from .natsserver import NatsServerNotFound, find_nats_server
+
+    try:
+        return t("cli.init.nats", path=conf, binary=find_nats_server())
+    except NatsServerNotFound as exc:
+        return t("cli.init.nats_missing", path=conf, detail=str(exc))
 
 
 def cmd_keygen(args: argparse.Namespace, ctx: Context) -> int:
@@ -144,7 +156,8 @@ def cmd_keygen(args: argparse.Namespace, ctx: Context) -> int:
     write_private_key(key, out)
     entry = {"key_id": key_id(key.public_key()), "public_key": public_key_b64(key.public_key())}
     ctx.print(ctx.t("cli.keygen.done", path=out))
-    ctx.print(json.dumps({args.region or "REGION": entry}, indent=2))
+    # The entry as trust.yaml holds it, ready to paste under its keys:.
+    ctx.print(yaml.safe_dump({args.region or "REGION": entry}, sort_keys=False).rstrip())
     return EXIT_OK
 
 
