@@ -115,7 +115,7 @@ def cmd_run(args: argparse.Namespace, ctx: Context) -> int:
 
 
 def cmd_init(args: argparse.Namespace, ctx: Context) -> int:
-    from .bootstrap import InitError, init_federation
+    from .bootstrap import ROUTES_FILE, SAMPLE_METER_NAMES, InitError, init_federation
 
     try:
         result = init_federation(
@@ -132,6 +132,10 @@ def cmd_init(args: argparse.Namespace, ctx: Context) -> int:
         return EXIT_USAGE
     ctx.print(ctx.t("cli.init.done", out=result.out, count=len(result.regions), regions=", ".join(result.regions)))
     ctx.print(_nats_hint(ctx.t, result.nats_conf))
+    if result.meters:
+        ctx.print(ctx.t("cli.init.meters", meters=", ".join(SAMPLE_METER_NAMES)))
+    if result.log_only_routes:
+        ctx.print(ctx.t("cli.init.alerts_log_only", path=result.out / ROUTES_FILE))
     return EXIT_OK
 
 

@@ -207,7 +207,7 @@ class LocalFederation:
                  pin: Mapping[str, int] | None = None, config: Mapping[str, Any] | None = None,
                  per_region: Mapping[str, Mapping[str, Any]] | None = None, shared_files: Iterable[Path] = (),
                  env: Mapping[str, str] | None = None, lang: str = "en",
-                 broken_links: Iterable[tuple[str, str]] = ()):
+                 broken_links: Iterable[tuple[str, str]] = (), samples: bool = False):
         self.workdir = Path(workdir)
         self.workdir.mkdir(parents=True, exist_ok=True)
         source = regions_file or default_regions_file()
@@ -232,7 +232,7 @@ class LocalFederation:
         self.init: InitResult = init_federation(
             federation=federation, regions_file=self.regions_file, nats_url=f"nats://127.0.0.1:{nats_port}",
             out=self.workdir / "federation", shared_files=[Path(p).name for p in shared_files], force=True,
-            lang=lang, http_ports=self.http_ports,
+            lang=lang, http_ports=self.http_ports, samples=samples,
         )
         self.dir = self.init.out
         passwords = {r: (self.dir / "secrets" / f"{r}.nats-password").read_text().strip() for r in chosen}

@@ -11,8 +11,8 @@ import pytest
 import yaml
 
 from meshd.cli import main
-from meshd.config import load_config
 from meshd.natsserver import find_nats_server
+from meshd.plugins import Hooks
 from meshd.testing import LocalFederation, default_regions_file
 
 
@@ -29,14 +29,19 @@ def test_init_writes_a_complete_federation(tmp_path: Path, capsys: pytest.Captur
     assert "7 regions" in printed
     # The command to start the bus names the binary found, not a bare name that works only in the venv.
     assert f"{find_nats_server()} -c {out / 'nats-server.conf'}" in printed
+    # A fresh federation logs its alerts until real receivers replace the sample's placeholders.
+    assert f"alerts: LOG-ONLY. {out / 'alert_routes.yaml'}" in printed
+    assert "hc-ping.com" not in yaml.safe_dump(yaml.safe_load((out / "alert_routes.yaml").read_text()))
     names = list(yaml.safe_load(regions.read_text())["regions"])
+    hooks = Hooks.load()
     trust = yaml.safe_load((out / "trust.yaml").read_text())
     assert trust["federation"] == "acme" and set(trust["keys"]) == set(names)
     ports = set()
     for region in names:
         assert mode(out / "keys" / f"{region}.key") == 0o600
         assert mode(out / "secrets" / f"{region}.nats-password") == 0o600
-        config = load_config(out / f"{region}.yaml")  # each one is valid as written
+        config = hooks.load_config(out / f"{region}.yaml")  # each one is valid as written, plugin sections too
+        assert set(config.plugin("metering").meters) == {"api_requests", "storage_gb_hours", "active_users"}
         assert config.region == region and config.daemon.nats.user == region
         ports.add(config.daemon.http.port)
         assert config.daemon.state_dir == out / "state" / region
