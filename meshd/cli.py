@@ -165,16 +165,11 @@ def cmd_keygen(args: argparse.Namespace, ctx: Context) -> int:
     return EXIT_OK
 
 
-def _fmt_age(t: Translator, last_heard: float | None, now: float) -> str:
-    if last_heard is None:
-        return "-"
-    return t.duration(max(0.0, now - last_heard))
-
-
 def cmd_status(args: argparse.Namespace, ctx: Context) -> int:
     import time
 
     from .client import DaemonUnreachable
+    from .statusview import render
 
     config = ctx.load_config(args.config)
     try:
@@ -185,22 +180,7 @@ def cmd_status(args: argparse.Namespace, ctx: Context) -> int:
     if args.json:
         ctx.print(json.dumps(doc, indent=2, ensure_ascii=False))
         return EXIT_OK
-    t = ctx.t
-    ctx.print(t("cli.status.header", region=doc.get("region"), federation=doc.get("federation"),
-                state=t(f"cli.daemon_state.{doc.get('state')}"), bus=t("cli.status.connected") if doc.get("bus", {}).get("connected")
-                else t("cli.status.disconnected")))
-    members = doc.get("members") or []
-    if members:
-        now = time.time()
-        rows = [
-            [m.get("region"), t(f"cli.member_state.{m.get('state')}"), m.get("incarnation"),
-             _fmt_age(t, m.get("last_heard"), now), m.get("health") or "-",
-             "-" if m.get("rtt_ms") is None else t.number(m["rtt_ms"], 1)]
-            for m in members
-        ]
-        headers = [t("cli.status.col.region"), t("cli.status.col.state"), t("cli.status.col.incarnation"),
-                   t("cli.status.col.last_heard"), t("cli.status.col.health"), t("cli.status.col.rtt")]
-        ctx.print(render_table(headers, rows))
+    ctx.print(render(ctx.t, doc, config.region_map.regions, time.time()))
     return EXIT_OK
 
 
