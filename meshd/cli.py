@@ -47,10 +47,8 @@ class Context:
     def describe_issue(self, issue: ConfigIssue) -> str:
         """One config problem as ``file:line: key: message``, in the user's language where we can."""
         message = issue.message
-        if issue.code == "extra_forbidden":
-            message = self.t("cli.config_error.unknown_key")
-        elif issue.code == "missing":
-            message = self.t("cli.config_error.missing_key")
+        if issue.params is not None:
+            message = self.t(f"cli.config_error.{issue.code}", **issue.params)
         where = f"{issue.file}:{issue.line}" if issue.line else str(issue.file)
         return f"{where}: {format_keypath(issue.keypath)}: {message}"
 

@@ -14,32 +14,12 @@ import pytest
 import yaml
 
 from meshd.cli import main
-from meshd.i18n import catalog
-from meshd.testing import LocalFederation
+from meshd.testing import LocalFederation, english_words, leftover_english
 
 ROOT = Path(__file__).resolve().parent.parent
 REGIONS = ["eu-west-1", "eu-central-1", "us-east-1"]
 
 pytestmark = pytest.mark.nats
-
-
-def english_words(lang: str, *prefixes: str) -> set[str]:
-    """Words of meshd's English messages under ``prefixes`` that the ``lang`` message does not share.
-
-    A word both versions have (a command name, a placeholder's neighbour like ``meshd``) is
-    technical, not English left untranslated.
-    """
-    en, other = catalog("en"), catalog(lang)
-    words: set[str] = set()
-    for key, text in en.items():
-        if key.startswith(prefixes):
-            theirs = set(re.findall(r"[a-z]{3,}", re.sub(r"\{\w+\}", "", other.get(key, "")).lower()))
-            words |= set(re.findall(r"[a-z]{3,}", re.sub(r"\{\w+\}", "", text).lower())) - theirs
-    return words
-
-
-def leftover_english(output: str, words: set[str]) -> list[str]:
-    return sorted(w for w in words if re.search(rf"(?<![\w-]){re.escape(w)}(?![\w-])", output, re.IGNORECASE))
 
 
 def status(config: Path, capsys: pytest.CaptureFixture[str], lang: str = "en") -> str:
