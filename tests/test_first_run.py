@@ -97,7 +97,7 @@ def test_a_fresh_init_federation_meters_at_once_and_sends_no_alert(
 
     # No meters: refused, and /status says why without listing meters it does not use.
     assert record(central, "api_requests") == 1
-    assert "no meters configured" in capsys.readouterr().err
+    assert "no meters configured (add them under metering.meters, then meshd reload)" in capsys.readouterr().err
     metering = fed.status("eu-central-1")["metering"]
     assert metering["state"] == "disabled" and metering["meters"] == {}
 

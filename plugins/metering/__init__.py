@@ -25,7 +25,7 @@ from .runtime import NotRunning, Runtime, UnknownTenant
 from .subjects import QUERY_KIND
 
 SECTION = "metering"
-NO_METERS = "no meters configured"
+NO_METERS = "no meters configured (add them under metering.meters, then meshd reload)"
 
 
 class MeteringPlugin:
