@@ -69,6 +69,7 @@ metering:
 
 SAMPLE_METER_NAMES = tuple(yaml.safe_load(SAMPLE_METERS)["metering"]["meters"])
 
+
 class InitError(Exception):
     pass
 

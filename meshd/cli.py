@@ -48,7 +48,7 @@ class Context:
         """One config problem as ``file:line: key: message``, in the user's language where we can."""
         message = issue.message
         if issue.params is not None:
-            message = self.t(f"cli.config_error.{issue.code}", **issue.params)
+            message = self.t(f"cli.config_error.{issue.code}", **dict(issue.params))
         where = f"{issue.file}:{issue.line}" if issue.line else str(issue.file)
         return f"{where}: {format_keypath(issue.keypath)}: {message}"
 

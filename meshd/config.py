@@ -51,8 +51,9 @@ class ConfigIssue:
     message: str
     line: int | None = None
     code: str = "invalid"
-    params: Mapping[str, Any] | None = None
-    """For a code of :data:`TRANSLATED_ERRORS`: the values its catalog message names."""
+    params: tuple[tuple[str, str], ...] | None = None
+    """For a code of :data:`TRANSLATED_ERRORS`: (name, value) pairs its catalog message names
+    (pairs, not a dict, so that an issue stays hashable)."""
 
     def __str__(self) -> str:
         where = f"{self.file}:{self.line}" if self.line else f"{self.file}"
@@ -109,13 +110,13 @@ TRANSLATED_ERRORS: dict[str, tuple[str, ...]] = {
 }
 
 
-def _params(err: Mapping[str, Any]) -> dict[str, str]:
+def _params(err: Mapping[str, Any]) -> tuple[tuple[str, str], ...]:
     ctx = err.get("ctx") or {}
     params = {name: str(ctx.get(name, "")) for name in TRANSLATED_ERRORS[err["type"]]}
     if "expected" in params:
         # pydantic joins the choices with an English "or": list them with commas instead.
         params["expected"] = params["expected"].replace(" or ", ", ")
-    return params
+    return tuple(params.items())
 
 
 def issues_from_validation(source: Source, exc: ValidationError, prefix: KeyPath = ()) -> list[ConfigIssue]:
@@ -136,7 +137,7 @@ def issues_from_validation(source: Source, exc: ValidationError, prefix: KeyPath
         message, params = err["msg"].removeprefix("Value error, "), None
         if err["type"] in TRANSLATED_ERRORS:
             params = _params(err)
-            message = english(f"cli.config_error.{err['type']}", **params)
+            message = english(f"cli.config_error.{err['type']}", **dict(params))
         issues.append(ConfigIssue(source.path, keypath, message, source.line_of(keypath), code=err["type"],
                                   params=params))
     return issues
