@@ -5,6 +5,11 @@ a NATS password (0600); for the federation, the trust bundle of all public
 keys and a nats-server config with JetStream and one user per region that may
 publish only as itself. Shared files plugins read (DR pairs, alert routes...)
 are copied from beside the region map.
+
+What it writes runs as it is: each config meters the sample meters (when
+there is a tenant directory), and the copy of the alert routing file has its
+receivers' URLs commented out, so that a fresh federation logs its alerts
+instead of sending them to the sample's placeholder URLs.
 """
 
 from __future__ import annotations
@@ -21,6 +26,7 @@ import yaml
 
 from .config import RegionMap, load_model_file
 from .identity import generate_key, key_id, public_key_b64, write_private_key
+from .logonly import has_literal_urls, log_only_routes
 from .natsserver import authorization_block, render_config
 
 
@@ -31,6 +37,10 @@ class InitResult:
     configs: dict[str, Path]
     nats_conf: Path
     copied: list[str]
+    log_only_routes: bool = False
+    """The routing file was written with its receivers' URLs commented out."""
+    meters: bool = False
+    """The configs meter the sample meters."""
 
 
 def _write_secret(path: Path, text: str) -> None:
@@ -44,6 +54,22 @@ def _dump(data: object) -> str:
     return yaml.safe_dump(data, sort_keys=False, default_flow_style=False, allow_unicode=True)
 
 
+ROUTES_FILE = "alert_routes.yaml"
+
+SAMPLE_METERS = """
+# Usage metering (docs/metering.md): the sample meters of etc/meshd.yaml. Give every
+# region the same list; `meshd reload` applies a change to the meters.
+metering:
+  meters:
+    api_requests: {kind: COUNT, description: "API requests served"}
+    storage_gb_hours: {kind: SUM, unit: GB-h}
+    active_users: {kind: UNIQUE_COUNT}
+  stream: {replicas: 1}          # 3 on a production NATS cluster
+"""
+
+SAMPLE_METER_NAMES = tuple(yaml.safe_load(SAMPLE_METERS)["metering"]["meters"])
+
+
 class InitError(Exception):
     pass
 
@@ -52,8 +78,12 @@ def init_federation(*, federation: str, regions_file: Path, nats_url: str, out: 
                     http_base_port: int = 9100, state_dir_template: str = "state/{region}",
                     shared_files: Sequence[str] = (), force: bool = False,
                     lang: str = "en", monitor_port: int | None = None,
-                    http_ports: Mapping[str, int] | None = None) -> InitResult:
-    """Write the federation directory ``out``; raise :class:`InitError` or ConfigError on bad input."""
+                    http_ports: Mapping[str, int] | None = None, samples: bool = True) -> InitResult:
+    """Write the federation directory ``out``; raise :class:`InitError` or ConfigError on bad input.
+
+    ``samples=False`` copies the routing file as it is and writes no meters (for a
+    caller, such as a test, that brings its own receivers and metering settings).
+    """
     region_map = load_model_file(regions_file, RegionMap)  # ConfigError names the bad key and line
     if (out / "trust.yaml").exists() and not force:
         raise InitError(f"{out} already holds a federation (trust.yaml); use --force to replace its keys")
@@ -65,11 +95,20 @@ def init_federation(*, federation: str, regions_file: Path, nats_url: str, out: 
     names = list(region_map.regions)
     shutil.copyfile(regions_file, out / "region_map.yaml")
     copied = []
+    log_only = False
     for name in ("tenants.yaml", *shared_files):
         src = regions_file.parent / name
-        if src.is_file():
+        if not src.is_file():
+            continue
+        text = src.read_text() if name == ROUTES_FILE and samples else ""
+        if text and has_literal_urls(text):
+            (out / name).write_text(log_only_routes(text))
+            log_only = True
+        else:
             shutil.copyfile(src, out / name)
-            copied.append(name)
+        copied.append(name)
+    # Metering keeps usage in each tenant's residency: it needs the tenant directory.
+    meters = samples and "tenants.yaml" in copied
 
     trust: dict[str, object] = {"federation": federation, "keys": {}}
     passwords: dict[str, str] = {}
@@ -94,7 +133,8 @@ def init_federation(*, federation: str, regions_file: Path, nats_url: str, out: 
             "http": {"listen": "127.0.0.1", "port": (http_ports or {}).get(region, http_base_port + i)},
         }
         path = out / f"{region}.yaml"
-        path.write_text(f"# meshd daemon config for {region} (written by `meshd init`)\n" + _dump(config))
+        path.write_text(f"# meshd daemon config for {region} (written by `meshd init`)\n" + _dump(config)
+                        + (SAMPLE_METERS if meters else ""))
         configs[region] = path
 
     (out / "trust.yaml").write_text(
@@ -112,4 +152,4 @@ def init_federation(*, federation: str, regions_file: Path, nats_url: str, out: 
             store_dir=out / "nats-js", authorization=authorization_block(federation, passwords),
         ),
     )
-    return InitResult(out, names, configs, nats_conf, copied)
+    return InitResult(out, names, configs, nats_conf, copied, log_only, meters)

@@ -18,6 +18,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
 
+import yaml
+
 from . import __version__
 from .config import ConfigError, ConfigIssue, LoadedConfig
 from .i18n import LANGUAGES, Translator, detect_language
@@ -45,10 +47,8 @@ class Context:
     def describe_issue(self, issue: ConfigIssue) -> str:
         """One config problem as ``file:line: key: message``, in the user's language where we can."""
         message = issue.message
-        if issue.code == "extra_forbidden":
-            message = self.t("cli.config_error.unknown_key")
-        elif issue.code == "missing":
-            message = self.t("cli.config_error.missing_key")
+        if issue.params is not None:
+            message = self.t(f"cli.config_error.{issue.code}", **dict(issue.params))
         where = f"{issue.file}:{issue.line}" if issue.line else str(issue.file)
         return f"{where}: {format_keypath(issue.keypath)}: {message}"
 
@@ -113,7 +113,7 @@ def cmd_run(args: argparse.Namespace, ctx: Context) -> int:
 
 
 def cmd_init(args: argparse.Namespace, ctx: Context) -> int:
-    from .bootstrap import InitError, init_federation
+    from .bootstrap import ROUTES_FILE, SAMPLE_METER_NAMES, InitError, init_federation
 
     try:
         result = init_federation(
@@ -129,8 +129,22 @@ def cmd_init(args: argparse.Namespace, ctx: Context) -> int:
         ctx.error(str(exc))
         return EXIT_USAGE
     ctx.print(ctx.t("cli.init.done", out=result.out, count=len(result.regions), regions=", ".join(result.regions)))
-    ctx.print(ctx.t("cli.init.nats", path=result.nats_conf))
+    ctx.print(_nats_hint(ctx.t, result.nats_conf))
+    if result.meters:
+        ctx.print(ctx.t("cli.init.meters", meters=", ".join(SAMPLE_METER_NAMES)))
+    if result.log_only_routes:
+        ctx.print(ctx.t("cli.init.alerts_log_only", path=result.out / ROUTES_FILE))
     return EXIT_OK
+
+
+def _nats_hint(t: Translator, conf: Path) -> str:
+    """How to start the bus, naming the binary found: a bare ``nats-server`` works only inside the virtualenv."""
+    from .natsserver import NatsServerNotFound, find_nats_server
+
+    try:
+        return t("cli.init.nats", path=conf, binary=find_nats_server())
+    except NatsServerNotFound as exc:
+        return t("cli.init.nats_missing", path=conf, detail=str(exc))
 
 
 def cmd_keygen(args: argparse.Namespace, ctx: Context) -> int:
@@ -144,20 +158,16 @@ def cmd_keygen(args: argparse.Namespace, ctx: Context) -> int:
     write_private_key(key, out)
     entry = {"key_id": key_id(key.public_key()), "public_key": public_key_b64(key.public_key())}
     ctx.print(ctx.t("cli.keygen.done", path=out))
-    ctx.print(json.dumps({args.region or "REGION": entry}, indent=2))
+    # The entry as trust.yaml holds it, ready to paste under its keys:.
+    ctx.print(yaml.safe_dump({args.region or "REGION": entry}, sort_keys=False).rstrip())
     return EXIT_OK
-
-
-def _fmt_age(t: Translator, last_heard: float | None, now: float) -> str:
-    if last_heard is None:
-        return "-"
-    return t.duration(max(0.0, now - last_heard))
 
 
 def cmd_status(args: argparse.Namespace, ctx: Context) -> int:
     import time
 
     from .client import DaemonUnreachable
+    from .statusview import render
 
     config = ctx.load_config(args.config)
     try:
@@ -168,22 +178,7 @@ def cmd_status(args: argparse.Namespace, ctx: Context) -> int:
     if args.json:
         ctx.print(json.dumps(doc, indent=2, ensure_ascii=False))
         return EXIT_OK
-    t = ctx.t
-    ctx.print(t("cli.status.header", region=doc.get("region"), federation=doc.get("federation"),
-                state=t(f"cli.daemon_state.{doc.get('state')}"), bus=t("cli.status.connected") if doc.get("bus", {}).get("connected")
-                else t("cli.status.disconnected")))
-    members = doc.get("members") or []
-    if members:
-        now = time.time()
-        rows = [
-            [m.get("region"), t(f"cli.member_state.{m.get('state')}"), m.get("incarnation"),
-             _fmt_age(t, m.get("last_heard"), now), m.get("health") or "-",
-             "-" if m.get("rtt_ms") is None else t.number(m["rtt_ms"], 1)]
-            for m in members
-        ]
-        headers = [t("cli.status.col.region"), t("cli.status.col.state"), t("cli.status.col.incarnation"),
-                   t("cli.status.col.last_heard"), t("cli.status.col.health"), t("cli.status.col.rtt")]
-        ctx.print(render_table(headers, rows))
+    ctx.print(render(ctx.t, doc, config.region_map.regions, time.time()))
     return EXIT_OK
 
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 import os
 import re
 import stat
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Any, Literal, TypeVar
@@ -50,6 +51,9 @@ class ConfigIssue:
     message: str
     line: int | None = None
     code: str = "invalid"
+    params: tuple[tuple[str, str], ...] | None = None
+    """For a code of :data:`TRANSLATED_ERRORS`: (name, value) pairs its catalog message names
+    (pairs, not a dict, so that an issue stays hashable)."""
 
     def __str__(self) -> str:
         where = f"{self.file}:{self.line}" if self.line else f"{self.file}"
@@ -91,20 +95,51 @@ def _data_keypath(data: Any, loc: tuple[Any, ...]) -> KeyPath:
     return tuple(out)
 
 
+TRANSLATED_ERRORS: dict[str, tuple[str, ...]] = {
+    # pydantic error type -> the names of its context values the message uses.
+    # Each has a message ``cli.config_error.<type>`` in every language; other types
+    # (a validator's own ValueError...) keep pydantic's English text.
+    "extra_forbidden": (), "missing": (),
+    "int_parsing": (), "int_type": (), "int_from_float": (),
+    "float_parsing": (), "float_type": (), "decimal_parsing": (), "decimal_type": (),
+    "bool_parsing": (), "bool_type": (), "string_type": (), "dict_type": (), "list_type": (),
+    "greater_than": ("gt",), "greater_than_equal": ("ge",), "less_than": ("lt",), "less_than_equal": ("le",),
+    "literal_error": ("expected",), "enum": ("expected",), "string_pattern_mismatch": ("pattern",),
+    "string_too_short": ("min_length",), "string_too_long": ("max_length",),
+    "too_short": ("min_length",), "too_long": ("max_length",),
+}
+
+
+def _params(err: Mapping[str, Any]) -> tuple[tuple[str, str], ...]:
+    ctx = err.get("ctx") or {}
+    params = {name: str(ctx.get(name, "")) for name in TRANSLATED_ERRORS[err["type"]]}
+    if "expected" in params:
+        # pydantic joins the choices with an English "or": list them with commas instead.
+        params["expected"] = params["expected"].replace(" or ", ", ")
+    return tuple(params.items())
+
+
 def issues_from_validation(source: Source, exc: ValidationError, prefix: KeyPath = ()) -> list[ConfigIssue]:
-    """Turn a pydantic error into issues located in ``source``."""
+    """Turn a pydantic error into issues located in ``source``.
+
+    Common error types carry a catalog key (``cli.config_error.<type>``) and its values,
+    so the CLI says them in the user's language; the message is the English one.
+    """
+    from .i18n import Translator
+
+    english = Translator("en")
     issues = []
     data = source.data
     for part in prefix:
         data = data[part] if isinstance(data, (dict, list)) else None
     for err in exc.errors(include_url=False):
         keypath = prefix + _data_keypath(data, tuple(err["loc"]))
-        message = err["msg"].removeprefix("Value error, ")
-        if err["type"] == "extra_forbidden":
-            message = "unknown key (not a setting here; check its spelling and indentation)"
-        elif err["type"] == "missing":
-            message = "required key is missing"
-        issues.append(ConfigIssue(source.path, keypath, message, source.line_of(keypath), code=err["type"]))
+        message, params = err["msg"].removeprefix("Value error, "), None
+        if err["type"] in TRANSLATED_ERRORS:
+            params = _params(err)
+            message = english(f"cli.config_error.{err['type']}", **dict(params))
+        issues.append(ConfigIssue(source.path, keypath, message, source.line_of(keypath), code=err["type"],
+                                  params=params))
     return issues
 
 

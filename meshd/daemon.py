@@ -36,7 +36,7 @@ from .logs import register_secret
 from .metrics import CONTENT_TYPE, Metrics
 from .plugins import Hooks
 from .sdnotify import Notifier
-from .service import supervise
+from .service import Service, supervise
 from .transport import NatsTransport, Transport
 from .yamlsource import EncryptedValue
 
@@ -186,6 +186,17 @@ class Daemon:
                                type(exc).__name__, exc, exc_info=exc)
 
         self._tg.start_soon(guarded, name=name or None)
+
+    async def start_services(self, plugin: str, services: list[Service]) -> None:
+        """Start and supervise ``services`` of ``plugin`` now, as startup does with ``meshd_services``.
+
+        For a plugin that a reload brings to life (e.g. metering given its first meters):
+        ``meshd_services`` is asked only once, at startup.
+        """
+        if self._tg is None:
+            raise RuntimeError("the daemon is not running")
+        for service in services:
+            await self._tg.start(supervise, service, plugin, self.log.getChild(plugin), self.metrics)
 
     def stop(self) -> None:
         """Ask the daemon to leave gracefully and stop (what SIGTERM does)."""

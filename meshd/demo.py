@@ -209,7 +209,7 @@ def run_demo(args: argparse.Namespace, ctx: Any) -> int:
         if tenants is not None:
             shared.append(write_tenants(tenants, workdir / "tenants.yaml"))
         fed = LocalFederation(workdir, regions_file=regions_file, federation="demo", shared_files=shared,
-                              lang=t.lang)
+                              lang=t.lang, samples=True)  # as `meshd init` writes it: log-only receivers
     except NatsServerNotFound as exc:
         ctx.error(str(exc))
         return 1

@@ -107,3 +107,17 @@ class Translator:
 
     def duration(self, seconds: float) -> str:
         return format_timedelta(timedelta(seconds=seconds), threshold=1.1, locale=self.locale)
+
+    def exact_duration(self, seconds: float) -> str:
+        """A duration the user wrote (``1h``, ``90m``, ``2d``) in the largest unit that holds it whole.
+
+        :meth:`duration` rounds, which suits ages; a configured length must come back as
+        written: 3600 s is "1 hour", 5400 s "90 minutes", never "2 hours".
+        """
+        whole = round(abs(seconds))
+        for unit in (604800, 86400, 3600, 60, 1):
+            if whole and whole % unit == 0:
+                # format_timedelta picks the first unit whose count reaches the threshold;
+                # a threshold of exactly the count in our unit makes it pick that unit.
+                return format_timedelta(timedelta(seconds=whole), threshold=whole // unit, locale=self.locale)
+        return self.duration(seconds)

@@ -94,6 +94,37 @@ def deep_merge(base: dict[str, Any], patch: Mapping[str, Any]) -> dict[str, Any]
     return out
 
 
+# ---------------------------------------------------------------- translations
+
+
+def english_words(lang: str, *prefixes: str) -> set[str]:
+    """Lowercased words of meshd's English messages under ``prefixes`` that ``lang``'s do not share.
+
+    A word both versions of a message have (a command name, ``meshd``, ``RTT``) is
+    technical, not English left untranslated. Placeholders are left out.
+    """
+    import re
+
+    from .i18n import catalog
+
+    def words(text: str) -> set[str]:
+        return set(re.findall(r"[a-z]{3,}", re.sub(r"\{\w+\}", "", text).lower()))
+
+    en, other = catalog("en"), catalog(lang)
+    found: set[str] = set()
+    for key, text in en.items():
+        if key.startswith(prefixes):
+            found |= words(text) - words(other.get(key, ""))
+    return found
+
+
+def leftover_english(output: str, words: Iterable[str]) -> list[str]:
+    """Which of ``words`` appear as whole words in ``output`` (case-insensitive)."""
+    import re
+
+    return sorted(w for w in words if re.search(rf"(?<![\w-]){re.escape(w)}(?![\w-])", output, re.IGNORECASE))
+
+
 # ---------------------------------------------------------------- TCP proxy
 
 
@@ -282,7 +313,8 @@ class LocalFederation:
                  pin: Mapping[str, int] | None = None, config: Mapping[str, Any] | None = None,
                  per_region: Mapping[str, Mapping[str, Any]] | None = None, shared_files: Iterable[Path] = (),
                  env: Mapping[str, str] | None = None, lang: str = "en",
-                 broken_links: Iterable[tuple[str, str]] = (), latency: tuple[float, float] | None = None):
+                 broken_links: Iterable[tuple[str, str]] = (), latency: tuple[float, float] | None = None,
+                 samples: bool = False):
         if latency is not None and not proxies:
             raise ValueError("latency is added by the TCP proxies: pass proxies=True with it")
         self.latency = latency
@@ -310,7 +342,7 @@ class LocalFederation:
         self.init: InitResult = init_federation(
             federation=federation, regions_file=self.regions_file, nats_url=f"nats://127.0.0.1:{nats_port}",
             out=self.workdir / "federation", shared_files=[Path(p).name for p in shared_files], force=True,
-            lang=lang, http_ports=self.http_ports,
+            lang=lang, http_ports=self.http_ports, samples=samples,
         )
         self.dir = self.init.out
         passwords = {r: (self.dir / "secrets" / f"{r}.nats-password").read_text().strip() for r in chosen}
@@ -551,7 +583,7 @@ def write_federation(tmp_path: Path, regions: Sequence[str], nats_url: str, *, f
     regions_file = tmp_path / "regions.yaml"
     regions_file.write_text(yaml.safe_dump(raw, sort_keys=False))
     result = init_federation(federation=federation, regions_file=regions_file, nats_url=nats_url,
-                             out=tmp_path / "federation", http_base_port=0, force=True)
+                             out=tmp_path / "federation", http_base_port=0, force=True, samples=False)
     for path in result.configs.values():
         data = yaml.safe_load(path.read_text())
         data["nats"] = {"servers": [nats_url]}  # the test server has no auth

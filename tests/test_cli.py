@@ -11,8 +11,8 @@ import pytest
 import yaml
 
 from meshd.cli import main
-from meshd.config import load_config
 from meshd.natsserver import find_nats_server
+from meshd.plugins import Hooks
 from meshd.testing import LocalFederation, default_regions_file
 
 
@@ -25,15 +25,23 @@ def test_init_writes_a_complete_federation(tmp_path: Path, capsys: pytest.Captur
     regions = default_regions_file()
     assert main(["init", "--federation", "acme", "--regions", str(regions), "--nats", "nats://127.0.0.1:4333",
                  "--out", str(out)]) == 0
-    assert "7 regions" in capsys.readouterr().out
+    printed = capsys.readouterr().out
+    assert "7 regions" in printed
+    # The command to start the bus names the binary found, not a bare name that works only in the venv.
+    assert f"{find_nats_server()} -c {out / 'nats-server.conf'}" in printed
+    # A fresh federation logs its alerts until real receivers replace the sample's placeholders.
+    assert f"alerts: LOG-ONLY. {out / 'alert_routes.yaml'}" in printed
+    assert "hc-ping.com" not in yaml.safe_dump(yaml.safe_load((out / "alert_routes.yaml").read_text()))
     names = list(yaml.safe_load(regions.read_text())["regions"])
+    hooks = Hooks.load()
     trust = yaml.safe_load((out / "trust.yaml").read_text())
     assert trust["federation"] == "acme" and set(trust["keys"]) == set(names)
     ports = set()
     for region in names:
         assert mode(out / "keys" / f"{region}.key") == 0o600
         assert mode(out / "secrets" / f"{region}.nats-password") == 0o600
-        config = load_config(out / f"{region}.yaml")  # each one is valid as written
+        config = hooks.load_config(out / f"{region}.yaml")  # each one is valid as written, plugin sections too
+        assert set(config.plugin("metering").meters) == {"api_requests", "storage_gb_hours", "active_users"}
         assert config.region == region and config.daemon.nats.user == region
         ports.add(config.daemon.http.port)
         assert config.daemon.state_dir == out / "state" / region
@@ -63,8 +71,9 @@ def test_keygen(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["keygen", "--out", str(key), "--region", "eu-west-1"]) == 0
     assert mode(key) == 0o600
     printed = capsys.readouterr().out
-    entry = json.loads(printed[printed.index("{"):])
-    assert set(entry["eu-west-1"]) == {"key_id", "public_key"}
+    # The entry is printed as trust.yaml writes it: YAML to paste under keys:.
+    entry = yaml.safe_load(printed.split("\n", 1)[1])
+    assert set(entry["eu-west-1"]) == {"key_id", "public_key"} and "{" not in printed
     assert main(["keygen", "--out", str(key)]) == 2
     assert main(["keygen", "--out", str(key), "--force"]) == 0
 

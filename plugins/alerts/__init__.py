@@ -54,6 +54,7 @@ class AlertsPlugin:
         self.runtime: AlertsRuntime | None = None
         self._early: list[Alert] = []
         self._limiter: anyio.CapacityLimiter | None = None
+        self._deadman_started = False
 
     # ------------------------------------------------------------ configuration
 
@@ -108,7 +109,7 @@ class AlertsPlugin:
         self._early.clear()
         if log_only:
             daemon.log.getChild("alerts").warning(
-                "no routing file at %s: alerts are logged, not sent (see docs/alerts.md)", tree.path)
+                "%s in %s: alerts are logged, not sent (see docs/alerts.md)", runtime.log_only_reason(), tree.path)
 
     @hookimpl
     def meshd_services(self, daemon: Daemon) -> Sequence[Service]:
@@ -117,15 +118,24 @@ class AlertsPlugin:
             return []
         services = [Service("alerts-dispatch", rt.dispatch), Service("alerts-delivery", rt.delivery.run),
                     Service("alerts-silences", rt.silences_service)]
-        if rt.settings.deadman.enabled and not rt.log_only:
-            services.append(Service("alerts-deadman", rt.deadman))
-        return services
+        return services + self._deadman(rt)
+
+    def _deadman(self, rt: AlertsRuntime) -> list[Service]:
+        """The dead man's switch, once, when there is a receiver to tell."""
+        if self._deadman_started or not rt.settings.deadman.enabled or rt.log_only:
+            return []
+        self._deadman_started = True
+        return [Service("alerts-deadman", rt.deadman)]
 
     @hookimpl
     async def meshd_reload(self, daemon: Daemon, previous: LoadedConfig) -> None:
         if self.runtime is not None:
             await self.runtime.reload(daemon.config.plugin(SECTION), routes_path(daemon.config),
                                       _explicit(daemon.config))
+            # Receivers filled in after `meshd init`: the heartbeat starts without a restart.
+            deadman = self._deadman(self.runtime)
+            if deadman:
+                await daemon.start_services(SECTION, deadman)
 
     # ------------------------------------------------------------ alerts
 

@@ -184,7 +184,7 @@ def cmd_silence_add(args: argparse.Namespace, ctx: Any) -> int:
     if status != 201:
         return _failed(ctx, status, doc)
     silence = doc["silence"]
-    ctx.print(t("alerts.cli.silence.added", id=silence["id"], duration=t.duration(duration)))
+    ctx.print(t("alerts.cli.silence.added", id=silence["id"], duration=t.exact_duration(duration)))
     return EXIT_OK
 
 

@@ -43,10 +43,15 @@ SILENCE_KEEP = 5 * 86400.0
 
 
 def load_tree(path: Path, explicit: bool) -> tuple[RoutingTree, bool]:
-    """(tree, log_only): the routing file, or the log-only tree when the default file does not exist."""
+    """(tree, log_only): the routing file, or the log-only tree when the default file does not exist.
+
+    A routing file none of whose receivers has a URL (what ``meshd init`` writes until the
+    operator fills them in) is log-only too: nothing can be sent, so no dead man's switch.
+    """
     if not explicit and not path.exists():
         return log_only_tree(path), True
-    return load_routes(path, check_urls=False), False
+    tree = load_routes(path, check_urls=False)
+    return tree, not any(receiver.urls for receiver in tree.receivers.values())
 
 
 class AlertsRuntime:
@@ -132,6 +137,9 @@ class AlertsRuntime:
                       len(tree.routes), len(tree.receivers), tree.digest)
         self._wake.set()
 
+    def log_only_reason(self) -> str:
+        return "no routing file" if not self.tree.path.exists() else "no receiver has a URL"
+
     # ------------------------------------------------------------ startup
 
     async def start(self) -> None:
@@ -153,7 +161,7 @@ class AlertsRuntime:
             if not synced:
                 self._unsynced.add(silence.id)
         await self.daemon.bus.subscribe(BUS_KIND, self._on_bus)
-        what = "log only (no routing file)" if self.log_only else f"{len(self.tree.routes)} routes"
+        what = f"log only ({self.log_only_reason()})" if self.log_only else f"{len(self.tree.routes)} routes"
         self.log.info("alerts: %s from %s, %d receivers, outbox %s", what, self.tree.path, len(self.tree.receivers),
                       self.outbox.sync.path)
 

@@ -25,6 +25,7 @@ from .runtime import NotRunning, Runtime, UnknownTenant
 from .subjects import QUERY_KIND
 
 SECTION = "metering"
+NO_METERS = "no meters configured (add them under metering.meters, then meshd reload)"
 
 
 class MeteringPlugin:
@@ -60,7 +61,7 @@ class MeteringPlugin:
     async def meshd_startup(self, daemon: meshd.Daemon) -> None:
         runtime = self.runtime = Runtime(daemon)
         if not runtime.settings.enabled:
-            runtime.state, runtime.detail = "disabled", "no meters configured"
+            runtime.state, runtime.detail = "disabled", NO_METERS
         elif not hasattr(daemon.transport, "nc"):
             runtime.state, runtime.detail = "disabled", "needs a NATS transport with JetStream"
             runtime.log.warning("metering disabled: the daemon's transport has no JetStream")
@@ -72,6 +73,10 @@ class MeteringPlugin:
         runtime = self.runtime
         if runtime is None or runtime.state == "disabled":
             return []
+        return self._services(runtime)
+
+    @staticmethod
+    def _services(runtime: Runtime) -> list[meshd.Service]:
         return [
             meshd.Service("metering-ingest", runtime.run_ingest),
             meshd.Service("metering-prune", runtime.run_prune),
@@ -79,11 +84,19 @@ class MeteringPlugin:
         ]
 
     @hookimpl
-    def meshd_reload(self, daemon: meshd.Daemon, previous: LoadedConfig) -> None:
-        if self.runtime is not None:
-            if previous.plugin(SECTION).enabled != daemon.plugin_config(SECTION).enabled:
-                self.runtime.log.warning("metering meters were added or removed entirely; restart to apply")
-            self.runtime.reload()
+    async def meshd_reload(self, daemon: meshd.Daemon, previous: LoadedConfig) -> None:
+        runtime = self.runtime
+        if runtime is None:
+            return
+        runtime.reload()
+        if runtime.state == "disabled" and runtime.detail == NO_METERS and runtime.settings.enabled:
+            # The first meters: start metering now rather than answer "disabled" until a restart.
+            runtime.state, runtime.detail = "starting", ""
+            runtime.log.info("metering starts: meters %s added by a reload", ", ".join(runtime.settings.meters))
+            await daemon.start_services(SECTION, self._services(runtime))
+        elif runtime.state != "disabled" and not runtime.settings.enabled:
+            runtime.log.warning("every meter was removed: the stream is still consumed and its events are "
+                                "rejected (unknown_meter); restart to stop metering")
 
     @hookimpl
     async def meshd_shutdown(self, daemon: meshd.Daemon) -> None:

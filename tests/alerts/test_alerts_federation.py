@@ -233,7 +233,7 @@ def test_silences_from_the_cli_hold_back_and_resolve(env: Env, capsys: pytest.Ca
     later = {"labels": {"alertname": "SilencedLater", "region": "us-east-1", "test": "silence"}}
     assert env.cli("us-west-2", "silence", "add", 'alertname="SilencedNow"', "test=silence", "--duration", "1h",
                    "--comment", "planned maintenance", "--author", "ana") == 0
-    sid = re.search(r"silence (\w+) added", capsys.readouterr().out).group(1)
+    sid = re.search(r"silence (\w+) added for 1 hour$", capsys.readouterr().out.strip()).group(1)
     fed.wait_for(lambda: all(any(s["id"] == sid for s in fed.http(r, "/v1/silences")[1]["silences"])
                              for r in REGIONS), what="the silence on every daemon")
     env.post(REGIONS, [now_silenced, later])
