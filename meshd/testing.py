@@ -38,7 +38,7 @@ from .natsserver import NatsCluster, NatsServer, authorization_block, free_port
 T = TypeVar("T")
 
 SOURCE_ROOT = Path(__file__).resolve().parent.parent
-BUILTIN_PLUGINS = ("health", "membership", "failover", "routing", "alerts", "keys", "metering")
+BUILTIN_PLUGINS = ("health", "membership", "failover", "routing", "alerts", "keys", "metering", "fencing")
 """The first-party plugins; block them to test the core (or one plugin) alone."""
 
 

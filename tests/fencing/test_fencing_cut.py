@@ -1,0 +1,124 @@
+"""A real cut: a TCP proxy black-holes one daemon's bus connection; the isolated region fences itself
+within ``fencing.after``, stops routing to itself the tenants its sibling can take, says so in its
+health, metrics and a RegionFenced page, and lifts the fence after it rejoins."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from meshd.testing import LocalFederation
+from meshd_plugins.alerts.testing import RecordingReceiver
+
+ROOT = Path(__file__).resolve().parents[2]
+REGIONS = ["eu-west-1", "eu-central-1", "us-east-1"]
+CUT = "eu-west-1"
+AFTER, SETTLE = 2.0, 1.0
+
+
+@pytest.fixture
+def pager() -> Iterator[RecordingReceiver]:
+    with RecordingReceiver() as rx:
+        yield rx
+
+
+def shared_files(tmp_path: Path, pager: RecordingReceiver) -> list[Path]:
+    src = tmp_path / "src"
+    src.mkdir()
+    tenants = yaml.safe_load((ROOT / "etc" / "tenants.yaml").read_text())["tenants"]
+    (src / "tenants.yaml").write_text(yaml.safe_dump(
+        {"tenants": {k: v for k, v in tenants.items() if v["residency"] in ("EU", "US")}}))
+    (src / "alert_routes.yaml").write_text(yaml.safe_dump({
+        "global": {"send_resolved": True},
+        "route": {"receiver": "nowhere", "group_by": ["alertname", "region"], "group_wait": "0s",
+                  "group_interval": "1s", "repeat_interval": "1h",
+                  "routes": [{"matchers": ['alertname="RegionFenced"'], "receiver": "pager"}]},
+        "receivers": [{"name": "nowhere"}, {"name": "pager", "urls": [pager.json_url("/page")]}],
+    }))
+    return [src / "tenants.yaml", src / "alert_routes.yaml"]
+
+
+def route(fed: LocalFederation, tenant: str, origin: str) -> dict[str, Any]:
+    code, body = fed.http(CUT, f"/v1/route?tenant={tenant}&from={origin}")
+    assert code == 200, body
+    return body
+
+
+def fencing(fed: LocalFederation) -> dict[str, Any]:
+    status = fed.status(CUT)
+    assert status is not None
+    return status["fencing"]
+
+
+def fenced_alert(fed: LocalFederation) -> str | None:
+    """The state of RegionFenced in the alerts plugin of the cut region (None once it forgot it)."""
+    code, body = fed.http(CUT, "/v1/alerts")
+    assert code == 200, body
+    states = [a["state"] for a in body["alerts"] if a["labels"].get("alertname") == "RegionFenced"]
+    return states[0] if states else None
+
+
+def test_an_isolated_region_fences_itself_and_lifts_the_fence_after_it_rejoins(
+        tmp_path: Path, local_federation: Callable[..., LocalFederation], pager: RecordingReceiver) -> None:
+    fed = local_federation(
+        regions=REGIONS, proxies=True, shared_files=shared_files(tmp_path, pager),
+        config={"plugins": {"disabled": ["failover", "metering", "keys"]},
+                "fencing": {"after": f"{AFTER}s", "settle": f"{SETTLE}s"},
+                "alerts": {"dedup": {"lease": 2, "poll": 0.1, "fence_grace": 2, "stagger": 0.5},
+                           "deadman": {"enabled": False},
+                           "delivery": {"backoff_initial": 0.1, "backoff_max": 0.5}}})
+    fed.wait_for(lambda: all(fed.member_state(o, r) == "alive" for o in REGIONS for r in REGIONS if o != r),
+                 30, what="every daemon sees every region alive")
+    # From its own doorstep, an EU tenant without a home goes to the nearest region: this one.
+    assert route(fed, "bistro-fr", CUT)["region"] == CUT
+    assert fencing(fed)["fenced"] is False and fed.metric(CUT, "meshd_fenced") == 0
+
+    fed.cut(CUT)
+    try:
+        fed.wait_for(lambda: fencing(fed)["fenced"], 30, what=f"{CUT} fenced")
+        doc = fencing(fed)
+        assert doc["reason"] == "isolated" and doc["after_s"] == AFTER and doc["after_source"] == "config"
+        # It fenced once it had been isolated for `after`, not before, and did not wait for anything else.
+        at = doc["last_change"]["isolated_for_s"]
+        assert AFTER <= at < 2 * AFTER, doc
+
+        # Routing: the tenant its sibling can take goes there; the answer says this region is fenced.
+        body = route(fed, "bistro-fr", CUT)
+        assert body["region"] == "eu-central-1" and body["fenced"] == "isolated" and body["view"] == "stale"
+        assert route(fed, "globex-us", "NYC")["region"] == "us-east-1"  # other residencies are untouched
+
+        # Health: the verdict, /healthz and the metric say fenced.
+        health = fed.status(CUT)["health"]
+        assert health["status"] == "fenced" and health["verdict"] == "healthy"
+        assert health["fenced"]["reason"] == "isolated"
+        code, healthz = fed.http(CUT, "/healthz")
+        [check] = [c for c in healthz["checks"] if c["name"] == "fencing"]
+        assert code == 503 and check["ok"] is False and check["reason"] == "isolated"
+        assert fed.metric(CUT, "meshd_fenced") == 1
+        assert fed.metric(CUT, "meshd_fence_changes_total", fenced="true", reason="isolated") == 1
+
+        # The page gets out while the region is cut off from the bus (not from the pager):
+        # the alerts plugin sends without its federation-wide dedup once fence_grace is over.
+        [page] = pager.wait_for(lambda got: [r for r in got if "Region eu-west-1 fenced itself" in r.title], 30,
+                                what="the RegionFenced page")
+        assert page.title.startswith("[FIRING:1]") and fenced_alert(fed) == "firing"
+        assert "cut off from the federation for longer than the failover decision time" in page.message
+    finally:
+        fed.heal(CUT)
+
+    fed.wait_for(lambda: not fencing(fed)["fenced"], 30, what=f"{CUT} unfenced after the rejoin")
+    doc = fencing(fed)
+    assert doc["reason"] == "rejoined" and doc["last_change"]["rejoined_for_s"] >= SETTLE
+    body = route(fed, "bistro-fr", CUT)
+    assert body["region"] == CUT and "fenced" not in body
+    health = fed.status(CUT)["health"]
+    assert health["status"] == "healthy" and health["fenced"] is None
+    code, _ = fed.http(CUT, "/healthz")
+    assert code == 200 and fed.metric(CUT, "meshd_fenced") == 0
+    assert fed.metric(CUT, "meshd_fence_changes_total", fenced="false", reason="rejoined") == 1
+    # The alert is resolved: the alerts plugin no longer holds it as firing.
+    fed.wait_for(lambda: fenced_alert(fed) != "firing", 10, what="RegionFenced resolved")
