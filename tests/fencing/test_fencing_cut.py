@@ -8,6 +8,10 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import json
+import subprocess
+import sys
+
 import pytest
 import yaml
 
@@ -42,6 +46,31 @@ def shared_files(tmp_path: Path, pager: RecordingReceiver) -> list[Path]:
     return [src / "tenants.yaml", src / "alert_routes.yaml"]
 
 
+RECORDER = """\
+import json, os, sys
+event = json.load(sys.stdin)
+runs = sorted(os.listdir(sys.argv[1]))
+with open(os.path.join(sys.argv[1], f"{len(runs):02d}-{event['action']}.json"), "x") as f:
+    json.dump({"event": event, "env": {k: v for k, v in os.environ.items() if k.startswith("MESHD_")}}, f)
+"""
+
+
+def command_action(tmp_path: Path) -> tuple[Path, dict[str, Any], Path]:
+    """contrib/failover-command installed as ops do, recording fence and unfence runs: (site, config, runs)."""
+    site, recorder, runs = tmp_path / "site", tmp_path / "record.py", tmp_path / "runs"
+    subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--target", str(site),
+                    str(ROOT / "contrib" / "failover-command")], check=True, timeout=300)
+    recorder.write_text(RECORDER)
+    runs.mkdir()
+    config = {"command": [sys.executable, str(recorder), str(runs)], "timeout": "10s",
+              "actions": ["fence", "unfence"]}
+    return site, config, runs
+
+
+def recorded(runs: Path) -> list[dict[str, Any]]:
+    return [json.loads(p.read_text()) for p in sorted(runs.iterdir())]
+
+
 def route(fed: LocalFederation, tenant: str, origin: str) -> dict[str, Any]:
     code, body = fed.http(CUT, f"/v1/route?tenant={tenant}&from={origin}")
     assert code == 200, body
@@ -64,8 +93,10 @@ def fenced_alert(fed: LocalFederation) -> str | None:
 
 def test_an_isolated_region_fences_itself_and_lifts_the_fence_after_it_rejoins(
         tmp_path: Path, local_federation: Callable[..., LocalFederation], pager: RecordingReceiver) -> None:
+    site, action, runs = command_action(tmp_path)
     fed = local_federation(
-        regions=REGIONS, proxies=True, shared_files=shared_files(tmp_path, pager),
+        regions=REGIONS, proxies=True, shared_files=shared_files(tmp_path, pager), env={"PYTHONPATH": str(site)},
+        per_region={CUT: {"failover_command": action}},
         config={"plugins": {"disabled": ["failover", "metering", "keys"]},
                 "fencing": {"after": f"{AFTER}s", "settle": f"{SETTLE}s"},
                 "alerts": {"dedup": {"lease": 2, "poll": 0.1, "fence_grace": 2, "stagger": 0.5},
@@ -101,6 +132,12 @@ def test_an_isolated_region_fences_itself_and_lifts_the_fence_after_it_rejoins(
         assert fed.metric(CUT, "meshd_fenced") == 1
         assert fed.metric(CUT, "meshd_fence_changes_total", fenced="true", reason="isolated") == 1
 
+        # The meshd_region_fenced hook ran the operator's command, once, with the fence on stdin.
+        [run] = fed.wait_for(lambda: recorded(runs), 10, what="the fence command")
+        assert run["event"] == {"action": "fence", "region": CUT, "reason": "isolated",
+                                "federation": fed.federation, "observer": CUT}
+        assert run["env"]["MESHD_ACTION"] == "fence" and run["env"]["MESHD_REASON"] == "isolated"
+
         # The page gets out while the region is cut off from the bus (not from the pager):
         # the alerts plugin sends without its federation-wide dedup once fence_grace is over.
         [page] = pager.wait_for(lambda got: [r for r in got if "Region eu-west-1 fenced itself" in r.title], 30,
@@ -120,5 +157,11 @@ def test_an_isolated_region_fences_itself_and_lifts_the_fence_after_it_rejoins(
     code, _ = fed.http(CUT, "/healthz")
     assert code == 200 and fed.metric(CUT, "meshd_fenced") == 0
     assert fed.metric(CUT, "meshd_fence_changes_total", fenced="false", reason="rejoined") == 1
+    fence_run, unfence_run = fed.wait_for(lambda: len(got := recorded(runs)) == 2 and got, 10,
+                                          what="the unfence command")
+    assert unfence_run["event"]["action"] == "unfence" and unfence_run["event"]["reason"] == "rejoined"
+    # The command wrote its file before the daemon saw it exit: wait for the daemon's count.
+    fed.wait_for(lambda: fed.metric(CUT, "meshd_failover_command_runs_total", result="ok") == 2, 10,
+                 what="both runs counted ok")
     # The alert is resolved: the alerts plugin no longer holds it as firing.
     fed.wait_for(lambda: fenced_alert(fed) != "firing", 10, what="RegionFenced resolved")
