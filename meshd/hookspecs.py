@@ -287,7 +287,9 @@ def meshd_region_fenced(daemon: Daemon, fenced: bool, reason: str) -> Awaitable[
     """This region fenced itself (``fenced=True``) or lifted its fence (``fenced=False``).
 
     Called by the fencing plugin on the fenced daemon only, once per change,
-    in order: the fence goes up when the daemon has been isolated for
+    in order, and again with ``fenced=True`` when a fence in place changes
+    reason (a rejoined daemon learns it was failed over meanwhile). The
+    fence goes up when the daemon has been isolated for
     ``fencing.after`` (``reason="isolated"``) or a committed failover of its
     region is in force (``"failed_over"``); it comes down once the daemon
     has rejoined, ``fencing.settle`` has passed and no failover of it is in

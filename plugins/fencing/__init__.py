@@ -84,8 +84,8 @@ class FencingPlugin:
             m = daemon.metrics
             self.m_fenced = m.gauge("fenced", "1 while this region is fenced (it routes no tenant that another "
                                     "region of its residency can take)")
-            self.m_changes = m.counter("fence_changes_total", "Times the fence went up or came down, by reason",
-                                       ["fenced", "reason"])
+            self.m_changes = m.counter("fence_changes_total", "Times the fence went up, came down or changed "
+                                       "reason, by the resulting state and reason", ["fenced", "reason"])
         return self.state
 
     def _configure(self, daemon: meshd.Daemon) -> None:
@@ -120,6 +120,7 @@ class FencingPlugin:
         if change.fenced:
             log.warning("fenced (%s): routing no tenant that another region of its residency can take%s",
                         change.reason, f"; isolated: {state.isolated_why}" if state.isolated_why else "")
+            # Already registered when the fence only changes reason.
             self._filter = LocalRegionFence(daemon.region, daemon.regions)
             if not daemon.hooks.pm.has_plugin(FILTER_NAME):
                 daemon.hooks.pm.register(self._filter, name=FILTER_NAME)

@@ -25,7 +25,7 @@ REASONS = (ISOLATED, FAILED_OVER, REJOINED, FAILED_BACK, DISABLED)
 
 @dataclass(frozen=True)
 class Change:
-    """The fence went up or came down, and why (one of :data:`REASONS`)."""
+    """The fence went up, came down, or stays up for another reason; why is one of :data:`REASONS`."""
 
     fenced: bool
     reason: str
@@ -113,9 +113,9 @@ class FenceState:
         return None
 
     def _set(self, fenced: bool, reason: str, now: float) -> Change | None:
-        if fenced == self.fenced:
-            self.reason = reason  # still fenced, now for this reason
+        if fenced == self.fenced and (not fenced or reason == self.reason):
             return None
+        # Up, down, or still up for another reason (back, but failed over meanwhile): all worth telling.
         self.fenced, self.reason = fenced, reason
         isolated_for = self.isolated_for(now)
         back_for = now - self.rejoined_at if self.rejoined_at is not None and isolated_for is None else None

@@ -165,3 +165,43 @@ def test_an_isolated_region_fences_itself_and_lifts_the_fence_after_it_rejoins(
                  what="both runs counted ok")
     # The alert is resolved: the alerts plugin no longer holds it as firing.
     fed.wait_for(lambda: fenced_alert(fed) != "firing", 10, what="RegionFenced resolved")
+
+
+def test_a_failover_committed_while_cut_off_keeps_the_fence_until_the_failback(
+        tmp_path: Path, local_federation: Callable[..., LocalFederation], pager: RecordingReceiver) -> None:
+    files = shared_files(tmp_path, pager)
+    dr = yaml.safe_load((ROOT / "etc" / "dr_config.yaml").read_text())
+    dr["regions"] = {"eu-west-1": {"pair": "eu-central-1"}, "eu-central-1": {"pair": "eu-west-1"}, "us-east-1": {}}
+    (tmp_path / "src" / "dr_config.yaml").write_text(yaml.safe_dump(dr))
+    # fencing.after and settle are left to their defaults: the lan failover decision time and rejoin_grace.
+    fed = local_federation(
+        regions=REGIONS, proxies=True, shared_files=[files[0], tmp_path / "src" / "dr_config.yaml"],
+        config={"plugins": {"disabled": ["alerts", "metering", "keys"]}, "failover": {"hold_down": "3s"}})
+    fed.wait_for(lambda: all(fed.member_state(o, r) == "alive" for o in REGIONS for r in REGIONS if o != r),
+                 30, what="every daemon sees every region alive")
+    assert fencing(fed)["after_s"] == 1.0 and fencing(fed)["settle_s"] == 3.0
+
+    fed.cut(CUT)
+    try:
+        fed.wait_for(lambda: fencing(fed)["fenced"], 30, what=f"{CUT} fenced")
+        # The majority fails it over meanwhile; it cannot know.
+        fed.wait_for(lambda: CUT in fed.status("us-east-1")["routing"]["failed_over"], 60,
+                     what=f"the failover of {CUT} committed by the others")
+    finally:
+        fed.heal(CUT)
+
+    # Back, it learns of the failover before its settle time is over, and stays fenced for that reason.
+    fed.wait_for(lambda: fencing(fed)["reason"] == "failed_over", 30, what=f"{CUT} fenced as failed over")
+    doc = fencing(fed)
+    assert doc["fenced"] is True and doc["failover"]["target"] == "eu-central-1"
+    body = route(fed, "bistro-fr", CUT)
+    assert body["region"] == "eu-central-1" and body["fenced"] == "failed_over"
+
+    # Alive for hold_down in the others' view, it is failed back by quorum, and the fence comes down.
+    fed.wait_for(lambda: not fencing(fed)["fenced"], 60, what=f"{CUT} unfenced by the failback")
+    assert fencing(fed)["reason"] == "failed_back"
+    assert route(fed, "bistro-fr", CUT)["region"] == CUT
+    # It never lifted the fence in between (no unfence-then-fence flap when it rejoined).
+    assert fed.metric(CUT, "meshd_fence_changes_total", fenced="false", reason="rejoined") == 0
+    assert fed.metric(CUT, "meshd_fence_changes_total", fenced="true", reason="isolated") == 1
+    assert fed.metric(CUT, "meshd_fence_changes_total", fenced="false", reason="failed_back") == 1

@@ -54,7 +54,8 @@ def test_a_failover_committed_while_cut_off_keeps_the_fence_after_the_rejoin() -
     s.evaluate(102.0)
     s.rejoined(110.0)
     assert s.decision(REGION, 4, "failover", "eu-central-1")
-    assert s.evaluate(200.0) is None and s.fenced and s.reason == FAILED_OVER
+    assert s.evaluate(200.0) == Change(True, FAILED_OVER)  # still fenced, now for this reason
+    assert s.evaluate(200.5) is None
     assert s.next_deadline(200.0) is None  # only a failback can lift it
     assert s.to_json(200.0)["failover"] == {"term": 4, "target": "eu-central-1"}
     assert s.decision(REGION, 4, "failback", None)
@@ -86,7 +87,8 @@ def test_while_still_isolated_a_failback_does_not_lift_the_fence() -> None:
     s.decision(REGION, 1, "failover", None)
     assert s.evaluate(100.5) == Change(True, FAILED_OVER)
     s.decision(REGION, 1, "failback", None)
-    assert s.evaluate(103.0) is None and s.fenced and s.reason == ISOLATED
+    assert s.evaluate(101.0) is None and s.fenced and s.reason == FAILED_OVER
+    assert s.evaluate(103.0) == Change(True, ISOLATED) and s.fenced
 
 
 def test_switching_fencing_off_lifts_a_fence_at_once() -> None:
