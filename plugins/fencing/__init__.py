@@ -69,9 +69,8 @@ class FencingPlugin:
         self.enabled = False
         self.since: float | None = None
         """Wall-clock time of the last change of the fence."""
-        self._wake = anyio.Event()
+        self._wake: anyio.Event | None = None  # made in the loop by the service; it evaluates at start anyway
         self._alert_up = False
-        self._filter: LocalRegionFence | None = None
 
     # ------------------------------------------------------------ state
 
@@ -96,20 +95,21 @@ class FencingPlugin:
             self.state.after, self.state.settle = self.timing.after, self.timing.settle
 
     def _poke(self) -> None:
-        self._wake.set()
+        if self._wake is not None:
+            self._wake.set()
 
     async def _run(self, daemon: meshd.Daemon, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
         state = self._ensure(daemon)
         task_status.started()
         while True:
-            self._wake = anyio.Event()  # before evaluating: an input arriving meanwhile wakes the next wait
+            wake = self._wake = anyio.Event()  # before evaluating: an input arriving meanwhile wakes the wait
             now = time.monotonic()
             change = state.evaluate(now) if self.enabled else state.disable(now)
             if change is not None:
                 await self._apply(daemon, change)
             deadline = state.next_deadline(now) if self.enabled else None
             with anyio.move_on_after(math.inf if deadline is None else max(0.0, deadline - time.monotonic())):
-                await self._wake.wait()
+                await wake.wait()
 
     async def _apply(self, daemon: meshd.Daemon, change: Change) -> None:
         state = self._ensure(daemon)
@@ -120,10 +120,8 @@ class FencingPlugin:
         if change.fenced:
             log.warning("fenced (%s): routing no tenant that another region of its residency can take%s",
                         change.reason, f"; isolated: {state.isolated_why}" if state.isolated_why else "")
-            # Already registered when the fence only changes reason.
-            self._filter = LocalRegionFence(daemon.region, daemon.regions)
-            if not daemon.hooks.pm.has_plugin(FILTER_NAME):
-                daemon.hooks.pm.register(self._filter, name=FILTER_NAME)
+            if not daemon.hooks.pm.has_plugin(FILTER_NAME):  # there already when the fence only changes reason
+                daemon.hooks.pm.register(LocalRegionFence(daemon.region, daemon.regions), name=FILTER_NAME)
         else:
             log.info("fence lifted (%s): routing to %s again", change.reason, daemon.region)
             if daemon.hooks.pm.has_plugin(FILTER_NAME):
