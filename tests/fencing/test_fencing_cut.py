@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import json
+import os
 import subprocess
 import sys
 
@@ -91,6 +92,14 @@ def fenced_alert(fed: LocalFederation) -> str | None:
     return states[0] if states else None
 
 
+def meshd_cli(fed: LocalFederation, site: Path, *args: str) -> str:
+    """``meshd ARGS --config <the cut region's config>``'s output; it must exit 0."""
+    done = subprocess.run([sys.executable, "-m", "meshd", *args, "--config", str(fed.config_path(CUT))],
+                          capture_output=True, text=True, timeout=60, env={**os.environ, "PYTHONPATH": str(site)})
+    assert done.returncode == 0, done.stderr
+    return done.stdout
+
+
 def test_an_isolated_region_fences_itself_and_lifts_the_fence_after_it_rejoins(
         tmp_path: Path, local_federation: Callable[..., LocalFederation], pager: RecordingReceiver) -> None:
     site, action, runs = command_action(tmp_path)
@@ -130,6 +139,11 @@ def test_an_isolated_region_fences_itself_and_lifts_the_fence_after_it_rejoins(
         [check] = [c for c in healthz["checks"] if c["name"] == "fencing"]
         assert code == 503 and check["ok"] is False and check["reason"] == "isolated"
         assert fed.metric(CUT, "meshd_fenced") == 1
+        # The CLI, run like ops do (the config names the contrib plugin's section: it must be importable).
+        out = meshd_cli(fed, site, "--lang", "es", "health")
+        assert out.splitlines()[0] == "la región eu-west-1 está cercada"
+        out = meshd_cli(fed, site, "--lang", "en", "route", "--tenant", "bistro-fr", "--from", CUT)
+        assert "bistro-fr from eu-west-1 -> eu-central-1" in out and "the eu-west-1 daemon is fenced" in out
         assert fed.metric(CUT, "meshd_fence_changes_total", fenced="true", reason="isolated") == 1
 
         # The meshd_region_fenced hook ran the operator's command, once, with the fence on stdin.
