@@ -103,3 +103,16 @@ async def test_a_failover_of_its_region_fences_it_and_switching_fencing_off_lift
         assert daemon.metrics.value("fenced") == 0
         code, body = await http_get(daemon, "/healthz")
         assert code == 200 and "fenced" not in (await http_get(daemon, "/v1/route?tenant=bistro-fr&from=DE"))[1]
+
+
+async def test_without_membership_fencing_is_idle_and_says_so(tmp_path: Path, nats_server: NatsServer,
+                                                              caplog: pytest.LogCaptureFixture) -> None:
+    configs = write_federation(tmp_path, [REGION, "eu-central-1"], nats_server.url)
+    async with running_daemons({REGION: configs[REGION]}, blocked=BLOCKED + ["membership"]) as daemons:
+        daemon = daemons[REGION]
+        status = await daemon.status()
+        assert status["fencing"]["enabled"] is False and status["fencing"]["fenced"] is False
+        assert "after_s" not in status["fencing"]
+        assert "fencing is idle: the membership plugin is not loaded" in caplog.text
+        code, body = await http_get(daemon, "/healthz")
+        assert code == 200 and {"name": "fencing", "ok": True, "detail": "not fenced", "fenced": False} in body["checks"]
