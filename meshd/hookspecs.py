@@ -309,6 +309,25 @@ def meshd_failover_committed(daemon: Daemon, decision: Decision) -> Awaitable[No
 
 
 @hookspec
+def meshd_region_fenced(daemon: Daemon, fenced: bool, reason: str) -> Awaitable[None] | None:
+    """This region fenced itself (``fenced=True``) or lifted its fence (``fenced=False``).
+
+    Called by the fencing plugin on the fenced daemon only, once per change,
+    in order, and again with ``fenced=True`` when a fence in place changes
+    reason (a rejoined daemon learns it was failed over meanwhile). The
+    fence goes up when the daemon has been isolated for
+    ``fencing.after`` (``reason="isolated"``) or a committed failover of its
+    region is in force (``"failed_over"``); it comes down once the daemon
+    has rejoined, ``fencing.settle`` has passed and no failover of it is in
+    force (``"rejoined"``, ``"failed_back"``), or when fencing is switched
+    off (``"disabled"``). While fenced, routing sends no tenant here that
+    another region of its residency can take. The return value is ignored;
+    actions (take a load balancer out, page someone) must be idempotent,
+    and may run while the bus is unreachable.
+    """
+
+
+@hookspec
 def meshd_route_filter(daemon: Daemon | None, request: Any, candidates: Sequence[Any]) -> Sequence[Any] | None:
     """Narrow the regions a request may be routed to. *sync*
 

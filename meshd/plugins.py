@@ -343,6 +343,9 @@ class Hooks:
     async def failover_committed(self, daemon: Daemon, decision: Decision) -> None:
         await self.call("meshd_failover_committed", daemon=daemon, decision=decision)
 
+    async def region_fenced(self, daemon: Daemon, fenced: bool, reason: str) -> None:
+        await self.call("meshd_region_fenced", daemon=daemon, fenced=fenced, reason=reason)
+
     def route_filter(self, daemon: Daemon | None, request: Any, candidates: Sequence[Any]) -> list[Any]:
         """Apply every filter in turn; a filter can only remove candidates."""
         kept = list(candidates)

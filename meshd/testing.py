@@ -40,7 +40,8 @@ from .samples import sample_file
 
 T = TypeVar("T")
 
-BUILTIN_PLUGINS = ("health", "membership", "failover", "routing", "alerts", "keys", "metering", "billing")
+BUILTIN_PLUGINS = ("health", "membership", "failover", "routing", "alerts", "keys", "metering", "billing",
+                   "fencing")
 """The first-party plugins; block them to test the core (or one plugin) alone."""
 
 

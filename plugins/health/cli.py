@@ -36,6 +36,11 @@ def render(t: Translator, region: str, health: dict[str, Any], now: float) -> st
     """The human view of a ``health`` status document."""
     status = health.get("status") or "-"
     lines = [t("health.cli.header", region=region, status=t(f"health.status.{status}"))]
+    fence = health.get("fenced")
+    if isinstance(fence, dict):
+        verdict = health.get("verdict") or "-"
+        lines.append(t("health.cli.fenced", reason=t(f"fencing.reason.{fence.get('reason')}", region=region),
+                       verdict=t(f"health.status.{verdict}")))
     if health.get("reasons"):
         lines.append(t("health.cli.reasons", reasons=", ".join(health["reasons"])))
     probes = health.get("probes") or []

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import time
 from collections.abc import Sequence
 from typing import Any
 
@@ -30,6 +31,8 @@ class HealthPlugin:
 
     def __init__(self) -> None:
         self.engine: HealthEngine | None = None
+        self.fence: dict[str, Any] | None = None
+        """``{"reason", "since"}`` while this region is fenced (``meshd_region_fenced``), else None."""
 
     # ------------------------------------------------------------ configuration
 
@@ -72,7 +75,16 @@ class HealthPlugin:
     def meshd_status(self, daemon: Daemon) -> dict[str, Any] | None:
         if self.engine is None:
             return None
-        return {"health": self.engine.status()}
+        doc = self.engine.status()
+        # A fenced region reports "fenced" whatever its probes say; "verdict" keeps what they say.
+        doc["verdict"], doc["fenced"] = doc["status"], self.fence
+        if self.fence is not None:
+            doc["status"] = "fenced"
+        return {"health": doc}
+
+    @hookimpl
+    def meshd_region_fenced(self, fenced: bool, reason: str) -> None:
+        self.fence = {"reason": reason, "since": time.time()} if fenced else None
 
     @hookimpl
     def meshd_health_checks(self, daemon: Daemon) -> list[HealthCheck]:
@@ -80,6 +92,9 @@ class HealthPlugin:
             return []
         report = self.engine.report
         detail = report.status.value + (f": {', '.join(report.reasons)}" if report.reasons else "")
+        status = report.status.value
+        if self.fence is not None:
+            detail, status = f"fenced ({self.fence['reason']}); probes: {detail}", "fenced"
         return [HealthCheck("health", report.status is not HealthStatus.DOWN, detail,
-                            {"status": report.status.value, "reasons": list(report.reasons)})]
+                            {"status": status, "reasons": list(report.reasons)})]
 

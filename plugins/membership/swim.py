@@ -165,7 +165,7 @@ class Swim(Prober, SelfCheck, Inbound, Spreading):
 
     def self_member(self) -> Member:
         return Member(self.region, ISOLATED if self.isolated else ALIVE, self.incarnation, time.time(),
-                      self.health, None)
+                      self.health, None, {"reason": self.isolated_reason} if self.isolated else {})
 
     def members(self) -> list[Member]:
         """This daemon's view, itself included, sorted by region."""

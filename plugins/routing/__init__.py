@@ -72,6 +72,8 @@ class RoutingPlugin:
     def __init__(self) -> None:
         self.engine: RoutingEngine | None = None
         self._requests: Any = None
+        self.fenced: str | None = None
+        """Why this region is fenced (``meshd_region_fenced``), or None: every answer then says so."""
 
     # ------------------------------------------------------------ engine
 
@@ -185,6 +187,13 @@ class RoutingPlugin:
         else:
             log.info("routing: %s failed back (term %d); it takes traffic again", decision.region, decision.term)
 
+    @hookimpl
+    def meshd_region_fenced(self, daemon: Any, fenced: bool, reason: str) -> None:
+        # The fencing plugin's route filter is registered only while fenced: pick it up (or drop it).
+        self._ensure(daemon)
+        self._install_filter(daemon)
+        self.fenced = reason if fenced else None
+
     def _log_change(self, daemon: Any, region: str, before: str | None) -> None:
         assert self.engine is not None
         after = self.engine.exclusion(region)
@@ -204,6 +213,8 @@ class RoutingPlugin:
             self._log(daemon).error("route request failed: %s: %s", type(exc).__name__, exc, exc_info=exc)
             reply = {"ok": False, "error": api.INTERNAL_ERROR, "message": f"{type(exc).__name__}: {exc}",
                      "answered_by": daemon.region}
+        if self.fenced is not None:
+            reply["fenced"] = self.fenced
         self._requests.labels(api_name, "ok" if reply["ok"] else reply["error"]).inc()
         return reply
 

@@ -94,11 +94,18 @@ def render_result(t: Translator, reply: dict[str, Any]) -> str:
         lines.append("  " + t("routing.cli.session_line", session=reply["session"]))
     if reply.get("degraded"):
         lines.append(t("routing.cli.degraded"))
+    if reply.get("fenced"):
+        lines.append(fenced_note(t, reply))
     if reply.get("view") == "stale":
         lines.append(t("routing.cli.stale", region=reply.get("answered_by", "?")))
     elif reply.get("view") == "offline":
         lines.append(t("routing.cli.offline_note"))
     return "\n".join(lines)
+
+
+def fenced_note(t: Translator, reply: dict[str, Any]) -> str:
+    region = reply.get("answered_by", "?")
+    return t("routing.cli.fenced", region=region, reason=t(f"fencing.reason.{reply['fenced']}", region=region))
 
 
 def render_error(t: Translator, reply: dict[str, Any]) -> str:
@@ -121,6 +128,8 @@ def render_error(t: Translator, reply: dict[str, Any]) -> str:
         text = t("routing.error.internal_error", region=reply.get("answered_by", "?"))
     else:
         text = t("routing.error.bad_request", field=reply.get("field", "?"))
+    if reply.get("fenced"):
+        text += "\n" + fenced_note(t, reply)
     if reply.get("view") == "offline":
         text += "\n" + t("routing.cli.offline_note")
     return text

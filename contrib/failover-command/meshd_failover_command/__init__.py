@@ -18,7 +18,14 @@ once per daemon, in decision order, with this on stdin::
 and MESHD_FEDERATION, MESHD_REGION (the daemon running it), MESHD_ACTION,
 MESHD_DECISION_REGION, MESHD_TARGET and MESHD_TERM in its environment. The
 command must be idempotent: every region runs it, and a daemon restarted
-mid-run runs it again. A command that outlives ``timeout`` is killed with
+mid-run runs it again.
+
+With ``fence`` / ``unfence`` in ``actions`` it also runs when this region
+fences itself or lifts its fence (``meshd_region_fenced``, docs/fencing.md),
+on this region's daemon only, with ``{"action": "fence", "region", "reason",
+"federation", "observer"}`` on stdin and MESHD_ACTION, MESHD_REGION,
+MESHD_FEDERATION and MESHD_REASON in its environment: say, to take the
+region out of a load balancer while it cannot tell whether it was failed over. A command that outlives ``timeout`` is killed with
 its whole process group; a failure is logged and counted
 (``meshd_failover_command_runs_total{result}``), never fatal. Decisions
 replayed when a daemon starts are skipped unless ``on_replay: true``.
@@ -49,7 +56,9 @@ class CommandConfig(meshd.StrictModel):
 
     command: list[str] = Field(default_factory=list)
     timeout: meshd.Duration = Field(default=30.0, gt=0)
-    actions: list[Literal["failover", "failback"]] = Field(default_factory=lambda: ["failover", "failback"])
+    actions: list[Literal["failover", "failback", "fence", "unfence"]] = Field(
+        default_factory=lambda: ["failover", "failback"])
+    """Decisions to act on, and (opt-in) this region's own fence going up or down."""
     on_replay: bool = False
     """Also run for decisions read at start (already acted on before, if the command was configured then)."""
 
@@ -101,33 +110,46 @@ class CommandActionPlugin:
 
     @hookimpl
     async def meshd_failover_committed(self, daemon: meshd.Daemon, decision: meshd.Decision) -> None:
-        import anyio
-
         cfg: CommandConfig = daemon.plugin_config("failover_command")
         replay = bool(decision.extra.get("replay"))
         if not cfg.command or decision.action not in cfg.actions or (replay and not cfg.on_replay):
             return
-        log = daemon.log.getChild("failover-command")
         body = {**decision.to_json(), "federation": daemon.federation, "observer": daemon.region}
-        env = {**os.environ, "MESHD_FEDERATION": daemon.federation, "MESHD_REGION": daemon.region,
-               "MESHD_ACTION": decision.action, "MESHD_DECISION_REGION": decision.region,
+        env = {"MESHD_ACTION": decision.action, "MESHD_DECISION_REGION": decision.region,
                "MESHD_TARGET": decision.target or "", "MESHD_TERM": str(decision.term)}
+        await self._execute(daemon, cfg, body, env, {"region": decision.region, "term": decision.term},
+                            f"{decision.action} of {decision.region} (term {decision.term})")
+
+    @hookimpl
+    async def meshd_region_fenced(self, daemon: meshd.Daemon, fenced: bool, reason: str) -> None:
+        cfg: CommandConfig = daemon.plugin_config("failover_command")
+        action = "fence" if fenced else "unfence"
+        if not cfg.command or action not in cfg.actions:
+            return
+        body = {"action": action, "region": daemon.region, "reason": reason, "federation": daemon.federation,
+                "observer": daemon.region}
+        await self._execute(daemon, cfg, body, {"MESHD_ACTION": action, "MESHD_REASON": reason},
+                            {"region": daemon.region, "action": action}, f"{action} of {daemon.region} ({reason})")
+
+    async def _execute(self, daemon: meshd.Daemon, cfg: CommandConfig, body: dict[str, Any], env: dict[str, str],
+                       record: dict[str, Any], what: str) -> None:
+        """Run the command once with ``body`` on stdin; count, record and log the outcome."""
+        import anyio
+
+        log = daemon.log.getChild("failover-command")
+        env = {**os.environ, "MESHD_FEDERATION": daemon.federation, "MESHD_REGION": daemon.region, **env}
         payload = json.dumps(body, separators=(",", ":")).encode()
         result, code, err, took = await anyio.to_thread.run_sync(_run, list(cfg.command), payload, env, cfg.timeout)
         daemon.metrics.counter("failover_command_runs_total", "Runs of the failover command, by result",
                                ["result"]).labels(result).inc()
-        self.runs.append({"region": decision.region, "term": decision.term, "result": result, "exit": code,
-                          "seconds": round(took, 3)})
+        self.runs.append({**record, "result": result, "exit": code, "seconds": round(took, 3)})
         name = Path(cfg.command[0]).name
         if result == "ok":
-            log.info("%s ran for %s of %s (term %d) in %.2fs", name, decision.action, decision.region,
-                     decision.term, took)
+            log.info("%s ran for %s in %.2fs", name, what, took)
         elif result == "timeout":
-            log.error("%s for %s of %s (term %d) was killed after %gs: %s", name, decision.action,
-                      decision.region, decision.term, cfg.timeout, err.strip() or "no output")
+            log.error("%s for %s was killed after %gs: %s", name, what, cfg.timeout, err.strip() or "no output")
         else:
-            log.error("%s for %s of %s (term %d) failed (exit %s): %s", name, decision.action, decision.region,
-                      decision.term, code, err.strip() or "no output")
+            log.error("%s for %s failed (exit %s): %s", name, what, code, err.strip() or "no output")
 
     @hookimpl
     def meshd_status(self) -> dict[str, Any]:
