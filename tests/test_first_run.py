@@ -19,7 +19,7 @@ from meshd.bootstrap import SAMPLE_METERS
 from meshd.logonly import log_only_routes
 from meshd.cli import main
 from meshd.testing import LocalFederation
-from meshd_plugins.alerts.testing import RecordingReceiver
+from alerts_receiver import RecordingReceiver
 
 ROOT = Path(__file__).resolve().parent.parent
 ETC = ROOT / "etc"

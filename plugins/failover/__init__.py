@@ -64,7 +64,9 @@ class FailoverPlugin:
                 issues.append(ConfigIssue(config.path, keypath, f"quorum {cfg.quorum} is more than the {configured} "
                                           "configured regions: no decision could ever be made",
                                           config.line_of(keypath)))
-        if cfg.manual.min_requesters > configured:
+        # Only a value written down is wrong here: the default of 2 in a one-region federation (a
+        # laptop, a test) has nothing to fail over to anyway.
+        if "min_requesters" in cfg.manual.model_fields_set and cfg.manual.min_requesters > configured:
             keypath = ("failover", "manual", "min_requesters")
             issues.append(ConfigIssue(config.path, keypath, f"min_requesters {cfg.manual.min_requesters} is more "
                                       f"than the {configured} configured regions: no operator failover of a live "

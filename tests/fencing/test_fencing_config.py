@@ -65,7 +65,7 @@ def test_without_membership_there_is_nothing_to_derive_from(tmp_path: Path) -> N
     ({"after": "0s"}, "fencing.after", "greater than 0"),
     ({"after": "soon"}, "fencing.after", "not a duration"),
     ({"settle": -1}, "fencing.settle", "negative"),
-    ({"enabled": "perhaps"}, "fencing.enabled", "boolean"),
+    ({"enabled": "perhaps"}, "fencing.enabled", "true or false"),
     ({"afterr": "2s"}, "fencing.afterr", "unknown key"),
 ])
 def test_bad_values_name_file_line_and_key(tmp_path: Path, section: dict[str, Any], key: str, words: str) -> None:

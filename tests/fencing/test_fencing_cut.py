@@ -17,7 +17,7 @@ import pytest
 import yaml
 
 from meshd.testing import LocalFederation
-from meshd_plugins.alerts.testing import RecordingReceiver
+from alerts_receiver import RecordingReceiver
 
 ROOT = Path(__file__).resolve().parents[2]
 REGIONS = ["eu-west-1", "eu-central-1", "us-east-1"]
