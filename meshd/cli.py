@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from . import __version__
-from .config import ConfigError, ConfigIssue, LoadedConfig
+from .config import DEFAULT_HTTP_PORT, ConfigError, ConfigIssue, LoadedConfig
 from .i18n import LANGUAGES, Translator, detect_language
 from .plugins import Hooks
 from .yamlsource import format_keypath
@@ -239,7 +239,7 @@ def build_parser(t: Translator, hooks: Hooks) -> argparse.ArgumentParser:
     p.add_argument("--regions", required=True, help=t("cli.init.regions"))
     p.add_argument("--nats", default="nats://127.0.0.1:4222", help=t("cli.init.nats_url"))
     p.add_argument("--out", required=True, help=t("cli.init.out"))
-    p.add_argument("--http-base-port", type=int, default=9100, help=t("cli.init.http_base_port"))
+    p.add_argument("--http-base-port", type=int, default=DEFAULT_HTTP_PORT, help=t("cli.init.http_base_port"))
     p.add_argument("--state-dir", default="state/{region}", help=t("cli.init.state_dir"))
     p.add_argument("--force", action="store_true", help=t("cli.init.force"))
     p.set_defaults(handler=cmd_init)

@@ -29,15 +29,18 @@ def test_init_writes_a_complete_federation(tmp_path: Path, capsys: pytest.Captur
     names = list(yaml.safe_load(regions.read_text())["regions"])
     trust = yaml.safe_load((out / "trust.yaml").read_text())
     assert trust["federation"] == "acme" and set(trust["keys"]) == set(names)
-    ports = set()
+    ports = []
     for region in names:
         assert mode(out / "keys" / f"{region}.key") == 0o600
         assert mode(out / "secrets" / f"{region}.nats-password") == 0o600
         config = load_config(out / f"{region}.yaml")  # each one is valid as written
         assert config.region == region and config.daemon.nats.user == region
-        ports.add(config.daemon.http.port)
+        ports.append(config.daemon.http.port)
         assert config.daemon.state_dir == out / "state" / region
-    assert len(ports) == 7  # one local HTTP port per region
+    # One local HTTP port per region, counting up from 7420: none on node_exporter's 9100
+    # nor anywhere in the exporters' range.
+    assert ports == list(range(7420, 7427))
+    assert not any(9100 <= port <= 9999 for port in ports)
     assert mode(out / "nats-server.conf") == 0o600
     conf = (out / "nats-server.conf").read_text()
     assert '"meshd.acme.*.eu-west-1"' in conf and "allow_responses: true" in conf
