@@ -94,4 +94,6 @@ def test_status_and_reload_against_a_running_daemon(tmp_path: Path, capsys: pyte
         assert fed.metric("eu-west-1", "meshd_config_reloads_total", result="ok") == 1
         fed.stop_daemon("eu-west-1")
         assert main(["status", "--config", config]) == 1
-        assert "cannot reach the eu-west-1 daemon" in capsys.readouterr().err
+        port = fed.http_ports["eu-west-1"]
+        assert capsys.readouterr().err == (f"cannot reach the meshd daemon of eu-west-1 at http://127.0.0.1:{port}: "
+                                           "connection refused (is it running?)\n")

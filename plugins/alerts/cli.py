@@ -27,13 +27,13 @@ def add_commands(subparsers: argparse._SubParsersAction, t: Translator) -> None:
     sub = alerts.add_subparsers(dest="alerts_command", metavar="COMMAND", parser_class=type(alerts))
 
     p = sub.add_parser("list", help=t("alerts.cli.list.help"))
-    p.add_argument("--config", required=True, help=t("cli.opt.config"))
+    p.add_argument("--config", help=t("cli.opt.config"))
     p.add_argument("--json", action="store_true", help=t("cli.opt.json"))
     p.set_defaults(handler=cmd_list)
 
     p = sub.add_parser("test", help=t("alerts.cli.test.help"))
     p.add_argument("receiver", metavar="RECEIVER", help=t("alerts.cli.test.receiver"))
-    p.add_argument("--config", required=True, help=t("cli.opt.config"))
+    p.add_argument("--config", help=t("cli.opt.config"))
     p.set_defaults(handler=cmd_test)
 
     silence = subparsers.add_parser("silence", help=t("alerts.cli.silence.help"))
@@ -42,39 +42,27 @@ def add_commands(subparsers: argparse._SubParsersAction, t: Translator) -> None:
 
     p = sub.add_parser("add", help=t("alerts.cli.silence.add.help"))
     p.add_argument("matchers", nargs="+", metavar="MATCHER", help=t("alerts.cli.silence.add.matchers"))
-    p.add_argument("--config", required=True, help=t("cli.opt.config"))
+    p.add_argument("--config", help=t("cli.opt.config"))
     p.add_argument("--duration", default="1h", help=t("alerts.cli.silence.add.duration"))
     p.add_argument("--comment", required=True, help=t("alerts.cli.silence.add.comment"))
     p.add_argument("--author", default=None, help=t("alerts.cli.silence.add.author"))
     p.set_defaults(handler=cmd_silence_add)
 
     p = sub.add_parser("list", help=t("alerts.cli.silence.list.help"))
-    p.add_argument("--config", required=True, help=t("cli.opt.config"))
+    p.add_argument("--config", help=t("cli.opt.config"))
     p.add_argument("--all", action="store_true", help=t("alerts.cli.silence.list.all"))
     p.add_argument("--json", action="store_true", help=t("cli.opt.json"))
     p.set_defaults(handler=cmd_silence_list)
 
     p = sub.add_parser("expire", help=t("alerts.cli.silence.expire.help"))
     p.add_argument("id", metavar="ID", help=t("alerts.cli.silence.expire.id"))
-    p.add_argument("--config", required=True, help=t("cli.opt.config"))
+    p.add_argument("--config", help=t("cli.opt.config"))
     p.set_defaults(handler=cmd_silence_expire)
 
 
 def _usage(parser: argparse.ArgumentParser) -> int:
     parser.print_help()
     return EXIT_USAGE
-
-
-def _request(ctx: Any, config: Any, method: str, path: str, body: Any = None,
-             admin: bool = False) -> tuple[int, Any] | None:
-    """(status, body), or None after printing why the daemon cannot be reached."""
-    from meshd.client import DaemonUnreachable
-
-    try:
-        return ctx.client(config).request(method, path, body, admin=admin)
-    except DaemonUnreachable as exc:
-        ctx.error(ctx.t("cli.status.unreachable", region=config.region, detail=str(exc)))
-        return None
 
 
 def _failed(ctx: Any, status: int, doc: Any) -> int:
@@ -85,10 +73,7 @@ def _failed(ctx: Any, status: int, doc: Any) -> int:
 
 def _get(ctx: Any, config: Any, path: str) -> Any | None:
     """The daemon's 200 answer to ``GET path``, or None after saying why there is none."""
-    got = _request(ctx, config, "GET", path)
-    if got is None:
-        return None
-    status, doc = got
+    status, doc = ctx.call(config, "GET", path)
     if status != 200:
         _failed(ctx, status, doc)
         return None
@@ -137,10 +122,7 @@ def cmd_list(args: argparse.Namespace, ctx: Any) -> int:
 
 def cmd_test(args: argparse.Namespace, ctx: Any) -> int:
     config = ctx.load_config(args.config)
-    got = _request(ctx, config, "POST", f"/v1/alerts/test/{args.receiver}", {}, admin=True)
-    if got is None:
-        return EXIT_FAILURE
-    status, doc = got
+    status, doc = ctx.call(config, "POST", f"/v1/alerts/test/{args.receiver}", {})
     t = ctx.t
     if status == 404:
         ctx.error(t("alerts.cli.test.unknown", receiver=args.receiver,
@@ -172,12 +154,9 @@ def cmd_silence_add(args: argparse.Namespace, ctx: Any) -> int:
         return EXIT_USAGE
     config = ctx.load_config(args.config)
     author = args.author or _user()
-    got = _request(ctx, config, "POST", "/v1/silences",
-                   {"matchers": args.matchers, "duration": duration, "comment": args.comment, "created_by": author},
-                   admin=True)
-    if got is None:
-        return EXIT_FAILURE
-    status, doc = got
+    status, doc = ctx.call(config, "POST", "/v1/silences",
+                           {"matchers": args.matchers, "duration": duration, "comment": args.comment,
+                            "created_by": author})
     if status == 400:
         ctx.error(t("alerts.cli.silence.rejected", detail=(doc or {}).get("error", "")))
         return EXIT_USAGE
@@ -220,10 +199,7 @@ def cmd_silence_list(args: argparse.Namespace, ctx: Any) -> int:
 
 def cmd_silence_expire(args: argparse.Namespace, ctx: Any) -> int:
     config = ctx.load_config(args.config)
-    got = _request(ctx, config, "POST", f"/v1/silences/{args.id}/expire", {}, admin=True)
-    if got is None:
-        return EXIT_FAILURE
-    status, doc = got
+    status, doc = ctx.call(config, "POST", f"/v1/silences/{args.id}/expire", {})
     if status == 404:
         ctx.error(ctx.t("alerts.cli.silence.unknown", id=args.id))
         return EXIT_USAGE
