@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import argparse
 import getpass
-import json
 import time
 from typing import Any
 
@@ -71,15 +70,6 @@ def _failed(ctx: Any, status: int, doc: Any) -> int:
     return EXIT_FAILURE
 
 
-def _get(ctx: Any, config: Any, path: str) -> Any | None:
-    """The daemon's 200 answer to ``GET path``, or None after saying why there is none."""
-    status, doc = ctx.call(config, "GET", path)
-    if status != 200:
-        _failed(ctx, status, doc)
-        return None
-    return doc
-
-
 def _when(t: Translator, epoch: float | None, now: float) -> str:
     if not epoch:
         return "-"
@@ -88,16 +78,16 @@ def _when(t: Translator, epoch: float | None, now: float) -> str:
 
 def cmd_list(args: argparse.Namespace, ctx: Any) -> int:
     config = ctx.load_config(args.config)
-    doc = _get(ctx, config, "/v1/alerts")
-    if doc is None:
-        return EXIT_FAILURE
-    if args.json:
-        ctx.print(json.dumps(doc, indent=2, ensure_ascii=False))
-        return EXIT_OK
+    ctx.show(ctx.get(config, "/v1/alerts"), args.json, lambda doc: render_alerts(ctx.t, doc, config.region))
+    return EXIT_OK
+
+
+def render_alerts(t: Translator, doc: dict[str, Any], region: str) -> str:
+    """The human view of ``GET /v1/alerts``: alerts held, the outbox, broken receivers."""
     from meshd.cli import render_table
 
-    t = ctx.t
     now = time.time()
+    lines = []
     alerts = doc.get("alerts", [])
     if alerts:
         rows = [[a["labels"].get("alertname", "?"), a["labels"].get("region", "-"), a["labels"].get("severity", "-"),
@@ -105,19 +95,19 @@ def cmd_list(args: argparse.Namespace, ctx: Any) -> int:
                  ", ".join(a.get("receivers", [])) or "-"] for a in alerts]
         headers = [t("alerts.cli.col.alert"), t("alerts.cli.col.region"), t("alerts.cli.col.severity"),
                    t("alerts.cli.col.state"), t("alerts.cli.col.since"), t("alerts.cli.col.receivers")]
-        ctx.print(render_table(headers, rows))
+        lines.append(render_table(headers, rows))
     else:
-        ctx.print(t("alerts.cli.list.none", region=doc.get("region", config.region)))
+        lines.append(t("alerts.cli.list.none", region=doc.get("region", region)))
     st = doc.get("status", {})
     outbox = st.get("outbox", {})
-    ctx.print(t("alerts.cli.list.outbox", depth=outbox.get("depth", 0),
-                oldest=t.duration(outbox.get("oldest_pending_s", 0) or 0),
-                silences=st.get("silences_active", 0)))
+    lines.append(t("alerts.cli.list.outbox", depth=outbox.get("depth", 0),
+                   oldest=t.duration(outbox.get("oldest_pending_s", 0) or 0),
+                   silences=st.get("silences_active", 0)))
     for receiver in st.get("receivers", []):
         if receiver.get("broken") or receiver.get("problem"):
-            ctx.print(t("alerts.cli.list.broken", receiver=receiver["name"],
-                        detail=receiver.get("problem") or receiver.get("broken")))
-    return EXIT_OK
+            lines.append(t("alerts.cli.list.broken", receiver=receiver["name"],
+                           detail=receiver.get("problem") or receiver.get("broken")))
+    return "\n".join(lines)
 
 
 def cmd_test(args: argparse.Namespace, ctx: Any) -> int:
@@ -175,26 +165,24 @@ def _user() -> str:
 
 
 def cmd_silence_list(args: argparse.Namespace, ctx: Any) -> int:
-    doc = _get(ctx, ctx.load_config(args.config), "/v1/silences" + ("?all=1" if args.all else ""))
-    if doc is None:
-        return EXIT_FAILURE
-    if args.json:
-        ctx.print(json.dumps(doc, indent=2, ensure_ascii=False))
-        return EXIT_OK
+    config = ctx.load_config(args.config)
+    doc = ctx.get(config, "/v1/silences" + ("?all=1" if args.all else ""))
+    ctx.show(doc, args.json, lambda d: render_silences(ctx.t, d))
+    return EXIT_OK
+
+
+def render_silences(t: Translator, doc: dict[str, Any]) -> str:
     from meshd.cli import render_table
 
-    t = ctx.t
     now = time.time()
     silences = doc.get("silences", [])
     if not silences:
-        ctx.print(t("alerts.cli.silence.none"))
-        return EXIT_OK
+        return t("alerts.cli.silence.none")
     rows = [[s["id"], " ".join(s["matchers"]), t(f"alerts.cli.silence.state.{s.get('state', 'active')}"),
              _when(t, s.get("ends_at"), now), s.get("created_by") or "-", s.get("comment", "")] for s in silences]
     headers = [t("alerts.cli.col.id"), t("alerts.cli.col.matchers"), t("alerts.cli.col.state"),
                t("alerts.cli.col.ends"), t("alerts.cli.col.author"), t("alerts.cli.col.comment")]
-    ctx.print(render_table(headers, rows))
-    return EXIT_OK
+    return render_table(headers, rows)
 
 
 def cmd_silence_expire(args: argparse.Namespace, ctx: Any) -> int:

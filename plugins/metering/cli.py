@@ -85,10 +85,7 @@ def cmd_usage(args: argparse.Namespace, ctx: Any) -> int:
     status, doc = _call(ctx, config, "GET", "/v1/usage?" + urlencode({"tenant": args.tenant, "period": args.period}))
     if status != 200:
         return _daemon_error(ctx, status, doc)
-    if args.json:
-        ctx.print(json.dumps(doc, indent=2, ensure_ascii=False))
-    else:
-        _print_totals(ctx, doc)
+    ctx.show(doc, args.json, lambda d: render_totals(ctx.t, d))
     if not doc.get("complete"):
         missing = ", ".join(f"{r} ({doc['regions'][r].get('error', '?')})" for r in doc.get("missing", []))
         ctx.error(ctx.t("metering.cli.incomplete", regions=missing))
@@ -96,24 +93,23 @@ def cmd_usage(args: argparse.Namespace, ctx: Any) -> int:
     return EXIT_OK
 
 
-def _print_totals(ctx: Any, doc: dict[str, Any]) -> None:
+def render_totals(t: Any, doc: dict[str, Any]) -> str:
+    """The human view of ``GET /v1/usage``: a header, then one row per meter."""
     from meshd.cli import render_table
 
-    t = ctx.t
     answered = [r for r, info in doc["regions"].items() if info.get("answered")]
-    ctx.print(t("metering.cli.header", tenant=doc["tenant"], period=doc["period"], start=doc["start"],
-                end=doc["end"], answered=len(answered), regions=len(doc["regions"])))
+    header = t("metering.cli.header", tenant=doc["tenant"], period=doc["period"], start=doc["start"],
+               end=doc["end"], answered=len(answered), regions=len(doc["regions"]))
     rows = []
     for meter, m in doc["meters"].items():
         value = "-" if m["value"] is None else _number(t, m["value"])
         if not m.get("exact", True):
             value = t("metering.cli.at_most", value=value)
         rows.append([meter, m["kind"], value, _number(t, str(m["events"]))])
-    if rows:
-        ctx.print(render_table([t("metering.cli.col.meter"), t("metering.cli.col.kind"),
-                                t("metering.cli.col.total"), t("metering.cli.col.events")], rows))
-    else:
-        ctx.print(t("metering.cli.no_meters"))
+    if not rows:
+        return header + "\n" + t("metering.cli.no_meters")
+    return header + "\n" + render_table([t("metering.cli.col.meter"), t("metering.cli.col.kind"),
+                                         t("metering.cli.col.total"), t("metering.cli.col.events")], rows)
 
 
 def cmd_record(args: argparse.Namespace, ctx: Any) -> int:
