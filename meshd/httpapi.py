@@ -171,6 +171,9 @@ class HttpServer:
             raise HTTPError(411, "chunked request bodies are not accepted: send Content-Length")
         if int(headers.get("content-length", "0")) > MAX_BODY:  # h11 has checked it is a number
             raise HTTPError(413, f"body too large (at most {MAX_BODY} bytes)")
+        if conn.they_are_waiting_for_100_continue:  # curl asks before a body over 1 KiB, else waits 1 s
+            interim = h11.InformationalResponse(status_code=100, headers=[], reason=b"Continue")
+            await stream.send(conn.send(interim) or b"")
         body = bytearray()
         while not isinstance(event := await _next_event(conn, stream), h11.EndOfMessage):
             if not isinstance(event, h11.Data):

@@ -189,6 +189,29 @@ async def test_header_bombs_get_431(server: Server) -> None:
     assert status_of(await raw_request(server.port, b"GET /hello/b HTTP/1.1\r\nHost: x\r\n\r\n")) == 200
 
 
+async def test_expect_100_continue_is_answered_before_the_body(server: Server) -> None:
+    body = b'{"a": 1}'
+
+    def go(length: int) -> tuple[bytes, bytes]:
+        with socket.create_connection(("127.0.0.1", server.port), timeout=10) as s:
+            s.sendall(b"POST /admin HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer s3cret-token\r\n"
+                      b"Expect: 100-continue\r\nContent-Length: %d\r\n\r\n" % length)
+            interim = s.recv(65536)
+            if interim.startswith(b"HTTP/1.1 100 "):
+                s.sendall(body)
+            s.shutdown(socket.SHUT_WR)
+            rest = b""
+            while chunk := s.recv(65536):
+                rest += chunk
+            return interim, rest
+
+    interim, rest = await anyio.to_thread.run_sync(go, len(body))
+    assert interim == b"HTTP/1.1 100 Continue\r\n\r\n" and status_of(rest) == 200 and body_of(rest)["got"] == {"a": 1}
+    # Too large: refused at once, and the client never sends the body.
+    interim, rest = await anyio.to_thread.run_sync(go, httpapi.MAX_BODY + 1)
+    assert status_of(interim) == 413 and server.admin_calls == 1
+
+
 async def test_a_request_that_never_ends_gets_408(server: Server, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(httpapi, "READ_TIMEOUT", 0.3)
 
