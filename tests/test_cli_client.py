@@ -104,9 +104,9 @@ def test_the_cli_ignores_http_proxy_for_the_local_daemon(fed: LocalFederation, l
         monkeypatch.setenv(name, listener.url)
     for name in ("no_proxy", "NO_PROXY"):
         monkeypatch.delenv(name, raising=False)
-    # The control: urllib's default opener does hand a loopback request to the proxy.
+    # The control: urllib's default handlers (read from the environment now) hand a loopback request to the proxy.
     with pytest.raises(urllib.error.HTTPError):
-        urllib.request.urlopen(f"http://127.0.0.1:{fed.http_ports['eu-west-1']}/status", timeout=5)
+        urllib.request.build_opener().open(f"http://127.0.0.1:{fed.http_ports['eu-west-1']}/status", timeout=5)
     wait_for(lambda: listener.connections == 1, 5, "the control request at the proxy")
     assert b"/status" in listener.received
 
