@@ -24,7 +24,7 @@ from urllib.parse import urlsplit
 
 import yaml
 
-from .config import RegionMap, load_model_file
+from .config import DEFAULT_HTTP_PORT, RegionMap, load_model_file
 from .identity import generate_key, key_id, public_key_b64, write_private_key
 from .logonly import has_literal_urls, log_only_routes
 from .natsserver import authorization_block, render_config
@@ -75,7 +75,7 @@ class InitError(Exception):
 
 
 def init_federation(*, federation: str, regions_file: Path, nats_url: str, out: Path,
-                    http_base_port: int = 9100, state_dir_template: str = "state/{region}",
+                    http_base_port: int = DEFAULT_HTTP_PORT, state_dir_template: str = "state/{region}",
                     shared_files: Sequence[str] = (), force: bool = False,
                     lang: str = "en", monitor_port: int | None = None,
                     http_ports: Mapping[str, int] | None = None, samples: bool = True) -> InitResult:

@@ -4,6 +4,11 @@ Exit codes: 0 success, 1 a runtime failure (daemon unreachable, bind error),
 2 bad input (invalid config or arguments). Errors are one clear message per
 problem, never a traceback. Every text goes through the translator
 (``--lang`` or LANG); plugins add subcommands through ``meshd_cli_commands``.
+
+Commands that talk to the running daemon use :class:`Context`:
+``load_config`` (``--config``, else ``$MESHD_CONFIG``, else the one
+``/etc/meshd/<region>.yaml``), ``call`` / ``get`` (exit 1 with a translated
+reason when the daemon does not answer) and ``show`` (JSON or a table).
 """
 
 from __future__ import annotations
@@ -13,7 +18,7 @@ import json
 import logging
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
@@ -21,7 +26,7 @@ from typing import Any, TextIO
 import yaml
 
 from . import __version__
-from .config import ConfigError, ConfigIssue, LoadedConfig
+from .config import DEFAULT_HTTP_PORT, ConfigError, ConfigIssue, LoadedConfig
 from .i18n import LANGUAGES, Translator, detect_language
 from .plugins import Hooks
 from .yamlsource import format_keypath
@@ -52,10 +57,25 @@ class Context:
         where = f"{issue.file}:{issue.line}" if issue.line else str(issue.file)
         return f"{where}: {format_keypath(issue.keypath)}: {message}"
 
-    def load_config(self, path: str | Path) -> LoadedConfig:
-        """Load and validate a daemon config; print every issue and exit 2 if invalid."""
+    def config_path(self, given: str | Path | None) -> Path:
+        """``--config``'s value, else ``$MESHD_CONFIG``, else the one region config in /etc/meshd; exit 2 if none."""
+        from .configpath import ENV_VAR, ConfigNotFound, find_config
+
         try:
-            return self.hooks.load_config(Path(path))
+            return find_config(given)
+        except ConfigNotFound as exc:
+            if exc.candidates:
+                self.error(self.t("cli.config_search.several", count=len(exc.candidates), dir=exc.directory,
+                                  names=", ".join(p.name for p in exc.candidates), env=ENV_VAR))
+            else:
+                self.error(self.t("cli.config_search.none", dir=exc.directory, env=ENV_VAR))
+            raise SystemExit(EXIT_USAGE) from None
+
+    def load_config(self, path: str | Path | None) -> LoadedConfig:
+        """Load and validate a daemon config (see :meth:`config_path`); print every issue and exit 2 if invalid."""
+        path = self.config_path(path)
+        try:
+            return self.hooks.load_config(path)
         except ConfigError as exc:
             for issue in exc.issues:
                 self.error(self.describe_issue(issue))
@@ -66,6 +86,49 @@ class Context:
         from .client import DaemonClient
 
         return DaemonClient(config)
+
+    def call(self, config: LoadedConfig, method: str, path: str, body: Any = None, *, admin: bool | None = None,
+             timeout: float | None = None, unreachable_key: str = "cli.daemon.unreachable") -> tuple[int, Any]:
+        """The daemon's ``(status, JSON body)`` for one request.
+
+        Admin (token) calls by default for anything but GET. When no daemon
+        answers, says why in the user's language and exits 1; when the
+        daemon's address is not loopback, refuses (the token would cross the
+        network in clear) and exits 2. ``unreachable_key`` lets a command add
+        its own advice; it gets ``region``, ``url``, ``reason`` and ``detail``.
+        """
+        from .client import DaemonUnreachable, DaemonURLRefused
+
+        client = self.client(config)
+        if timeout is not None:
+            client.timeout = timeout
+        try:
+            return client.request(method, path, body, admin=method != "GET" if admin is None else admin)
+        except DaemonURLRefused as exc:
+            self.error(self.t("cli.daemon.not_loopback", url=exc.url, listen=config.daemon.http.listen,
+                              path=config.path))
+            raise SystemExit(EXIT_USAGE) from None
+        except DaemonUnreachable as exc:
+            if exc.reason in ("token", "no_token"):
+                self.error(self.t(f"cli.daemon.{exc.reason}", path=exc.path, detail=exc.detail))
+            else:
+                reason = self.t(f"cli.daemon.reason.{exc.reason}", detail=exc.detail,
+                                seconds=self.t.number(client.timeout))
+                self.error(self.t(unreachable_key, region=config.region, url=exc.url, reason=reason, detail=reason))
+            raise SystemExit(EXIT_FAILURE) from None
+
+    def get(self, config: LoadedConfig, path: str) -> Any:
+        """The body of the daemon's 200 answer to ``GET path``; anything else is said and exits 1."""
+        status, body = self.call(config, "GET", path)
+        if status != 200:
+            detail = body.get("error", "") if isinstance(body, dict) else ""
+            self.error(self.t("cli.daemon.error", region=config.region, status=status, detail=detail))
+            raise SystemExit(EXIT_FAILURE)
+        return body
+
+    def show(self, doc: Any, as_json: bool, render: Callable[[Any], str]) -> None:
+        """``doc`` as indented JSON (``--json``), else as ``render(doc)`` for people."""
+        self.print(json.dumps(doc, indent=2, ensure_ascii=False) if as_json else render(doc))
 
 
 def render_table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
@@ -166,31 +229,17 @@ def cmd_keygen(args: argparse.Namespace, ctx: Context) -> int:
 def cmd_status(args: argparse.Namespace, ctx: Context) -> int:
     import time
 
-    from .client import DaemonUnreachable
     from .statusview import render
 
     config = ctx.load_config(args.config)
-    try:
-        doc = ctx.client(config).get("/status")
-    except DaemonUnreachable as exc:
-        ctx.error(ctx.t("cli.status.unreachable", region=config.region, detail=str(exc)))
-        return EXIT_FAILURE
-    if args.json:
-        ctx.print(json.dumps(doc, indent=2, ensure_ascii=False))
-        return EXIT_OK
-    ctx.print(render(ctx.t, doc, config.region_map.regions, time.time()))
+    regions = config.region_map.regions
+    ctx.show(ctx.get(config, "/status"), args.json, lambda doc: render(ctx.t, doc, regions, time.time()))
     return EXIT_OK
 
 
 def cmd_reload(args: argparse.Namespace, ctx: Context) -> int:
-    from .client import DaemonUnreachable
-
     config = ctx.load_config(args.config)
-    try:
-        status, _ = ctx.client(config).post("/v1/reload")
-    except DaemonUnreachable as exc:
-        ctx.error(ctx.t("cli.status.unreachable", region=config.region, detail=str(exc)))
-        return EXIT_FAILURE
+    status, _ = ctx.call(config, "POST", "/v1/reload")
     ctx.print(ctx.t("cli.reload.ok") if status == 200 else ctx.t("cli.reload.rejected"))
     return EXIT_OK if status == 200 else EXIT_USAGE
 
@@ -221,7 +270,7 @@ def build_parser(t: Translator, hooks: Hooks) -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
 
     p = sub.add_parser("run", help=t("cli.run.help"))
-    p.add_argument("--config", required=True, help=t("cli.opt.config"))
+    p.add_argument("--config", help=t("cli.opt.config"))
     p.add_argument("--log-format", choices=["auto", "json", "text"], help=t("cli.run.log_format"))
     p.set_defaults(handler=cmd_run)
 
@@ -234,7 +283,7 @@ def build_parser(t: Translator, hooks: Hooks) -> argparse.ArgumentParser:
     p.add_argument("--regions", required=True, help=t("cli.init.regions"))
     p.add_argument("--nats", default="nats://127.0.0.1:4222", help=t("cli.init.nats_url"))
     p.add_argument("--out", required=True, help=t("cli.init.out"))
-    p.add_argument("--http-base-port", type=int, default=9100, help=t("cli.init.http_base_port"))
+    p.add_argument("--http-base-port", type=int, default=DEFAULT_HTTP_PORT, help=t("cli.init.http_base_port"))
     p.add_argument("--state-dir", default="state/{region}", help=t("cli.init.state_dir"))
     p.add_argument("--force", action="store_true", help=t("cli.init.force"))
     p.set_defaults(handler=cmd_init)
@@ -246,12 +295,12 @@ def build_parser(t: Translator, hooks: Hooks) -> argparse.ArgumentParser:
     p.set_defaults(handler=cmd_keygen)
 
     p = sub.add_parser("status", help=t("cli.status.help"))
-    p.add_argument("--config", required=True, help=t("cli.opt.config"))
+    p.add_argument("--config", help=t("cli.opt.config"))
     p.add_argument("--json", action="store_true", help=t("cli.opt.json"))
     p.set_defaults(handler=cmd_status)
 
     p = sub.add_parser("reload", help=t("cli.reload.help"))
-    p.add_argument("--config", required=True, help=t("cli.opt.config"))
+    p.add_argument("--config", help=t("cli.opt.config"))
     p.set_defaults(handler=cmd_reload)
 
     p = sub.add_parser("demo", help=t("cli.demo.help"))
@@ -266,7 +315,21 @@ def build_parser(t: Translator, hooks: Hooks) -> argparse.ArgumentParser:
     p.set_defaults(handler=cmd_version)
 
     hooks.cli_commands(sub, t)
+    _config_from_environment(parser)
     return parser
+
+
+def _config_from_environment(parser: argparse.ArgumentParser) -> None:
+    """Make every ``--config`` optional, plugins' included: :meth:`Context.config_path` finds the default.
+
+    argparse has no public way to walk subcommands; ``_actions`` has been stable since Python 3.2.
+    """
+    for action in parser._actions:
+        if "--config" in action.option_strings:
+            action.required = False
+        if isinstance(action, argparse._SubParsersAction):
+            for child in set(action.choices.values()):
+                _config_from_environment(child)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -245,11 +245,16 @@ class IdentityConfig(StrictModel):
     trust_bundle: RelPath
 
 
+DEFAULT_HTTP_PORT = 7420
+"""Outside 9100-9999, the range the Prometheus project hands out to exporters
+(9100 itself is node_exporter's, which often runs on the same host)."""
+
+
 class HttpConfig(StrictModel):
     """The local HTTP endpoint: /healthz, /metrics, /status and the admin API."""
 
     listen: str = "127.0.0.1"
-    port: int = Field(default=9100, ge=0, le=65535)
+    port: int = Field(default=DEFAULT_HTTP_PORT, ge=0, le=65535)
 
 
 class BusConfig(StrictModel):

@@ -118,7 +118,7 @@ class Daemon:
             self.log.getChild("bus"),
         )
         token = admin_token(self.state_dir)  # created now, so the CLI can read it before its first call
-        self.http = HttpServer(d.http.listen, d.http.port, lambda: token)
+        self.http = HttpServer(d.http.listen, d.http.port, lambda: token, self.metrics)
         self._stop = anyio.Event()
         self._ready = anyio.Event()
         self._tg: TaskGroup | None = None

@@ -228,8 +228,11 @@ def meshd_http_routes(daemon: Daemon) -> Sequence[Route] | None:
     Called once at start. Each :class:`meshd.httpapi.Route` maps a method and
     path (``/v1/failover/{region}``) to a handler; ``admin=True`` routes need
     the token from ``<state_dir>/admin.token``. The CLI uses these to talk
-    to the running daemon. It runs on the event loop, before the HTTP
-    server starts.
+    to the running daemon. Raise :class:`meshd.httpapi.HTTPError` for an
+    answer such as 400 or 409 (its message is the client's); any other
+    exception answers a generic 500 and goes to the log and
+    ``meshd_http_handler_errors_total``, never to the client. Request bodies
+    arrive whole, at most 1 MiB, never chunked. It runs on the event loop, before the HTTP server starts.
     """
 
 

@@ -17,10 +17,11 @@ import subprocess
 import sys
 import time
 import urllib.error
-import urllib.request
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from .client import local_opener
 
 
 class NatsServerNotFound(FileNotFoundError):
@@ -223,7 +224,7 @@ class NatsServer:
             if self.proc is not None and self.proc.poll() is not None:
                 raise RuntimeError(f"nats-server {self.name} exited with {self.proc.returncode}; see {self.log_path}")
             try:
-                with urllib.request.urlopen(url, timeout=1) as resp:
+                with local_opener().open(url, timeout=1) as resp:  # never via $http_proxy
                     if resp.status == 200:
                         return
             except urllib.error.HTTPError as exc:

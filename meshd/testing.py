@@ -34,6 +34,7 @@ import yaml
 import anyio
 
 from .bootstrap import InitResult, init_federation
+from .client import local_opener
 from .config import LoadedConfig, RegionMap, load_model_file
 from .natsserver import NatsCluster, NatsServer, authorization_block, free_port
 from .samples import sample_file
@@ -513,7 +514,7 @@ class LocalFederation:
             token = (self.state_dir(region) / "admin.token").read_text().strip()
             req.add_header("Authorization", f"Bearer {token}")
         try:
-            with urllib.request.urlopen(req, timeout=timeout) as resp:
+            with local_opener().open(req, timeout=timeout) as resp:
                 raw = resp.read()
                 status = resp.status
         except urllib.error.HTTPError as exc:
@@ -534,7 +535,7 @@ class LocalFederation:
         from prometheus_client.parser import text_string_to_metric_families
 
         req = urllib.request.Request(f"http://127.0.0.1:{self.http_ports[region]}/metrics")
-        with urllib.request.urlopen(req, timeout=2) as resp:
+        with local_opener().open(req, timeout=2) as resp:
             text = resp.read().decode()
         for family in text_string_to_metric_families(text):
             for sample in family.samples:

@@ -36,16 +36,19 @@ def test_init_writes_a_complete_federation(tmp_path: Path, capsys: pytest.Captur
     hooks = Hooks.load()
     trust = yaml.safe_load((out / "trust.yaml").read_text())
     assert trust["federation"] == "acme" and set(trust["keys"]) == set(names)
-    ports = set()
+    ports = []
     for region in names:
         assert mode(out / "keys" / f"{region}.key") == 0o600
         assert mode(out / "secrets" / f"{region}.nats-password") == 0o600
         config = hooks.load_config(out / f"{region}.yaml")  # each one is valid as written, plugin sections too
         assert set(config.plugin("metering").meters) == {"api_requests", "storage_gb_hours", "active_users"}
         assert config.region == region and config.daemon.nats.user == region
-        ports.add(config.daemon.http.port)
+        ports.append(config.daemon.http.port)
         assert config.daemon.state_dir == out / "state" / region
-    assert len(ports) == 7  # one local HTTP port per region
+    # One local HTTP port per region, counting up from 7420: none on node_exporter's 9100
+    # nor anywhere in the exporters' range.
+    assert ports == list(range(7420, 7427))
+    assert not any(9100 <= port <= 9999 for port in ports)
     assert mode(out / "nats-server.conf") == 0o600
     conf = (out / "nats-server.conf").read_text()
     assert '"meshd.acme.*.eu-west-1"' in conf and "allow_responses: true" in conf
@@ -100,4 +103,6 @@ def test_status_and_reload_against_a_running_daemon(tmp_path: Path, capsys: pyte
         assert fed.metric("eu-west-1", "meshd_config_reloads_total", result="ok") == 1
         fed.stop_daemon("eu-west-1")
         assert main(["status", "--config", config]) == 1
-        assert "cannot reach the eu-west-1 daemon" in capsys.readouterr().err
+        port = fed.http_ports["eu-west-1"]
+        assert capsys.readouterr().err == (f"cannot reach the meshd daemon of eu-west-1 at http://127.0.0.1:{port}: "
+                                           "connection refused (is it running?)\n")

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import argparse
 import getpass
-import json
 import time
 from typing import Any
 
@@ -27,13 +26,13 @@ def add_commands(subparsers: argparse._SubParsersAction, t: Translator) -> None:
     sub = alerts.add_subparsers(dest="alerts_command", metavar="COMMAND", parser_class=type(alerts))
 
     p = sub.add_parser("list", help=t("alerts.cli.list.help"))
-    p.add_argument("--config", required=True, help=t("cli.opt.config"))
+    p.add_argument("--config", help=t("cli.opt.config"))
     p.add_argument("--json", action="store_true", help=t("cli.opt.json"))
     p.set_defaults(handler=cmd_list)
 
     p = sub.add_parser("test", help=t("alerts.cli.test.help"))
     p.add_argument("receiver", metavar="RECEIVER", help=t("alerts.cli.test.receiver"))
-    p.add_argument("--config", required=True, help=t("cli.opt.config"))
+    p.add_argument("--config", help=t("cli.opt.config"))
     p.set_defaults(handler=cmd_test)
 
     silence = subparsers.add_parser("silence", help=t("alerts.cli.silence.help"))
@@ -42,21 +41,21 @@ def add_commands(subparsers: argparse._SubParsersAction, t: Translator) -> None:
 
     p = sub.add_parser("add", help=t("alerts.cli.silence.add.help"))
     p.add_argument("matchers", nargs="+", metavar="MATCHER", help=t("alerts.cli.silence.add.matchers"))
-    p.add_argument("--config", required=True, help=t("cli.opt.config"))
+    p.add_argument("--config", help=t("cli.opt.config"))
     p.add_argument("--duration", default="1h", help=t("alerts.cli.silence.add.duration"))
     p.add_argument("--comment", required=True, help=t("alerts.cli.silence.add.comment"))
     p.add_argument("--author", default=None, help=t("alerts.cli.silence.add.author"))
     p.set_defaults(handler=cmd_silence_add)
 
     p = sub.add_parser("list", help=t("alerts.cli.silence.list.help"))
-    p.add_argument("--config", required=True, help=t("cli.opt.config"))
+    p.add_argument("--config", help=t("cli.opt.config"))
     p.add_argument("--all", action="store_true", help=t("alerts.cli.silence.list.all"))
     p.add_argument("--json", action="store_true", help=t("cli.opt.json"))
     p.set_defaults(handler=cmd_silence_list)
 
     p = sub.add_parser("expire", help=t("alerts.cli.silence.expire.help"))
     p.add_argument("id", metavar="ID", help=t("alerts.cli.silence.expire.id"))
-    p.add_argument("--config", required=True, help=t("cli.opt.config"))
+    p.add_argument("--config", help=t("cli.opt.config"))
     p.set_defaults(handler=cmd_silence_expire)
 
 
@@ -65,34 +64,10 @@ def _usage(parser: argparse.ArgumentParser) -> int:
     return EXIT_USAGE
 
 
-def _request(ctx: Any, config: Any, method: str, path: str, body: Any = None,
-             admin: bool = False) -> tuple[int, Any] | None:
-    """(status, body), or None after printing why the daemon cannot be reached."""
-    from meshd.client import DaemonUnreachable
-
-    try:
-        return ctx.client(config).request(method, path, body, admin=admin)
-    except DaemonUnreachable as exc:
-        ctx.error(ctx.t("cli.status.unreachable", region=config.region, detail=str(exc)))
-        return None
-
-
 def _failed(ctx: Any, status: int, doc: Any) -> int:
     """Say what the daemon answered instead of success; the exit code for it."""
     ctx.error(ctx.t("alerts.cli.error", status=status, detail=(doc or {}).get("error", "")))
     return EXIT_FAILURE
-
-
-def _get(ctx: Any, config: Any, path: str) -> Any | None:
-    """The daemon's 200 answer to ``GET path``, or None after saying why there is none."""
-    got = _request(ctx, config, "GET", path)
-    if got is None:
-        return None
-    status, doc = got
-    if status != 200:
-        _failed(ctx, status, doc)
-        return None
-    return doc
 
 
 def _when(t: Translator, epoch: float | None, now: float) -> str:
@@ -103,16 +78,16 @@ def _when(t: Translator, epoch: float | None, now: float) -> str:
 
 def cmd_list(args: argparse.Namespace, ctx: Any) -> int:
     config = ctx.load_config(args.config)
-    doc = _get(ctx, config, "/v1/alerts")
-    if doc is None:
-        return EXIT_FAILURE
-    if args.json:
-        ctx.print(json.dumps(doc, indent=2, ensure_ascii=False))
-        return EXIT_OK
+    ctx.show(ctx.get(config, "/v1/alerts"), args.json, lambda doc: render_alerts(ctx.t, doc, config.region))
+    return EXIT_OK
+
+
+def render_alerts(t: Translator, doc: dict[str, Any], region: str) -> str:
+    """The human view of ``GET /v1/alerts``: alerts held, the outbox, broken receivers."""
     from meshd.cli import render_table
 
-    t = ctx.t
     now = time.time()
+    lines = []
     alerts = doc.get("alerts", [])
     if alerts:
         rows = [[a["labels"].get("alertname", "?"), a["labels"].get("region", "-"), a["labels"].get("severity", "-"),
@@ -120,27 +95,24 @@ def cmd_list(args: argparse.Namespace, ctx: Any) -> int:
                  ", ".join(a.get("receivers", [])) or "-"] for a in alerts]
         headers = [t("alerts.cli.col.alert"), t("alerts.cli.col.region"), t("alerts.cli.col.severity"),
                    t("alerts.cli.col.state"), t("alerts.cli.col.since"), t("alerts.cli.col.receivers")]
-        ctx.print(render_table(headers, rows))
+        lines.append(render_table(headers, rows))
     else:
-        ctx.print(t("alerts.cli.list.none", region=doc.get("region", config.region)))
+        lines.append(t("alerts.cli.list.none", region=doc.get("region", region)))
     st = doc.get("status", {})
     outbox = st.get("outbox", {})
-    ctx.print(t("alerts.cli.list.outbox", depth=outbox.get("depth", 0),
-                oldest=t.duration(outbox.get("oldest_pending_s", 0) or 0),
-                silences=st.get("silences_active", 0)))
+    lines.append(t("alerts.cli.list.outbox", depth=outbox.get("depth", 0),
+                   oldest=t.duration(outbox.get("oldest_pending_s", 0) or 0),
+                   silences=st.get("silences_active", 0)))
     for receiver in st.get("receivers", []):
         if receiver.get("broken") or receiver.get("problem"):
-            ctx.print(t("alerts.cli.list.broken", receiver=receiver["name"],
-                        detail=receiver.get("problem") or receiver.get("broken")))
-    return EXIT_OK
+            lines.append(t("alerts.cli.list.broken", receiver=receiver["name"],
+                           detail=receiver.get("problem") or receiver.get("broken")))
+    return "\n".join(lines)
 
 
 def cmd_test(args: argparse.Namespace, ctx: Any) -> int:
     config = ctx.load_config(args.config)
-    got = _request(ctx, config, "POST", f"/v1/alerts/test/{args.receiver}", {}, admin=True)
-    if got is None:
-        return EXIT_FAILURE
-    status, doc = got
+    status, doc = ctx.call(config, "POST", f"/v1/alerts/test/{args.receiver}", {})
     t = ctx.t
     if status == 404:
         ctx.error(t("alerts.cli.test.unknown", receiver=args.receiver,
@@ -172,12 +144,9 @@ def cmd_silence_add(args: argparse.Namespace, ctx: Any) -> int:
         return EXIT_USAGE
     config = ctx.load_config(args.config)
     author = args.author or _user()
-    got = _request(ctx, config, "POST", "/v1/silences",
-                   {"matchers": args.matchers, "duration": duration, "comment": args.comment, "created_by": author},
-                   admin=True)
-    if got is None:
-        return EXIT_FAILURE
-    status, doc = got
+    status, doc = ctx.call(config, "POST", "/v1/silences",
+                           {"matchers": args.matchers, "duration": duration, "comment": args.comment,
+                            "created_by": author})
     if status == 400:
         ctx.error(t("alerts.cli.silence.rejected", detail=(doc or {}).get("error", "")))
         return EXIT_USAGE
@@ -196,34 +165,29 @@ def _user() -> str:
 
 
 def cmd_silence_list(args: argparse.Namespace, ctx: Any) -> int:
-    doc = _get(ctx, ctx.load_config(args.config), "/v1/silences" + ("?all=1" if args.all else ""))
-    if doc is None:
-        return EXIT_FAILURE
-    if args.json:
-        ctx.print(json.dumps(doc, indent=2, ensure_ascii=False))
-        return EXIT_OK
+    config = ctx.load_config(args.config)
+    doc = ctx.get(config, "/v1/silences" + ("?all=1" if args.all else ""))
+    ctx.show(doc, args.json, lambda d: render_silences(ctx.t, d))
+    return EXIT_OK
+
+
+def render_silences(t: Translator, doc: dict[str, Any]) -> str:
     from meshd.cli import render_table
 
-    t = ctx.t
     now = time.time()
     silences = doc.get("silences", [])
     if not silences:
-        ctx.print(t("alerts.cli.silence.none"))
-        return EXIT_OK
+        return t("alerts.cli.silence.none")
     rows = [[s["id"], " ".join(s["matchers"]), t(f"alerts.cli.silence.state.{s.get('state', 'active')}"),
              _when(t, s.get("ends_at"), now), s.get("created_by") or "-", s.get("comment", "")] for s in silences]
     headers = [t("alerts.cli.col.id"), t("alerts.cli.col.matchers"), t("alerts.cli.col.state"),
                t("alerts.cli.col.ends"), t("alerts.cli.col.author"), t("alerts.cli.col.comment")]
-    ctx.print(render_table(headers, rows))
-    return EXIT_OK
+    return render_table(headers, rows)
 
 
 def cmd_silence_expire(args: argparse.Namespace, ctx: Any) -> int:
     config = ctx.load_config(args.config)
-    got = _request(ctx, config, "POST", f"/v1/silences/{args.id}/expire", {}, admin=True)
-    if got is None:
-        return EXIT_FAILURE
-    status, doc = got
+    status, doc = ctx.call(config, "POST", f"/v1/silences/{args.id}/expire", {})
     if status == 404:
         ctx.error(ctx.t("alerts.cli.silence.unknown", id=args.id))
         return EXIT_USAGE

@@ -41,17 +41,9 @@ def _need(args: argparse.Namespace, ctx: Any, *names: str) -> bool:
 
 
 def _post(ctx: Any, args: argparse.Namespace, path: str, body: dict[str, Any]) -> int:
-    from meshd.client import DaemonUnreachable
-
     config = ctx.load_config(args.config)
-    client = ctx.client(config)
     # An invoice waits for the usage query of every region of the residency.
-    client.timeout = 60
-    try:
-        status, doc = client.request("POST", path, body, admin=True)
-    except DaemonUnreachable as exc:
-        ctx.error(ctx.t("cli.status.unreachable", region=config.region, detail=str(exc)))
-        return EXIT_FAILURE
+    status, doc = ctx.call(config, "POST", path, body, timeout=60)
     if status != 200 or not isinstance(doc, dict) or "document" not in doc:
         doc = doc if isinstance(doc, dict) else {}
         code = str(doc.get("code", ""))
@@ -73,12 +65,12 @@ def summary(t: Any, doc: dict[str, Any], new: bool) -> str:
 
 
 def cmd_invoice(args: argparse.Namespace, ctx: Any) -> int:
-    if not _need(args, ctx, "config", "tenant", "period"):
+    if not _need(args, ctx, "tenant", "period"):
         return EXIT_USAGE
     return _post(ctx, args, "/v1/invoices", {"tenant": args.tenant, "period": args.period})
 
 
 def cmd_credit(args: argparse.Namespace, ctx: Any) -> int:
-    if not _need(args, ctx, "config", "reason"):
+    if not _need(args, ctx, "reason"):
         return EXIT_USAGE
     return _post(ctx, args, "/v1/invoices/credit", {"invoice": args.invoice, "reason": args.reason})

@@ -56,12 +56,8 @@ def cmd_request(args: argparse.Namespace, ctx: Any) -> int:
                     known=", ".join(sorted(config.region_map.regions))))
         return EXIT_USAGE
     client = ctx.client(config)
-    try:
-        status, body = client.post(f"/v1/{args.action}/{args.region}",
-                                   {"reason": args.reason, "force": bool(getattr(args, "force", False))})
-    except DaemonUnreachable as exc:
-        ctx.error(t("cli.status.unreachable", region=config.region, detail=str(exc)))
-        return EXIT_FAILURE
+    status, body = ctx.call(config, "POST", f"/v1/{args.action}/{args.region}",
+                            {"reason": args.reason, "force": bool(getattr(args, "force", False))})
     if status != 202:
         code = (body or {}).get("error", "http") if isinstance(body, dict) else "http"
         params = (body or {}).get("params", {}) if isinstance(body, dict) else {}

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 import time
 from typing import Any
 
@@ -13,7 +12,7 @@ from meshd.i18n import Translator
 
 def add_commands(subparsers: argparse._SubParsersAction, t: Translator) -> None:
     p = subparsers.add_parser("health", help=t("health.cli.help"))
-    p.add_argument("--config", required=True, help=t("health.cli.config"))
+    p.add_argument("--config", help=t("cli.opt.config"))
     p.add_argument("--json", action="store_true", help=t("health.cli.json"))
     p.set_defaults(handler=cmd_health)
 
@@ -61,20 +60,11 @@ def render(t: Translator, region: str, health: dict[str, Any], now: float) -> st
 
 
 def cmd_health(args: argparse.Namespace, ctx: Context) -> int:
-    from meshd.client import DaemonUnreachable
-
     config = ctx.load_config(args.config)
-    try:
-        doc = ctx.client(config).get("/status")
-    except DaemonUnreachable as exc:
-        ctx.error(ctx.t("cli.status.unreachable", region=config.region, detail=str(exc)))
-        return EXIT_FAILURE
+    doc = ctx.get(config, "/status")
     health = doc.get("health") if isinstance(doc, dict) else None
     if not isinstance(health, dict):
         ctx.error(ctx.t("health.cli.absent", region=config.region))
         return EXIT_FAILURE
-    if args.json:
-        ctx.print(json.dumps(health, indent=2, ensure_ascii=False))
-    else:
-        ctx.print(render(ctx.t, config.region, health, time.time()))
+    ctx.show(health, args.json, lambda h: render(ctx.t, config.region, h, time.time()))
     return EXIT_OK

@@ -38,26 +38,26 @@ def add_commands(subparsers: argparse._SubParsersAction, t: Translator, plugin: 
     keys.set_defaults(handler=functools.partial(_usage, keys))
 
     p = sub.add_parser("status", help=t("keys.cli.status.help"))
-    p.add_argument("--config", required=True, help=t("keys.cli.opt.config"))
+    p.add_argument("--config", help=t("cli.opt.config"))
     p.add_argument("--federation", action="store_true", help=t("keys.cli.status.federation"))
     p.add_argument("--local", action="store_true", help=t("keys.cli.status.local"))
     p.add_argument("--json", action="store_true", help=t("keys.cli.opt.json"))
     p.set_defaults(handler=functools.partial(cmd_status, plugin))
 
     p = sub.add_parser("rotate", help=t("keys.cli.rotate.help"))
-    p.add_argument("--config", required=True, help=t("keys.cli.opt.config"))
+    p.add_argument("--config", help=t("cli.opt.config"))
     p.add_argument("--purpose", action="append", help=t("keys.cli.opt.purposes"))
     p.set_defaults(handler=cmd_rotate)
 
     p = sub.add_parser("set", help=t("keys.cli.set.help"))
-    p.add_argument("--config", required=True, help=t("keys.cli.opt.config"))
+    p.add_argument("--config", help=t("cli.opt.config"))
     p.add_argument("--purpose", required=True, help=t("keys.cli.opt.purpose"))
     p.add_argument("--min-decryption-version", type=int, help=t("keys.cli.set.min_decryption"))
     p.add_argument("--min-encryption-version", type=int, help=t("keys.cli.set.min_encryption"))
     p.set_defaults(handler=cmd_set)
 
     p = sub.add_parser("rewrap", help=t("keys.cli.rewrap.help"))
-    p.add_argument("--config", required=True, help=t("keys.cli.opt.config"))
+    p.add_argument("--config", help=t("cli.opt.config"))
     p.add_argument("--purpose", action="append", help=t("keys.cli.opt.purposes"))
     p.add_argument("--file", action="append", type=Path, help=t("keys.cli.rewrap.file"))
     p.set_defaults(handler=functools.partial(cmd_rewrap, plugin))
@@ -66,7 +66,7 @@ def add_commands(subparsers: argparse._SubParsersAction, t: Translator, plugin: 
     sub = secrets.add_subparsers(dest="secrets_command", metavar="COMMAND", parser_class=type(secrets))
     secrets.set_defaults(handler=functools.partial(_usage, secrets))
     p = sub.add_parser("encrypt", help=t("keys.cli.encrypt.help"), description=t("keys.cli.encrypt.description"))
-    p.add_argument("--config", required=True, help=t("keys.cli.opt.config"))
+    p.add_argument("--config", help=t("cli.opt.config"))
     p.set_defaults(handler=functools.partial(cmd_encrypt, plugin))
 
 
@@ -75,26 +75,16 @@ def _usage(parser: argparse.ArgumentParser, _args: argparse.Namespace, _ctx: Con
     return EXIT_USAGE
 
 
-def _load(ctx: Context, path: str) -> LoadedConfig:
+def _load(ctx: Context, given: str | None) -> LoadedConfig:
     """The config without the plugins' checks, so that one broken secret does not block key commands."""
+    path = ctx.config_path(given)
     try:
-        return load_config(Path(path), ctx.hooks.config_models())
+        return load_config(path, ctx.hooks.config_models())
     except ConfigError as exc:
         for issue in exc.issues:
             ctx.error(ctx.describe_issue(issue))
         ctx.error(ctx.t("cli.check_config.invalid", count=len(exc.issues), path=path))
         raise SystemExit(EXIT_USAGE) from None
-
-
-def _call(ctx: Context, config: LoadedConfig, method: str, path: str, body: Any = None) -> tuple[int, Any] | int:
-    """(status, body) from the daemon, or an exit code after printing why it failed."""
-    from meshd.client import DaemonUnreachable
-
-    try:
-        return ctx.client(config).request(method, path, body, admin=method != "GET")
-    except DaemonUnreachable as exc:
-        ctx.error(ctx.t("cli.status.unreachable", region=config.region, detail=str(exc)))
-        return EXIT_FAILURE
 
 
 def _daemon_error(ctx: Context, status: int, body: Any) -> int:
@@ -130,10 +120,7 @@ def cmd_status(plugin: KeysPlugin, args: argparse.Namespace, ctx: Context) -> in
             ctx.error(exc.translated(ctx.t))
             return EXIT_FAILURE
     else:
-        got = _call(ctx, config, "GET", "/v1/keys")
-        if isinstance(got, int):
-            return got
-        status, doc = got
+        status, doc = ctx.call(config, "GET", "/v1/keys")
         if status != 200:
             return _daemon_error(ctx, status, doc)
     if args.json:
@@ -174,10 +161,7 @@ def cmd_status(plugin: KeysPlugin, args: argparse.Namespace, ctx: Context) -> in
 
 def cmd_rotate(args: argparse.Namespace, ctx: Context) -> int:
     config = _load(ctx, args.config)
-    got = _call(ctx, config, "POST", "/v1/keys/rotate", {"purposes": args.purpose or []})
-    if isinstance(got, int):
-        return got
-    status, body = got
+    status, body = ctx.call(config, "POST", "/v1/keys/rotate", {"purposes": args.purpose or []})
     if status != 200:
         return _daemon_error(ctx, status, body)
     for meta in body.get("rotated", []):
@@ -191,12 +175,9 @@ def cmd_set(args: argparse.Namespace, ctx: Context) -> int:
         ctx.error(ctx.t("keys.cli.set.nothing"))
         return EXIT_USAGE
     config = _load(ctx, args.config)
-    got = _call(ctx, config, "POST", f"/v1/keys/{args.purpose}/minimums",
-                {"min_decryption_version": args.min_decryption_version,
-                 "min_encryption_version": args.min_encryption_version})
-    if isinstance(got, int):
-        return got
-    status, body = got
+    status, body = ctx.call(config, "POST", f"/v1/keys/{args.purpose}/minimums",
+                             {"min_decryption_version": args.min_decryption_version,
+                              "min_encryption_version": args.min_encryption_version})
     if status != 200:
         return _daemon_error(ctx, status, body)
     meta = body["keyring"]
@@ -209,10 +190,7 @@ def cmd_rewrap(plugin: KeysPlugin, args: argparse.Namespace, ctx: Context) -> in
     config = _load(ctx, args.config)
     if args.file:
         return _rewrap_files(plugin, config, args.file, ctx)
-    got = _call(ctx, config, "POST", "/v1/keys/rewrap", {"purposes": args.purpose or []})
-    if isinstance(got, int):
-        return got
-    status, body = got
+    status, body = ctx.call(config, "POST", "/v1/keys/rewrap", {"purposes": args.purpose or []})
     if status != 200:
         return _daemon_error(ctx, status, body)
     code = EXIT_OK

@@ -58,16 +58,11 @@ def _need(args: argparse.Namespace, ctx: Any, *names: str) -> bool:
     return True
 
 
-def _call(ctx: Any, config: Any, method: str, path: str, body: Any = None) -> tuple[int, Any] | None:
-    from meshd.client import DaemonUnreachable
-
-    client = ctx.client(config)
-    client.timeout = config.plugin("metering").query_timeout + config.plugin("metering").record_wait + 5
-    try:
-        return client.request(method, path, body, admin=True)
-    except DaemonUnreachable as exc:
-        ctx.error(ctx.t("cli.status.unreachable", region=config.region, detail=str(exc)))
-        return None
+def _call(ctx: Any, config: Any, method: str, path: str, body: Any = None) -> tuple[int, Any]:
+    """The daemon's answer; it may wait for every region of the residency, so the timeout covers theirs."""
+    section = config.plugin("metering")
+    return ctx.call(config, method, path, body, admin=True,
+                    timeout=section.query_timeout + section.record_wait + 5)
 
 
 def _daemon_error(ctx: Any, status: int, body: Any) -> int:
@@ -84,19 +79,13 @@ def _daemon_error(ctx: Any, status: int, body: Any) -> int:
 
 
 def cmd_usage(args: argparse.Namespace, ctx: Any) -> int:
-    if not _need(args, ctx, "config", "tenant", "period"):
+    if not _need(args, ctx, "tenant", "period"):
         return EXIT_USAGE
     config = ctx.load_config(args.config)
-    got = _call(ctx, config, "GET", "/v1/usage?" + urlencode({"tenant": args.tenant, "period": args.period}))
-    if got is None:
-        return EXIT_FAILURE
-    status, doc = got
+    status, doc = _call(ctx, config, "GET", "/v1/usage?" + urlencode({"tenant": args.tenant, "period": args.period}))
     if status != 200:
         return _daemon_error(ctx, status, doc)
-    if args.json:
-        ctx.print(json.dumps(doc, indent=2, ensure_ascii=False))
-    else:
-        _print_totals(ctx, doc)
+    ctx.show(doc, args.json, lambda d: render_totals(ctx.t, d))
     if not doc.get("complete"):
         missing = ", ".join(f"{r} ({doc['regions'][r].get('error', '?')})" for r in doc.get("missing", []))
         ctx.error(ctx.t("metering.cli.incomplete", regions=missing))
@@ -104,28 +93,27 @@ def cmd_usage(args: argparse.Namespace, ctx: Any) -> int:
     return EXIT_OK
 
 
-def _print_totals(ctx: Any, doc: dict[str, Any]) -> None:
+def render_totals(t: Any, doc: dict[str, Any]) -> str:
+    """The human view of ``GET /v1/usage``: a header, then one row per meter."""
     from meshd.cli import render_table
 
-    t = ctx.t
     answered = [r for r, info in doc["regions"].items() if info.get("answered")]
-    ctx.print(t("metering.cli.header", tenant=doc["tenant"], period=doc["period"], start=doc["start"],
-                end=doc["end"], answered=len(answered), regions=len(doc["regions"])))
+    header = t("metering.cli.header", tenant=doc["tenant"], period=doc["period"], start=doc["start"],
+               end=doc["end"], answered=len(answered), regions=len(doc["regions"]))
     rows = []
     for meter, m in doc["meters"].items():
         value = "-" if m["value"] is None else _number(t, m["value"])
         if not m.get("exact", True):
             value = t("metering.cli.at_most", value=value)
         rows.append([meter, m["kind"], value, _number(t, str(m["events"]))])
-    if rows:
-        ctx.print(render_table([t("metering.cli.col.meter"), t("metering.cli.col.kind"),
-                                t("metering.cli.col.total"), t("metering.cli.col.events")], rows))
-    else:
-        ctx.print(t("metering.cli.no_meters"))
+    if not rows:
+        return header + "\n" + t("metering.cli.no_meters")
+    return header + "\n" + render_table([t("metering.cli.col.meter"), t("metering.cli.col.kind"),
+                                         t("metering.cli.col.total"), t("metering.cli.col.events")], rows)
 
 
 def cmd_record(args: argparse.Namespace, ctx: Any) -> int:
-    if not _need(args, ctx, "config", "tenant"):
+    if not _need(args, ctx, "tenant"):
         return EXIT_USAGE
     config = ctx.load_config(args.config)
     event: dict[str, Any] = {
@@ -139,10 +127,7 @@ def cmd_record(args: argparse.Namespace, ctx: Any) -> int:
         event["value"] = args.value  # a string: the daemon reads it as an exact decimal
     if args.time is not None:
         event["time"] = args.time
-    got = _call(ctx, config, "POST", "/v1/usage/events", event)
-    if got is None:
-        return EXIT_FAILURE
-    status, doc = got
+    status, doc = _call(ctx, config, "POST", "/v1/usage/events", event)
     if status not in (200, 400) or not isinstance(doc, dict) or "rejected" not in doc:
         return _daemon_error(ctx, status, doc)
     if getattr(args, "json", False):

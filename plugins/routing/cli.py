@@ -48,8 +48,6 @@ def offline_answer(config: Any, body: dict[str, Any]) -> dict[str, Any]:
 
 
 def cmd_route(args: argparse.Namespace, ctx: Any) -> int:
-    from meshd.client import DaemonUnreachable
-
     t: Translator = ctx.t
     config = ctx.load_config(args.config)
     body = {"tenant": args.tenant, "from": args.origin,
@@ -58,11 +56,7 @@ def cmd_route(args: argparse.Namespace, ctx: Any) -> int:
         reply = offline_answer(config, body)
     else:
         query = urlencode({k: v for k, v in body.items() if v is not None})
-        try:
-            status, reply = ctx.client(config).request("GET", f"/v1/route?{query}")
-        except DaemonUnreachable as exc:
-            ctx.error(t("routing.cli.unreachable", region=config.region, detail=str(exc)))
-            return EXIT_FAILURE
+        status, reply = ctx.call(config, "GET", f"/v1/route?{query}", unreachable_key="routing.cli.unreachable")
         if status == 404 or not isinstance(reply, dict) or "ok" not in reply:
             ctx.error(t("routing.cli.no_service", region=config.region, status=status))
             return EXIT_FAILURE

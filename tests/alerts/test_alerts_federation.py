@@ -323,4 +323,5 @@ def test_alerts_cli(env: Env, capsys: pytest.CaptureFixture[str], tmp_path: Path
     other = env.fed.config_path("eu-west-1").with_name("unreachable.yaml")
     other.write_text(yaml.safe_dump(config))
     assert main(["--lang", "fr", "alerts", "list", "--config", str(other)]) == 1
-    assert "impossible de joindre le démon de eu-west-1" in capsys.readouterr().err
+    assert "impossible de joindre le démon meshd de eu-west-1 à http://127.0.0.1:1 : connexion refusée" \
+        in capsys.readouterr().err

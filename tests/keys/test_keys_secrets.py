@@ -158,4 +158,4 @@ def test_local_status_without_a_daemon(configs, monkeypatch, capsys) -> None:
     assert doc["keyrings"][0]["purpose"] == "secrets" and doc["keyrings"][0]["version"] == 1
     # Without --local it needs the daemon, and says so (exit 1: runtime failure).
     assert main(["keys", "status", "--config", str(eu)]) == 1
-    assert "cannot reach the eu-west-1 daemon" in capsys.readouterr().err
+    assert "cannot reach the meshd daemon of eu-west-1 at http://127.0.0.1:" in capsys.readouterr().err
