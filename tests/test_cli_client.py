@@ -213,7 +213,8 @@ EVERY_DAEMON_COMMAND = [
     ["keys", "rewrap"],
     ["usage", "--tenant", "acme-eu", "--period", "2026-10"], ["usage", "record", "--tenant", "acme-eu", "--meter", "m"],
     ["route", "--tenant", "acme-eu", "--from", "FR"],
-    ["failover", "us-east-1"], ["failback", "us-east-1"],
+    ["failover", "us-east-1", "--reason", "drill"], ["failback", "us-east-1", "--reason", "drill"],
+    ["invoice", "--tenant", "acme-eu", "--period", "2026-10"], ["invoice", "credit", "INV-1", "--reason", "typo"],
 ]
 
 

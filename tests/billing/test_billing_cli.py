@@ -16,9 +16,9 @@ ETC = ROOT / "etc"
 
 def test_missing_options_exit_2_with_a_message(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["--lang", "en", "invoice"]) == 2
-    assert "missing option(s): --config, --tenant, --period" in capsys.readouterr().err
+    assert "missing option(s): --tenant, --period" in capsys.readouterr().err
     assert main(["--lang", "fr", "invoice", "--tenant", "t"]) == 2
-    assert "option(s) manquante(s) : --config, --period" in capsys.readouterr().err
+    assert "option(s) manquante(s) : --period" in capsys.readouterr().err
 
 
 def config_with(tmp_path: Path, tenants: str, **billing: str) -> Path:
