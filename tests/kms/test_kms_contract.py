@@ -12,6 +12,7 @@ import pytest
 
 from meshd_plugins.keys.errors import KEKError, KeyringError
 
+from ..keys.keyleaks import leaks
 from .conftest import ProviderUnderTest
 
 CONTEXT = {"region": "eu-west-1", "purpose": "metering", "key_id": "k-0123456789abcdef", "version": "1"}
@@ -61,11 +62,12 @@ def test_describe_names_the_kek_and_no_credential(kms: ProviderUnderTest, tmp_pa
                                                   caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.DEBUG)
     provider = kms.open("eu-west-1", tmp_path)
-    provider.unwrap(provider.wrap(os.urandom(32), dict(CONTEXT)), dict(CONTEXT))
+    key = os.urandom(32)
+    assert provider.unwrap(provider.wrap(key, dict(CONTEXT)), dict(CONTEXT)) == key
     described = provider.describe()
     assert described["provider"] == kms.name and described.get("kek_id")
-    shown = json.dumps(described) + repr(provider) + caplog.text
-    assert kms.secrets == [] or all(secret not in shown for secret in kms.secrets)
+    shown = (json.dumps(described) + repr(provider) + caplog.text).encode()
+    assert leaks(shown, [key, *(secret.encode() for secret in kms.secrets)]) == []
 
 
 def test_keyrings_on_the_provider_reopen_and_refuse_another_region(kms: ProviderUnderTest, tmp_path: Path) -> None:
