@@ -22,9 +22,9 @@ from meshd.plugins import Hooks
 from meshd_plugins.keys.manager import KeyManager, ProviderLookup
 from meshd_plugins.keys.settings import KeysConfig
 
-from .servers import OpenBao
+from .servers import MotoKms, OpenBao
 
-PROVIDERS = ["local", "vault-transit"]
+PROVIDERS = ["local", "vault-transit", "aws-kms"]
 TRANSIT_KEY = "meshd"
 
 
@@ -99,6 +99,41 @@ def vault_transit_provider(openbao: OpenBao, entry_point_lookup: ProviderLookup)
         lambda region: {"provider": "vault-transit",
                         "settings": {"url": openbao.url, "key": TRANSIT_KEY, "token": openbao.token}},
         entry_point_lookup, secrets=[openbao.token])
+
+
+# The standard credential chain, from the environment: moto accepts any key pair.
+AWS_ENV = {"AWS_ACCESS_KEY_ID": "AKIAMESHDTEST0000000", "AWS_SECRET_ACCESS_KEY": "meshd-test-secret-0123456789",
+           "AWS_DEFAULT_REGION": "eu-west-1"}
+
+
+@pytest.fixture(scope="session")
+def moto_kms() -> Iterator[tuple[MotoKms, str]]:
+    """moto's KMS server for the session, and the ARN of a key under ``alias/meshd``."""
+    need("moto.server")
+    boto3 = need("boto3")
+    with pytest.MonkeyPatch.context() as env:
+        for name, value in AWS_ENV.items():
+            env.setenv(name, value)
+        env.delenv("AWS_PROFILE", raising=False)
+        server = MotoKms().start()
+        try:
+            client = boto3.client("kms", endpoint_url=server.url, region_name="eu-west-1")
+            arn = client.create_key(Description="meshd KEK")["KeyMetadata"]["Arn"]
+            client.create_alias(AliasName="alias/meshd", TargetKeyId=arn)
+            yield server, arn
+        finally:
+            server.stop()
+
+
+@pytest.fixture
+def aws_kms_provider(moto_kms: tuple[MotoKms, str], entry_point_lookup: ProviderLookup) -> ProviderUnderTest:
+    need("meshd_kms_aws")
+    server, _ = moto_kms
+    return ProviderUnderTest(
+        "aws-kms",
+        lambda region: {"provider": "aws-kms", "settings": {"key": "alias/meshd", "endpoint_url": server.url,
+                                                             "aws_region": "eu-west-1"}},
+        entry_point_lookup, secrets=[AWS_ENV["AWS_SECRET_ACCESS_KEY"]])
 
 
 @pytest.fixture(params=PROVIDERS)

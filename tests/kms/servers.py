@@ -6,6 +6,7 @@ import secrets
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import requests
 
@@ -56,3 +57,35 @@ class OpenBao:
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait()
+
+
+@dataclass
+class MotoKms:
+    """moto's server mode on loopback: a real HTTP server answering the AWS KMS API."""
+
+    port: int = 0
+    server: Any = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self) -> MotoKms:
+        from moto.server import ThreadedMotoServer
+
+        self.port = self.port or free_port()
+        self.server = ThreadedMotoServer(ip_address="127.0.0.1", port=self.port, verbose=False)
+        self.server.start()
+        wait_for(self._answers, timeout=30, what=f"moto server on port {self.port}")
+        return self
+
+    def _answers(self) -> bool:
+        try:
+            return requests.get(f"{self.url}/moto-api/", timeout=1).status_code < 500
+        except requests.RequestException:
+            return False
+
+    def stop(self) -> None:
+        if self.server is not None:
+            self.server.stop()
+            self.server = None
