@@ -134,6 +134,9 @@ class KeysPlugin:
             return None
         cfg: KeysConfig = config.plugin("keys")
         issues: list[ConfigIssue] = []
+        jurisdiction_issue = self._check_kms_jurisdiction(config, cfg)
+        if jurisdiction_issue is not None:
+            return [jurisdiction_issue]  # never open a KMS the region may not use, even to check secrets
         values = list(encrypted_values(config.source.data))
         kek_issue = self._check_local_kek(config, cfg)
         if kek_issue is not None:
@@ -153,6 +156,17 @@ class KeysPlugin:
                 issues.append(ConfigIssue(config.path, keypath, str(exc), config.line_of(keypath),
                                           code=f"keys.{exc.code}"))
         return issues
+
+    @staticmethod
+    def _check_kms_jurisdiction(config: LoadedConfig, cfg: KeysConfig) -> ConfigIssue | None:
+        """A KMS declared outside the region's jurisdiction, as a config issue."""
+        region = config.region_map.regions.get(config.region)
+        if cfg.kms.jurisdiction is None or region is None or cfg.kms.jurisdiction == region.jurisdiction:
+            return None
+        keypath = ("keys", "kms", "jurisdiction")
+        exc = KEKError("kms_jurisdiction", provider=cfg.kms.provider, kms=cfg.kms.jurisdiction,
+                       region=config.region, region_jurisdiction=region.jurisdiction)
+        return ConfigIssue(config.path, keypath, str(exc), config.line_of(keypath), code=f"keys.{exc.code}")
 
     def _check_local_kek(self, config: LoadedConfig, cfg: KeysConfig) -> ConfigIssue | None:
         """A KEK that is exposed, or missing under existing keyrings, as a config issue (exit 2 at start)."""

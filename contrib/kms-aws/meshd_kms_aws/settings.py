@@ -25,8 +25,6 @@ class AwsKmsSettings(BaseModel):
     """A named profile of the shared AWS config (default: the standard chain)."""
     timeout: float = Field(default=5.0, gt=0)
     max_attempts: int = Field(default=3, ge=1, le=10)
-    jurisdiction: str | None = None
-    """Where the KMS key is, as declared by the operator (checked against the region's)."""
     region: str | None = None
 
     @classmethod

@@ -36,8 +36,6 @@ class TransitSettings(BaseModel):
     ca_cert: Path | None = None
     """A CA bundle to verify the server's TLS certificate (default: the system's)."""
     timeout: float = Field(default=5.0, gt=0)
-    jurisdiction: str | None = None
-    """Where the KMS endpoint is, as declared by the operator (checked against the region's)."""
     region: str | None = None
 
     @model_validator(mode="after")
