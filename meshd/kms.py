@@ -76,6 +76,15 @@ class KMSProvider(abc.ABC):
         """Non-secret facts for ``meshd keys status`` (KEK id, location)."""
         return {"provider": self.name}
 
+    def check(self) -> None:
+        """Reach the KMS cheaply (no key material); :class:`KMSUnavailableError` if it does not answer.
+
+        The keys plugin calls it every ``check_interval`` from a worker
+        thread, to report an outage while it keeps encrypting with the data
+        keys it already unwrapped. The default (a KEK held in memory) is
+        always available.
+        """
+
 
 class DataKeyring(Protocol):
     """Envelope encryption for other plugins, from ``meshd_keyring`` (the keys plugin).

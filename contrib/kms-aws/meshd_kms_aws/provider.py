@@ -50,10 +50,17 @@ class AwsKmsProvider(KMSProvider):
             "kms", region_name=settings.key_region(), endpoint_url=settings.endpoint_url,
             config=botocore.config.Config(connect_timeout=settings.timeout, read_timeout=settings.timeout,
                                           retries={"max_attempts": settings.max_attempts, "mode": "standard"}))
-        meta = self._call(lambda: self._client.describe_key(KeyId=settings.key))["KeyMetadata"]
-        self._arn = str(meta["Arn"])
+        self._arn = self._describe_key()
+
+    def _describe_key(self) -> str:
+        meta = self._call(lambda: self._client.describe_key(KeyId=self.settings.key))["KeyMetadata"]
         if not meta.get("Enabled", True):
-            raise KMSUnavailableError(f"aws-kms: the key {self._arn} is disabled")
+            raise KMSUnavailableError(f"aws-kms: the key {meta['Arn']} is disabled")
+        return str(meta["Arn"])
+
+    def check(self) -> None:
+        """DescribeKey: reachable, credentials valid, the key enabled."""
+        self._describe_key()
 
     def wrap(self, plaintext_key: bytes, context: dict[str, str]) -> bytes:
         ctx = wrap_context(context)

@@ -70,6 +70,10 @@ class VaultTransitProvider(KMSProvider):
             name=self.settings.key, ciphertext=ciphertext, associated_data=ad, mount_point=self.settings.mount))
         return base64.b64decode(answer["data"]["plaintext"])
 
+    def check(self) -> None:
+        """Read the Transit key's metadata (and notice a rotation of it)."""
+        self._latest = self._call(self._read_latest_version)
+
     def describe(self) -> dict[str, str]:
         kek_id = f"{self.settings.mount}/{self.settings.key}"
         if self.settings.namespace:
