@@ -65,6 +65,8 @@ def test_a_stopped_server_is_an_outage_and_no_data_key_reaches_the_log(
         assert provider.unwrap(wrapped, dict(CONTEXT)) == key
     finally:
         server.stop()
+    with pytest.raises(KMSUnavailableError):
+        provider.check()
     with pytest.raises(KMSUnavailableError) as err:
         provider.unwrap(wrapped, dict(CONTEXT))
     assert "EndpointConnectionError" in str(err.value) or "Connect" in str(err.value)

@@ -64,6 +64,7 @@ def test_describe_names_the_kek_and_no_credential(kms: ProviderUnderTest, tmp_pa
     provider = kms.open("eu-west-1", tmp_path)
     key = os.urandom(32)
     assert provider.unwrap(provider.wrap(key, dict(CONTEXT)), dict(CONTEXT)) == key
+    provider.check()  # the KMS answers: no exception
     described = provider.describe()
     assert described["provider"] == kms.name and described.get("kek_id")
     shown = (json.dumps(described) + repr(provider) + caplog.text).encode()

@@ -82,6 +82,8 @@ def test_a_stopped_server_is_an_outage_not_a_mismatch(transit: object, tmp_path:
         wrapped = provider.wrap(os.urandom(32), dict(CONTEXT))
     finally:
         server.stop()
+    with pytest.raises(KMSUnavailableError):
+        provider.check()
     with pytest.raises(KMSUnavailableError) as err:
         provider.unwrap(wrapped, dict(CONTEXT))
     assert server.url in str(err.value) and server.token not in str(err.value)
