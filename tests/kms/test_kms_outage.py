@@ -2,15 +2,21 @@
 
 from __future__ import annotations
 
+import json
+import logging
 from pathlib import Path
 from typing import Any
 
+import nats
 import pytest
 
 from meshd import Alert, hookimpl
 from meshd.natsserver import NatsServer
 from meshd.testing import BUILTIN_PLUGINS, TcpProxy, running_daemons, until, write_federation
 
+from meshd_plugins.keys.keyfile import KeyringFile
+
+from ..keys.keyleaks import leaks
 from .conftest import TRANSIT_KEY, need
 
 pytestmark = pytest.mark.anyio
@@ -30,13 +36,33 @@ class AlertRecorder:
         return [a.status for a in self.alerts if a.labels.get("alertname") == name]
 
 
+def data_keys(keys_dir: Path, provider: Any) -> list[bytes]:
+    """Every data and index key of the keyrings in ``keys_dir``, unwrapped here through the provider."""
+    out = []
+    for path in sorted(keys_dir.glob("*.json")):
+        doc, _ = KeyringFile(path).read()
+        ctx = {"region": doc.region, "purpose": doc.purpose, "key_id": doc.key_id}
+        out.append(provider.unwrap(doc.index_key, {**ctx, "version": "index"}))
+        out += [provider.unwrap(rec.wrapped, {**ctx, "version": str(v)}) for v, rec in doc.versions.items()]
+    return out
+
+
 def kms_check(daemon: Any) -> bool:
     return next(c.ok for c in daemon.hooks.health_checks(daemon) if c.name == "kms")
 
 
 async def test_a_kms_outage_keeps_encryption_going_alerts_and_resolves(
-        tmp_path: Path, nats_server: NatsServer, openbao: Any) -> None:
-    need("meshd_kms_vault_transit")
+        tmp_path: Path, nats_server: NatsServer, openbao: Any, caplog: pytest.LogCaptureFixture) -> None:
+    transit = need("meshd_kms_vault_transit")
+    caplog.set_level(logging.DEBUG)
+    captured: list[bytes] = []
+
+    async def capture(msg: Any) -> None:
+        captured.append(msg.subject.encode() + json.dumps(msg.headers or {}).encode() + msg.data)
+
+    raw = await nats.connect(nats_server.url)
+    await raw.subscribe(">", cb=capture)  # every message on the server
+    await raw.flush()
     proxy = TcpProxy(("127.0.0.1", openbao.port))
     settings = {"url": f"http://127.0.0.1:{proxy.port}", "key": TRANSIT_KEY, "token": openbao.token, "timeout": 1}
     configs = write_federation(tmp_path, ["eu-west-1"], nats_server.url, patch={"keys": {
@@ -73,3 +99,12 @@ async def test_a_kms_outage_keeps_encryption_going_alerts_and_resolves(
             assert ring.decrypt(during, {"tenant": "acme"}) == b"usage during"
     finally:
         proxy.close()
+        await raw.drain()
+    # Neither the token nor a data key reached the bus or the log, during the outage or out of it.
+    provider = transit.VaultTransitProvider(transit.TransitSettings.from_config({**settings, "url": openbao.url}))
+    secrets = [openbao.token.encode(), *data_keys(configs["eu-west-1"].parent / "state" / "eu-west-1" / "keys",
+                                                   provider)]
+    assert len(secrets) == 5 and captured
+    assert leaks(b"\n".join(captured), secrets) == []
+    assert "vault-transit does not answer" in caplog.text  # the daemon's log is what was searched
+    assert leaks(caplog.text.encode(), secrets) == []
