@@ -13,13 +13,20 @@ $(BIN)/meshd: pyproject.toml
 
 install: $(BIN)/meshd
 
+# The KMS providers of contrib/ with the servers their contract tests start
+# (tests/kms), so that under CI none of those tests is skipped.
+KMS_PROVIDERS = $(wildcard contrib/kms-*/pyproject.toml)
+$(VENV)/.kms-providers: $(BIN)/meshd $(KMS_PROVIDERS)
+	$(BIN)/pip install --quiet --disable-pip-version-check $(foreach p,$(KMS_PROVIDERS),-e '$(dir $(p))[test]')
+	@touch $@
+
 # Start a local federation: its own nats-server and one daemon per region of
 # etc/region_map.yaml, with a live membership table (Ctrl-C stops everything).
 demo: install
 	$(BIN)/meshd demo $(ARGS)
 
 # Run the whole test suite against real nats-server processes.
-test: install
+test: install $(VENV)/.kms-providers
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 clean:

@@ -31,19 +31,12 @@ from typing import Any
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
-from meshd.kms import KMSProvider
+from meshd.kms import KMSProvider, context_bytes, wrap_context
 
 from .errors import KEKError
 
 WRAP_FORMAT = b"\x01"
 KEK_SIZE = 32
-
-
-def _context_bytes(context: Mapping[str, str]) -> bytes:
-    return b"meshd-wrap/1" + b"".join(
-        len(k.encode()).to_bytes(2, "big") + k.encode() + len(v.encode()).to_bytes(2, "big") + v.encode()
-        for k, v in sorted(context.items())
-    )
 
 
 def check_kek_file(path: Path) -> None:
@@ -152,13 +145,14 @@ class LocalKMSProvider(KMSProvider):
 
     def wrap(self, plaintext_key: bytes, context: dict[str, str]) -> bytes:
         nonce = os.urandom(12)
-        return WRAP_FORMAT + nonce + self._aead.encrypt(nonce, plaintext_key, _context_bytes(context))
+        return WRAP_FORMAT + nonce + self._aead.encrypt(nonce, plaintext_key, context_bytes(wrap_context(context)))
 
     def unwrap(self, wrapped_key: bytes, context: dict[str, str]) -> bytes:
+        aad = context_bytes(wrap_context(context))
         if len(wrapped_key) < 1 + 12 + 16 or wrapped_key[:1] != WRAP_FORMAT:
             raise ValueError("not a key wrapped by the local provider")
         try:
-            return self._aead.decrypt(wrapped_key[1:13], wrapped_key[13:], _context_bytes(context))
+            return self._aead.decrypt(wrapped_key[1:13], wrapped_key[13:], aad)
         except InvalidTag:
             raise ValueError("the KEK does not unwrap it (another KEK, or a damaged keyring file)") from None
 

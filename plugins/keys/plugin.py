@@ -22,7 +22,7 @@ from meshd.envelope import Envelope
 from meshd.healthstate import HealthCheck
 from meshd.httpapi import HTTPError, Request, Response, Route
 from meshd.i18n import Translator
-from meshd.kms import DataKeyring, KMSProvider
+from meshd.kms import DataKeyring, KMSProvider, KMSUnavailableError
 from meshd.logs import register_secret
 from meshd.plugins import Hooks
 from meshd.transport import Message
@@ -74,6 +74,8 @@ class KeysPlugin:
         self._firing: set[tuple[str, str]] = set()
         self._last_sync_answer = 0.0
         self._refused_secrets = False
+        self._kms_down: str | None = None
+        """Why the KMS provider's last check failed; None while it answers."""
         self._daemon_manager: KeyManager | None = None
         self._serving = False
         self._broken: dict[str, str] = {}
@@ -115,6 +117,11 @@ class KeysPlugin:
             return m.counter("keys_rotations_total", "Key rotations in this region", ["purpose", "reason"])
         if which == "kek_ok":
             return m.gauge("keys_kek_ok", "1 while the key-encryption key opens every keyring")
+        if which == "kms_up":
+            return m.gauge("keys_kms_available",
+                           "1 while the KMS provider answers; 0: encrypting with data keys already unwrapped")
+        if which == "kms_errors":
+            return m.counter("keys_kms_check_failures_total", "Checks of the KMS provider that failed")
         if which == "failures":
             return m.counter("keys_decrypt_failures_total",
                              "Ciphertexts that did not decrypt, by keyring purpose and reason", ["purpose", "reason"])
@@ -134,6 +141,9 @@ class KeysPlugin:
             return None
         cfg: KeysConfig = config.plugin("keys")
         issues: list[ConfigIssue] = []
+        jurisdiction_issue = self._check_kms_jurisdiction(config, cfg)
+        if jurisdiction_issue is not None:
+            return [jurisdiction_issue]  # never open a KMS the region may not use, even to check secrets
         values = list(encrypted_values(config.source.data))
         kek_issue = self._check_local_kek(config, cfg)
         if kek_issue is not None:
@@ -153,6 +163,17 @@ class KeysPlugin:
                 issues.append(ConfigIssue(config.path, keypath, str(exc), config.line_of(keypath),
                                           code=f"keys.{exc.code}"))
         return issues
+
+    @staticmethod
+    def _check_kms_jurisdiction(config: LoadedConfig, cfg: KeysConfig) -> ConfigIssue | None:
+        """A KMS declared outside the region's jurisdiction, as a config issue."""
+        region = config.region_map.regions.get(config.region)
+        if cfg.kms.jurisdiction is None or region is None or cfg.kms.jurisdiction == region.jurisdiction:
+            return None
+        keypath = ("keys", "kms", "jurisdiction")
+        exc = KEKError("kms_jurisdiction", provider=cfg.kms.provider, kms=cfg.kms.jurisdiction,
+                       region=config.region, region_jurisdiction=region.jurisdiction)
+        return ConfigIssue(config.path, keypath, str(exc), config.line_of(keypath), code=f"keys.{exc.code}")
 
     def _check_local_kek(self, config: LoadedConfig, cfg: KeysConfig) -> ConfigIssue | None:
         """A KEK that is exposed, or missing under existing keyrings, as a config issue (exit 2 at start)."""
@@ -302,14 +323,51 @@ class KeysPlugin:
                 try:
                     await anyio.to_thread.run_sync(manager.refresh)
                     await anyio.to_thread.run_sync(manager.rotate_due)
-                except KeysError as exc:
+                except (KeysError, KMSUnavailableError) as exc:  # a rotation needs the KMS: retried next check
                     daemon.log.error("keys: maintenance failed: %s", exc)
+                await self._check_kms(daemon)
             if self._rotations:
                 continue  # rotated by age just now: publish at once
             if time.monotonic() >= next_announce:
                 await self._announce(daemon)
                 next_announce = time.monotonic() + cfg.announce_interval
             await self._evaluate_alerts(daemon)
+
+    async def _check_kms(self, daemon: Daemon) -> None:
+        """Ask the provider whether its KMS answers; report a change (log, metric, KMSUnavailable alert).
+
+        While it does not, the keyrings keep encrypting and decrypting with the
+        data keys they hold in memory; nothing switches to another provider.
+        """
+        provider = self._manager(daemon).provider
+        try:
+            await anyio.to_thread.run_sync(provider.check)
+        except Exception as exc:  # KMSUnavailableError, or a provider's own bug: either way no working KMS
+            reason = str(exc) if isinstance(exc, KMSUnavailableError) else f"{type(exc).__name__}: {exc}"
+            self._metric(daemon, "kms_errors").inc()
+            self._metric(daemon, "kms_up").set(0)
+            if self._kms_down is None:
+                daemon.log.error("keys: the KMS provider %s does not answer (encrypting with cached data keys): %s",
+                                 provider.name, reason[:300])
+            self._kms_down = reason[:300]
+            await self._kms_alert(daemon, provider.name, "firing")
+            return
+        self._metric(daemon, "kms_up").set(1)
+        if self._kms_down is not None:
+            daemon.log.info("keys: the KMS provider %s answers again", provider.name)
+            self._kms_down = None
+            await self._kms_alert(daemon, provider.name, "resolved")
+
+    async def _kms_alert(self, daemon: Daemon, provider: str, status: str) -> None:
+        t = Translator(daemon.config.daemon.lang)
+        params = {"region": daemon.region, "provider": provider, "reason": self._kms_down or "-"}
+        await daemon.hooks.alert(daemon, meshd.Alert(
+            labels={"alertname": "KMSUnavailable", "severity": "critical", "region": daemon.region},
+            annotations={"summary": t("keys.alert.kms_unavailable_summary", **params),
+                         "description": t("keys.alert.kms_unavailable_description", **params),
+                         "runbook_url": "https://github.com/meshd/meshd/blob/main/docs/keys.md#kms-outages"},
+            status=status,
+        ))
 
     async def _publish_rotations(self, daemon: Daemon) -> None:
         while self._rotations:
@@ -404,6 +462,7 @@ class KeysPlugin:
             "ok": self._error is None,
             "error": str(self._error) if self._error else None,
             "kms": kms,
+            "kms_unavailable": self._kms_down,
             "keyrings": self._described(daemon, now),
             "federation": self._view.snapshot(now) if self._view else {},
             "service": {"enabled": self._serving,
@@ -417,8 +476,9 @@ class KeysPlugin:
 
     @hookimpl
     def meshd_health_checks(self, daemon: Daemon) -> Sequence[HealthCheck]:
+        kms = HealthCheck("kms", self._kms_down is None, self._kms_down or "the KMS provider answers")
         if self._error is None:
-            return [HealthCheck("keys", True, "keyrings open")]
+            return [HealthCheck("keys", True, "keyrings open"), kms]
         return [HealthCheck("keys", False, str(self._error))]
 
     @hookimpl

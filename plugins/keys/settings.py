@@ -54,6 +54,9 @@ class KMSSettings(StrictModel):
     """local: make a new KEK file when there is none and no keyring exists yet."""
     settings: dict[str, Any] = Field(default_factory=dict)
     """Settings of another provider, passed to it as they are."""
+    jurisdiction: Annotated[str | None, Field(pattern=r"^[A-Z]{2}$")] = None
+    """Where the KMS endpoint and key are (a jurisdiction code, as in region_map.yaml); one that is
+    not the region's is refused at config check: a region's keys stay in its jurisdiction."""
 
 
 class ServiceSettings(StrictModel):

@@ -1,0 +1,35 @@
+"""The ``vault-transit`` KMS provider for meshd: HashiCorp Vault or OpenBao Transit."""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+from meshd import KMSProvider, hookimpl
+
+NAME = "vault-transit"
+
+__all__ = ["NAME", "VaultTransitPlugin", "VaultTransitProvider", "TransitSettings"]
+
+# The client library is imported when the provider is asked for, not when meshd loads its plugins:
+# every daemon and CLI run loads every installed plugin, most of them without using this provider.
+_LAZY = {"VaultTransitProvider": ".provider", "TransitSettings": ".settings"}
+
+
+def __getattr__(attr: str) -> Any:
+    if attr in _LAZY:
+        return getattr(importlib.import_module(_LAZY[attr], __name__), attr)
+    raise AttributeError(f"module {__name__!r} has no attribute {attr!r}")
+
+
+class VaultTransitPlugin:
+    """Offers ``keys.kms.provider: vault-transit`` through ``meshd_kms_provider``."""
+
+    @hookimpl
+    def meshd_kms_provider(self, name: str, config: dict[str, Any]) -> KMSProvider | None:
+        if name != NAME:
+            return None
+        from .provider import VaultTransitProvider
+        from .settings import TransitSettings
+
+        return VaultTransitProvider(TransitSettings.from_config(config))
