@@ -21,7 +21,7 @@ import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any, NoReturn, TextIO
 
 import yaml
 
@@ -103,7 +103,9 @@ class Context:
         if timeout is not None:
             client.timeout = timeout
         try:
-            return client.request(method, path, body, admin=method != "GET" if admin is None else admin)
+            answer: tuple[int, Any] = client.request(method, path, body,
+                                                     admin=method != "GET" if admin is None else admin)
+            return answer
         except DaemonURLRefused as exc:
             self.error(self.t("cli.daemon.not_loopback", url=exc.url, listen=config.daemon.http.listen,
                               path=config.path))
@@ -259,7 +261,7 @@ def cmd_version(_args: argparse.Namespace, ctx: Context) -> int:
 
 
 class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> None:  # exit 2 with one line, as argparse does, minus the usage dump noise
+    def error(self, message: str) -> NoReturn:  # exit 2 with one line, as argparse does, minus the usage dump noise
         self.print_usage(sys.stderr)
         self.exit(EXIT_USAGE, f"{self.prog}: {message}\n")
 

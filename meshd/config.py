@@ -129,9 +129,14 @@ def issues_from_validation(source: Source, exc: ValidationError, prefix: KeyPath
 
     english = Translator("en")
     issues = []
-    data = source.data
+    data: Any = source.data
     for part in prefix:
-        data = data[part] if isinstance(data, (dict, list)) else None
+        if isinstance(data, dict):
+            data = data[part]
+        elif isinstance(data, list) and isinstance(part, int):
+            data = data[part]
+        else:
+            data = None
     for err in exc.errors(include_url=False):
         keypath = prefix + _data_keypath(data, tuple(err["loc"]))
         message, params = err["msg"].removeprefix("Value error, "), None
@@ -421,8 +426,8 @@ def check_private_key_file(path: Path) -> str | None:
 def validate_daemon_source(source: Source, plugin_models: dict[str, type[BaseModel]]) -> DaemonConfig:
     """Validate one daemon config document with the plugins' sections, without reading the files it names."""
     fields: dict[str, Any] = {}
-    for name, model in plugin_models.items():
-        fields[name] = (model, Field(default_factory=model))
+    for name, section in plugin_models.items():
+        fields[name] = (section, Field(default_factory=section))
         if isinstance(source.data, dict) and source.data.get(name) is None:
             # Validate an absent section too, so its defaults get the same
             # treatment as written values (relative paths resolved here).
@@ -431,7 +436,8 @@ def validate_daemon_source(source: Source, plugin_models: dict[str, type[BaseMod
         default = default_state_dir(source.path)
         if default is not None:
             source.data["state_dir"] = str(default)
-    model = create_model("DaemonConfigWithPlugins", __base__=DaemonConfig, **fields) if fields else DaemonConfig
+    model: type[DaemonConfig] = (create_model("DaemonConfigWithPlugins", __base__=DaemonConfig, **fields)
+                                 if fields else DaemonConfig)
     return validate_source(source, model)
 
 

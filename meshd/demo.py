@@ -26,6 +26,7 @@ from urllib.parse import urlencode
 import yaml
 
 from .config import ConfigError, RegionMap, load_model_file
+from .i18n import Translator
 from .natsserver import NatsServerNotFound
 from .tenants import TenantDirectory
 from .testing import LocalFederation, default_regions_file
@@ -123,7 +124,7 @@ def committed_failover(view: dict[str, Any] | None, region: str, since: float) -
     for decision in reversed((view or {}).get("decisions") or []):
         if (decision.get("region") == region and decision.get("action") == "failover"
                 and (decision.get("committed_at") or 0) >= since):
-            return decision
+            return dict(decision)
     return None
 
 
@@ -139,7 +140,7 @@ def failover_expected(view: dict[str, Any] | None, survivors: int) -> tuple[bool
     return survivors >= int(status.get("quorum") or 0), status
 
 
-def describe_failover(t: Any, decision: dict[str, Any], killed_at: float) -> str:
+def describe_failover(t: Translator, decision: dict[str, Any], killed_at: float) -> str:
     seconds = t.number(max(0.0, (decision.get("committed_at") or killed_at) - killed_at), 1)
     params = dict(region=decision.get("region"), term=decision.get("term"), seconds=seconds,
                   voters=", ".join(decision.get("voters") or []))
@@ -148,7 +149,7 @@ def describe_failover(t: Any, decision: dict[str, Any], killed_at: float) -> str
     return t("cli.demo.failover_no_target", **params)
 
 
-def describe_route(t: Any, tenant: str, location: str, asked: str, status: int, body: Any) -> str:
+def describe_route(t: Translator, tenant: str, location: str, asked: str, status: int, body: Any) -> str:
     """One line for a ``/v1/route`` answer: the region and why, or why none."""
     if not isinstance(body, dict) or "ok" not in body:
         return t("cli.demo.route_unavailable", tenant=tenant, location=location, region=asked, status=status)

@@ -135,7 +135,7 @@ def meshd_decrypt_secret(config: LoadedConfig, value: str, hooks: Hooks) -> str 
 
 
 @hookspec
-def meshd_cli_commands(subparsers: argparse._SubParsersAction, t: Translator) -> None:
+def meshd_cli_commands(subparsers: argparse._SubParsersAction[argparse.ArgumentParser], t: Translator) -> None:
     """Add ``meshd`` subcommands. *sync*
 
     Called when the CLI starts. Add parsers with ``subparsers.add_parser``

@@ -46,7 +46,7 @@ def has_literal_urls(text: str) -> bool:
         data = yaml.safe_load(text)
     except yaml.YAMLError:
         return False  # copied as it is: check-config names the problem with its line
-    return emptied(data) != data
+    return bool(emptied(data) != data)
 
 
 def _rewrite(block: list[str], column: int, lead: str) -> list[str]:

@@ -15,7 +15,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, disa
 from prometheus_client.registry import Collector
 
 # The *_created series double the exposition for no use on a daemon's dashboards.
-disable_created_metrics()
+disable_created_metrics()  # type: ignore[no-untyped-call]
 
 M = TypeVar("M", Counter, Gauge, Histogram)
 
@@ -38,7 +38,7 @@ class Metrics:
             self._metrics[full] = metric
         elif not isinstance(metric, kind):
             raise TypeError(f"metric {full} already exists as a {type(metric).__name__}")
-        return metric  # type: ignore[return-value]
+        return metric
 
     def counter(self, name: str, doc: str, labels: Sequence[str] = ()) -> Counter:
         return self._get(Counter, name, doc, labels)

@@ -82,7 +82,7 @@ def free_port(host: str = "127.0.0.1") -> int:
         return port
     with socket.socket() as s:
         s.bind((host, 0))
-        return s.getsockname()[1]
+        return int(s.getsockname()[1])
 
 
 def _q(value: str) -> str:

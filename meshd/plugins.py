@@ -16,7 +16,7 @@ import inspect
 import logging
 from collections.abc import Iterable, Sequence
 from importlib.metadata import entry_points
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import pluggy
 
@@ -277,7 +277,7 @@ class Hooks:
         return sorted({name for result in self.call_sync("meshd_federation_files") for name in result})
 
     def decrypt_secret(self, config: LoadedConfig, value: str) -> str | None:
-        return self.call_sync("meshd_decrypt_secret", config=config, value=value, hooks=self)
+        return cast("str | None", self.call_sync("meshd_decrypt_secret", config=config, value=value, hooks=self))
 
     def cli_commands(self, subparsers: Any, t: Any) -> None:
         self.call_sync("meshd_cli_commands", subparsers=subparsers, t=t)
@@ -289,7 +289,7 @@ class Hooks:
 
     def services(self, daemon: Daemon) -> list[tuple[str, Service]]:
         """``(plugin name, service)`` pairs from every plugin."""
-        out = []
+        out: list[tuple[str, Service]] = []
         contract = self._sync_contract("meshd_services")
         for impl in self._impls("meshd_services"):
             result = self._run_sync(impl, contract, {"daemon": daemon})
@@ -338,7 +338,7 @@ class Hooks:
         await self.call("meshd_member_changed", daemon=daemon, member=member, previous=previous)
 
     async def failover_vote(self, daemon: Daemon, proposal: Proposal) -> list[Veto]:
-        return await self.call("meshd_failover_vote", daemon=daemon, proposal=proposal)
+        return cast("list[Veto]", await self.call("meshd_failover_vote", daemon=daemon, proposal=proposal))
 
     async def failover_committed(self, daemon: Daemon, decision: Decision) -> None:
         await self.call("meshd_failover_committed", daemon=daemon, decision=decision)
@@ -358,10 +358,10 @@ class Hooks:
         return kept
 
     def kms_provider(self, name: str, config: dict[str, Any]) -> KMSProvider | None:
-        return self.call_sync("meshd_kms_provider", name=name, config=config)
+        return cast("KMSProvider | None", self.call_sync("meshd_kms_provider", name=name, config=config))
 
     def keyring(self, daemon: Daemon, purpose: str) -> DataKeyring | None:
-        return self.call_sync("meshd_keyring", daemon=daemon, purpose=purpose)
+        return cast("DataKeyring | None", self.call_sync("meshd_keyring", daemon=daemon, purpose=purpose))
 
     async def key_rotated(self, daemon: Daemon, metadata: dict[str, Any]) -> None:
         await self.call("meshd_key_rotated", daemon=daemon, metadata=metadata)
@@ -370,4 +370,4 @@ class Hooks:
         await self.call("meshd_alert", daemon=daemon, alert=alert)
 
     async def notify(self, daemon: Daemon, notification: Notification) -> DeliveryResult | None:
-        return await self.call("meshd_notify", daemon=daemon, notification=notification)
+        return cast("DeliveryResult | None", await self.call("meshd_notify", daemon=daemon, notification=notification))

@@ -14,7 +14,7 @@ import logging
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import anyio
 from anyio.abc import TaskStatus
@@ -60,7 +60,8 @@ async def supervise(service: Service, plugin: str, log: logging.Logger, metrics:
             if _accepts_task_status(service.run):
                 async with anyio.create_task_group() as tg:
                     with anyio.fail_after(service.ready_timeout) if not reported else contextlib.nullcontext():
-                        await tg.start(service.run)
+                        # A service that reports readiness: anyio types start() for coroutine functions only.
+                        await tg.start(cast(Any, service.run))
                     if not reported:
                         reported = True
                         task_status.started()

@@ -384,7 +384,8 @@ class LocalFederation:
         return self.dir / "state" / region
 
     def read_config(self, region: str) -> dict[str, Any]:
-        return yaml.safe_load(self.config_path(region).read_text())
+        data: dict[str, Any] = yaml.safe_load(self.config_path(region).read_text())
+        return data
 
     def write_config(self, region: str, data: Mapping[str, Any]) -> None:
         self.config_path(region).write_text(yaml.safe_dump(dict(data), sort_keys=False))

@@ -242,7 +242,7 @@ class _NatsKV(KeyValueStore):
         from nats.js.errors import KeyNotFoundError, KeyWrongLastSequenceError
 
         try:
-            return await self._kv.create(key, value)
+            return int(await self._kv.create(key, value))
         except (KeyWrongLastSequenceError, KeyNotFoundError):
             # nats-py answers a create that lost with "wrong last sequence", then reads the key to
             # tell a deleted one from a live one; on a cluster that read can hit a replica that
@@ -261,13 +261,13 @@ class _NatsKV(KeyValueStore):
         return Entry(e.key, e.value, e.revision)
 
     async def put(self, key: str, value: bytes) -> int:
-        return await self._kv.put(key, value)
+        return int(await self._kv.put(key, value))
 
     async def update(self, key: str, value: bytes, revision: int) -> int:
         from nats.js.errors import KeyWrongLastSequenceError
 
         try:
-            return await self._kv.update(key, value, last=revision)
+            return int(await self._kv.update(key, value, last=revision))
         except KeyWrongLastSequenceError:
             raise RevisionMismatch(key) from None
 
