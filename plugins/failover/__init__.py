@@ -97,7 +97,8 @@ class FailoverPlugin:
     @hookimpl
     def meshd_services(self, daemon: meshd.Daemon) -> list[meshd.Service]:
         engine = self._engine(daemon)
-        return [meshd.Service("failover", engine.run), meshd.Service("failover-apply", engine.applier.run)]
+        # The applier first: the vote loop reports ready only once the decisions read at start are applied.
+        return [meshd.Service("failover-apply", engine.applier.run), meshd.Service("failover", engine.run)]
 
     @hookimpl
     def meshd_reload(self, daemon: meshd.Daemon, previous: LoadedConfig) -> None:
