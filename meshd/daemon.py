@@ -150,6 +150,15 @@ class Daemon:
     async def wait_ready(self) -> None:
         await self._ready.wait()
 
+    def not_ready(self) -> list[str]:
+        """Why this daemon cannot yet answer from the federation's state (i18n keys); empty once it can.
+
+        Its services may report ready before a plugin has read what it needs (a service's readiness
+        has a timeout), so the plugins' ``meshd_not_ready`` hooks are asked as well.
+        """
+        reasons = [] if self.ready else ["cli.not_ready.starting"]
+        return reasons + self.hooks.not_ready(self)
+
     def plugin_config(self, name: str) -> Any:
         return self.config.plugin(name)
 

@@ -222,6 +222,19 @@ def meshd_health_checks(daemon: Daemon) -> Sequence[HealthCheck] | None:
 
 
 @hookspec
+def meshd_not_ready(daemon: Daemon) -> Sequence[str] | None:
+    """What this plugin still lacks before the daemon may answer from the federation's state. *sync*
+
+    Return i18n message keys (``failover.not_ready.decisions``), none once
+    nothing is missing. A plugin that answers requests from that state
+    (routing) refuses them while :meth:`meshd.daemon.Daemon.not_ready` names
+    a reason, so a restarted daemon never answers from a view it has not
+    read yet. Called on every such request, on the event loop: answer from
+    state the plugin already keeps, do no I/O.
+    """
+
+
+@hookspec
 def meshd_http_routes(daemon: Daemon) -> Sequence[Route] | None:
     """Extra routes of the daemon's local HTTP API. *sync*
 

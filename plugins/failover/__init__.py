@@ -125,6 +125,10 @@ class FailoverPlugin:
         return {"decisions": status.decisions(engine), "failover": status.status(engine)}
 
     @hookimpl
+    def meshd_not_ready(self, daemon: meshd.Daemon) -> list[str]:
+        return [] if self._engine(daemon).decisions_known else ["failover.not_ready.decisions"]
+
+    @hookimpl
     def meshd_http_routes(self, daemon: meshd.Daemon) -> Sequence[Route]:
         return [
             Route("GET", "/v1/failover", functools.partial(self._get, daemon)),
