@@ -34,6 +34,8 @@ class CommitStore:
         self.m_commits = m.counter("failover_commit_attempts_total",
                                    "KV creates this daemon attempted for a slot, by result", ["result"])
         self.m_kv = m.gauge("failover_kv_up", "1 while the failover KV bucket answers")
+        self.m_errors = m.counter("failover_kv_errors_total",
+                                  "Failover KV operations that failed, by operation (logged once per outage)", ["op"])
 
     @property
     def bucket(self) -> str:
@@ -71,6 +73,7 @@ class CommitStore:
         self.engine.states.set("kv", "ok", "KV bucket %s available", self.bucket)
 
     def failed(self, op: str, exc: BaseException) -> None:
+        self.m_errors.labels(op).inc()
         self.available = False
         self.m_kv.set(0)
         self.engine.states.set("kv", "down", "KV bucket %s unavailable (%s: %s: %s): no decision can be committed "
