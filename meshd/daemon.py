@@ -239,8 +239,12 @@ class Daemon:
             self.metrics.register(collector)
         await self.hooks.startup(self)
         assert self._tg is not None
-        for plugin, service in self.hooks.services(self):
-            await self._tg.start(supervise, service, plugin, self.log.getChild(plugin), self.metrics)
+        # Started together: a service that is ready only once it has read the bus (failover, over a WAN
+        # link or while JetStream is down) must not hold back the others.
+        async with anyio.create_task_group() as starting:
+            for plugin, service in self.hooks.services(self):
+                starting.start_soon(self._tg.start, supervise, service, plugin, self.log.getChild(plugin),
+                                    self.metrics)
         self._started = True
         interval = self.notifier.watchdog_interval()
         if interval:

@@ -163,8 +163,9 @@ def meshd_services(daemon: Daemon) -> Sequence[Service] | None:
     """Long-running coroutines the daemon runs and supervises for this plugin. *sync*
 
     Called once after ``meshd_startup``. Each :class:`meshd.service.Service`
-    is restarted with backoff if it raises; READY=1 is sent to systemd once
-    every service has reported readiness (``task_status.started()``). It
+    is restarted with backoff if it raises; the services of all plugins start
+    together and READY=1 is sent to systemd once every one has reported
+    readiness (``task_status.started()``, or its ``ready_timeout`` passed). It
     runs on the event loop: return the services, start no work here.
     """
 
