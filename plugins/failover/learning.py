@@ -89,7 +89,7 @@ class Learner:
                     tg.start_soon(fetch, term)
             # Learn in term order up to the first slot not read: a gap is read again on the next pass.
             while (value := values.get(ledger.next_term)) is not None:
-                await self.learn(ledger, value)
+                await self._learn_whole(ledger, value)
         return not failed
 
     async def sync_region(self, region: str) -> None:
@@ -106,8 +106,15 @@ class Learner:
                     return
                 if value is None:
                     break
-                await self.learn(ledger, value)
+                await self._learn_whole(ledger, value)
         await engine.evaluate(region)
+
+    async def _learn_whole(self, ledger: RegionLedger, value: bytes) -> None:
+        # Shielded: a slot filled in the ledger but never queued for the applier would be a decision
+        # routing never hears of. The vote loop can be cancelled mid-read (its service's readiness
+        # timeout while the bucket is slow), and the next read starts after the filled slot.
+        with anyio.CancelScope(shield=True):
+            await self.learn(ledger, value)
 
     async def learn(self, ledger: RegionLedger, value: bytes) -> None:
         engine = self.engine
