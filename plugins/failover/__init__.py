@@ -97,7 +97,7 @@ class FailoverPlugin:
     @hookimpl
     def meshd_services(self, daemon: meshd.Daemon) -> list[meshd.Service]:
         engine = self._engine(daemon)
-        # The applier first: the vote loop reports ready only once the decisions read at start are applied.
+        # The vote loop reports ready only once the applier has applied the decisions read at start.
         return [meshd.Service("failover-apply", engine.applier.run), meshd.Service("failover", engine.run)]
 
     @hookimpl

@@ -451,8 +451,8 @@ class FailoverEngine:
         """The periodic loop; ready once every region's decisions are read from the bucket and applied.
 
         Until then a restarted daemon does not know which regions are failed over, so it must not
-        report ready (routing answers 503 until :attr:`decisions_known`). The applier service runs
-        before this one, so the wait ends.
+        report ready (routing answers 503 until :attr:`decisions_known`). The applier is a service of
+        its own, started with this one, so the wait ends.
         """
         reported = False
         while True:
