@@ -743,7 +743,8 @@ class ChaosRun:
         for probe in self.probes:
             answer = probe.answer if isinstance(probe.answer, dict) else {}
             if not answer.get("ok"):
-                if answer.get("error") not in ("no_eligible_region",):
+                # not_ready: a restarted daemon that has not read the decisions yet refuses, rightly.
+                if answer.get("error") not in ("no_eligible_region", "not_ready"):
                     self.report.violations.append(f"route {probe.tenant} from {probe.location} via "
                                                   f"{probe.responder}: HTTP {probe.status} {answer or probe.answer}")
                 continue

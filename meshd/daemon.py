@@ -153,6 +153,15 @@ class Daemon:
     async def wait_ready(self) -> None:
         await self._ready.wait()
 
+    def not_ready(self) -> list[str]:
+        """Why this daemon cannot yet answer from the federation's state (i18n keys); empty once it can.
+
+        Its services may report ready before a plugin has read what it needs (a service's readiness
+        has a timeout), so the plugins' ``meshd_not_ready`` hooks are asked as well.
+        """
+        reasons = [] if self.ready else ["cli.not_ready.starting"]
+        return reasons + self.hooks.not_ready(self)
+
     def plugin_config(self, name: str) -> Any:
         return self.config.plugin(name)
 
@@ -246,8 +255,12 @@ class Daemon:
             self.metrics.register(collector)
         await self.hooks.startup(self)
         assert self._tg is not None
-        for plugin, service in self.hooks.services(self):
-            await self._tg.start(supervise, service, plugin, self.log.getChild(plugin), self.metrics)
+        # Started together: a service that is ready only once it has read the bus (failover, over a WAN
+        # link or while JetStream is down) must not hold back the others.
+        async with anyio.create_task_group() as starting:
+            for plugin, service in self.hooks.services(self):
+                starting.start_soon(self._tg.start, supervise, service, plugin, self.log.getChild(plugin),
+                                    self.metrics)
         self._started = True
         interval = self.notifier.watchdog_interval()
         if interval:

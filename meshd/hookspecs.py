@@ -163,8 +163,9 @@ def meshd_services(daemon: Daemon) -> Sequence[Service] | None:
     """Long-running coroutines the daemon runs and supervises for this plugin. *sync*
 
     Called once after ``meshd_startup``. Each :class:`meshd.service.Service`
-    is restarted with backoff if it raises; READY=1 is sent to systemd once
-    every service has reported readiness (``task_status.started()``). It
+    is restarted with backoff if it raises; the services of all plugins start
+    together and READY=1 is sent to systemd once every one has reported
+    readiness (``task_status.started()``, or its ``ready_timeout`` passed). It
     runs on the event loop: return the services, start no work here.
     """
 
@@ -218,6 +219,19 @@ def meshd_health_checks(daemon: Daemon) -> Sequence[HealthCheck] | None:
     is connected and every returned :class:`meshd.healthstate.HealthCheck`
     is ok. It runs on the event loop: answer from state the plugin already
     keeps, do no I/O.
+    """
+
+
+@hookspec
+def meshd_not_ready(daemon: Daemon) -> Sequence[str] | None:
+    """What this plugin still lacks before the daemon may answer from the federation's state. *sync*
+
+    Return i18n message keys (``failover.not_ready.decisions``), none once
+    nothing is missing. A plugin that answers requests from that state
+    (routing) refuses them while :meth:`meshd.daemon.Daemon.not_ready` names
+    a reason, so a restarted daemon never answers from a view it has not
+    read yet. Called on every such request, on the event loop: answer from
+    state the plugin already keeps, do no I/O.
     """
 
 

@@ -316,6 +316,9 @@ class Hooks:
     def health_checks(self, daemon: Daemon) -> list[HealthCheck]:
         return [c for result in self.call_sync("meshd_health_checks", daemon=daemon) for c in result]
 
+    def not_ready(self, daemon: Daemon) -> list[str]:
+        return [key for result in self.call_sync("meshd_not_ready", daemon=daemon) for key in result]
+
     def http_routes(self, daemon: Daemon) -> list[Route]:
         return [r for result in self.call_sync("meshd_http_routes", daemon=daemon) for r in result]
 

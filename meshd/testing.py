@@ -188,6 +188,13 @@ class TcpProxy:
         self._close_all()
         self._cut.clear()
 
+    def set_latency(self, latency: tuple[float, float] | None) -> None:
+        """Delay new connections by ``latency`` (None: no delay); open ones are closed, as on a new path."""
+        if latency is not None and not 0 <= latency[0] <= latency[1]:
+            raise ValueError(f"latency range {latency!r}: want (low, high) seconds with 0 <= low <= high")
+        self.latency = latency
+        self._close_all()
+
     def retarget(self, upstream: tuple[str, int]) -> None:
         self.upstream = upstream
         self._close_all()

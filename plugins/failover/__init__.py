@@ -99,7 +99,8 @@ class FailoverPlugin:
     @hookimpl
     def meshd_services(self, daemon: meshd.Daemon) -> list[meshd.Service]:
         engine = self._engine(daemon)
-        return [meshd.Service("failover", engine.run), meshd.Service("failover-apply", engine.applier.run)]
+        # The vote loop reports ready only once the applier has applied the decisions read at start.
+        return [meshd.Service("failover-apply", engine.applier.run), meshd.Service("failover", engine.run)]
 
     @hookimpl
     def meshd_reload(self, daemon: meshd.Daemon, previous: LoadedConfig) -> None:
@@ -124,6 +125,10 @@ class FailoverPlugin:
     def meshd_status(self, daemon: meshd.Daemon) -> dict[str, Any]:
         engine = self._engine(daemon)
         return {"decisions": status.decisions(engine), "failover": status.status(engine)}
+
+    @hookimpl
+    def meshd_not_ready(self, daemon: meshd.Daemon) -> list[str]:
+        return [] if self._engine(daemon).decisions_known else ["failover.not_ready.decisions"]
 
     @hookimpl
     def meshd_http_routes(self, daemon: meshd.Daemon) -> Sequence[Route]:

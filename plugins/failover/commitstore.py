@@ -16,8 +16,10 @@ if TYPE_CHECKING:
 
 KV_READ_TIMEOUT = 1.0
 KV_WRITE_TIMEOUT = 2.0
+KV_LIST_TIMEOUT = 5.0
 """Short: a read that hangs (a bucket just created by another region, a leader election after a node
-restart) is cheaper to retry on the next tick than to wait out nats-py's 5 s."""
+restart) is cheaper to retry on the next tick than to wait out nats-py's 5 s. A listing streams every
+key of the bucket, so it gets longer."""
 
 
 class CommitStore:
@@ -32,6 +34,8 @@ class CommitStore:
         self.m_commits = m.counter("failover_commit_attempts_total",
                                    "KV creates this daemon attempted for a slot, by result", ["result"])
         self.m_kv = m.gauge("failover_kv_up", "1 while the failover KV bucket answers")
+        self.m_errors = m.counter("failover_kv_errors_total",
+                                  "Failover KV operations that failed, by operation (logged once per outage)", ["op"])
 
     @property
     def bucket(self) -> str:
@@ -69,6 +73,7 @@ class CommitStore:
         self.engine.states.set("kv", "ok", "KV bucket %s available", self.bucket)
 
     def failed(self, op: str, exc: BaseException) -> None:
+        self.m_errors.labels(op).inc()
         self.available = False
         self.m_kv.set(0)
         self.engine.states.set("kv", "down", "KV bucket %s unavailable (%s: %s: %s): no decision can be committed "
@@ -85,6 +90,18 @@ class CommitStore:
             raise
         self.answered()
         return None if entry is None else entry.value
+
+    async def keys(self) -> list[str]:
+        """Every key in the bucket; raises (after marking the bucket down) if it does not answer."""
+        assert self.kv is not None
+        try:
+            with anyio.fail_after(KV_LIST_TIMEOUT):
+                keys = await self.kv.keys()
+        except Exception as exc:
+            self.failed("keys", exc)
+            raise
+        self.answered()
+        return keys
 
     async def create(self, key: str, value: bytes) -> bool:
         """Create ``key`` if it does not exist; True if this call created it.

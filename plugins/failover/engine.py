@@ -43,6 +43,7 @@ from typing import TYPE_CHECKING, Any
 
 import anyio
 
+from meshd.backoff import exponential
 from meshd.decisions import Proposal
 from meshd.i18n import Translator
 from meshd.identity import Signer, TrustStore, load_private_key
@@ -314,17 +315,23 @@ class FailoverEngine:
             return False, "", ()
         return True, f"{region} alive for {alive:.0f}s (hold-down {self.cfg.hold_down:g}s)", ()
 
+    @property
+    def decisions_known(self) -> bool:
+        """True once the decisions in the bucket at start are read and applied (routing may answer)."""
+        return self.applier.replay_done.is_set()
+
     def backoff(self, region: str) -> float:
         """Seconds to wait before voting again on ``region`` after terms in a row were abandoned.
 
         None after the first abandoned term (the next one opens at once), then ``vote_timeout``
         doubling up to :data:`MAX_BACKOFF`, so a standing disagreement (vetoes, split views) costs a
-        slot now and then rather than a slot per tick.
+        slot now and then rather than a slot per tick. No jitter: the wait is derived from the
+        ledger on every tick, and every daemon should reopen the region at the same time.
         """
         streak = self.ledgers[region].abandoned_in_a_row()
         if streak < 2:
             return 0.0
-        wait = min(MAX_BACKOFF, self.cfg.vote_timeout * 2 ** (streak - 2))
+        wait = exponential(streak - 1, self.cfg.vote_timeout, MAX_BACKOFF, jitter=0)
         return max(0.0, self.learner.last_abandon.get(region, 0.0) + wait - time.monotonic())
 
     def can_vote(self, region: str, term: int) -> bool:
@@ -409,10 +416,7 @@ class FailoverEngine:
     async def tick(self) -> None:
         now = time.monotonic()
         if not self.synced:
-            if not await self.store.open():
-                return
-            await self.learner.sync_all()
-            if not self.kv_ok:
+            if not await self.learner.sync_all():
                 return
             self.synced = True
             await self.applier.replayed()
@@ -424,7 +428,7 @@ class FailoverEngine:
                           sum(1 for ledger in self.ledgers.values() if ledger.failed_over))
         elif now - self._last_poll >= self.cfg.poll_interval and not self.isolated:
             self._last_poll = now
-            await self.learner.sync_all()
+            await self.learner.poll()
         for region, ledger in self.ledgers.items():
             await self.evaluate(region)
             self.committer.maybe_abandon(ledger, now)
@@ -444,9 +448,19 @@ class FailoverEngine:
             await self._send(vote)
 
     async def run(self, *, task_status: Any = anyio.TASK_STATUS_IGNORED) -> None:
-        task_status.started()
+        """The periodic loop; ready once every region's decisions are read from the bucket and applied.
+
+        Until then a restarted daemon does not know which regions are failed over, so it must not
+        report ready (routing answers 503 until :attr:`decisions_known`). The applier is a service of
+        its own, started with this one, so the wait ends.
+        """
+        reported = False
         while True:
             await self.tick()
+            if self.synced and not reported:
+                await self.applier.replay_done.wait()
+                reported = True
+                task_status.started()
             before = time.monotonic()
             await anyio.sleep(self.cfg.tick)
             slept = time.monotonic() - before

@@ -206,9 +206,22 @@ class RoutingPlugin:
     # ------------------------------------------------------------ APIs
 
     def answer(self, daemon: Any, body: Any, api_name: str) -> dict[str, Any]:
-        """The JSON answer to one request, counted by API and result; never raises."""
+        """The JSON answer to one request, counted by API and result; never raises.
+
+        Refused (``not_ready``) while the daemon lacks part of its view: a restarted daemon that has
+        not read the committed failovers yet would send tenants to a failed-over region.
+        """
         try:
-            reply = api.answer(self._ensure(daemon), body, answered_by=daemon.region)
+            engine = self._ensure(daemon)
+            waiting = daemon.not_ready()
+            if waiting:
+                t = meshd.Translator(daemon.config.daemon.lang)
+                reply = {"ok": False, "error": api.NOT_READY, "waiting_for": waiting,
+                         "message": t("routing.error.not_ready", region=daemon.region,
+                                      reasons="; ".join(t(key) for key in waiting)),
+                         "answered_by": daemon.region}
+            else:
+                reply = api.answer(engine, body, answered_by=daemon.region)
         except Exception as exc:  # a bug must cost one answer, not the caller's timeout
             self._log(daemon).error("route request failed: %s: %s", type(exc).__name__, exc, exc_info=exc)
             reply = {"ok": False, "error": api.INTERNAL_ERROR, "message": f"{type(exc).__name__}: {exc}",

@@ -14,11 +14,12 @@ from .engine import RoutingEngine, RoutingError
 
 BAD_REQUEST = "bad_request"
 INTERNAL_ERROR = "internal_error"
+NOT_READY = "not_ready"
 
 # HTTP status per error code: bad input is the caller's to fix (400), no
 # eligible region is the federation's state right now (503).
 HTTP_STATUS = {"bad_request": 400, "unknown_tenant": 400, "unknown_location": 400, "sovereignty_conflict": 400,
-               "no_eligible_region": 503, "internal_error": 500}
+               "no_eligible_region": 503, "not_ready": 503, "internal_error": 500}
 
 MAX_TEXT = 256
 

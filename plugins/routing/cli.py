@@ -6,7 +6,8 @@ config files alone: every region is taken as alive and nothing as failed
 over, which the output says plainly.
 
 Exit codes: 0 routed; 2 bad input (unknown tenant or location, sovereignty
-conflict, invalid config); 1 no eligible region, or no daemon answering.
+conflict, invalid config); 1 no eligible region, a daemon not ready to route
+yet, or no daemon answering.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from . import api
 from .engine import RoutingEngine
 
 EXIT_OK, EXIT_FAILURE, EXIT_USAGE = 0, 1, 2
-RUNTIME_ERRORS = {"no_eligible_region", "internal_error"}
+RUNTIME_ERRORS = {"no_eligible_region", "not_ready", "internal_error"}
 
 
 def add_commands(subparsers: argparse._SubParsersAction, t: Translator) -> None:
@@ -118,6 +119,9 @@ def render_error(t: Translator, reply: dict[str, Any]) -> str:
     elif code == "sovereignty_conflict":
         text = t("routing.error.sovereignty_conflict", tenant=reply.get("tenant", "?"),
                  residency=reply.get("residency", "?"), sovereignty=reply.get("sovereignty", "?"))
+    elif code == "not_ready":
+        text = t("routing.error.not_ready", region=reply.get("answered_by", "?"),
+                 reasons="; ".join(t(key) for key in reply.get("waiting_for") or ()))
     elif code == "internal_error":
         text = t("routing.error.internal_error", region=reply.get("answered_by", "?"))
     else:

@@ -56,3 +56,37 @@ def test_survivors_route_a_killed_regions_tenants_to_the_committed_target(
                 code, body = fed.http(region, f"/v1/route?tenant={tenant}&from={origin}")
                 assert code == 200, body
                 assert body["jurisdiction"] == residency and body["region"] != "eu-central-1", body
+
+
+def test_a_restarted_daemon_never_routes_to_a_failed_over_region(
+        tmp_path: Path, local_federation: Callable[..., LocalFederation]) -> None:
+    """Invariant 2 across a restart: from the moment its HTTP port answers, a daemon either refuses
+    (503 not_ready) or routes around the failed-over region, even on a slow (WAN) link to NATS."""
+    fed = local_federation(regions=REGIONS, shared_files=shared_files(tmp_path), proxies=True,
+                           config={"plugins": {"disabled": ["alerts", "metering", "keys"]}})
+    fed.wait_for(lambda: all(fed.member_state(o, r) == "alive" for o in REGIONS for r in REGIONS if o != r),
+                 30, what="every daemon sees every region alive")
+    fed.kill("eu-central-1")
+    fed.wait_for(lambda: "eu-central-1" in fed.status("us-east-1")["routing"]["failed_over"], 60,
+                 what="us-east-1 applying the committed failover of eu-central-1")
+
+    fed.kill("us-east-1")
+    fed.proxies["us-east-1"].set_latency((0.08, 0.15))  # bench/chaos.py's WAN profile
+    fed.start_daemon("us-east-1", wait=False)
+    answers: list[tuple[int, dict]] = []
+
+    def routed() -> bool:
+        code, body = fed.http("us-east-1", "/v1/route?tenant=acme-eu&from=DE")
+        if code:
+            answers.append((code, body))
+        return code == 200
+
+    fed.wait_for(routed, 60, interval=0.02, what="the restarted us-east-1 routing acme-eu")
+    for code, body in answers:
+        assert (code == 503 and body["error"] == "not_ready") or (code == 200 and body["region"] != "eu-central-1"), \
+            (code, body)
+    refused = [body for code, body in answers if code == 503]
+    assert refused, "the restarted daemon answered routes before it was ready"
+    assert answers[-1][1]["region"] == "eu-west-1" and answers[-1][1]["reason"] == "failover"
+    assert any("failover.not_ready.decisions" in body["waiting_for"] for body in refused)
+    assert fed.metric("us-east-1", "meshd_route_requests_total", api="http", result="not_ready") == len(refused)
