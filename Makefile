@@ -4,7 +4,7 @@ PYTHON ?= python3
 VENV   ?= .venv
 BIN     = $(VENV)/bin
 
-.PHONY: demo test install clean
+.PHONY: demo test lint install clean
 
 $(BIN)/meshd: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -28,6 +28,11 @@ demo: install
 # Run the whole test suite against real nats-server processes.
 test: install $(VENV)/.kms-providers
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+# Lint the whole tree (ruff) and type-check the core strictly (mypy); settings in pyproject.toml.
+lint: install
+	$(BIN)/ruff check .
+	$(BIN)/mypy
 
 clean:
 	rm -rf $(VENV) .pytest_cache build *.egg-info
