@@ -135,7 +135,8 @@ def meshd_decrypt_secret(config: LoadedConfig, value: str, hooks: Hooks) -> str 
 
 
 @hookspec
-def meshd_cli_commands(subparsers: argparse._SubParsersAction[argparse.ArgumentParser], t: Translator) -> None:
+# The hook contract evaluates these annotations at run time, where _SubParsersAction takes no parameter.
+def meshd_cli_commands(subparsers: argparse._SubParsersAction, t: Translator) -> None:  # type: ignore[type-arg]
     """Add ``meshd`` subcommands. *sync*
 
     Called when the CLI starts. Add parsers with ``subparsers.add_parser``
