@@ -290,7 +290,7 @@ class _Template:
 class _Plan:
     """The precomputed choice for one tenant class from one client location."""
 
-    __slots__ = ("location", "fixed", "seq", "n", "i", "error", "_candidates", "pool", "_sticky", "_subplans",
+    __slots__ = ("location", "fixed", "seq", "n", "i", "error", "_candidates", "pool", "sticky", "subplans",
                  "_by_region", "degraded", "template", "latencies")
 
     def __init__(self, location: Location):
@@ -303,8 +303,8 @@ class _Plan:
         self._candidates: tuple[Candidate, ...] = ()
         self.pool: frozenset[str] = frozenset()
         """Regions of the chosen tier: a session stays on its region while it is one of these."""
-        self._sticky: dict[str, RouteResult] | None = None
-        self._subplans: dict[tuple[Candidate, ...], _Plan] | None = None
+        self.sticky: dict[str, RouteResult] = {}  # (an empty dict is not tracked by the garbage collector)
+        self.subplans: dict[tuple[Candidate, ...], _Plan] = {}
         self._by_region: dict[str, Candidate] | None = None
         self.degraded = False
         # A cold plan's template and latencies (row order), until its candidates are first needed. Two
@@ -313,7 +313,7 @@ class _Plan:
         self.template: _Template | None = None
         self.latencies: tuple[float, ...] = ()
 
-    # Most plans never see a filter or a session: what those need is built on first use.
+    # Most plans never see a filter or a session: the candidates those need are built on first use.
 
     @property
     def candidates(self) -> tuple[Candidate, ...]:
@@ -340,17 +340,6 @@ class _Plan:
     def by_region(self, value: dict[str, Candidate]) -> None:
         self._by_region = value
 
-    @property
-    def sticky(self) -> dict[str, RouteResult]:
-        if self._sticky is None:
-            self._sticky = {}
-        return self._sticky
-
-    @property
-    def subplans(self) -> dict[tuple[Candidate, ...], _Plan]:
-        if self._subplans is None:
-            self._subplans = {}
-        return self._subplans
 
     def sticky_result(self, region: str) -> RouteResult:
         """The result that keeps a session on ``region`` (built on first use: most plans never see a session)."""
