@@ -11,13 +11,17 @@ alone, and with none (the core's own cost), so membership's share shows:
 
 RSS counts shared pages (libpython, OpenSSL...) in full for every process;
 PSS splits them between the processes sharing them, USS is what the
-process alone holds.
+process alone holds. The same three figures are printed for a bare
+``python -c 'import nats, cryptography, pydantic'`` process (the libraries
+every daemon needs, nothing of meshd), measured beside the federation.
 """
 
 from __future__ import annotations
 
 import argparse
 import statistics
+import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -28,6 +32,22 @@ from membership_common import machine, table
 from meshd.testing import BUILTIN_PLUGINS, LocalFederation
 
 REGIONS = ["us-east-1", "us-west-2", "eu-west-1", "eu-central-1", "ca-central-1", "me-south-1", "ap-southeast-1"]
+
+
+BARE = ("import nats, cryptography, pydantic, sys\n"
+        "from cryptography.hazmat.primitives.ciphers.aead import AESGCM\n"
+        "print('ready', flush=True)\nsys.stdin.read()\n")
+
+
+def bare_imports() -> list[float]:
+    """RSS, PSS, USS (MiB) of a process that imported what every daemon needs and nothing else."""
+    proc = subprocess.Popen([sys.executable, "-c", BARE], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout is not None and proc.stdout.readline().strip() == "ready"
+        mem = psutil.Process(proc.pid).memory_full_info()
+        return [mem.rss / 2**20, mem.pss / 2**20, mem.uss / 2**20]
+    finally:
+        proc.communicate("")
 
 
 def main() -> None:
@@ -61,12 +81,14 @@ def main() -> None:
                 mem = p.memory_full_info()
                 rows.append([r, mem.rss / 2**20, mem.pss / 2**20, mem.uss / 2**20, cpu])
             msgs = [fed.metric(r, "meshd_membership_messages_total", direction="out", type="ping") for r in REGIONS]
+            bare = bare_imports()
         finally:
             fed.stop()
     print(f"# after: {machine()}; plugins: {', '.join(plugins) or 'none'}\n")
     columns = list(zip(*[row[1:] for row in rows]))
     rows.append(["mean", *(statistics.fmean(c) for c in columns)])
     rows.append(["max", *(max(c) for c in columns)])
+    rows.append(["bare imports", *bare, "-"])
     print(table(["daemon", "RSS MiB", "PSS MiB", "USS MiB", "CPU % of one core"], rows))
     print(f"\npings sent per daemon since start: {min(msgs):.0f}-{max(msgs):.0f}")
 

@@ -3,6 +3,8 @@
     python bench/routing_bench.py                      # both parts
     python bench/routing_bench.py --skip-nats          # in-process only
     python bench/routing_bench.py --requests 5000 --decisions 2000000 --cpu 0
+    git show REF:plugins/routing/engine.py > /tmp/engine_ref.py
+    python bench/routing_bench.py --skip-nats --baseline-engine /tmp/engine_ref.py   # old vs new, same run
 
 Part 1 calls :meth:`meshd_plugins.routing.engine.RoutingEngine.route` in a loop on one core
 (``--cpu`` pins the process) over a pre-drawn workload: 10,000 tenants in the
@@ -75,7 +77,19 @@ def timed(label: str, calls: list[tuple[Any, ...]], fn: Any, repeat: int) -> dic
             "us_per_call": round(best / n * 1e6, 3)}
 
 
-def bench_inprocess(total: int, seed: int) -> list[dict[str, Any]]:
+def load_engine(path: Path) -> Any:
+    """``RoutingEngine`` of another version of engine.py (e.g. ``git show REF:plugins/routing/engine.py``)."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("meshd_plugins.routing._baseline_engine", path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    return module.RoutingEngine
+
+
+def bench_inprocess(total: int, seed: int, RoutingEngine: Any = RoutingEngine) -> list[dict[str, Any]]:
     from meshd import hookimpl
     from meshd.plugins import Hooks, new_plugin_manager
 
@@ -275,6 +289,9 @@ def main() -> int:
     ap.add_argument("--cpu", type=int, default=None, help="pin the in-process part to this CPU (one core)")
     ap.add_argument("--skip-nats", action="store_true")
     ap.add_argument("--skip-inprocess", action="store_true")
+    ap.add_argument("--baseline-engine", type=Path, default=None, metavar="FILE",
+                    help="also run the in-process part with this engine.py (an earlier version), same run")
+    ap.add_argument("--passes", type=int, default=3, help="alternating old/new passes with --baseline-engine")
     ap.add_argument("--json", action="store_true", help="print JSON instead of tables")
     args = ap.parse_args()
     report: dict[str, Any] = {"machine": machine(), "command": " ".join([Path(sys.executable).name, *sys.argv])}
@@ -285,7 +302,18 @@ def main() -> int:
         if args.cpu is not None:
             os.sched_setaffinity(0, {args.cpu})
         try:
-            report["inprocess"] = bench_inprocess(args.decisions, args.seed)
+            if args.baseline_engine is None:
+                report["inprocess"] = bench_inprocess(args.decisions, args.seed)
+            else:
+                # Alternate old and new passes, best of each scenario: load on a shared machine
+                # comes and goes, and must hit both alike.
+                base = load_engine(args.baseline_engine)
+                passes: dict[str, list[list[dict[str, Any]]]] = {"baseline": [], "inprocess": []}
+                for _ in range(args.passes):
+                    passes["baseline"].append(bench_inprocess(args.decisions, args.seed, base))
+                    passes["inprocess"].append(bench_inprocess(args.decisions, args.seed))
+                for key, runs in passes.items():
+                    report[key] = [min(rows, key=lambda r: r["seconds"]) for rows in zip(*runs)]
         finally:
             os.sched_setaffinity(0, everywhere)
     if not args.skip_nats:
@@ -295,9 +323,17 @@ def main() -> int:
         return 0
     print(f"# {time.strftime('%Y-%m-%d %H:%M')}  {report['machine']}\n# {report['command']}\n")
     if "inprocess" in report:
-        print("| scenario | calls | decisions/s | us/call |\n| --- | ---: | ---: | ---: |")
-        for r in report["inprocess"]:
-            print(f"| {r['scenario']} | {r['calls']:,} | {r['per_s']:,} | {r['us_per_call']} |")
+        if "baseline" in report:
+            print(f"baseline engine: {args.baseline_engine}\n")
+            print("| scenario | calls | decisions/s | us/call | baseline decisions/s | ratio |")
+            print("| --- | ---: | ---: | ---: | ---: | ---: |")
+            for r, b in zip(report["inprocess"], report["baseline"]):
+                print(f"| {r['scenario']} | {r['calls']:,} | {r['per_s']:,} | {r['us_per_call']} | {b['per_s']:,} "
+                      f"| {r['per_s'] / b['per_s']:.2f} |")
+        else:
+            print("| scenario | calls | decisions/s | us/call |\n| --- | ---: | ---: | ---: |")
+            for r in report["inprocess"]:
+                print(f"| {r['scenario']} | {r['calls']:,} | {r['per_s']:,} | {r['us_per_call']} |")
         print()
     if "nats" in report:
         print("| round trip (ms) | n | p50 | p90 | p99 | p99.9 | max |")

@@ -73,12 +73,20 @@ def fingerprint(key: bytes, key_id: str, version: int) -> str:
 
 
 class _Dec:
-    """What decrypting with one version needs."""
+    """What decrypting with one version needs.
 
-    __slots__ = ("version", "aead", "aad")
+    ``last`` is ``(context, associated data)`` of the latest context used
+    with this version: records come in runs of one context (a tenant's
+    batch), and comparing two small dicts is much cheaper than building a
+    cache key from one. Replaced whole, so a racing thread reads a
+    consistent pair.
+    """
+
+    __slots__ = ("version", "aead", "aad", "last")
 
     def __init__(self, version: int, aead: AESGCM, aad: bytes):
         self.version, self.aead, self.aad = version, aead, aad
+        self.last: tuple[Context, bytes] = (None, aad)
 
 
 class _Enc:
@@ -88,12 +96,13 @@ class _Enc:
     ``keyring._enc`` sees a consistent version, key and count range.
     """
 
-    __slots__ = ("version", "aead", "aad", "header", "prefix", "counter", "end")
+    __slots__ = ("version", "aead", "aad", "last", "header", "prefix", "counter", "end")
 
     def __init__(self, dec: _Dec | None, start: int, end: int):
         self.version = dec.version if dec else 0
         self.aead = dec.aead if dec else None
         self.aad = dec.aad if dec else b""
+        self.last: tuple[Context, bytes] = (None, self.aad)  # as in _Dec
         self.header = blob_header(self.version) if dec else b""
         self.prefix = text_prefix(self.version) if dec else ""
         self.counter = itertools.count(start)
@@ -227,35 +236,34 @@ class Keyring:
         ``max(min_encryption_version, min_decryption_version)`` up: for a
         staged rollout, not for everyday use.
         """
-        ctx = self._ctx_bytes(context)
         enc = self._enc
         if version is not None and version != enc.version:
+            self._ctx_bytes(context)  # a bad context is refused before a count is reserved
             enc = self._pinned_enc(version)
         elif next(enc.counter) >= enc.end:
+            self._ctx_bytes(context)
             enc = self._refill(enc)
+        last = enc.last
+        aad = last[1] if context == last[0] else self._aad(enc, context)
         nonce = _urandom(12)
         try:
-            sealed = enc.aead.encrypt(nonce, plaintext, enc.aad + ctx)
+            sealed = enc.aead.encrypt(nonce, plaintext, aad)
         except TypeError:
             raise CiphertextError("not_bytes", what="plaintext", kind=type(plaintext).__name__) from None
         return _text(enc.prefix, nonce, sealed)
 
     def seal(self, plaintext: bytes, context: Context = None) -> bytes:
         """The binary form (``MSK1 || version || nonce || ciphertext``) of :meth:`encrypt`, for records kept as bytes."""
-        if context:
-            try:
-                ctx = self._ctxc[tuple(context.items())]
-            except (KeyError, TypeError, AttributeError):
-                ctx = self._ctx_bytes(context)
-        else:
-            ctx = b""
         # The body repeats in BoundKeyring.seal: the hot path for bulk records, kept free of extra calls.
         enc = self._enc
         if next(enc.counter) >= enc.end:
+            self._ctx_bytes(context)  # a bad context is refused before a count is reserved
             enc = self._refill(enc)
+        last = enc.last
+        aad = last[1] if context == last[0] else self._aad(enc, context)
         nonce = _urandom(12)
         try:
-            return b"".join((enc.header, nonce, enc.aead.encrypt(nonce, plaintext, enc.aad + ctx)))
+            return b"".join((enc.header, nonce, enc.aead.encrypt(nonce, plaintext, aad)))
         except TypeError:
             raise CiphertextError("not_bytes", what="plaintext", kind=type(plaintext).__name__) from None
 
@@ -263,10 +271,11 @@ class Keyring:
         """The plaintext of a text ciphertext; :class:`CiphertextError` naming the problem otherwise."""
         try:
             version, raw = parse_text(ciphertext)
-            ctx = self._ctx_bytes(context)
             dec = self._dec.get(version) or self._dec_entry(version)
+            last = dec.last
+            aad = last[1] if context == last[0] else self._aad(dec, context)
             try:
-                return dec.aead.decrypt(raw[:12], raw[12:], dec.aad + ctx)
+                return dec.aead.decrypt(raw[:12], raw[12:], aad)
             except InvalidTag:
                 raise CiphertextError("auth_failed", keyring=self.name, version=version) from None
         except CiphertextError as exc:
@@ -276,20 +285,16 @@ class Keyring:
     def open(self, blob: bytes, context: Context = None) -> bytes:
         """The plaintext of a binary ciphertext from :meth:`seal`."""
         try:
-            if context:
-                try:
-                    ctx = self._ctxc[tuple(context.items())]
-                except (KeyError, TypeError, AttributeError):
-                    ctx = self._ctx_bytes(context)
-            else:
-                ctx = b""
             if type(blob) is not bytes:
-                return self._open(blob, ctx)
+                return self._open(blob, self._ctx_bytes(context))
             dec = self._dec_hdr.get(blob[:HEADER_SIZE])
             if dec is None or len(blob) < MIN_BLOB:
+                self._ctx_bytes(context)  # a bad context is named before a bad blob, as on every path
                 dec = self._dec_entry(parse_blob(blob))
+            last = dec.last
+            aad = last[1] if context == last[0] else self._aad(dec, context)
             try:
-                return dec.aead.decrypt(blob[HEADER_SIZE:_NONCE_END], blob[_NONCE_END:], dec.aad + ctx)
+                return dec.aead.decrypt(blob[HEADER_SIZE:_NONCE_END], blob[_NONCE_END:], aad)
             except InvalidTag:
                 raise CiphertextError("auth_failed", keyring=self.name, version=dec.version) from None
         except CiphertextError as exc:
@@ -324,6 +329,13 @@ class Keyring:
                 self._ctxc = {}
             self._ctxc[key] = hit
         return hit
+
+    def _aad(self, state: _Dec | _Enc, context: Context) -> bytes:
+        """The associated data of ``context`` under ``state``'s version, remembered as its ``last``."""
+        aad = state.aad + self._ctx_bytes(context)
+        # A private copy: the caller may change its dict after this call.
+        state.last = (dict(context) if context else context, aad)
+        return aad
 
     def bind(self, context: Context) -> BoundKeyring:
         """This keyring with ``context`` fixed: the fastest path for many records of one context."""

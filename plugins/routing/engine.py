@@ -38,7 +38,15 @@ mile and equipment).
 
 Speed: decisions are planned once per (tenant class, client location) and
 cached until the federation's state changes, so the common call is two dict
-lookups and no allocation. One engine serves one daemon from one thread.
+lookups and no allocation. A location never seen before whose latencies are
+all estimates (coordinates, most named places) is planned from a per-class
+template of everything that does not depend on where the client is (which
+regions are eligible, the tier, home, failover targets), rebuilt on the next
+cold call after the federation's state changes; only the distances are
+computed per location, and route filters' candidates are built on first use.
+That plan is the exact one (tests compare it with the general planner on
+random coordinates and federation states). One engine serves one daemon
+from one thread.
 """
 
 from __future__ import annotations
@@ -49,7 +57,7 @@ import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import reduce
-from typing import Any
+from typing import Any, NamedTuple
 
 from meshd.routefilter import Candidate, Location, RouteFilter, RouteRequest
 
@@ -116,9 +124,13 @@ class NoEligibleRegion(RoutingError):
 # ---------------------------------------------------------------- values
 
 
-@dataclass(frozen=True, slots=True)
-class RouteResult:
-    """One routing decision. Instances are shared between calls: treat them as read-only."""
+class RouteResult(NamedTuple):
+    """One routing decision; shared between calls.
+
+    A named tuple rather than a frozen dataclass: as immutable, three times
+    cheaper to build (a cold route builds one), and the garbage collector
+    stops tracking it, which matters for caches of thousands of plans.
+    """
 
     region: str
     endpoint: str
@@ -241,18 +253,45 @@ def _coordinates(lat: float, lon: float, raw: Any) -> Location:
 class _Class:
     """Tenants that route alike: same residency, same home."""
 
-    __slots__ = ("residency", "home", "regions", "plans")
+    __slots__ = ("residency", "home", "regions", "plans", "template")
 
     def __init__(self, residency: str, home: str | None, regions: tuple[str, ...]):
         self.residency, self.home, self.regions = residency, home, regions
         self.plans: dict[Any, _Plan] = {}
+        self.template: _Template | None = None
+        """The location-independent part of this class's plans (see :meth:`RoutingEngine._template`)."""
+
+
+class _Template:
+    """What a tenant class's plan is, before the client's location is known."""
+
+    __slots__ = ("rows", "eligible", "error", "pool", "pool_idx", "degraded", "fixed_idx", "fixed_reason",
+                 "redirect", "weight_by", "tolerance_ms", "tolerance_ratio", "carbon_aware", "carbon_tolerance",
+                 "model")
+
+    def __init__(self) -> None:
+        self.rows: list[tuple[str, float, float, float]] = []
+        """Every region of the residency (excluded too): name, latitude in radians, its cosine, longitude."""
+        self.eligible: list[tuple[int, str, str, str, int, float | None, bool]] = []
+        """Every region that may take traffic: row index, region, jurisdiction, endpoint, weight, carbon, degraded."""
+        self.error: tuple[str, dict[str, str]] | None = None
+        self.pool: frozenset[str] = frozenset()
+        self.pool_idx: list[int] = []
+        """Indices into ``eligible`` of the chosen tier."""
+        self.degraded = False
+        self.fixed_idx: int | None = None
+        """Index into ``eligible`` of a region chosen wherever the client is (home, or home's failover target)."""
+        self.fixed_reason = HOME
+        self.redirect: dict[str, int] = {}
+        """Failed-over region -> index into ``eligible`` of its target in the pool: when it is the nearest."""
+
 
 
 class _Plan:
     """The precomputed choice for one tenant class from one client location."""
 
-    __slots__ = ("location", "fixed", "seq", "n", "i", "error", "candidates", "pool", "sticky", "subplans",
-                 "by_region", "degraded")
+    __slots__ = ("location", "fixed", "seq", "n", "i", "error", "_candidates", "pool", "sticky", "subplans",
+                 "_by_region", "degraded", "template", "latencies")
 
     def __init__(self, location: Location):
         self.location = location
@@ -261,14 +300,46 @@ class _Plan:
         self.n = 0
         self.i = 0
         self.error: tuple[str, dict[str, str]] | None = None
-        self.candidates: tuple[Candidate, ...] = ()
-        """Every eligible candidate (both tiers), nearest first: what filters see."""
+        self._candidates: tuple[Candidate, ...] = ()
         self.pool: frozenset[str] = frozenset()
         """Regions of the chosen tier: a session stays on its region while it is one of these."""
-        self.sticky: dict[str, RouteResult] = {}
+        self.sticky: dict[str, RouteResult] = {}  # (an empty dict is not tracked by the garbage collector)
         self.subplans: dict[tuple[Candidate, ...], _Plan] = {}
-        self.by_region: dict[str, Candidate] = {}
+        self._by_region: dict[str, Candidate] | None = None
         self.degraded = False
+        # A cold plan's template and latencies (row order), until its candidates are first needed. Two
+        # slots, not a pair, and a tuple of floats (which the garbage collector stops tracking): a cache
+        # of cold plans is mostly these.
+        self.template: _Template | None = None
+        self.latencies: tuple[float, ...] = ()
+
+    # Most plans never see a filter or a session: the candidates those need are built on first use.
+
+    @property
+    def candidates(self) -> tuple[Candidate, ...]:
+        """Every eligible candidate (both tiers), nearest first: what filters see."""
+        if self.template is not None:
+            tmpl, ms = self.template, self.latencies
+            cands = [Candidate(name, j, endpoint, ms[k], ESTIMATED, weight, carbon, degraded)
+                     for k, name, j, endpoint, weight, carbon, degraded in tmpl.eligible]
+            cands.sort(key=lambda c: (c.latency_ms, c.region))
+            self._candidates, self.template = tuple(cands), None
+        return self._candidates
+
+    @candidates.setter
+    def candidates(self, value: tuple[Candidate, ...]) -> None:
+        self._candidates, self.template = value, None
+
+    @property
+    def by_region(self) -> dict[str, Candidate]:
+        if self._by_region is None:
+            self._by_region = {c.region: c for c in self.candidates}
+        return self._by_region
+
+    @by_region.setter
+    def by_region(self, value: dict[str, Candidate]) -> None:
+        self._by_region = value
+
 
     def sticky_result(self, region: str) -> RouteResult:
         """The result that keeps a session on ``region`` (built on first use: most plans never see a session)."""
@@ -304,6 +375,19 @@ def _wrr_schedule(items: Sequence[Any], weights: Sequence[int], max_len: int = 1
         current[best] -= total
         out.append(items[best])
     return out
+
+
+_WRR_ORDERS: dict[tuple[int, ...], tuple[int, ...]] = {}
+
+
+def _wrr_order(weights: tuple[int, ...]) -> tuple[int, ...]:
+    """:func:`_wrr_schedule` of the indices ``0..len(weights)-1``, memoized: few distinct weight sets exist."""
+    order = _WRR_ORDERS.get(weights)
+    if order is None:
+        if len(_WRR_ORDERS) >= 1024:
+            _WRR_ORDERS.clear()
+        order = _WRR_ORDERS[weights] = tuple(_wrr_schedule(range(len(weights)), weights))
+    return order
 
 
 # ---------------------------------------------------------------- the engine
@@ -382,6 +466,7 @@ class RoutingEngine:
         self.version += 1
         for cls in self._classes.values():
             cls.plans.clear()
+            cls.template = None
 
     # ------------------------------------------------------------ federation state
 
@@ -494,6 +579,8 @@ class RoutingEngine:
             return resolve_location(client_location, self.regions, self.places)
         if loc is None:
             loc = resolve_location(client_location, self.regions, self.places)
+            if loc.kind == "coordinates":
+                return loc  # parsing is cheap; caching every coordinate ever seen is not
             if len(self._locations) >= self.settings.max_cached_locations:
                 self._locations.clear()
             self._locations[client_location] = loc
@@ -564,6 +651,22 @@ class RoutingEngine:
 
     def _plan(self, cls: _Class, client_location: Any) -> _Plan:
         location = self.resolve(client_location)
+        if location.kind != "region" and location.key not in self.rtt and not (
+                self.settings.use_measured_rtt and location.key == self.local_region):
+            plan = self._estimated_plan(cls, location)  # every latency is an estimate from distance
+            if plan.n == 0 and location.kind == "coordinates" and self.route_filter is None:
+                # Raw coordinates rarely repeat, and a plan without a rotation or filter subplans has no
+                # state to keep: caching it would only grow the heap the garbage collector walks.
+                return plan
+        else:
+            plan = self._exact_plan(cls, location)
+        if len(cls.plans) >= self.settings.max_cached_locations:
+            cls.plans.clear()
+        cls.plans[client_location] = plan
+        return plan
+
+    def _exact_plan(self, cls: _Class, location: Location) -> _Plan:
+        """The plan of ``location``, from scratch: any latency source."""
         plan = _Plan(location)
         candidates = []
         excluded: dict[str, str] = {}
@@ -583,9 +686,103 @@ class RoutingEngine:
         candidates.sort(key=lambda c: (c.latency_ms, c.region))
         plan.candidates = tuple(candidates)
         self._choose(cls, plan, plan.candidates, excluded, nearest_raw[1] if nearest_raw else None)
-        if len(cls.plans) >= self.settings.max_cached_locations:
-            cls.plans.clear()
-        cls.plans[client_location] = plan
+        return plan
+
+    def _template(self, cls: _Class) -> _Template:
+        """What :meth:`_choose` decides for ``cls`` before knowing the location (same rules, same order)."""
+        tmpl = _Template()
+        st = self.settings
+        tmpl.tolerance_ms, tmpl.tolerance_ratio = st.latency_tolerance_ms, st.latency_tolerance_ratio
+        tmpl.carbon_aware, tmpl.carbon_tolerance, tmpl.model = st.carbon_aware, st.carbon_tolerance, st.latency_model
+        excluded: dict[str, str] = {}
+        for k, name in enumerate(cls.regions):
+            r = self.regions[name]
+            p2 = math.radians(r.coordinates.lat)
+            tmpl.rows.append((name, p2, math.cos(p2), r.coordinates.lon))
+            why = self.exclusion(name)
+            if why:
+                excluded[name] = why
+                continue
+            weight = r.capacity if st.weight_by == "capacity" else r.weight
+            tmpl.eligible.append((k, name, r.jurisdiction, r.endpoint, weight, r.carbon_intensity,
+                                  self._degraded(name)))
+        if not tmpl.eligible:
+            probe = _Plan(Location("", 0.0, 0.0, "coordinates"))
+            self._choose(cls, probe, (), excluded, None)
+            tmpl.error = probe.error
+            return tmpl
+        healthy = [i for i, e in enumerate(tmpl.eligible) if not e[6]]
+        tmpl.pool_idx = healthy or list(range(len(tmpl.eligible)))
+        tmpl.degraded = not healthy
+        tmpl.pool = frozenset(tmpl.eligible[i][1] for i in tmpl.pool_idx)
+        in_pool = {tmpl.eligible[i][1]: i for i in tmpl.pool_idx}
+        if cls.home is not None and cls.home in in_pool:
+            tmpl.fixed_idx = in_pool[cls.home]
+            return tmpl
+        if cls.home is not None and cls.home in self._failed_over:
+            target = self._follow(cls.home, cls.residency)
+            if target is not None and target in in_pool:
+                tmpl.fixed_idx, tmpl.fixed_reason = in_pool[target], FAILOVER
+                return tmpl
+        for name in cls.regions:  # the nearest region, if failed over, sends its traffic to its target
+            if name in self._failed_over:
+                target = self._follow(name, cls.residency)
+                if target is not None and target in in_pool:
+                    tmpl.redirect[name] = in_pool[target]
+        return tmpl
+
+    def _estimated_plan(self, cls: _Class, location: Location) -> _Plan:
+        """:meth:`_exact_plan` for a location whose every latency is estimated, from the class's template."""
+        tmpl = cls.template
+        if tmpl is None:
+            tmpl = cls.template = self._template(cls)
+        plan = _Plan(location)
+        if tmpl.error is not None:
+            plan.error, plan._by_region = tmpl.error, {}
+            return plan
+        # great_circle_km and LatencyModel.rtt_ms inlined, operation for operation (same floats),
+        # with the regions' side precomputed.
+        model = tmpl.model
+        overhead, factor, fiber = model.overhead_ms, 2.0 * model.path_inflation, model.fiber_km_per_ms
+        p1 = math.radians(location.lat)
+        c1, lon = math.cos(p1), location.lon
+        sin, radians = math.sin, math.radians
+        asin, sqrt = math.asin, math.sqrt
+        ms = tuple([overhead + factor * (2 * EARTH_RADIUS_KM * asin(min(1.0, sqrt(
+            sin((p2 - p1) / 2) ** 2 + c1 * c2 * sin(radians(rlon - lon) / 2) ** 2)))) / fiber
+            for _, p2, c2, rlon in tmpl.rows])
+        plan.template, plan.latencies = tmpl, ms
+        plan.pool, plan.degraded = tmpl.pool, tmpl.degraded
+        eligible, degraded = tmpl.eligible, tmpl.degraded
+        pick = tmpl.fixed_idx
+        reason = tmpl.fixed_reason
+        if pick is None and tmpl.redirect:
+            nearest = min(zip(ms, (row[0] for row in tmpl.rows)))[1]
+            pick = tmpl.redirect.get(nearest)
+            reason = FAILOVER
+        if pick is not None:
+            e = eligible[pick]
+            plan.fixed = RouteResult(e[1], e[3], ms[e[0]], reason, e[2], ESTIMATED, degraded)
+            return plan
+        pool = sorted((ms[eligible[i][0]], eligible[i][1], i) for i in tmpl.pool_idx)
+        best = pool[0][0]
+        limit = best + max(tmpl.tolerance_ms, best * tmpl.tolerance_ratio)
+        near = [eligible[i] for m, _, i in pool if m <= limit]
+        weighted = [e for e in near if e[4] > 0] or near[:1]
+        reason = NEAREST if len(weighted) == 1 else WEIGHTED
+        if tmpl.carbon_aware and len(weighted) > 1:
+            known = [e[5] for e in weighted if e[5] is not None]
+            if known:
+                floor = min(known) + tmpl.carbon_tolerance
+                greener = [e for e in weighted if e[5] is not None and e[5] <= floor]
+                if len(greener) < len(weighted):
+                    weighted, reason = greener, CARBON
+        results = [RouteResult(e[1], e[3], ms[e[0]], reason, e[2], ESTIMATED, degraded) for e in weighted]
+        if len(results) == 1:
+            plan.fixed = results[0]
+            return plan
+        seq = tuple(results[k] for k in _wrr_order(tuple(max(1, e[4]) for e in weighted)))
+        plan.seq, plan.n, plan.i = seq, len(seq), 0
         return plan
 
     def _choose(self, cls: _Class, plan: _Plan, candidates: Sequence[Candidate], excluded: Mapping[str, str],

@@ -1,0 +1,93 @@
+"""The cold path (a plan from the per-class template, for locations whose latencies are all
+estimated) decides exactly what the general planner decides.
+
+Hypothesis draws federations, settings, member states, health, failovers (to targets inside,
+outside or missing from the residency) and client coordinates; for every tenant class the
+template-built plan must equal, field for field, the plan the general planner builds from
+scratch: the choice or rotation, the error, the tier, the candidates filters see. Exact
+equality, floats included: the template path computes the same distances operation for
+operation.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from meshd.routefilter import Location
+from meshd_plugins.routing.engine import RoutingEngine, resolve_location
+
+from .test_routing_engine import REGIONS, TENANTS, decision, region
+from .test_routing_properties import HEALTH, STATES, federations, lat, lon, settings_strategy
+
+
+def plan_fields(plan: Any) -> dict[str, Any]:
+    return {"fixed": plan.fixed, "seq": plan.seq, "error": plan.error, "pool": plan.pool,
+            "degraded": plan.degraded, "candidates": plan.candidates, "by_region": plan.by_region}
+
+
+def assert_same_plans(engine: RoutingEngine, location: Location) -> None:
+    classes = list(engine._classes.values())
+    assert classes
+    for cls in classes:
+        fast = engine._estimated_plan(cls, location)
+        exact = engine._exact_plan(cls, location)
+        assert plan_fields(fast) == plan_fields(exact), (cls.residency, cls.home, location)
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(fed=federations(), cfg=settings_strategy, data=st.data())
+def test_template_plans_equal_exact_plans(fed: Any, cfg: Any, data: Any) -> None:
+    regions, tenants = fed
+    engine = RoutingEngine(regions, tenants, settings=cfg)
+    names = sorted(regions)
+    for name in names:
+        engine.set_member(name, data.draw(st.sampled_from([s for s in STATES if s])), data.draw(
+            st.sampled_from(HEALTH)))
+    for term, name in enumerate(data.draw(st.lists(st.sampled_from(names), max_size=4)), start=1):
+        target = data.draw(st.one_of(st.none(), st.sampled_from(names)))
+        engine.apply_decision(decision(name, term, "failover", target))
+    for _ in range(3):
+        location = resolve_location((data.draw(lat), data.draw(lon)))
+        assert_same_plans(engine, location)
+        # The same template, reused for another location, still gives the exact plan.
+        assert_same_plans(engine, resolve_location(f"{data.draw(lat):.4f},{data.draw(lon):.4f}"))
+
+
+def test_the_template_follows_the_federation_state() -> None:
+    """A cached template is thrown away with the plans: a dead region is never chosen from it."""
+    eu = {"near": region(50.0, 8.0), "far": region(38.7, -9.1)}
+    engine = RoutingEngine(eu, {"t": TENANTS.tenants[next(iter(TENANTS.tenants))].model_copy(
+        update={"residency": "EU", "home": None})})
+    assert engine.route("50.1,8.6", "t").region == "near"
+    cls = engine._by_tenant["t"]
+    assert cls.template is not None
+    engine.set_member("near", "dead")
+    assert cls.template is None
+    assert engine.route("50.2,8.6", "t").region == "far"
+    engine.apply_decision(decision("far", 1, "failover", "near"))
+    with pytest.raises(Exception) as err:
+        engine.route("50.3,8.6", "t")
+    assert getattr(err.value, "code", None) == "no_eligible_region"
+
+
+def test_weighted_rotation_from_raw_coordinates_keeps_turning() -> None:
+    """A rotating plan for coordinates is cached, so repeated requests share the load by weight."""
+    eu = {"a": region(50.0, 8.0, weight=300), "b": region(50.0, 8.01, weight=100)}
+    engine = RoutingEngine(eu, {}, )
+    picks = [engine.route("49.0,7.0", "anyone", sovereignty="EU").region for _ in range(400)]
+    assert picks.count("a") == 300 and picks.count("b") == 100
+
+
+def test_sample_federation_cold_routes_match_the_general_planner() -> None:
+    engine = RoutingEngine(REGIONS, TENANTS)
+    for tenant in TENANTS.tenants:
+        engine.route("0,0", tenant)
+    engine.set_member("eu-west-1", "suspect")
+    engine.apply_decision(decision("us-east-1", 1, "failover", "us-west-2"))
+    for la in range(-80, 81, 20):
+        for lo in range(-180, 181, 30):
+            assert_same_plans(engine, resolve_location(f"{la},{lo}"))
