@@ -134,8 +134,8 @@ def meshd_decrypt_secret(config: LoadedConfig, value: str, hooks: Hooks) -> str 
 # ---------------------------------------------------------------- command line
 
 
-@hookspec
 # The hook contract evaluates these annotations at run time, where _SubParsersAction takes no parameter.
+@hookspec
 def meshd_cli_commands(subparsers: argparse._SubParsersAction, t: Translator) -> None:  # type: ignore[type-arg]
     """Add ``meshd`` subcommands. *sync*
 
