@@ -49,13 +49,13 @@ from typing import Any
 
 import anyio
 import yaml
+from alerts_receiver import RecordingReceiver, drained
+from benchlib import cpu_model
 
 import meshd
 from meshd.decisions import Decision
 from meshd.natsserver import NatsServer
 from meshd.testing import BUILTIN_PLUGINS, running_daemons, write_federation
-from alerts_receiver import RecordingReceiver, drained
-from benchlib import cpu_model
 
 
 class CommitToAlert:

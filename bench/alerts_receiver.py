@@ -89,7 +89,7 @@ class RecordingReceiver:
         class Handler(BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
 
-            def do_POST(self) -> None:  # noqa: N802 (http.server's naming)
+            def do_POST(self) -> None:
                 length = int(self.headers.get("Content-Length") or 0)
                 raw = self.rfile.read(length) if length else b""
                 try:
@@ -115,7 +115,7 @@ class RecordingReceiver:
                 self.end_headers()
                 self.wfile.write(reply)
 
-            do_PUT = do_POST  # noqa: N815
+            do_PUT = do_POST
 
             def log_message(self, *_args: Any) -> None:
                 pass

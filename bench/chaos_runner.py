@@ -50,12 +50,10 @@ from meshd.identity import TrustStore
 from meshd.natsserver import free_port
 from meshd.samples import sample_file
 from meshd.testing import LocalFederation
-
 from meshd_plugins.failover.audit import verify
-from meshd_plugins.failover.config import strict_majority
-from meshd_plugins.failover.config import LEASE_RENEWALS
-from meshd_plugins.membership.settings import PROFILES as MEMBERSHIP_PROFILES
+from meshd_plugins.failover.config import LEASE_RENEWALS, strict_majority
 from meshd_plugins.failover.records import InvalidRecord, Record, decode_record, parse_slot_key, slot_key
+from meshd_plugins.membership.settings import PROFILES as MEMBERSHIP_PROFILES
 
 SEVEN = ["us-east-1", "us-west-2", "eu-west-1", "eu-central-1", "ca-central-1", "me-south-1", "ap-southeast-1"]
 IN_FLIGHT = 0.5

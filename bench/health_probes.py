@@ -35,6 +35,7 @@ from pathlib import Path
 from typing import Any
 
 import anyio
+from benchlib import machine_line as machine
 
 from meshd import Metrics
 from meshd_plugins.health.engine import ProbeRunner
@@ -45,7 +46,6 @@ from meshd_plugins.health.kind_http import HttpProbe
 from meshd_plugins.health.kind_tcp import TcpProbe
 from meshd_plugins.health.probes import Probe, ProbeContext, ProbeResult
 from meshd_plugins.health.settings import ResolvedProbe
-from benchlib import machine_line as machine
 
 TICK = 0.005
 SICK_MOUNT_DELAY = 0.3

@@ -45,11 +45,11 @@ import urllib.request
 from collections.abc import Callable
 from pathlib import Path
 
+from benchlib import cpu_model
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from meshd_plugins.keys.manager import KeyManager
 from meshd_plugins.keys.settings import KeysConfig
-from benchlib import cpu_model
 
 RECORD = 4096
 
@@ -124,9 +124,9 @@ def throughput(records: int, rounds: int) -> None:
 
 
 def propagation(regions_n: int, rotations: int) -> None:
-    from meshd.testing import BUILTIN_PLUGINS, LocalFederation, default_regions_file
-
     import yaml
+
+    from meshd.testing import BUILTIN_PLUGINS, LocalFederation, default_regions_file
 
     source = default_regions_file()
     assert source is not None

@@ -27,11 +27,12 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from meshd.plugins import Hooks
+from benchlib import machine_line
 from meshd_kms_vault_transit.devserver import OpenBao
+
+from meshd.plugins import Hooks
 from meshd_plugins.keys.manager import KeyManager
 from meshd_plugins.keys.settings import KeysConfig
-from benchlib import machine_line
 
 RECORD = 4096
 

@@ -20,13 +20,13 @@ import sys
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
-from benchlib import machine_line as machine  # noqa: F401  (the membership benches import it from here)
+from benchlib import machine_line as machine  # noqa: E402, F401  (after the path set-up; the membership benches import it from here)
 
 
 def summary(values: Sequence[float]) -> dict[str, float]:
@@ -65,7 +65,7 @@ class Transition:
 
 
 def _epoch(stamp: str) -> float:
-    return datetime.strptime(stamp, "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=timezone.utc).timestamp()
+    return datetime.strptime(stamp, "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=UTC).timestamp()
 
 
 def transitions(log_dir: Path) -> list[Transition]:

@@ -40,9 +40,10 @@ import urllib.request
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
-from benchlib import cpu_model
-from meshd.testing import wait_for
 
+from benchlib import cpu_model
+
+from meshd.testing import wait_for
 
 ROOT = Path(__file__).resolve().parent.parent
 REGION = "eu-west-1"
@@ -58,12 +59,12 @@ VALUES = [str(1 + i % 997) if i % 3 else f"{i % 50}.{i % 100:02d}" for i in rang
 def serve(config: str, keyring: bool) -> None:
     """``meshd run`` with only metering (and optionally the seeded test keyring)."""
     import anyio
+    from metering_keyring import SeededKeyringPlugin
 
     from meshd.daemon import Daemon
     from meshd.daemon import serve as serve_daemon
     from meshd.logs import setup_logging
     from meshd.plugins import Hooks
-    from metering_keyring import SeededKeyringPlugin
 
     extra = [("benchkeyring", SeededKeyringPlugin())] if keyring else []
     hooks = Hooks.load(blocked=OTHERS, extra=extra)
@@ -166,11 +167,12 @@ async def publish(nats_url: str, evs: list[dict[str, Any]], batch: int, receipts
 
 
 def bench_ledger(workdir: Path, n: int) -> list[dict[str, Any]]:
+    from metering_keyring import SeededKeyring
+
     from meshd_plugins.metering.atrest import KeyringProtected, Plaintext
     from meshd_plugins.metering.config import MeterKind
     from meshd_plugins.metering.events import Policy, check_message, encode
     from meshd_plugins.metering.ledger import Ledger
-    from metering_keyring import SeededKeyring
 
     n -= n % 500
     now = time.time()
@@ -211,7 +213,7 @@ async def bench_anchor(nats_url: str, n: int) -> dict[str, Any]:
     payload = b"x" * 128
     began = time.perf_counter()
     pending = []
-    for i in range(n):
+    for _ in range(n):
         pending.append(await js.publish_async("anchor.x", payload))
         if len(pending) >= 500:
             await asyncio.gather(*pending)
@@ -302,7 +304,8 @@ def bench_sigkill(workdir: Path, nats_url: str, n: int) -> dict[str, Any]:
             code, doc = client.request("GET", f"/v1/usage?tenant={tenant}&period={period}", admin=True)
             total += Decimal(doc["meters"]["api_calls"]["value"])
         expected = sum(Decimal(e["value"]) for e in sent)
-        return {"events_sent": n, "counted_when_restarted": at_restart, "killed_mid_stream": 0 < at_restart < n, "ledger_accepted_total": ledger["accepted_total"],
+        return {"events_sent": n, "counted_when_restarted": at_restart, "killed_mid_stream": 0 < at_restart < n,
+                "ledger_accepted_total": ledger["accepted_total"],
                 "duplicates_refused_after_restart": status["events"]["duplicates"],
                 "sum": str(total), "sum_expected": str(expected),
                 "exact": ledger["accepted_total"] == n and total == expected,

@@ -35,16 +35,16 @@ import time
 import urllib.request
 from pathlib import Path
 from typing import Any
+
 from benchlib import machine_line as machine
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from meshd.config import RegionMap, load_model_file  # noqa: E402
+from meshd.tenants import Tenant  # noqa: E402
 from meshd_plugins.routing.engine import RoutingEngine, RoutingError  # noqa: E402
 from meshd_plugins.routing.places import CITIES, COUNTRIES  # noqa: E402
-from meshd.tenants import Tenant  # noqa: E402
-
 
 # ---------------------------------------------------------------- part 1: in-process
 

@@ -7,6 +7,7 @@ import json
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+
 @dataclass(frozen=True)
 class Alert:
     """One alert, shaped like Prometheus Alertmanager's.

@@ -24,7 +24,7 @@ import types
 import typing
 from collections.abc import Awaitable, Callable, Mapping, Sequence, Set
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import cache
 from typing import Any
 
 
@@ -63,7 +63,7 @@ def resolved_hints(function: Callable[..., Any]) -> dict[str, Any]:
     return typing.get_type_hints(function, globalns=namespace)
 
 
-@lru_cache(maxsize=None)
+@cache
 def _type_checking_names(module: types.ModuleType) -> dict[str, Any]:
     # The hookspecs import their result types only for type checkers (importing them at run time would
     # be circular: meshd.daemon imports the plugin facade); by the time a hook is called they all load.
@@ -140,7 +140,7 @@ def _any_of(checks: list[Callable[[Any], bool]]) -> Callable[[Any], bool]:
     return lambda value: any(check(value) for check in checks)
 
 
-@lru_cache(maxsize=None)
+@cache
 def checker(annotation: Any) -> Callable[[Any], bool]:
     """A function telling whether a value fits ``annotation``, built once per annotation."""
     if annotation is Any:
@@ -193,7 +193,7 @@ def _instance_checker(cls: type) -> Callable[[Any], bool]:
     return lambda value: isinstance(value, cls)
 
 
-@lru_cache(maxsize=None)
+@cache
 def _protocol_members(cls: type) -> frozenset[str]:
     names: set[str] = set()
     for klass in cls.__mro__:

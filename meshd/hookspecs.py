@@ -51,8 +51,8 @@ from typing import TYPE_CHECKING, Any
 import pluggy
 
 if TYPE_CHECKING:
-    from pydantic import BaseModel
     from prometheus_client.registry import Collector
+    from pydantic import BaseModel
 
     from .alerting import Alert, DeliveryResult, Notification
     from .config import ConfigIssue, LoadedConfig

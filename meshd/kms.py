@@ -76,7 +76,7 @@ class KMSProvider(abc.ABC):
         """Non-secret facts for ``meshd keys status`` (KEK id, location)."""
         return {"provider": self.name}
 
-    def check(self) -> None:
+    def check(self) -> None:  # noqa: B027 - optional: a provider with nothing to reach keeps this no-op
         """Reach the KMS cheaply (no key material); :class:`KMSUnavailableError` if it does not answer.
 
         The keys plugin calls it every ``check_interval`` from a worker

@@ -225,7 +225,7 @@ class MemoryTransport(Transport):
         try:
             await self.publish(subject, data, headers, reply=inbox)
             return await asyncio.wait_for(future, timeout)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             raise RequestTimeout(subject) from None
         finally:
             await sub.unsubscribe()

@@ -11,7 +11,7 @@ traffic went, since when, and what brings it back.
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 from .cli import render_table
@@ -53,7 +53,7 @@ def members_table(t: Translator, members: Sequence[dict[str, Any]], regions: Ite
 def _since(t: Translator, epoch: float | None) -> str:
     if epoch is None:
         return "-"
-    return t.datetime(datetime.fromtimestamp(epoch, tz=timezone.utc)) + " UTC"
+    return t.datetime(datetime.fromtimestamp(epoch, tz=UTC)) + " UTC"
 
 
 def failovers(t: Translator, doc: dict[str, Any]) -> list[str]:

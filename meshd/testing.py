@@ -29,9 +29,8 @@ from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
-import yaml
-
 import anyio
+import yaml
 
 from .bootstrap import InitResult, init_federation
 from .client import local_opener
@@ -485,7 +484,7 @@ class LocalFederation:
         self.proxies[region].heal()
 
     def stop(self) -> None:
-        for region, proc in self.procs.items():
+        for proc in self.procs.values():
             if proc.poll() is None:
                 proc.send_signal(signal.SIGCONT)
                 proc.send_signal(signal.SIGTERM)

@@ -71,9 +71,8 @@ def fed(tmp_path: Path) -> Iterator[LocalFederation]:
 
 
 def test_ready_watchdog_and_a_graceful_sigterm(fed: LocalFederation, notify: NotifySocket) -> None:
-    import nats  # a raw subscriber to see the leave announcement
-
     import anyio
+    import nats  # a raw subscriber to see the leave announcement
 
     leaves: list[bytes] = []
 

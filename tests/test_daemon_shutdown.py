@@ -13,6 +13,7 @@ from collections.abc import Callable
 from typing import Any
 
 import anyio
+import anyio.lowlevel
 import nats
 import pytest
 
@@ -100,5 +101,5 @@ async def test_a_connection_to_a_frozen_server_closes_in_bounded_time(nats_serve
         nats_server.proc.send_signal(signal.SIGCONT)  # type: ignore[union-attr]
     assert nc.is_closed
     gc.collect()  # asyncio reports a never-retrieved exception when the future is collected
-    await anyio.sleep(0)
+    await anyio.lowlevel.checkpoint()
     assert not reported, reported

@@ -13,8 +13,14 @@ import pytest
 
 from meshd.cli import main
 from meshd.config import RegionMap, load_model_file
-from meshd.demo import (committed_failover, demo_tenants, describe_failover, describe_route, failover_expected,
-                        pick_tenant)
+from meshd.demo import (
+    committed_failover,
+    demo_tenants,
+    describe_failover,
+    describe_route,
+    failover_expected,
+    pick_tenant,
+)
 from meshd.i18n import LANGUAGES, Translator
 from meshd.tenants import TenantDirectory
 

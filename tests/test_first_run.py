@@ -8,18 +8,19 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
+from datetime import UTC
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
+from alerts_receiver import RecordingReceiver
 from prometheus_client.parser import text_string_to_metric_families
 
 from meshd.bootstrap import SAMPLE_METERS
-from meshd.logonly import log_only_routes
 from meshd.cli import main
+from meshd.logonly import log_only_routes
 from meshd.testing import LocalFederation
-from alerts_receiver import RecordingReceiver
 
 ROOT = Path(__file__).resolve().parent.parent
 ETC = ROOT / "etc"
@@ -166,6 +167,6 @@ def test_a_fresh_init_federation_meters_at_once_and_sends_no_alert(
 
 
 def _this_month() -> str:
-    from datetime import datetime, timezone
+    from datetime import datetime
 
-    return datetime.now(timezone.utc).strftime("%Y-%m")
+    return datetime.now(UTC).strftime("%Y-%m")

@@ -14,7 +14,7 @@ import anyio
 import pytest
 
 from meshd import httpapi
-from meshd.httpapi import HttpServer, HTTPError, Request, Response, Route
+from meshd.httpapi import HTTPError, HttpServer, Request, Response, Route
 from meshd.metrics import Metrics
 
 pytestmark = pytest.mark.anyio

@@ -67,7 +67,7 @@ def test_status_lists_every_region_current_health_and_failovers(
     assert re.search(r"\bdead\b.*\bunknown\b", row(out, "eu-central-1"))
     assert "healthy" not in row(out, "eu-central-1")  # whatever it said last
     assert "Failovers in force:" in out
-    assert (f"eu-central-1 failed over to eu-west-1 since " in out and f"(term {decision['term']})" in out)
+    assert ("eu-central-1 failed over to eu-west-1 since " in out and f"(term {decision['term']})" in out)
     assert "failback: automatic once eu-central-1 has been alive for 2 minutes" in out
 
     # The same view in German and Arabic: nothing left in English.

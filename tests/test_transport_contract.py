@@ -7,6 +7,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import anyio
+import anyio.lowlevel
 import pytest
 
 from meshd.config import NatsConfig
@@ -97,7 +98,7 @@ async def test_queue_group_delivers_each_message_once(pair: tuple[Transport, Tra
         await a.publish("work", str(i).encode())
     with anyio.fail_after(20):
         await done.wait()
-    await anyio.sleep(0)  # let any duplicate (there must be none) land
+    await anyio.lowlevel.checkpoint()  # let any duplicate (there must be none) land
     assert sorted(seen, key=int) == [str(i).encode() for i in range(20)]
 
 

@@ -28,8 +28,8 @@ from . import api, cli
 from .config import ROUTES_FILE, SECTION, AlertsConfig
 from .notify import deliver
 from .routes import load_routes
-from .targets import TargetError, parse_target
 from .runtime import AlertsRuntime, load_tree
+from .targets import TargetError, parse_target
 
 if TYPE_CHECKING:
     from meshd.daemon import Daemon

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Mapping
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 from meshd.alerting import Alert, Notification
@@ -30,7 +30,7 @@ def worst_severity(alerts: list[AlertView]) -> str:
 def _iso(epoch: float | None) -> str:
     if not epoch:
         return ""
-    return datetime.fromtimestamp(epoch, tz=timezone.utc).isoformat().replace("+00:00", "Z")
+    return datetime.fromtimestamp(epoch, tz=UTC).isoformat().replace("+00:00", "Z")
 
 
 def compose(content: Mapping[str, Any], *, key: str, receiver: Receiver, target: Target, t: Translator,

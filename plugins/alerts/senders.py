@@ -98,7 +98,7 @@ def post_json(url: str, payload: Any, headers: Mapping[str, str], timeout: float
         body = exc.read(512).decode(errors="replace") if exc.fp else ""
         hdrs = {k.lower(): v for k, v in (exc.headers or {}).items()}
         return from_status(exc.code, hdrs, f"HTTP {exc.code} {' '.join(body.split())[:200]}".strip())
-    except (TimeoutError, socket.timeout):
+    except TimeoutError:
         return DeliveryResult(False, retryable=True, detail="timeout: no answer in time")
     except urllib.error.URLError as exc:
         if isinstance(exc.reason, (TimeoutError, socket.timeout)):

@@ -13,7 +13,7 @@ import string
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 from meshd.i18n import Translator, catalog
@@ -68,7 +68,7 @@ def summarize_alert(t: Translator, alert: AlertView) -> str:
 def _when(t: Translator, epoch: float | None) -> str:
     if not epoch:
         return "?"
-    return t.datetime(datetime.fromtimestamp(epoch, tz=timezone.utc), "medium") + " UTC"
+    return t.datetime(datetime.fromtimestamp(epoch, tz=UTC), "medium") + " UTC"
 
 
 def _subject(t: Translator, alerts: Sequence[AlertView], group_labels: Mapping[str, str]) -> str:

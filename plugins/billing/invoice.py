@@ -13,7 +13,7 @@ from __future__ import annotations
 from calendar import monthrange
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import date, datetime, timezone
+from datetime import UTC, date, datetime
 from decimal import Decimal
 from typing import Any
 
@@ -55,7 +55,7 @@ def month(period: str) -> tuple[date, date]:
 
 def check_closed(period: str, now: datetime) -> None:
     _, last = month(period)
-    end = datetime(last.year, last.month, last.day, tzinfo=timezone.utc).timestamp() + 86400
+    end = datetime(last.year, last.month, last.day, tzinfo=UTC).timestamp() + 86400
     if now.timestamp() < end:
         raise InvoiceError("period", f"{period} is not closed yet (it ends {last.isoformat()} 24:00 UTC)")
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 from .numbering import InvoiceNumbers
@@ -45,7 +45,7 @@ class Issuer:
                 raise KeptElsewhere(number, where)
             # else a run here took the number and died before storing: finish its work
         stamped = {**doc, "number": number,
-                   "issued_at": (now or datetime.now(timezone.utc)).isoformat(timespec="seconds")}
+                   "issued_at": (now or datetime.now(UTC)).isoformat(timespec="seconds")}
         self.store.put(entity, stamped)
         await self.numbers.mark_stored(entity, got.number, self.region)
         return stamped, not got.issued_before

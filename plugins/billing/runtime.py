@@ -9,7 +9,7 @@ tenant ids, periods and digests.
 from __future__ import annotations
 
 import logging
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 from meshd.config import ConfigError
@@ -118,7 +118,7 @@ class Runtime:
 
     async def invoice(self, tenant_id: str, period: str, now: datetime | None = None) -> dict[str, Any]:
         try:
-            return await self._invoice(tenant_id, period, now or datetime.now(timezone.utc))
+            return await self._invoice(tenant_id, period, now or datetime.now(UTC))
         except Failure as exc:
             self.m_refused.labels(exc.code).inc()
             raise

@@ -64,7 +64,8 @@ from .config import (
 from .drconfig import EMPTY, DRConfig, load_dr_config
 from .learning import Learner
 from .ledger import MAX_AHEAD, RegionLedger
-from .operator import BUS_TYPE as REQUEST, OperatorRequests
+from .operator import BUS_TYPE as REQUEST
+from .operator import OperatorRequests
 from .records import InvalidRecord, Proof, Vote, parse_vote_body
 from .statelog import StateLog
 

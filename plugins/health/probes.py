@@ -193,7 +193,7 @@ class Probe(abc.ABC):
         """Extra, secret-free facts about the probe for ``/status`` (its target)."""
         return {}
 
-    async def close(self) -> None:
+    async def close(self) -> None:  # noqa: B027 - optional: most probes hold nothing
         """Release what the probe holds; called once when it is removed."""
 
 

@@ -30,7 +30,7 @@ from meshd.transport import Message
 from . import cli
 from .ciphertext import looks_like_text
 from .configsecrets import decrypt_config_value, encrypted_values
-from .errors import KEKError, KeysError, KeyringError
+from .errors import KEKError, KeyringError, KeysError
 from .federation import FederationView, announcement
 from .kek import LocalKMSProvider, check_kek_file, has_keyrings, resolve_local_kek
 from .keyring import Keyring

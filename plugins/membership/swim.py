@@ -239,7 +239,7 @@ class Swim(Prober, SelfCheck, Inbound, Spreading):
         """Run one step of a loop; log its failure and carry on, so the loop never dies."""
         try:
             return await fn(*args)
-        except Exception as exc:  # noqa: BLE001 - a protocol bug must not stop probing
+        except Exception as exc:
             self.log.error("membership %s failed: %s: %s", what, type(exc).__name__, exc, exc_info=exc)
             return None
 

@@ -126,7 +126,7 @@ class _Bad(Exception):
 
 
 _DECIMAL_TEXT = re.compile(r"-?\d+(?:\.\d+)?(?:[eE][-+]?\d+)?")
-_PLAIN_DECIMAL = re.compile(r"-?\d{1,%d}(?:\.\d{1,%d})?" % (MAX_DIGITS_BEFORE_POINT, MAX_DECIMAL_PLACES))
+_PLAIN_DECIMAL = re.compile(rf"-?\d{{1,{MAX_DIGITS_BEFORE_POINT}}}(?:\.\d{{1,{MAX_DECIMAL_PLACES}}})?")
 
 
 def _no_constants(name: str) -> Any:

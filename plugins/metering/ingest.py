@@ -28,7 +28,7 @@ from anyio.abc import TaskStatus
 from meshd.backoff import Backoff
 
 from .config import MeteringConfig
-from .events import Policy, Rejection, Reason, UsageEvent, check_message
+from .events import Policy, Reason, Rejection, UsageEvent, check_message
 from .ledger import Ledger
 from .subjects import CONSUMER, MSG_ID_HEADER, RECEIPT_HEADER, RECEIPT_TOKEN, stream_name, usage_subjects
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 import re
 from calendar import monthrange
 from collections.abc import Awaitable, Callable, Mapping
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import anyio
@@ -37,12 +37,12 @@ def parse_period(text: str) -> tuple[datetime, datetime]:
     assert year is not None and month is not None
     try:
         if day is None:
-            start = datetime(year, month, 1, tzinfo=timezone.utc)
+            start = datetime(year, month, 1, tzinfo=UTC)
             return start, start + timedelta(days=monthrange(year, month)[1])
         if hour is None:
-            start = datetime(year, month, day, tzinfo=timezone.utc)
+            start = datetime(year, month, day, tzinfo=UTC)
             return start, start + timedelta(days=1)
-        start = datetime(year, month, day, hour, tzinfo=timezone.utc)
+        start = datetime(year, month, day, hour, tzinfo=UTC)
         return start, start + timedelta(hours=1)
     except ValueError as exc:
         raise BadPeriod(f"period {text!r}: {exc}") from None

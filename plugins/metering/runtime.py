@@ -5,7 +5,7 @@ from __future__ import annotations
 import sqlite3
 import time
 from collections import Counter, OrderedDict
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 import anyio
@@ -19,7 +19,7 @@ from meshd.transport import Message, RequestTimeout, TransportError
 
 from .aggregate import Partial
 from .atrest import KEYRING, KeyringProtected, Plaintext
-from .config import MeterKind, MeteringConfig
+from .config import MeteringConfig, MeterKind
 from .events import (
     Policy,
     Reason,
@@ -54,7 +54,7 @@ class NotRunning(RuntimeError):
 
 
 def iso(ts: float) -> str:
-    return datetime.fromtimestamp(ts, tz=timezone.utc).isoformat().replace("+00:00", "Z")
+    return datetime.fromtimestamp(ts, tz=UTC).isoformat().replace("+00:00", "Z")
 
 
 def wire(event: UsageEvent) -> dict[str, Any]:

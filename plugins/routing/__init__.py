@@ -23,11 +23,11 @@ from meshd import hookimpl
 from meshd.config import ConfigError, LoadedConfig
 from meshd.envelope import Envelope
 from meshd.httpapi import Request, Response, Route
-from .engine import RoutingEngine, RoutingError
 from meshd.transport import Message
 
 from . import api, cli
 from .config import RoutingConfig, rtt_table, validate
+from .engine import RoutingEngine, RoutingError
 
 KIND = "route"
 """Bus kind of route requests: ``meshd.<federation>.route.<sender>.<target>``."""

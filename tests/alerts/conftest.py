@@ -8,9 +8,9 @@ from typing import Any
 
 import pytest
 import yaml
+from alerts_receiver import RecordingReceiver
 
 from meshd.testing import BUILTIN_PLUGINS, write_federation
-from alerts_receiver import RecordingReceiver
 
 OTHER_PLUGINS = [p for p in BUILTIN_PLUGINS if p != "alerts"]
 """Blocked in these tests, so that only the alerts the test raises exist."""

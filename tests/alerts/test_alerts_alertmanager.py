@@ -21,13 +21,13 @@ from typing import Any
 
 import anyio
 import pytest
+from alerts_receiver import drained, raise_everywhere
 
 from meshd.natsserver import free_port
 from meshd.testing import until, wait_for
 from meshd_plugins.alerts.alertmanager import VALID_FOR_REPEATS, postable_alerts
 from meshd_plugins.alerts.targets import TargetError, parse_target
 from meshd_plugins.alerts.templates import AlertView
-from alerts_receiver import drained, raise_everywhere
 
 REGIONS = ["us-east-1", "eu-west-1"]
 BINARIES = ("prometheus-alertmanager", "alertmanager")  # Debian's name, upstream's name

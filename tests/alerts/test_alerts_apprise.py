@@ -14,11 +14,11 @@ from importlib.metadata import version
 from pathlib import Path
 
 import pytest
+from alerts_receiver import RecordingReceiver
 from packaging.requirements import Requirement
 
 from meshd_plugins.alerts.senders import failure_reason, send_apprise
 from meshd_plugins.alerts.targets import parse_target
-from alerts_receiver import RecordingReceiver
 
 SCHEMES = {
     "json": "json://127.0.0.1:{port}/hook",

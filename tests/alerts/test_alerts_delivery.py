@@ -11,13 +11,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from alerts_receiver import RecordingReceiver, drained, raise_everywhere, runtime, wait_received
 
 import meshd
 from meshd.alerting import DeliveryResult, Notification
+from meshd.testing import until
 from meshd_plugins.alerts.senders import send_apprise
 from meshd_plugins.alerts.targets import parse_target
-from meshd.testing import until
-from alerts_receiver import RecordingReceiver, drained, raise_everywhere, runtime, wait_received
 
 pytestmark = [pytest.mark.anyio, pytest.mark.nats]
 

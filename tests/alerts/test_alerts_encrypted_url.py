@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 import yaml
+from alerts_receiver import RecordingReceiver
 
 from meshd.testing import BUILTIN_PLUGINS, LocalFederation
-from alerts_receiver import RecordingReceiver
 
 pytestmark = [pytest.mark.nats]
 

@@ -22,10 +22,10 @@ from typing import Any
 
 import pytest
 import yaml
+from alerts_receiver import Received, RecordingReceiver
 
 from meshd.cli import main
 from meshd.testing import BUILTIN_PLUGINS, LocalFederation
-from alerts_receiver import Received, RecordingReceiver
 
 pytestmark = [pytest.mark.nats, pytest.mark.slow]
 
@@ -175,7 +175,7 @@ def test_a_receiver_down_then_up_gets_everything_once(env: Env) -> None:
     env.outage.wait_for(lambda got: len(got) >= 6, timeout=60, what="4 firing and 2 resolved notifications")
     env.drained()
     got = [(r.title.split("] ")[0] + "]", r.title.split("] ")[1]) for r in env.outage.received]
-    expected = {(f"[FIRING:1]", f"Outage{i} (region=us-east-1, test=outage)") for i in range(4)} | \
+    expected = {("[FIRING:1]", f"Outage{i} (region=us-east-1, test=outage)") for i in range(4)} | \
                {("[RESOLVED]", f"Outage{i} (region=us-east-1, test=outage)") for i in range(2)}
     assert sorted(got) == sorted(expected)            # every one arrived, none twice
     for i in range(2):                                # and each group's firing came before its resolve

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import random
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -22,7 +22,7 @@ from meshd_plugins.alerts.targets import TargetError, parse_target
 from meshd_plugins.alerts.templates import AlertView, render, summarize_alert
 from meshd_plugins.alerts.timeintervals import TimeInterval
 
-T0 = datetime(2026, 11, 23, 12, 0, tzinfo=timezone.utc).timestamp()  # a Monday, noon UTC
+T0 = datetime(2026, 11, 23, 12, 0, tzinfo=UTC).timestamp()  # a Monday, noon UTC
 
 ROUTES = {
     "route": {
@@ -264,7 +264,7 @@ def test_http_outcomes_are_classified() -> None:
     assert from_status(503).retryable and from_status(500).retryable and from_status(408).retryable
     assert not from_status(400).retryable and not from_status(403).retryable and not from_status(404).retryable
     assert parse_retry_after("Wed, 21 Oct 2015 07:28:00 GMT", now=datetime(2015, 10, 21, 7, 27, 30,
-                                                                         tzinfo=timezone.utc).timestamp()) == 30.0
+                                                                         tzinfo=UTC).timestamp()) == 30.0
     assert parse_retry_after("soon") is None
     # apprise only says True/False; the status comes from its log line.
     assert not classify_apprise(False, ["Failed to send JSON POST notification: Bad Request, error=400."]).retryable

@@ -12,10 +12,10 @@ from collections.abc import Iterator
 
 import pytest
 import yaml
+from alerts_receiver import RecordingReceiver
 
 from meshd.samples import sample_file
 from meshd.testing import BUILTIN_PLUGINS, LocalFederation
-from alerts_receiver import RecordingReceiver
 
 pytestmark = [pytest.mark.nats, pytest.mark.slow]
 

@@ -181,7 +181,8 @@ def test_check_config_reports_the_bad_route_and_exits_2(tmp_path: Path, capsys: 
     data["alerts"] = {"routes_file": "missing.yaml"}
     config.write_text(yaml.safe_dump(data))
     assert main(["check-config", str(config)]) == 2
-    assert "eu-west-1.yaml:" in (err := capsys.readouterr().err) and "alerts.routes_file: " in err and "missing.yaml: file not found" in err
+    err = capsys.readouterr().err
+    assert "eu-west-1.yaml:" in err and "alerts.routes_file: " in err and "missing.yaml: file not found" in err
     del data["alerts"]
     config.write_text(yaml.safe_dump(data))
     (tmp_path / "fed" / "alert_routes.yaml").unlink()

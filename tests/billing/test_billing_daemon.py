@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -15,7 +15,6 @@ from babel.numbers import format_currency
 
 from meshd.cli import main
 from meshd.natsserver import free_port
-
 from meshd.testing import running_daemons, write_federation
 from meshd_plugins.billing.runtime import Failure
 
@@ -38,7 +37,7 @@ METERS = {"api_requests": {"kind": "COUNT"}, "storage_gb_hours": {"kind": "SUM"}
 
 def last_month() -> tuple[str, datetime]:
     """The month before this one, and an instant in its last hour."""
-    start = datetime.now(timezone.utc).replace(day=1, hour=0, minute=0, second=0, microsecond=0)
+    start = datetime.now(UTC).replace(day=1, hour=0, minute=0, second=0, microsecond=0)
     instant = start - timedelta(minutes=30)
     return instant.strftime("%Y-%m"), instant
 
@@ -128,7 +127,7 @@ async def test_invoice_from_two_regions_usage_numbered_once_and_credited(
         us_doc = (await plugin(us, "billing").invoice("globex-us", period))["document"]
         assert us_doc["number"] == "US-000001"  # numbered per seller entity
         assert Decimal(us_doc["tax_lines"][0]["base"]) == (Decimal(us_doc["subtotal"]) * 8 / 10).quantize(CENT)
-        this_month = datetime.now(timezone.utc).strftime("%Y-%m")
+        this_month = datetime.now(UTC).strftime("%Y-%m")
         with pytest.raises(Failure, match="not closed yet"):
             await billing.invoice("bistro-fr", this_month)
 

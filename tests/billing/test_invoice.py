@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
 
@@ -94,8 +94,8 @@ def test_what_is_not_configured_is_a_clear_error(files: BillingFiles, tenants: d
 
 def test_an_open_period_and_incomplete_usage_are_refused() -> None:
     with pytest.raises(InvoiceError, match="2026-10 is not closed yet"):
-        check_closed("2026-10", datetime(2026, 10, 31, 23, 59, tzinfo=timezone.utc))
-    check_closed("2026-10", datetime(2026, 11, 1, tzinfo=timezone.utc))
+        check_closed("2026-10", datetime(2026, 10, 31, 23, 59, tzinfo=UTC))
+    check_closed("2026-10", datetime(2026, 11, 1, tzinfo=UTC))
     with pytest.raises(InvoiceError, match="incomplete.*ca-central-1"):
         usage_values({"complete": False, "missing": ["ca-central-1"], "meters": {}})
     with pytest.raises(InvoiceError, match="upper bound"):

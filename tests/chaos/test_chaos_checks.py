@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from chaos_runner import ChaosRun, Event, RouteProbe
+
 from meshd_plugins.failover.records import Record
 
 T0 = 1_000_000.0

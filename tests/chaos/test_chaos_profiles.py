@@ -5,7 +5,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-
 from chaos_runner import IN_FLIGHT, ChaosRun, parse_latency
 
 

@@ -12,7 +12,6 @@ import json
 from pathlib import Path
 
 import pytest
-
 from chaos_runner import SEVEN, make_schedule, run_schedule
 
 SEED = 20261126

@@ -21,10 +21,9 @@ import yaml
 from meshd import hookimpl
 from meshd.daemon import Daemon
 from meshd.members import Member, MemberState
-from meshd.testing import until
 from meshd.memtransport import MemoryNetwork
 from meshd.plugins import Hooks
-from meshd.testing import BUILTIN_PLUGINS, deep_merge, write_federation
+from meshd.testing import BUILTIN_PLUGINS, deep_merge, until, write_federation
 
 ROOT = Path(__file__).resolve().parents[2]
 SEVEN = ["us-east-1", "us-west-2", "eu-west-1", "eu-central-1", "ca-central-1", "me-south-1", "ap-southeast-1"]

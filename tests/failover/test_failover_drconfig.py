@@ -151,7 +151,8 @@ def test_meshd_init_copies_the_dr_config_and_the_result_checks_out(tmp_path: Pat
 
 def test_min_requesters_is_checked_only_when_written(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     # The default two-person rule is no reason to refuse a one-region federation (a laptop, a test).
-    (tmp_path / "one").mkdir(); (tmp_path / "two").mkdir()
+    (tmp_path / "one").mkdir()
+    (tmp_path / "two").mkdir()
     alone = write_federation(tmp_path / "one", ["eu-west-1"], "nats://127.0.0.1:4222")
     assert main(["--lang", "en", "check-config", str(alone["eu-west-1"])]) == 0
     pair = write_federation(tmp_path / "two", ["eu-west-1", "eu-central-1"], "nats://127.0.0.1:4222",

@@ -268,7 +268,7 @@ async def test_after_a_frozen_event_loop_a_daemon_waits_before_voting_a_failover
                                patch={"failover": {"rejoin_grace": "1.5s"}}) as fed:
         await fed.start_all()
         await fed.weighed("us-east-1", "eu-west-1", "no_reason")  # its loop runs
-        time.sleep(1.6)  # freezes every daemon's event loop, as SIGSTOP would
+        time.sleep(1.6)  # noqa: ASYNC251 - freezes every daemon's event loop, as SIGSTOP would
         await fed.until(lambda: time.monotonic() - fed.engine("us-east-1").connected_since < 1.0)
         grace_ends = time.time() + 1.5 - (time.monotonic() - fed.engine("us-east-1").connected_since)
         await fed.see("eu-west-1", "dead")

@@ -24,8 +24,8 @@ pytestmark = [pytest.mark.anyio, pytest.mark.nats]
 async def test_concurrent_creates_of_one_slot_on_a_cluster_let_exactly_one_win(nats_cluster: NatsCluster) -> None:
     import nats
 
-    from meshd.transport import KeyExists, NatsTransport
     from meshd.config import NatsConfig
+    from meshd.transport import KeyExists, NatsTransport
 
     transports = [NatsTransport(NatsConfig(servers=[url]), name=f"t{i}") for i, url in enumerate(nats_cluster.urls * 3)]
     for t in transports:

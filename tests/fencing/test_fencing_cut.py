@@ -4,20 +4,19 @@ health, metrics and a RegionFenced page, and lifts the fence after it rejoins.""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
-from pathlib import Path
-from typing import Any
-
 import json
 import os
 import subprocess
 import sys
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
+from alerts_receiver import RecordingReceiver
 
 from meshd.testing import LocalFederation
-from alerts_receiver import RecordingReceiver
 
 ROOT = Path(__file__).resolve().parents[2]
 REGIONS = ["eu-west-1", "eu-central-1", "us-east-1"]

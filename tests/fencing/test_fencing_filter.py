@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from meshd import Candidate, Location, RouteRequest
 from meshd.config import RegionMap, load_model_file
 from meshd.i18n import Translator
-from meshd import Candidate, Location, RouteRequest
 from meshd_plugins.fencing import LocalRegionFence
 from meshd_plugins.health.cli import render as render_health
 from meshd_plugins.routing.cli import render_error, render_result

@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-from meshd_plugins.fencing.state import (DISABLED, FAILED_BACK, FAILED_OVER, ISOLATED, REJOINED, Change,
-                                         FenceState)
+from meshd_plugins.fencing.state import DISABLED, FAILED_BACK, FAILED_OVER, ISOLATED, REJOINED, Change, FenceState
 
 REGION = "eu-west-1"
 

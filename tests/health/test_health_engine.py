@@ -21,8 +21,7 @@ from meshd import Alert, HealthReport, HealthStatus, hookimpl
 from meshd.daemon import Daemon
 from meshd.memtransport import MemoryNetwork
 from meshd.plugins import Hooks
-from meshd.testing import until
-from meshd.testing import BUILTIN_PLUGINS, write_federation
+from meshd.testing import BUILTIN_PLUGINS, until, write_federation
 
 from .probe_plugin import FLAGS, SCRIPTS, FlagProbePlugin
 

@@ -16,7 +16,6 @@ from meshd_plugins.keys import KEKError
 from meshd_plugins.keys.kek import read_kek
 
 
-
 def no_key_bytes_in(message: str, kek: Path) -> bool:
     raw = kek.read_bytes().strip()
     key = base64.b64decode(raw)

@@ -13,7 +13,6 @@ import pytest
 from meshd import Alert, hookimpl
 from meshd.natsserver import NatsServer
 from meshd.testing import BUILTIN_PLUGINS, TcpProxy, running_daemons, until, write_federation
-
 from meshd_plugins.keys.keyfile import KeyringFile
 
 from ..keys.keyleaks import leaks

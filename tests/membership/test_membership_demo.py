@@ -13,7 +13,6 @@ import psutil
 import pytest
 import yaml
 
-
 pytestmark = pytest.mark.nats
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -13,11 +13,11 @@ from meshd.config import ConfigError
 from meshd.members import MemberState
 from meshd.plugins import Hooks
 from meshd.testing import BUILTIN_PLUGINS, write_federation
+from meshd_plugins.membership import wire
 from meshd_plugins.membership.gossip import TransmitQueue
 from meshd_plugins.membership.settings import PROFILES, MembershipConfig
 from meshd_plugins.membership.suspicion import Suspicion, suspicion_timeout
 from meshd_plugins.membership.table import Claim, MemberTable
-from meshd_plugins.membership import wire
 
 ALIVE, SUSPECT, DEAD, LEFT = MemberState.ALIVE, MemberState.SUSPECT, MemberState.DEAD, MemberState.LEFT
 REGIONS = {"a", "b", "c"}

@@ -14,10 +14,10 @@ from typing import Any
 
 import anyio
 import pytest
+from metering_keyring import SeededKeyring, SeededKeyringPlugin
 
 from meshd import hookimpl
 from meshd.testing import deep_merge, running_daemons, write_federation
-from metering_keyring import SeededKeyring, SeededKeyringPlugin
 
 TENANTS = """\
 tenants:

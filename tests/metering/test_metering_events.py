@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from decimal import Decimal
 
 import pytest
@@ -20,7 +20,7 @@ from meshd_plugins.metering.events import (
     event_msg_id,
 )
 
-NOW = datetime(2026, 9, 21, 12, tzinfo=timezone.utc).timestamp()
+NOW = datetime(2026, 9, 21, 12, tzinfo=UTC).timestamp()
 KINDS = {"api_calls": MeterKind.SUM, "requests": MeterKind.COUNT, "peak": MeterKind.MAX,
          "users": MeterKind.UNIQUE_COUNT, "seats": MeterKind.LATEST}
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +23,7 @@ REGIONS = ["eu-west-1", "eu-central-1", "us-east-1"]  # us-east-1 only for the U
 
 
 def month() -> str:
-    return datetime.now(timezone.utc).strftime("%Y-%m")
+    return datetime.now(UTC).strftime("%Y-%m")
 
 
 def metering(fed: LocalFederation, region: str) -> dict[str, Any]:

@@ -12,7 +12,7 @@ from pydantic import ValidationError
 
 from meshd_plugins.metering.aggregate import Partial, total
 from meshd_plugins.metering.atrest import KeyringProtected, Plaintext
-from meshd_plugins.metering.config import DAY, MeterKind, MeteringConfig
+from meshd_plugins.metering.config import DAY, MeteringConfig, MeterKind
 from meshd_plugins.metering.events import UsageEvent
 from meshd_plugins.metering.ledger import Ledger, LedgerError, LedgerLocked
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import sqlite3
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -32,7 +32,7 @@ def ev(i: int | str, value: Any = "0.5", **kw: Any) -> dict[str, Any]:
 
 
 def month() -> str:
-    return datetime.now(timezone.utc).strftime("%Y-%m")
+    return datetime.now(UTC).strftime("%Y-%m")
 
 
 async def sdk(url: str, region: str = "eu-west-1", **kw: Any) -> UsageClient:
@@ -83,7 +83,7 @@ async def test_duplicates_are_counted_once_resent_after_the_jetstream_window_and
 async def test_bad_events_are_rejected_with_reasons_counted_and_never_stored(
         nats_server: NatsServer, metering_configs: Any, start_daemons: Any, runtime: Any) -> None:
     configs = metering_configs(nats_server.url)
-    future = (datetime.now(timezone.utc) + timedelta(hours=2)).isoformat()
+    future = (datetime.now(UTC) + timedelta(hours=2)).isoformat()
     async with start_daemons({"eu-west-1": configs["eu-west-1"]}) as daemons:
         daemon = daemons["eu-west-1"]
         rt = runtime(daemon)

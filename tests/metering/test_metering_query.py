@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from decimal import Decimal
 
 import pytest
@@ -12,7 +12,7 @@ from meshd_plugins.metering.config import MeterKind
 from meshd_plugins.metering.query import BadPeriod, gather, parse_period
 
 pytestmark = pytest.mark.anyio
-UTC = timezone.utc
+UTC = UTC
 
 
 @pytest.mark.parametrize("text, start, end", [

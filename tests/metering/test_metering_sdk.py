@@ -6,7 +6,7 @@ A recording stand-in for JetStream keeps these fast; test_metering_nats.py runs 
 from __future__ import annotations
 
 import json
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from decimal import Decimal
 from types import SimpleNamespace
 from typing import Any
@@ -83,7 +83,7 @@ async def test_bad_events_never_leave_the_process_and_good_ones_are_exact() -> N
     client = UsageClient(js, federation="acme", region="eu-west-1", receipts=False, meters={"api_calls": "SUM"})
     result = await client.publish([
         {"id": "ok", "source": "//svc", "tenant": "acme-eu", "meter": "api_calls", "value": Decimal("0.10"),
-         "time": datetime(2026, 1, 1, tzinfo=timezone.utc)},
+         "time": datetime(2026, 1, 1, tzinfo=UTC)},
         {"id": "float", "source": "//svc", "tenant": "acme-eu", "meter": "api_calls", "value": 0.1},
         {"id": "neg", "source": "//svc", "tenant": "acme-eu", "meter": "api_calls", "value": -1},
         {"id": "m", "source": "//svc", "tenant": "acme-eu", "meter": "other", "value": 1},

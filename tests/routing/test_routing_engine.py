@@ -10,6 +10,7 @@ import pytest
 
 from meshd.config import Coordinates, Region, RegionMap, load_model_file
 from meshd.decisions import Decision
+from meshd.tenants import Tenant, TenantDirectory
 from meshd_plugins.routing.engine import (
     Candidate,
     LatencyModel,
@@ -23,7 +24,6 @@ from meshd_plugins.routing.engine import (
     great_circle_km,
     resolve_location,
 )
-from meshd.tenants import Tenant, TenantDirectory
 
 ROOT = Path(__file__).resolve().parents[2]
 REGIONS = load_model_file(ROOT / "etc" / "region_map.yaml", RegionMap).regions

@@ -15,10 +15,9 @@ import pytest
 import yaml
 
 import meshd
-from meshd import hookimpl
+from meshd import Candidate, RouteRequest, hookimpl
 from meshd.members import Member, MemberState
 from meshd.natsserver import NatsServer
-from meshd import Candidate, RouteRequest
 from meshd.testing import BUILTIN_PLUGINS, running_daemons, write_federation
 from meshd.transport import RequestTimeout
 

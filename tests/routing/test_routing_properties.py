@@ -21,7 +21,14 @@ from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, ru
 from meshd.config import Coordinates, Region
 from meshd.decisions import Decision
 from meshd.tenants import Tenant
-from meshd_plugins.routing.engine import Candidate, NoEligibleRegion, RouteRequest, RoutingEngine, RoutingSettings, UnknownTenant
+from meshd_plugins.routing.engine import (
+    Candidate,
+    NoEligibleRegion,
+    RouteRequest,
+    RoutingEngine,
+    RoutingSettings,
+    UnknownTenant,
+)
 from meshd_plugins.routing.places import CITIES, COUNTRIES
 
 JURISDICTIONS = ["EU", "US", "CA", "BH", "SG"]
