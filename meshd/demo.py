@@ -233,8 +233,10 @@ def run_demo(args: argparse.Namespace, ctx: Any) -> int:
             event(describe_route(t, tenant, args.kill, survivors[0], *ask_route(fed, survivors[0], tenant, args.kill)))
 
     code = 0
-    # SIGTERM stops the demo like Ctrl-C does, so a killed demo leaves no daemon behind.
+    # SIGTERM stops the demo like Ctrl-C does, so a killed demo leaves no daemon behind. Ctrl-C is set
+    # too: a shell's background job inherits SIGINT ignored, and Python then never raises KeyboardInterrupt.
     previous_term = _set_signal(signal.SIGTERM, _raise_interrupt)
+    previous_int = _set_signal(signal.SIGINT, _raise_interrupt)
     try:
         fed.start(wait=False)
         event(t("cli.demo.started", count=len(regions), dir=workdir, nats=fed.servers[0].url))
@@ -290,7 +292,7 @@ def run_demo(args: argparse.Namespace, ctx: Any) -> int:
         event(t("cli.demo.stopping"))
     finally:
         # A second Ctrl-C must not cut the cleanup short.
-        previous_int = _set_signal(signal.SIGINT, signal.SIG_IGN)
+        _set_signal(signal.SIGINT, signal.SIG_IGN)
         _set_signal(signal.SIGTERM, signal.SIG_IGN)
         try:
             fed.stop()

@@ -8,6 +8,7 @@ import signal
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import psutil
 import pytest
@@ -57,14 +58,21 @@ def test_demo_kill_once() -> None:
     assert not Path(workdir).exists(), "the demo's temporary directory was not removed"
 
 
-def test_demo_ctrl_c_stops_everything(tmp_path: Path) -> None:
+def _ignore_sigint() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+# A shell's background job starts with SIGINT ignored; the demo must still stop on Ctrl-C.
+@pytest.mark.parametrize("started_with", [None, _ignore_sigint], ids=["sigint-default", "sigint-ignored"])
+def test_demo_ctrl_c_stops_everything(tmp_path: Path, started_with: Any) -> None:
     source = yaml.safe_load((ROOT / "etc" / "region_map.yaml").read_text())
     source["regions"] = {r: source["regions"][r] for r in ("us-east-1", "eu-west-1", "ca-central-1")}
     regions = tmp_path / "three.yaml"
     regions.write_text(yaml.safe_dump(source))
     workdir = tmp_path / "demo"
     proc = subprocess.Popen([sys.executable, "-m", "meshd", "demo", "--regions", str(regions), "--dir", str(workdir)],
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=ENV, cwd=ROOT)
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=ENV, cwd=ROOT,
+                            preexec_fn=started_with)
     try:
         lines = []
         for line in proc.stdout:  # type: ignore[union-attr]
