@@ -58,6 +58,17 @@ def wait_for(predicate: Callable[[], T], timeout: float = 30.0, what: str = "con
         time.sleep(interval)
 
 
+def raw_http(port: int, data: bytes, timeout: float = 10.0) -> bytes:
+    """Send ``data`` as is to a local port, half-close, and read the whole answer (for malformed requests)."""
+    with socket.create_connection(("127.0.0.1", port), timeout=timeout) as s:
+        s.sendall(data)
+        s.shutdown(socket.SHUT_WR)
+        chunks = []
+        while chunk := s.recv(65536):
+            chunks.append(chunk)
+        return b"".join(chunks)
+
+
 async def until(predicate: Callable[[], Any], timeout: float = 30.0, what: str = "condition",
                 interval: float = 0.02) -> Any:
     """:func:`wait_for` inside an event loop; ``predicate`` may return an awaitable.

@@ -17,7 +17,7 @@ from meshd import configpath
 from meshd.cli import main
 from meshd.client import DaemonClient, DaemonUnreachable, is_loopback
 from meshd.config import load_config
-from meshd.testing import LocalFederation, wait_for, write_federation
+from meshd.testing import LocalFederation, raw_http, wait_for, write_federation
 
 
 class RecordingListener:
@@ -84,16 +84,6 @@ def fed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalFederation]:
         yield federation
 
 
-def raw(port: int, data: bytes) -> bytes:
-    with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
-        s.sendall(data)
-        s.shutdown(socket.SHUT_WR)
-        chunks = []
-        while chunk := s.recv(65536):
-            chunks.append(chunk)
-        return b"".join(chunks)
-
-
 # ---------------------------------------------------------------- a real daemon
 
 
@@ -142,7 +132,7 @@ def test_a_real_daemon_refuses_bad_requests_and_keeps_serving(fed: LocalFederati
     }
     reloads = fed.metric("eu-west-1", "meshd_config_reloads_total", result="ok")
     for status, request in bad.items():
-        answer = raw(port, request)
+        answer = raw_http(port, request)
         assert answer.startswith(b"HTTP/1.1 %d " % status), answer[:200]
         assert b"Traceback" not in answer and b"h11" not in answer
         assert fed.metric("eu-west-1", "meshd_http_requests_rejected_total", status=str(status)) == 1

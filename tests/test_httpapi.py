@@ -16,6 +16,7 @@ import pytest
 from meshd import httpapi
 from meshd.httpapi import HTTPError, HttpServer, Request, Response, Route
 from meshd.metrics import Metrics
+from meshd.testing import raw_http
 
 pytestmark = pytest.mark.anyio
 
@@ -24,16 +25,7 @@ TOKEN = "s3cret-token"
 
 async def raw_request(port: int, data: bytes) -> bytes:
     """Send ``data`` as is, half-close, and read the whole answer."""
-    def go() -> bytes:
-        with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
-            s.sendall(data)
-            s.shutdown(socket.SHUT_WR)
-            chunks = []
-            while chunk := s.recv(65536):
-                chunks.append(chunk)
-            return b"".join(chunks)
-
-    return await anyio.to_thread.run_sync(go)
+    return await anyio.to_thread.run_sync(raw_http, port, data)
 
 
 def status_of(raw: bytes) -> int:
