@@ -5,6 +5,7 @@ The public API for plugin authors and embedders is re-exported here.
 
 __version__ = "0.1.0"
 
+from .adjustments import InvoiceAdjustment
 from .alerting import Alert, DeliveryResult, Notification
 from .bus import Bus
 from .config import ConfigError, ConfigIssue, DaemonConfig, LoadedConfig, Region, RegionMap, StrictModel
@@ -27,8 +28,8 @@ from .transport import KeyExists, KeyValueStore, RequestTimeout, RevisionMismatc
 __all__ = [
     "Alert", "Bus", "Candidate", "ConfigError", "ConfigIssue", "Daemon", "DaemonConfig", "Decision", "DeliveryResult",
     "Duration", "Envelope", "HTTPError", "HealthCheck", "HealthReport", "HealthStatus", "Hooks", "KMSProvider",
-    "KeyExists", "KeyValueStore", "LoadedConfig", "Location", "Member", "MemberState", "Metrics", "Notification", "Proposal",
-    "Reason", "Region", "RegionMap", "Rejected", "Request", "RequestTimeout", "Response", "RevisionMismatch",
-    "Route", "RouteRequest", "Service", "Size", "StrictModel", "Transport", "TransportError", "Translator", "Veto", "__version__",
-    "hookimpl", "hookspec",
+    "InvoiceAdjustment", "KeyExists", "KeyValueStore", "LoadedConfig", "Location", "Member", "MemberState", "Metrics",
+    "Notification", "Proposal", "Reason", "Region", "RegionMap", "Rejected", "Request", "RequestTimeout", "Response",
+    "RevisionMismatch", "Route", "RouteRequest", "Service", "Size", "StrictModel", "Transport", "TransportError",
+    "Translator", "Veto", "__version__", "hookimpl", "hookspec",
 ]

@@ -54,6 +54,7 @@ if TYPE_CHECKING:
     from prometheus_client.registry import Collector
     from pydantic import BaseModel
 
+    from .adjustments import InvoiceAdjustment
     from .alerting import Alert, DeliveryResult, Notification
     from .config import ConfigIssue, LoadedConfig
     from .daemon import Daemon
@@ -441,4 +442,19 @@ def meshd_usage_totals(daemon: Daemon, tenant: str, period: str
     {"value": "exact decimal", "exact": bool, "kind", "events"}}, ...}``, or
     ``{"error": ..., "code": ...}`` for a tenant or period it cannot answer
     for. None: no plugin meters usage here.
+    """
+
+
+@hookspec
+def meshd_invoice_adjustments(daemon: Daemon, tenant: str, period: str, lang: str
+                              ) -> Sequence[InvoiceAdjustment] | Awaitable[Sequence[InvoiceAdjustment]] | None:
+    """Signed adjustment lines for ``tenant``'s invoice of ``period`` (``YYYY-MM``).
+
+    Called by the billing plugin on the daemon's event loop each time it makes
+    an invoice, before tax. Return :class:`meshd.adjustments.InvoiceAdjustment`
+    items (a service credit is a negative ``percent_of_base``), with the
+    description in ``lang``; None or an empty list for none. The billing
+    plugin applies each ``key`` at most once per tenant and period, so
+    returning the same adjustment when a period is billed again never
+    credits twice.
     """
