@@ -243,6 +243,8 @@ class Delivery:
                 entry, revision = await self.rt.nflog.read(row.key)
                 self._fence(True)
                 unfenced_since = None
+                if await self._merge_unfenced(row, entry, revision):
+                    continue  # the log changed: read it again
             except FenceUnavailable as exc:
                 self._fence(False, str(exc))
                 unfenced_since = time.monotonic() if unfenced_since is None else unfenced_since
@@ -298,6 +300,34 @@ class Delivery:
             await self.rt.outbox.run(self.rt.outbox.sync.save, row)
             await self._deliver(row, fenced=True)
             return
+
+    async def _merge_unfenced(self, row: Row, entry: LogEntry | None, revision: int) -> bool:
+        """Write into the log what this daemon told the receiver while the log was unreachable.
+
+        Without it the log would not know the receiver heard an alert firing,
+        and the resolve that follows would be skipped as news to no one. A
+        log entry newer than our record supersedes it. True when the log was
+        written (or lost a race), so the caller reads it again.
+        """
+        told = await self.rt.outbox.run(self.rt.outbox.sync.unfenced_told, row.key)
+        if told is None or (entry is not None and not entry.done):
+            return False  # nothing to merge, or wait until the claim in progress is over
+        firing, resolved, at = told
+        if entry is None or at > entry.at:
+            merged = LogEntry(seq=(entry.seq + 1 if entry else 1), firing=tuple(firing), resolved=tuple(resolved),
+                              at=at, by=self.rt.region, done=True, renewed=time.time())
+            try:
+                await self.rt.nflog.write(row.key, merged, revision)
+            except Conflict:
+                return True
+            except FenceUnavailable as exc:
+                self._fence(False, str(exc))
+                return False
+            self.rt.metrics.unfenced_merged.labels(row.receiver).inc()
+            self.log.info("notification log of group %s for %s now holds what was sent while it was unreachable",
+                          row.key[:12], row.receiver)
+        await self.rt.outbox.run(self.rt.outbox.sync.forget_unfenced, row.key, at)
+        return entry is None or at > entry.at
 
     async def _take_over(self, row: Row, entry: LogEntry, revision: int) -> None:
         """Claim ``entry`` (its sender went silent) and deliver what it claimed."""
@@ -400,6 +430,9 @@ class Delivery:
             # Marked done before the row leaves the outbox: a crash in between then costs a restart
             # that finds the claim done, not a peer resending what the receiver already has.
             await self._mark_done(row.key, row.claim_seq or 0)
+        elif "sent" in states:
+            await self.rt.outbox.run(self.rt.outbox.sync.record_unfenced, row.key, list(row.content.get("firing", [])),
+                                     list(row.content.get("resolved", [])), time.time())
         await self._finish(row, outcome)
         self.wake(row.key)
         await self.rt.announce(row.key, row.receiver, outcome == "sent", list(row.content.get("firing", [])),

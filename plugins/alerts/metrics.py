@@ -34,6 +34,9 @@ class AlertMetrics:
         self.unfenced = m.counter("alerts_unfenced_sends_total",
                                   "Notifications sent without the KV notification log (it was unreachable)",
                                   ["receiver"])
+        self.unfenced_merged = m.counter("alerts_unfenced_merged_total",
+                                         "Unfenced sends written into the notification log once it was back",
+                                         ["receiver"])
         self.latency = m.histogram("alerts_delivery_seconds",
                                    "From the group flush to the receiver's acceptance", ["receiver"],
                                    buckets=LATENCY_BUCKETS)

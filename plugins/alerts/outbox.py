@@ -47,6 +47,15 @@ CREATE TABLE IF NOT EXISTS outbox (
     last_error  TEXT
 );
 CREATE INDEX IF NOT EXISTS outbox_pending ON outbox (state, key, id);
+-- What this daemon told a receiver while the notification log was unreachable: merged
+-- into the log once it is back, so the log knows what went out (the resolve that
+-- follows an unfenced page then goes out too).
+CREATE TABLE IF NOT EXISTS unfenced_told (
+    key         TEXT PRIMARY KEY,
+    firing      TEXT NOT NULL,
+    resolved    TEXT NOT NULL,
+    at          REAL NOT NULL
+);
 CREATE TABLE IF NOT EXISTS silences (
     id          TEXT PRIMARY KEY,
     doc         TEXT NOT NULL,
@@ -187,6 +196,29 @@ class Outbox:
         if error is not None:
             row.last_error = error
         self.save(row, now)
+
+    # ------------------------------------------------------------ told without the log
+
+    def record_unfenced(self, key: str, firing: list[str], resolved: list[str], at: float) -> None:
+        """Remember that ``key``'s receiver was told (firing, resolved) at ``at`` without the log."""
+        with self._lock:
+            self._conn().execute(
+                "INSERT INTO unfenced_told (key, firing, resolved, at) VALUES (?, ?, ?, ?)"
+                " ON CONFLICT (key) DO UPDATE SET firing = excluded.firing, resolved = excluded.resolved,"
+                " at = excluded.at WHERE excluded.at >= unfenced_told.at",
+                (key, json.dumps(firing), json.dumps(resolved), at))
+
+    def unfenced_told(self, key: str) -> tuple[list[str], list[str], float] | None:
+        """(firing, resolved, at) last told to ``key``'s receiver without the log, if not merged yet."""
+        with self._lock:
+            r = self._conn().execute("SELECT firing, resolved, at FROM unfenced_told WHERE key = ?",
+                                     (key,)).fetchone()
+        return (json.loads(r[0]), json.loads(r[1]), float(r[2])) if r else None
+
+    def forget_unfenced(self, key: str, at: float) -> None:
+        """Drop the record made at ``at`` (not a newer one written since)."""
+        with self._lock:
+            self._conn().execute("DELETE FROM unfenced_told WHERE key = ? AND at <= ?", (key, at))
 
     def stats(self) -> tuple[int, float | None]:
         """(pending rows, creation time of the oldest pending row)."""

@@ -294,6 +294,35 @@ async def test_without_the_kv_log_the_bus_notice_still_prevents_duplicates(alert
         assert (await daemons[first].status())["alerts"]["fence"] == "unavailable"
 
 
+async def test_a_page_sent_without_the_kv_log_is_still_resolved_once_the_log_is_back(
+        alerts_federation: Any, start_daemons: Any, receiver: RecordingReceiver) -> None:
+    from meshd_plugins.alerts.nflog import FenceUnavailable
+
+    configs = alerts_federation(REGIONS[:2], routes(
+        [{"name": "chat", "urls": [receiver.json_url("/chat")]}], [{"matchers": ['team="ops"'], "receiver": "chat"}]),
+        alerts={"dedup": {"fence_grace": 1, "stagger": 1, "poll": 0.1}})
+    labels = {"alertname": "RegionDown", "severity": "critical", "region": "x", "team": "ops"}
+
+    async def unreachable(*_args: Any) -> Any:
+        raise FenceUnavailable("JetStream is down (injected)")
+
+    async with start_daemons(configs) as daemons:
+        for daemon in daemons.values():
+            runtime(daemon).nflog.read = unreachable
+            runtime(daemon).nflog.write = unreachable
+        await raise_everywhere(daemons, labels)
+        await wait_received(receiver, lambda got: got, what="the unfenced page")
+        await drained(daemons)
+        for daemon in daemons.values():  # the KV is back before the alert resolves
+            del runtime(daemon).nflog.read, runtime(daemon).nflog.write
+        await raise_everywhere(daemons, labels, status="resolved")
+        await wait_received(receiver, lambda got: len(got) >= 2, what="the resolve")
+        await drained(daemons)
+        assert [r.body["title"].split("]")[0] for r in receiver.received] == ["[FIRING:1", "[RESOLVED"]
+        # The log learnt what was sent while it was away, from the daemon that sent it.
+        assert sum(metric(d, "alerts_unfenced_merged_total", receiver="chat") for d in daemons.values()) == 1
+
+
 async def test_a_reload_reroutes_alerts(alerts_federation: Any, start_daemons: Any, make_receiver: Any) -> None:
     import yaml
 

@@ -176,8 +176,11 @@ def test_an_isolated_region_fences_itself_and_lifts_the_fence_after_it_rejoins(
     # The command wrote its file before the daemon saw it exit: wait for the daemon's count.
     fed.wait_for(lambda: fed.metric(CUT, "meshd_failover_command_runs_total", result="ok") == 2, 10,
                  what="both runs counted ok")
-    # The alert is resolved: the alerts plugin no longer holds it as firing.
+    # The alert is resolved: the alerts plugin no longer holds it as firing, and the on-call person
+    # hears so, though the page went out while the notification log was out of reach.
     fed.wait_for(lambda: fenced_alert(fed) != "firing", 10, what="RegionFenced resolved")
+    pager.wait_for(lambda got: [r for r in got if r.title.startswith("[RESOLVED]") and "fenced itself" in r.title],
+                   30, what="the resolved RegionFenced page")
 
 
 def test_a_failover_committed_while_cut_off_keeps_the_fence_until_the_failback(
