@@ -25,9 +25,11 @@ $(VENV)/.kms-providers: $(BIN)/meshd $(KMS_PROVIDERS)
 demo: install
 	$(BIN)/meshd demo $(ARGS)
 
-# Run the whole test suite against real nats-server processes.
+# Run the whole test suite against real nats-server processes, on JOBS pytest-xdist
+# workers (JOBS=0 runs it in this process, for a debugger or -x).
+JOBS ?= 2
 test: install $(VENV)/.kms-providers
-	$(BIN)/python -m pytest $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -n $(JOBS) $(PYTEST_ARGS)
 
 # Lint the whole tree (ruff) and type-check the core strictly (mypy); settings in pyproject.toml.
 lint: install

@@ -68,7 +68,8 @@ def test_another_kek_is_named_not_silently_used(make_manager) -> None:
     assert "eu-west-1/metering" in str(err.value)
 
 
-@pytest.mark.parametrize("content", [b"", b"short", b"A" * 44, base64.b64encode(os.urandom(31)), os.urandom(33)])
+@pytest.mark.parametrize("content", [b"", b"short", b"A" * 44, base64.b64encode(os.urandom(31)), os.urandom(33)],
+                         ids=["empty", "short", "44-As", "base64-of-31-bytes", "33-raw-bytes"])
 def test_a_malformed_kek_is_named(make_manager, content: bytes) -> None:
     manager = make_manager()
     manager.keys_dir.mkdir(parents=True)
