@@ -449,5 +449,9 @@ class NatsTransport(Transport):
             return _NatsKV(await js.key_value(bucket))
         except (BucketNotFoundError, NotFoundError):
             pass
-        kv = await js.create_key_value(bucket=bucket, replicas=replicas, history=history, ttl=ttl or None)
-        return _NatsKV(kv)
+        # Creating a replicated bucket is a meta-group proposal plus the election of
+        # the stream's own Raft group: seconds on a busy cluster, past nats-py's 5 s
+        # default. It happens once per bucket, so waiting longer costs nothing later.
+        slow_js = self._client().jetstream(timeout=max(15.0, 5.0 * replicas))
+        await slow_js.create_key_value(bucket=bucket, replicas=replicas, history=history, ttl=ttl or None)
+        return _NatsKV(await js.key_value(bucket))
