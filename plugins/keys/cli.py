@@ -25,7 +25,7 @@ from meshd.config import ConfigError, LoadedConfig, load_config
 from meshd.i18n import Translator
 
 from .configsecrets import encrypt_config_value, rewrap_file
-from .errors import KeysError
+from .errors import KEKError, KeysError
 from .settings import SECRETS_PURPOSE
 
 if TYPE_CHECKING:
@@ -60,7 +60,14 @@ def add_commands(subparsers: argparse._SubParsersAction, t: Translator, plugin: 
     p.add_argument("--config", help=t("cli.opt.config"))
     p.add_argument("--purpose", action="append", help=t("keys.cli.opt.purposes"))
     p.add_argument("--file", action="append", type=Path, help=t("keys.cli.rewrap.file"))
+    p.add_argument("--kek", action="store_true", help=t("keys.cli.rewrap.kek"))
     p.set_defaults(handler=functools.partial(cmd_rewrap, plugin))
+
+    p = sub.add_parser("migrate-kek", help=t("keys.cli.migrate.help"), description=t("keys.cli.migrate.description"))
+    p.add_argument("--config", help=t("cli.opt.config"))
+    p.add_argument("--to", required=True, metavar="PROVIDER", help=t("keys.cli.migrate.to"))
+    p.add_argument("--local", action="store_true", help=t("keys.cli.migrate.local"))
+    p.set_defaults(handler=functools.partial(cmd_migrate_kek, plugin))
 
     secrets = subparsers.add_parser("secrets", help=t("keys.cli.secrets.help"), description=t("keys.cli.secrets.help"))
     sub = secrets.add_subparsers(dest="secrets_command", metavar="COMMAND", parser_class=type(secrets))
@@ -190,6 +197,12 @@ def cmd_rewrap(plugin: KeysPlugin, args: argparse.Namespace, ctx: Context) -> in
     config = _load(ctx, args.config)
     if args.file:
         return _rewrap_files(plugin, config, args.file, ctx)
+    if args.kek:
+        status, body = ctx.call(config, "POST", "/v1/keys/rewrap-kek", {"purposes": args.purpose or []})
+        if status != 200:
+            return _daemon_error(ctx, status, body)
+        _print_rewrapped(ctx, body["rewrapped"])
+        return EXIT_OK
     status, body = ctx.call(config, "POST", "/v1/keys/rewrap", {"purposes": args.purpose or []})
     if status != 200:
         return _daemon_error(ctx, status, body)
@@ -232,6 +245,40 @@ def _rewrap_files(plugin: KeysPlugin, config: LoadedConfig, files: list[Path], c
             ctx.print(ctx.t("keys.cli.rewrap.file_done", path=path, rewrapped=report.rewrapped,
                             found=report.found, version=ring.latest_version))
     return code
+
+
+def _print_rewrapped(ctx: Context, done: list[dict[str, Any]]) -> None:
+    for item in done:
+        ctx.print(ctx.t("keys.cli.rewrap.kek_done", keyring=item["keyring"], count=item["versions"],
+                        provider=item["kek"].get("provider", "?"), kek=item["kek"].get("kek_id", "-")))
+
+
+def cmd_migrate_kek(plugin: KeysPlugin, args: argparse.Namespace, ctx: Context) -> int:
+    """Rewrap every keyring with ``keys.migrate_to``: through the daemon, or on the files with ``--local``."""
+    config = _load(ctx, args.config)
+    target = config.plugin("keys").migrate_to
+    if target is None or target.provider != args.to:
+        error = KEKError("no_migration_target") if target is None else \
+            KEKError("migration_target_mismatch", to=args.to, configured=target.provider)
+        ctx.error(error.translated(ctx.t))
+        return EXIT_USAGE
+    if args.local:
+        try:
+            manager = plugin.manager_for(config, ctx.hooks, short_lived=True)
+            done = manager.rewrap_kek(migrate=True)
+            kms = manager.provider.describe()
+        except KeysError as exc:
+            ctx.error(exc.translated(ctx.t))
+            return EXIT_FAILURE
+    else:
+        status, body = ctx.call(config, "POST", "/v1/keys/rewrap-kek", {"to": args.to})
+        if status != 200:
+            return _daemon_error(ctx, status, body)
+        done, kms = body["rewrapped"], body["kms"]
+    _print_rewrapped(ctx, done)
+    ctx.print(ctx.t("keys.cli.migrate.done", region=config.region, count=len(done),
+                    provider=kms.get("provider", args.to), kek=kms.get("kek_id", "-")))
+    return EXIT_OK
 
 
 # ---------------------------------------------------------------- secrets

@@ -22,6 +22,7 @@ from __future__ import annotations
 import base64
 import binascii
 import hmac
+import json
 import os
 import stat
 from collections.abc import Mapping
@@ -94,6 +95,20 @@ def create_kek_file(path: Path) -> None:
 
 def has_keyrings(keys_dir: Path) -> bool:
     return keys_dir.is_dir() and any(keys_dir.glob("*.json"))
+
+
+def keyrings_wrapped_by(keys_dir: Path, provider: str) -> list[Path]:
+    """The keyring files in ``keys_dir`` that record ``provider`` as their KEK (unreadable ones count:
+    a damaged file is no proof that the KEK is no longer needed)."""
+    found = []
+    for path in sorted(keys_dir.glob("*.json")) if keys_dir.is_dir() else []:
+        try:
+            recorded = json.loads(path.read_text(encoding="utf-8")).get("kek", {}).get("provider", provider)
+        except (OSError, ValueError, AttributeError):
+            recorded = provider
+        if recorded == provider:
+            found.append(path)
+    return found
 
 
 def resolve_local_kek(settings: Mapping[str, Any]) -> tuple[Path, bool]:

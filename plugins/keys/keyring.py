@@ -38,7 +38,7 @@ from typing import Any
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
-from meshd.kms import KMSProvider
+from meshd.kms import KMSProvider, KMSUnavailableError
 
 from .aad import aad_prefix, encode_context
 from .ciphertext import HEADER_SIZE, MIN_BLOB, blob_header, parse_blob, parse_text, text_prefix
@@ -82,11 +82,13 @@ class _Dec:
     consistent pair.
     """
 
-    __slots__ = ("version", "aead", "aad", "last")
+    __slots__ = ("version", "aead", "aad", "last", "unwrapped_at")
 
     def __init__(self, version: int, aead: AESGCM, aad: bytes):
         self.version, self.aead, self.aad = version, aead, aad
         self.last: tuple[Context, bytes] = (None, aad)
+        self.unwrapped_at = time.monotonic()
+        """When the KMS last confirmed this key (see :meth:`Keyring.revalidate`)."""
 
 
 class _Enc:
@@ -222,6 +224,7 @@ class Keyring:
             "versions": len(doc.versions),
             "encryptions_reserved": rec.reserved,
             "max_encryptions": self.policy.max_encryptions,
+            "kek": dict(doc.kek),
         }
 
     def __repr__(self) -> str:  # never show key material, even in a traceback
@@ -428,6 +431,93 @@ class Keyring:
                               new["min_decryption_version"], new["min_encryption_version"])
             return self.metadata()
 
+    def revalidate(self, max_age: float, now: float | None = None) -> dict[str, list[int]]:
+        """Ask the KMS again for every data key held longer than ``max_age`` seconds.
+
+        A key the KMS unwraps again is kept (its age restarts). A key it can
+        no longer unwrap (the KEK was disabled, revoked or replaced) is
+        dropped from memory, so revoking a KEK stops this process within
+        ``max_age``. A KMS that does not answer changes nothing: an outage
+        must not stop encryption, and it is reported by the KMS check.
+        Returns ``{"confirmed": [...], "dropped": [...], "unreachable": [...]}`` versions.
+        """
+        now = time.monotonic() if now is None else now
+        out: dict[str, list[int]] = {"confirmed": [], "dropped": [], "unreachable": []}
+        with self._lock:
+            doc = self._doc
+            for version, dec in sorted(self._dec.items()):
+                if now - dec.unwrapped_at < max_age:
+                    continue
+                try:
+                    self._unwrap(doc, version)
+                except KEKError as exc:
+                    if exc.params.get("unavailable"):
+                        out["unreachable"].append(version)
+                        continue
+                    self._drop(version)
+                    out["dropped"].append(version)
+                    self.log.error("keyring %s: version %d dropped from memory: %s", self.name, version, exc)
+                    continue
+                dec.unwrapped_at = now
+                out["confirmed"].append(version)
+        return out
+
+    def _drop(self, version: int) -> None:
+        """Forget the data key of ``version`` (lock held); the next use unwraps it again or fails."""
+        self._dec = {v: d for v, d in self._dec.items() if v != version}
+        self._dec_hdr = {blob_header(v): d for v, d in self._dec.items()}
+        self._pinned = {v: e for v, e in self._pinned.items() if v != version}
+        if self._enc.version == version:
+            self._enc = _exhausted()
+
+    def rewrap_kek(self, target: KMSProvider | None = None) -> dict[str, Any]:
+        """Wrap every key version and the blind-index key again, with ``target`` (default: this keyring's provider).
+
+        With the same provider this picks up a rotated KMS key (a new Transit
+        key version); with another it migrates the keyring to that KMS. The
+        data keys do not change, so no ciphertext changes. Each new wrap is
+        unwrapped again before the file is written: a keyring is never left
+        wrapped by a KEK that cannot open it. The file is replaced in one
+        atomic write, under its lock. Returns ``{"keyring", "versions", "kek"}``.
+        """
+        target = target or self._provider
+        with self._lock:
+            with self._file.locked():
+                doc, stamp = self._file.read()
+                self._apply_doc(doc, stamp)
+                rewrapped: list[tuple[str, bytes]] = []
+                labels = [("index", doc.index_key)] + [(str(v), r.wrapped) for v, r in sorted(doc.versions.items())]
+                for label, wrapped in labels:
+                    key = self._unwrap_raw(doc, label, wrapped)
+                    if label != "index" and not hmac.compare_digest(
+                            fingerprint(key, doc.key_id, int(label)), doc.versions[int(label)].fingerprint):
+                        raise KeyringError("keyring_corrupt", path=str(self._file.path),
+                                           detail=f"version {label} does not match its fingerprint")
+                    ctx = _wrap_context(doc.region, doc.purpose, doc.key_id, label)
+                    new = target.wrap(key, dict(ctx))
+                    if not hmac.compare_digest(target.unwrap(new, dict(ctx)), key):
+                        raise KEKError("unwrap_failed", keyring=self.name, version=label,
+                                       detail="the new wrap does not unwrap to the same key")
+                    rewrapped.append((label, new))
+                described = target.describe()
+                kek = {k: described[k] for k in ("provider", "kek_id") if k in described}
+                versions = dict(doc.versions)
+                for label, new in rewrapped:
+                    if label != "index":
+                        versions[int(label)] = dataclasses.replace(versions[int(label)], wrapped=new)
+                updated = dataclasses.replace(doc, kek=kek, versions=versions, index_key=rewrapped[0][1])
+                stamp = self._file.write(updated)
+                self._provider = target
+                self._apply_doc(updated, stamp)
+        self.log.info("keyring %s: %d key version(s) rewrapped by %s %s", self.name, len(rewrapped) - 1,
+                      kek.get("provider", "?"), kek.get("kek_id", ""))
+        return {"keyring": self.name, "versions": len(rewrapped) - 1, "kek": kek}
+
+    @property
+    def kek(self) -> dict[str, str]:
+        """The provider and KEK id recorded in the keyring file (what wraps its keys)."""
+        return dict(self._doc.kek)
+
     def refresh(self) -> bool:
         """Re-read the file if another process changed it; True if it did."""
         with self._lock:
@@ -457,10 +547,13 @@ class Keyring:
             return self._provider.unwrap(wrapped, _wrap_context(doc.region, doc.purpose, doc.key_id, version))
         except Exception as exc:
             detail = f"{type(exc).__name__}: {exc}"[:300]
+            # Whether the KMS did not answer (keep what we hold) or answered no (drop it).
+            extra = {"unavailable": True} if isinstance(exc, KMSUnavailableError) else {}
             if version == "index":
-                raise KEKError("unwrap_index_failed", keyring=f"{doc.region}/{doc.purpose}", detail=detail) from None
+                raise KEKError("unwrap_index_failed", keyring=f"{doc.region}/{doc.purpose}", detail=detail,
+                               **extra) from None
             raise KEKError("unwrap_failed", keyring=f"{doc.region}/{doc.purpose}", version=version,
-                           detail=detail) from None
+                           detail=detail, **extra) from None
 
     def _unwrap(self, doc: KeyringDoc, version: int) -> _Dec:
         rec = doc.versions[version]

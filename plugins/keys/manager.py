@@ -21,7 +21,7 @@ from .errors import KEKError, KeyringError
 from .kek import LocalKMSProvider
 from .keyfile import KeyringFile
 from .keyring import FailureCallback, Keyring, Policy, RotationCallback
-from .settings import DEFAULT_ROTATE_PERIOD, PURPOSE_RE, KeysConfig
+from .settings import DEFAULT_ROTATE_PERIOD, PURPOSE_RE, KeysConfig, KMSSettings
 
 ProviderLookup = Callable[[str, dict[str, Any]], KMSProvider | None]
 
@@ -30,26 +30,43 @@ def keys_dir_of(state_dir: Path) -> Path:
     return Path(state_dir) / "keys"
 
 
-def provider_settings(cfg: KeysConfig, region: str, state_dir: Path) -> dict[str, Any]:
-    """What ``meshd_kms_provider(name, config)`` receives: the provider's settings plus where the region lives."""
-    kms = cfg.kms
+def provider_settings(cfg: KeysConfig, region: str, state_dir: Path, kms: KMSSettings | None = None, *,
+                      migration_target: bool = False) -> dict[str, Any]:
+    """What ``meshd_kms_provider(name, config)`` receives: the provider's settings plus where the region lives.
+
+    ``kms`` is the provider section (default ``cfg.kms``; ``cfg.migrate_to`` for the target of a migration).
+    """
+    kms = kms or cfg.kms
     out: dict[str, Any] = dict(kms.settings)
     out.update({"region": region, "state_dir": str(state_dir), "keys_dir": str(keys_dir_of(state_dir))})
     if kms.provider == "local":
+        # A migration target's KEK is made by the operator: the keyrings on disk belong to the other KEK,
+        # so "no keyring yet" cannot tell a fresh region from a lost KEK file.
+        create = kms.create_kek and not migration_target
         out.update({"kek_file": str(kms.kek_file) if kms.kek_file else None,
-                    "kek_credential": kms.kek_credential, "create_kek": kms.create_kek})
+                    "kek_credential": kms.kek_credential, "create_kek": create})
     return out
 
 
-def open_provider(cfg: KeysConfig, region: str, state_dir: Path, lookup: ProviderLookup | None) -> KMSProvider:
-    """The configured KMS provider; :class:`KEKError` if none answers to its name or it cannot open."""
-    settings = provider_settings(cfg, region, state_dir)
-    if cfg.kms.provider == "local":  # builtin: opened here, so its KEKError reaches the caller as it is
+def open_provider(cfg: KeysConfig, region: str, state_dir: Path, lookup: ProviderLookup | None,
+                  kms: KMSSettings | None = None, *, migration_target: bool = False) -> KMSProvider:
+    """The provider of section ``kms`` (default ``cfg.kms``); :class:`KEKError` if none answers or it cannot open."""
+    kms = kms or cfg.kms
+    settings = provider_settings(cfg, region, state_dir, kms, migration_target=migration_target)
+    if kms.provider == "local":  # builtin: opened here, so its KEKError reaches the caller as it is
         return LocalKMSProvider.from_settings(settings)
-    provider = lookup(cfg.kms.provider, settings) if lookup is not None else None
+    provider = lookup(kms.provider, settings) if lookup is not None else None
     if provider is None:
-        raise KEKError("unknown_provider", name=cfg.kms.provider)
+        raise KEKError("unknown_provider", name=kms.provider)
     return provider
+
+
+def matches(provider: KMSProvider, kek: dict[str, str]) -> bool:
+    """Whether ``provider`` is the KEK a keyring file records (``{"provider", "kek_id"}``)."""
+    described = provider.describe()
+    if kek.get("provider") and kek["provider"] != described.get("provider", provider.name):
+        return False
+    return not (kek.get("kek_id") and described.get("kek_id") and kek["kek_id"] != described["kek_id"])
 
 
 class KeyManager:
@@ -69,7 +86,7 @@ class KeyManager:
         self.clock = clock
         self._on_rotated = on_rotated
         self.log = logger or logging.getLogger("meshd.keys")
-        self._provider: KMSProvider | None = None
+        self._providers: dict[str, KMSProvider] = {}
         self._rings: dict[str, Keyring] = {}
         self._lock = threading.RLock()
 
@@ -79,13 +96,53 @@ class KeyManager:
 
     @property
     def provider(self) -> KMSProvider:
-        """The KMS provider, opened on first use (which may create a fresh region's KEK)."""
+        """The provider new keyrings are made on (``migrate_to`` while set, else ``kms``), opened on first use."""
+        return self._open_section("migrate_to" if self.cfg.migrate_to is not None else "kms")
+
+    def _open_section(self, which: str) -> KMSProvider:
+        """The provider of ``keys.kms`` or ``keys.migrate_to``, opened once (which may create a fresh region's KEK)."""
         with self._lock:
-            if self._provider is None:
+            provider = self._providers.get(which)
+            if provider is None:
                 self.state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
                 self.keys_dir.mkdir(exist_ok=True, mode=0o700)
-                self._provider = open_provider(self.cfg, self.region, self.state_dir, self._lookup)
-            return self._provider
+                section = self.cfg.kms if which == "kms" else self.cfg.migrate_to
+                provider = open_provider(self.cfg, self.region, self.state_dir, self._lookup, section,
+                                         migration_target=which == "migrate_to")
+                self._providers[which] = provider
+            return provider
+
+    def provider_for(self, kek: dict[str, str]) -> KMSProvider:
+        """The configured provider that wraps a keyring recorded as wrapped by ``kek``.
+
+        Without ``migrate_to`` that is ``keys.kms`` (a mismatch is the
+        keyring's to report). During a migration, each keyring opens with
+        whichever of the two it names; the one it names first, so a keyring
+        already moved never needs the old KEK (which may be gone).
+        """
+        target = self.cfg.migrate_to
+        if target is None or not kek:
+            return self._open_section("kms")
+        order = ["migrate_to", "kms"] if kek.get("provider") == target.provider else ["kms", "migrate_to"]
+        for which in order:
+            section = target if which == "migrate_to" else self.cfg.kms
+            if kek.get("provider") not in (None, section.provider):
+                continue
+            provider = self._open_section(which)
+            if matches(provider, kek):
+                return provider
+        return self._open_section("kms")
+
+    def set_migration_target(self, target: KMSSettings) -> None:
+        """Adopt a new ``keys.migrate_to`` while running (the config file changed; see ``migrate-kek``)."""
+        with self._lock:
+            self.cfg = self.cfg.model_copy(update={"migrate_to": target})
+            self._providers.pop("migrate_to", None)
+
+    def in_use(self) -> list[KMSProvider]:
+        """The providers opened so far (those the KMS check should reach)."""
+        with self._lock:
+            return list(self._providers.values())
 
     def path_of(self, purpose: str) -> Path:
         return self.keys_dir / f"{purpose}.json"
@@ -106,9 +163,11 @@ class KeyManager:
             ring = self._rings.get(purpose)
             if ring is None:
                 file = KeyringFile(self.path_of(purpose))
-                if not create and not file.exists():
+                exists = file.exists()
+                if not create and not exists:
                     raise KeyringError("no_keyring", purpose=purpose, keys_dir=str(self.keys_dir))
-                ring = Keyring.open_or_create(file, self.provider, self.policy, region=self.region, purpose=purpose,
+                provider = self.provider_for(file.read()[0].kek) if exists else self.provider
+                ring = Keyring.open_or_create(file, provider, self.policy, region=self.region, purpose=purpose,
                                               create=create, clock=self.clock, on_rotated=self._on_rotated,
                                               on_failure=self._on_failure, logger=self.log)
                 self._rings[purpose] = ring
@@ -154,3 +213,24 @@ class KeyManager:
                 ring.refresh()
             except KeyringError as exc:
                 self.log.error("keyring %s: %s", ring.name, exc)
+
+    # ------------------------------------------------------------ KEK
+
+    def revalidate(self, max_age: float | None = None) -> dict[str, dict[str, list[int]]]:
+        """:meth:`Keyring.revalidate` on every open keyring (``max_age`` default ``data_key_ttl``; 0 does nothing)."""
+        max_age = self.cfg.data_key_ttl if max_age is None else max_age
+        if not max_age:
+            return {}
+        return {ring.purpose: ring.revalidate(max_age) for ring in list(self._rings.values())}
+
+    def rewrap_kek(self, purposes: Iterable[str] = (), *, migrate: bool = False) -> list[dict[str, Any]]:
+        """Wrap every keyring's keys again: with its own provider, or with ``migrate_to`` when ``migrate``.
+
+        Keyrings already on the target are rewrapped too (harmless, and it
+        picks up a rotated KMS key), so a migration cut short is finished
+        by running it again.
+        """
+        if migrate and self.cfg.migrate_to is None:
+            raise KEKError("no_migration_target")
+        target = self._open_section("migrate_to") if migrate else None
+        return [self.keyring(p, create=False).rewrap_kek(target) for p in (list(purposes) or self.purposes())]

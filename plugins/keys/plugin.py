@@ -16,7 +16,7 @@ from anyio.abc import TaskStatus
 
 import meshd
 from meshd import hookimpl
-from meshd.config import ConfigIssue, LoadedConfig
+from meshd.config import ConfigError, ConfigIssue, LoadedConfig, load_config
 from meshd.daemon import Daemon
 from meshd.envelope import Envelope
 from meshd.healthstate import HealthCheck
@@ -32,7 +32,7 @@ from .ciphertext import looks_like_text
 from .configsecrets import decrypt_config_value, encrypted_values
 from .errors import KEKError, KeyringError, KeysError
 from .federation import FederationView, announcement
-from .kek import LocalKMSProvider, check_kek_file, has_keyrings, resolve_local_kek
+from .kek import LocalKMSProvider, check_kek_file, keyrings_wrapped_by, resolve_local_kek
 from .keyring import Keyring
 from .kmsservice import KmsService, service_subject
 from .manager import KeyManager, keys_dir_of, provider_settings
@@ -125,6 +125,10 @@ class KeysPlugin:
         if which == "failures":
             return m.counter("keys_decrypt_failures_total",
                              "Ciphertexts that did not decrypt, by keyring purpose and reason", ["purpose", "reason"])
+        if which == "data_key_checks":
+            return m.counter("keys_data_key_checks_total",
+                             "Data keys held past data_key_ttl and asked of the KMS again, by result "
+                             "(confirmed, dropped: the KMS refused, unreachable: kept in use)", ["result"])
         if which == "version":
             return m.gauge("keys_latest_version", "Latest key version per keyring", ["purpose"])
         return m.gauge("keys_latest_age_seconds", "Age of the latest key per keyring", ["purpose"])
@@ -166,14 +170,17 @@ class KeysPlugin:
 
     @staticmethod
     def _check_kms_jurisdiction(config: LoadedConfig, cfg: KeysConfig) -> ConfigIssue | None:
-        """A KMS declared outside the region's jurisdiction, as a config issue."""
+        """A KMS (``keys.kms`` or ``keys.migrate_to``) declared outside the region's jurisdiction, as a config issue."""
         region = config.region_map.regions.get(config.region)
-        if cfg.kms.jurisdiction is None or region is None or cfg.kms.jurisdiction == region.jurisdiction:
-            return None
-        keypath = ("keys", "kms", "jurisdiction")
-        exc = KEKError("kms_jurisdiction", provider=cfg.kms.provider, kms=cfg.kms.jurisdiction,
-                       region=config.region, region_jurisdiction=region.jurisdiction)
-        return ConfigIssue(config.path, keypath, str(exc), config.line_of(keypath), code=f"keys.{exc.code}")
+        for name, section in (("kms", cfg.kms), ("migrate_to", cfg.migrate_to)):
+            if section is None or section.jurisdiction is None or region is None \
+                    or section.jurisdiction == region.jurisdiction:
+                continue
+            keypath = ("keys", name, "jurisdiction")
+            exc = KEKError("kms_jurisdiction", provider=section.provider, kms=section.jurisdiction,
+                           region=config.region, region_jurisdiction=region.jurisdiction)
+            return ConfigIssue(config.path, keypath, str(exc), config.line_of(keypath), code=f"keys.{exc.code}")
+        return None
 
     def _check_local_kek(self, config: LoadedConfig, cfg: KeysConfig) -> ConfigIssue | None:
         """A KEK that is exposed, or missing under existing keyrings, as a config issue (exit 2 at start)."""
@@ -188,7 +195,7 @@ class KeysPlugin:
                 check_kek_file(path)
             elif not may_create:
                 check_kek_file(path)  # raises kek_not_found
-            elif has_keyrings(keys_dir_of(config.daemon.state_dir)):
+            elif keyrings_wrapped_by(keys_dir_of(config.daemon.state_dir), "local"):
                 raise KEKError("kek_missing", path=str(path), keys_dir=str(keys_dir_of(config.daemon.state_dir)))
         except KEKError as exc:
             return ConfigIssue(config.path, keypath, str(exc), config.line_of(keypath), code=f"keys.{exc.code}")
@@ -326,6 +333,7 @@ class KeysPlugin:
                 except (KeysError, KMSUnavailableError) as exc:  # a rotation needs the KMS: retried next check
                     daemon.log.error("keys: maintenance failed: %s", exc)
                 await self._check_kms(daemon)
+                await self._revalidate(daemon)
             if self._rotations:
                 continue  # rotated by age just now: publish at once
             if time.monotonic() >= next_announce:
@@ -333,15 +341,30 @@ class KeysPlugin:
                 next_announce = time.monotonic() + cfg.announce_interval
             await self._evaluate_alerts(daemon)
 
-    async def _check_kms(self, daemon: Daemon) -> None:
-        """Ask the provider whether its KMS answers; report a change (log, metric, KMSUnavailable alert).
+    async def _revalidate(self, daemon: Daemon) -> None:
+        """Ask the KMS again for the data keys held past ``data_key_ttl`` (see :meth:`Keyring.revalidate`)."""
+        try:
+            results = await anyio.to_thread.run_sync(self._manager(daemon).revalidate)
+        except Exception as exc:  # never let a provider's bug stop the maintenance loop
+            daemon.log.error("keys: revalidating data keys failed: %s: %s", type(exc).__name__, exc)
+            return
+        counter = self._metric(daemon, "data_key_checks")
+        for result in results.values():
+            for outcome, versions in result.items():
+                if versions:
+                    counter.labels(outcome).inc(len(versions))
 
-        While it does not, the keyrings keep encrypting and decrypting with the
+    async def _check_kms(self, daemon: Daemon) -> None:
+        """Ask the providers in use whether their KMS answers; report a change (log, metric, KMSUnavailable alert).
+
+        While one does not, the keyrings keep encrypting and decrypting with the
         data keys they hold in memory; nothing switches to another provider.
         """
-        provider = self._manager(daemon).provider
+        manager = self._manager(daemon)
+        providers = manager.in_use() or [manager.provider]
         try:
-            await anyio.to_thread.run_sync(provider.check)
+            for provider in providers:
+                await anyio.to_thread.run_sync(provider.check)
         except Exception as exc:  # KMSUnavailableError, or a provider's own bug: either way no working KMS
             reason = str(exc) if isinstance(exc, KMSUnavailableError) else f"{type(exc).__name__}: {exc}"
             self._metric(daemon, "kms_errors").inc()
@@ -489,6 +512,7 @@ class KeysPlugin:
             Route("POST", "/v1/keys/{purpose}/minimums", functools.partial(self._minimums_route, daemon),
                   admin=True),
             Route("POST", "/v1/keys/rewrap", functools.partial(self._rewrap_route, daemon), admin=True),
+            Route("POST", "/v1/keys/rewrap-kek", functools.partial(self._rewrap_kek_route, daemon), admin=True),
         ]
 
     def _purposes_of(self, daemon: Daemon, request: Request) -> list[str]:
@@ -544,3 +568,42 @@ class KeysPlugin:
         except KeysError as exc:
             return self._error_response(exc, 404 if exc.code == "no_keyring" else 400)
         return Response.json({"results": results})
+
+    async def _rewrap_kek_route(self, daemon: Daemon, request: Request) -> Response:
+        """Wrap the keyrings' keys again: with their own KMS key, or, with ``{"to": provider}``, with
+        ``keys.migrate_to`` as the config file says now (read again, so no restart is needed)."""
+        purposes = self._purposes_of(daemon, request)
+        to = (request.json() or {}).get("to")
+        manager = self._manager(daemon)
+        try:
+            if to is not None:
+                self._adopt_migration_target(daemon, manager, str(to))
+            done = await anyio.to_thread.run_sync(
+                functools.partial(manager.rewrap_kek, purposes, migrate=to is not None))
+        except KeyringError as exc:
+            return self._error_response(exc, 404 if exc.code == "no_keyring" else 400)
+        except KEKError as exc:
+            status = 400 if exc.code in ("no_migration_target", "migration_target_mismatch") else 500
+            return self._error_response(exc, status)
+        except KeysError as exc:
+            return self._error_response(exc, 500)
+        await self._announce(daemon)
+        return Response.json({"rewrapped": done, "kms": manager.provider.describe()})
+
+    def _adopt_migration_target(self, daemon: Daemon, manager: KeyManager, to: str) -> None:
+        """Take ``keys.migrate_to`` from the config file as it is now; it must name provider ``to``."""
+        try:
+            fresh = load_config(daemon.config.path, daemon.hooks.config_models())
+        except ConfigError as exc:
+            raise KEKError("migration_config", path=str(daemon.config.path),
+                           detail="; ".join(str(i) for i in exc.issues)[:500]) from None
+        target = fresh.plugin("keys").migrate_to
+        if target is None:
+            raise KEKError("no_migration_target")
+        if target.provider != to:
+            raise KEKError("migration_target_mismatch", to=to, configured=target.provider)
+        issue = self._check_kms_jurisdiction(fresh, fresh.plugin("keys"))
+        if issue is not None:
+            raise KEKError("migration_config", path=str(daemon.config.path), detail=issue.message)
+        if manager.cfg.migrate_to != target:
+            manager.set_migration_target(target)

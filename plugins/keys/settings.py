@@ -75,6 +75,12 @@ class KeysConfig(StrictModel):
     """The keys plugin's settings (``keys:`` in the region's config)."""
 
     kms: KMSSettings = Field(default_factory=KMSSettings)
+    migrate_to: KMSSettings | None = None
+    """Another KMS to move the keyrings to (``meshd keys migrate-kek --to <its provider>``). While it
+    is set, new keyrings are made on it and each keyring opens with whichever of the two wraps it."""
+    data_key_ttl: Duration = Field(default=HOUR, ge=0)
+    """How long an unwrapped data key is used before the KMS is asked again (0: for the life of the
+    process). A KMS that does not answer by then leaves the key in use; one that refuses drops it."""
     purposes: list[Purpose] = Field(default_factory=lambda: [SECRETS_PURPOSE])
     """Keyrings made at start; others are made on first use (``meshd_keyring``)."""
     auto_rotate_period: Annotated[Duration, AfterValidator(_rotate_period)] = DEFAULT_ROTATE_PERIOD
