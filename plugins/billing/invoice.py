@@ -11,12 +11,13 @@ rounded lines.
 from __future__ import annotations
 
 from calendar import monthrange
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from decimal import Decimal
 from typing import Any
 
+from meshd.adjustments import InvoiceAdjustment
 from meshd.tenants import Tenant
 
 from .fx import Conversion, FxError, FxRates
@@ -111,8 +112,43 @@ def _overage_lines(meter: str, used: Decimal, included: Decimal, over: Overage, 
     return lines, conversions
 
 
+def adjustment_lines(adjustments: Sequence[InvoiceAdjustment], base: Decimal, charged: Decimal,
+                     currency: str) -> list[dict[str, Any]]:
+    """Lines for other plugins' adjustments (before tax): each ``key`` once, in key order.
+
+    A percentage applies to the plan's base fee; a fixed amount must be in
+    the invoice's currency. Credits never take the subtotal below zero (a
+    service credit cannot exceed what was charged): the last ones are cut
+    down and marked ``capped``.
+    """
+    lines: list[dict[str, Any]] = []
+    seen: set[str] = set()
+    room = charged
+    for adj in sorted(adjustments, key=lambda a: (a.source, a.key)):
+        if adj.key in seen:
+            continue
+        seen.add(adj.key)
+        if adj.percent_of_base is not None:
+            amount = round_line(base * adj.percent_of_base / 100, currency)
+        else:
+            if adj.currency != currency:
+                raise InvoiceError("adjustment", f"{adj.source} adjustment {adj.key} is in {adj.currency}, "
+                                                 f"the invoice in {currency}")
+            amount = round_line(Decimal(adj.amount_minor or 0).scaleb(-minor_unit(currency)), currency)
+        line = {"kind": "adjustment", "source": adj.source, "key": adj.key, "description": adj.description,
+                "quantity": "1", "amount": _money(amount)}
+        if adj.percent_of_base is not None:
+            line["percent_of_base"] = str(adj.percent_of_base)
+        if amount < 0 and -amount > room:
+            amount = -room
+            line.update({"amount": _money(amount), "capped": True})
+        room += amount
+        lines.append(line)
+    return lines
+
+
 def compute(tenant_id: str, tenant: Tenant, period: str, usage: Mapping[str, Decimal],
-            files: BillingFiles) -> dict[str, Any]:
+            files: BillingFiles, adjustments: Sequence[InvoiceAdjustment] = ()) -> dict[str, Any]:
     """The invoice document (without a number) of ``tenant`` for ``period``; :class:`InvoiceError` if impossible."""
     matrix = files.matrix
     first, tax_point = month(period)
@@ -152,6 +188,8 @@ def compute(tenant_id: str, tenant: Tenant, period: str, usage: Mapping[str, Dec
                                          plan.overage[meter], currency, files.fx, tax_point)
             lines += more
             conversions += convs
+        charged = total([Decimal(line["amount"]) for line in lines], currency)
+        lines += adjustment_lines(adjustments, round_line(plan.base[currency], currency), charged, currency)
         subtotal = total([Decimal(line["amount"]) for line in lines], currency)
         customer = Customer(tenant.country, tenant.subdivision, tenant.vat_id)
         taxes = tax_lines(files.taxes, entity.country, customer, tax_point, subtotal, currency)

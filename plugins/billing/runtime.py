@@ -8,10 +8,12 @@ tenant ids, periods and digests.
 
 from __future__ import annotations
 
+import inspect
 import logging
 from datetime import UTC, datetime
 from typing import Any
 
+from meshd.adjustments import InvoiceAdjustment
 from meshd.config import ConfigError
 from meshd.transport import TransportError
 
@@ -140,12 +142,35 @@ class Runtime:
             raise Failure(503, "no_usage", "no plugin answers usage totals (is metering enabled?)")
         if "error" in usage:
             raise Failure(503, "no_usage", f"usage: {usage['error']}")
+        adjustments = await self._adjustments(tenant_id, tenant.lang or self.daemon.config.daemon.lang, period)
         try:
-            doc = compute(tenant_id, tenant, period, usage_values(usage), files)
+            doc = compute(tenant_id, tenant, period, usage_values(usage), files, adjustments)
         except InvoiceError as exc:
             code = "incomplete_usage" if exc.field.startswith("usage") else "not_configured"
             raise Failure(503 if code == "incomplete_usage" else 400, code, str(exc)) from None
         return await self._issue(issuer, doc)
+
+    async def _adjustments(self, tenant_id: str, lang: str, period: str) -> list[InvoiceAdjustment]:
+        """Every plugin's adjustments for the invoice. Called through pluggy itself, not the isolating
+        facade: an invoice issued without a plugin's service credit would lose it for good, so a
+        plugin that fails refuses the invoice (retry once it is fixed) instead."""
+        out: list[InvoiceAdjustment] = []
+        try:
+            results = self.daemon.hooks.pm.hook.meshd_invoice_adjustments(
+                daemon=self.daemon, tenant=tenant_id, period=period, lang=lang)
+            for result in results:
+                if inspect.isawaitable(result):
+                    result = await result
+                items = list(result or ())
+                bad = [i for i in items if not isinstance(i, InvoiceAdjustment)]
+                if bad:
+                    raise TypeError(f"returned {type(bad[0]).__name__}, not InvoiceAdjustment")
+                out += items
+        except Exception as exc:
+            raise Failure(503, "adjustments_failed",
+                          f"tenant {tenant_id}: a plugin's invoice adjustments failed ({type(exc).__name__}: "
+                          f"{exc}); nothing was issued") from None
+        return out
 
     async def _issue(self, issuer: Issuer, doc: dict[str, Any]) -> dict[str, Any]:
         try:

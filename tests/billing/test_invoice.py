@@ -10,6 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from meshd.adjustments import InvoiceAdjustment
 from meshd.config import ConfigError, load_model_file
 from meshd.tenants import Tenant, TenantDirectory
 from meshd_plugins.billing.fx import load_fx
@@ -140,3 +141,52 @@ def test_lines_plus_tax_equal_the_total_and_a_credit_note_nets_to_zero(files: Bi
     assert Decimal(doc["total"]) + Decimal(note["total"]) == 0
     for key in ("lines", "tax_lines"):
         assert all(Decimal(a) + Decimal(b) == 0 for a, b in zip(amounts(doc, key), amounts(note, key), strict=True))
+
+
+def credit(key: str, percent: str | None = None, minor: int | None = None, currency: str | None = None,
+           source: str = "sla") -> InvoiceAdjustment:
+    return InvoiceAdjustment(source=source, key=key, description=f"service credit {key}",
+                             percent_of_base=Decimal(percent) if percent is not None else None,
+                             amount_minor=minor, currency=currency)
+
+
+def test_adjustments_come_before_tax_each_key_once(files: BillingFiles, tenants: dict) -> None:
+    usage = {"api_requests": Decimal(150000), "storage_gb_hours": Decimal(1000), "active_users": Decimal(7)}
+    plain = compute("bistro-fr", tenants["bistro-fr"], "2026-10", usage, files)
+    adjusted = compute("bistro-fr", tenants["bistro-fr"], "2026-10", usage, files, [
+        credit("sla:2026-10:eu-west-1", percent="-10"), credit("sla:2026-10:eu-west-1", percent="-10"),
+        credit("goodwill-7", minor=-250, currency="EUR", source="support")])
+    extra = adjusted["lines"][len(plain["lines"]):]
+    # 10 % of the 45.00 base fee, once although returned twice; then 2.50 EUR in minor units
+    assert [(a["source"], a["amount"]) for a in extra] == [("sla", "-4.50"), ("support", "-2.50")]
+    assert extra[0]["percent_of_base"] == "-10" and extra[0]["description"] == "service credit sla:2026-10:eu-west-1"
+    assert Decimal(adjusted["subtotal"]) == Decimal(plain["subtotal"]) - Decimal("7.00")
+    assert adjusted["tax_lines"][0]["base"] == adjusted["subtotal"], "tax on the adjusted subtotal"
+
+
+def test_credits_never_take_an_invoice_below_zero_and_stay_in_its_currency(files: BillingFiles,
+                                                                           tenants: dict) -> None:
+    doc = compute("bistro-fr", tenants["bistro-fr"], "2026-10", {}, files,
+                  [credit("a", percent="-80"), credit("b", percent="-80")])
+    assert [line["amount"] for line in doc["lines"] if line["kind"] == "adjustment"] == ["-36.00", "-9.00"]
+    assert doc["lines"][-1]["capped"] is True and doc["subtotal"] == "0.00" and doc["total"] == "0.00"
+    with pytest.raises(InvoiceError, match="adjustment: sla adjustment x is in USD, the invoice in EUR"):
+        compute("bistro-fr", tenants["bistro-fr"], "2026-10", {}, files, [credit("x", minor=-100, currency="USD")])
+
+
+@settings(max_examples=60, deadline=None)
+@given(percents=st.lists(st.decimals(min_value=-100, max_value=50, places=2), max_size=3),
+       fixed=st.lists(st.integers(min_value=-100_000, max_value=100_000), max_size=3),
+       tenant=st.sampled_from(["bistro-fr", "maple-ca", "acme-eu"]))
+def test_adjusted_lines_plus_tax_equal_the_total(files: BillingFiles, tenants: dict, percents: list[Decimal],
+                                                 fixed: list[int], tenant: str) -> None:
+    currency = tenants[tenant].currency
+    adjustments = [credit(f"p{i}", percent=str(p)) for i, p in enumerate(percents)] + \
+        [credit(f"f{i}", minor=m, currency=currency) for i, m in enumerate(fixed)]
+    doc = compute(tenant, tenants[tenant], "2026-10", {"api_requests": Decimal(2_000_000)}, files, adjustments)
+    lines = sum(Decimal(line["amount"]) for line in doc["lines"])
+    taxes = sum(Decimal(t["amount"]) for t in doc["tax_lines"])
+    assert lines == Decimal(doc["subtotal"]) >= 0
+    assert lines + taxes == Decimal(doc["total"])
+    note = credit_note({**doc, "number": "EU-000009"}, "test")
+    assert Decimal(doc["total"]) + Decimal(note["total"]) == 0
