@@ -41,9 +41,10 @@ class BillingPlugin:
 
     @hookimpl
     def meshd_cli_commands(self, subparsers: Any, t: Any) -> None:
-        from .cli import add_commands
+        from .cli import add_billing_commands, add_commands
 
         add_commands(subparsers, t)
+        add_billing_commands(subparsers, t)
 
     @hookimpl
     async def meshd_startup(self, daemon: meshd.Daemon) -> None:
@@ -64,6 +65,8 @@ class BillingPlugin:
         return [
             Route("POST", "/v1/invoices", self._invoice_route, admin=True),
             Route("POST", "/v1/invoices/credit", self._credit_route, admin=True),
+            Route("GET", "/v1/billing/tenants", self._tenants_route, admin=True),
+            Route("POST", "/v1/billing/audit", self._audit_route, admin=True),
         ]
 
     async def _invoice_route(self, request: Request) -> Response:
@@ -73,6 +76,15 @@ class BillingPlugin:
     async def _credit_route(self, request: Request) -> Response:
         body = _body(request)
         return await self._answer(lambda rt: rt.credit(str(body.get("invoice") or ""), str(body.get("reason") or "")))
+
+    async def _tenants_route(self, request: Request) -> Response:
+        async def tenants(rt: Runtime) -> dict[str, Any]:
+            return {"region": rt.daemon.region, "tenants": rt.billed_here()}
+        return await self._answer(tenants)
+
+    async def _audit_route(self, request: Request) -> Response:
+        body = _body(request)
+        return await self._answer(lambda rt: rt.audit(str(body.get("period") or "")))
 
     async def _answer(self, call: Any) -> Response:
         if self.runtime is None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import inspect
 import logging
 from datetime import UTC, datetime
+from decimal import Decimal
 from typing import Any
 
 from meshd.adjustments import InvoiceAdjustment
@@ -202,6 +203,74 @@ class Runtime:
         except Failure as exc:
             self.m_refused.labels(exc.code).inc()
             raise
+
+    # ------------------------------------------------------------ what this region bills, audits, reports
+
+    def billed_here(self) -> list[str]:
+        """The tenants this region invoices: those whose residency is its jurisdiction, billed on a plan."""
+        jurisdiction = self.daemon.config.region_map.regions[self.daemon.region].jurisdiction
+        directory = self.daemon.config.tenants
+        tenants = directory.tenants if directory is not None else {}
+        return sorted(t for t, tenant in tenants.items() if tenant.residency == jurisdiction and tenant.plan)
+
+    def documents(self) -> list[dict[str, Any]]:
+        """Every invoice and credit note this region keeps, in number order per seller entity."""
+        files, _ = self._ready()
+        out = []
+        for entity in files.matrix.entities:
+            for number in self.store.numbers(entity):
+                doc = self.store.get(entity, number)
+                if doc is not None:
+                    out.append(doc)
+        return out
+
+    async def audit(self, period: str, now: datetime | None = None) -> dict[str, Any]:
+        """Metered totals against invoiced quantities, per tenant and meter, for ``period``.
+
+        Every difference is listed: a meter whose invoiced ``used`` is not the
+        metered total now, a tenant billed here with usage but no invoice, an
+        invoice whose usage cannot be read. Credit notes change no quantity.
+        """
+        try:
+            check_closed(period, now or datetime.now(UTC))
+        except InvoiceError as exc:
+            raise Failure(400, "bad_period", str(exc)) from None
+        invoices = {d["customer"]["tenant"]: d for d in self.documents()
+                    if d["type"] == "invoice" and d["period"] == period}
+        differences: list[dict[str, Any]] = []
+        checked = 0
+        for tenant_id in sorted(set(self.billed_here()) | set(invoices)):
+            usage = await self.daemon.hooks.call("meshd_usage_totals", daemon=self.daemon, tenant=tenant_id,
+                                                 period=period)
+            if usage is None or "error" in usage:
+                differences.append({"tenant": tenant_id, "meter": None, "problem": "usage_unreadable",
+                                    "detail": (usage or {}).get("error", "no plugin answers usage totals")})
+                continue
+            try:
+                metered = usage_values(usage)
+            except InvoiceError as exc:
+                differences.append({"tenant": tenant_id, "meter": None, "problem": "usage_incomplete",
+                                    "detail": str(exc)})
+                continue
+            invoice = invoices.get(tenant_id)
+            if invoice is None:
+                if any(metered.values()):
+                    differences.append({"tenant": tenant_id, "meter": None, "problem": "not_invoiced",
+                                        "detail": f"usage metered in {period} but no invoice kept here"})
+                continue
+            checked += 1
+            invoiced = {line["meter"]: Decimal(line["used"]) for line in invoice["lines"] if line["kind"] == "overage"}
+            for meter in sorted(set(invoiced) | {m for m, v in metered.items() if v}):
+                got, billed = metered.get(meter, Decimal(0)), invoiced.get(meter)
+                if billed is None:
+                    # Metered but not on the invoice: fine when the plan bills no overage for it.
+                    continue
+                if got != billed:
+                    differences.append({"tenant": tenant_id, "meter": meter, "problem": "quantity",
+                                        "invoice": invoice["number"], "metered": str(got), "invoiced": str(billed),
+                                        "difference": str(got - billed)})
+        return {"period": period, "region": self.daemon.region, "invoices_checked": checked,
+                "differences": differences}
 
     def _find(self, files: BillingFiles, number: str) -> dict[str, Any]:
         for key, entity in files.matrix.entities.items():
