@@ -35,8 +35,8 @@ class Pki:
     client_key: Path
 
 
-def make_pki(directory: Path, client_cn: str = "meshd") -> Pki:
-    """A CA and a server (``127.0.0.1``/``localhost``) and client certificate it signed, in ``directory``."""
+def make_pki(directory: Path, client_cn: str = "meshd", server_names: tuple[str, ...] = ("localhost", "127.0.0.1")) -> Pki:
+    """A CA, and a server certificate (for ``server_names``) and a client certificate it signed, in ``directory``."""
     from cryptography import x509
     from cryptography.hazmat.primitives import hashes, serialization
     from cryptography.hazmat.primitives.asymmetric import rsa
@@ -83,8 +83,14 @@ def make_pki(directory: Path, client_cn: str = "meshd") -> Pki:
             builder = builder.add_extension(x509.SubjectAlternativeName(san), critical=False)
         return builder.sign(ca_key, hashes.SHA256()), key
 
-    server_cert, server_key = leaf("localhost", ExtendedKeyUsageOID.SERVER_AUTH,
-                                   [x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))])
+    def general_name(name: str) -> x509.GeneralName:
+        try:
+            return x509.IPAddress(ipaddress.ip_address(name))
+        except ValueError:
+            return x509.DNSName(name)
+
+    server_cert, server_key = leaf(server_names[0], ExtendedKeyUsageOID.SERVER_AUTH,
+                                   [general_name(n) for n in server_names])
     # PyKMIP's server takes the client's identity (the owner of the objects it creates) from the CN.
     client_cert, client_key = leaf(client_cn, ExtendedKeyUsageOID.CLIENT_AUTH, [])
     return Pki(ca=write_cert(ca_cert, directory / "ca.pem"),
@@ -101,6 +107,8 @@ class PyKmipServer:
     workdir: Path
     port: int = 0
     pki: Pki | None = None
+    server_hostname: str = "127.0.0.1"
+    """The name the readiness probe checks in the server's certificate (one of ``make_pki``'s ``server_names``)."""
     proc: subprocess.Popen[bytes] | None = None
     log_file: Path = field(init=False)
 
@@ -137,7 +145,7 @@ class PyKmipServer:
         context.load_cert_chain(str(self.pki.client_cert), str(self.pki.client_key))
         try:
             with socket.create_connection(("127.0.0.1", self.port), timeout=2) as raw, \
-                    context.wrap_socket(raw, server_hostname="127.0.0.1"):
+                    context.wrap_socket(raw, server_hostname=self.server_hostname):
                 return True
         except (OSError, ssl.SSLError):
             return False

@@ -63,12 +63,17 @@ _CBC = {"cryptographic_algorithm": enums.CryptographicAlgorithm.AES,
         "block_cipher_mode": enums.BlockCipherMode.CBC,
         "padding_method": enums.PaddingMethod.PKCS5}
 
-# The server answered, and the answer is about the bytes we sent (a damaged or foreign wrap): a mismatch.
-_MISMATCH_REASONS = {enums.ResultReason.CRYPTOGRAPHIC_FAILURE, enums.ResultReason.INVALID_FIELD,
-                     enums.ResultReason.INVALID_MESSAGE}
+# What a server answers to a Decrypt of bytes it cannot decrypt (a damaged or foreign wrap), or to a
+# failure of its own: a mismatch if the key still answers afterwards (see unwrap), else an outage.
+_REFUSAL_REASONS = {enums.ResultReason.CRYPTOGRAPHIC_FAILURE, enums.ResultReason.INVALID_FIELD,
+                    enums.ResultReason.INVALID_MESSAGE, enums.ResultReason.GENERAL_FAILURE}
 # No usable answer: the network, TLS, the server going away mid-request. Worth an alert and a retry.
 _OUTAGE = (OSError, socket.timeout, kmip_errors.ClientConnectionFailure, kmip_errors.ClientConnectionNotOpen,
            kmip_core_errors.ConnectionClosed, kmip_core_errors.NetworkingError)
+
+
+class _DecryptRefused(Exception):
+    """The server refused a Decrypt for a reason that may be the ciphertext's (see ``unwrap``)."""
 
 
 class KmipProvider(KMSProvider):
@@ -107,9 +112,15 @@ class KmipProvider(KMSProvider):
     def unwrap(self, wrapped_key: bytes, context: dict[str, str]) -> bytes:
         ad = context_bytes(wrap_context(context))
         iv, sealed_otk, nonce, sealed_key = _parse(wrapped_key)
-        one_time_key = self._request(lambda client: client.decrypt(
-            sealed_otk, uid=self.settings.key_id, cryptographic_parameters=dict(_CBC), iv_counter_nonce=iv),
-            decrypting=True)
+        try:
+            one_time_key = self._request(lambda client: client.decrypt(
+                sealed_otk, uid=self.settings.key_id, cryptographic_parameters=dict(_CBC), iv_counter_nonce=iv),
+                decrypting=True)
+        except _DecryptRefused as refused:
+            # A damaged sealed key fails the server's CBC padding check, which servers report in different
+            # ways (PyKMIP's: General Failure). If the key still answers, the refusal was about these bytes.
+            self._check_key()
+            raise ValueError(f"kmip: key {self.settings.key_id} does not unwrap it ({refused})") from None
         if len(one_time_key) != 32:  # the padding happened to check out on a damaged ciphertext
             raise ValueError(f"kmip: key {self.settings.key_id} does not unwrap it (damaged or not for this context)")
         try:
@@ -167,8 +178,8 @@ class KmipProvider(KMSProvider):
                 if exc.reason == enums.ResultReason.ITEM_NOT_FOUND:
                     raise KMSUnavailableError(f"kmip: {self._where()}: not found (or not visible to this "
                                               "client's certificate)") from None
-                if decrypting and exc.reason in _MISMATCH_REASONS:
-                    raise ValueError(f"kmip: key {self.settings.key_id} does not unwrap it ({_reason(exc)})") from None
+                if decrypting and exc.reason in _REFUSAL_REASONS:
+                    raise _DecryptRefused(_reason(exc)) from None
                 raise KMSUnavailableError(f"kmip: {self._where()}: {_reason(exc)}") from None
             except _OUTAGE as exc:
                 raise KMSUnavailableError(f"kmip: {self._where()}: {type(exc).__name__}: {str(exc)[:200]}") from None
