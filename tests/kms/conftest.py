@@ -24,7 +24,7 @@ from meshd_plugins.keys.settings import KeysConfig
 
 from .servers import MotoKms
 
-PROVIDERS = ["local", "vault-transit", "aws-kms"]
+PROVIDERS = ["local", "vault-transit", "aws-kms", "kmip"]
 TRANSIT_KEY = "meshd"
 
 
@@ -131,6 +131,54 @@ def aws_kms_provider(moto_kms: tuple[MotoKms, str], entry_point_lookup: Provider
         lambda region: {"provider": "aws-kms", "settings": {"key": "alias/meshd", "endpoint_url": server.url,
                                                              "aws_region": "eu-west-1"}},
         entry_point_lookup, secrets=[AWS_ENV["AWS_SECRET_ACCESS_KEY"]])
+
+
+@dataclass
+class KmipServerUnderTest:
+    """PyKMIP's server for the session, and the UID of the AES-256 key it holds for meshd."""
+
+    server: Any
+    key_id: str
+
+    def settings(self, **overrides: Any) -> dict[str, Any]:
+        """``keys.kms.settings`` reaching this server with its client certificate."""
+        pki = self.server.pki
+        return {"host": "127.0.0.1", "port": self.server.port, "key_id": self.key_id,
+                "cert_file": str(pki.client_cert), "key_file": str(pki.client_key), "ca_file": str(pki.ca),
+                **overrides}
+
+
+def kmip_aes_key(server: Any) -> str:
+    """Create and activate an AES-256 key (encrypt and decrypt) on ``server`` with the client's certificate."""
+    client_module = need("kmip.pie.client")
+    enums = need("kmip.core.enums")
+    pki = server.pki
+    client = client_module.ProxyKmipClient(hostname="127.0.0.1", port=server.port, cert=str(pki.client_cert),
+                                           key=str(pki.client_key), ca=str(pki.ca), config_file=os.devnull)
+    with client:
+        uid = client.create(enums.CryptographicAlgorithm.AES, 256, cryptographic_usage_mask=[
+            enums.CryptographicUsageMask.ENCRYPT, enums.CryptographicUsageMask.DECRYPT])
+        client.activate(uid)
+    return str(uid)
+
+
+@pytest.fixture(scope="session")
+def pykmip_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[KmipServerUnderTest]:
+    """PyKMIP's own server for the session (mutual TLS, a throwaway CA), holding one AES-256 key."""
+    need("kmip.services.server")
+    server = need("meshd_kms_kmip.devserver").PyKmipServer(tmp_path_factory.mktemp("pykmip")).start()
+    try:
+        yield KmipServerUnderTest(server, kmip_aes_key(server))
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def kmip_provider(pykmip_server: KmipServerUnderTest, entry_point_lookup: ProviderLookup) -> ProviderUnderTest:
+    need("meshd_kms_kmip")
+    # The client's private key must show nowhere (its paths may: they are configuration).
+    return ProviderUnderTest("kmip", lambda region: {"provider": "kmip", "settings": pykmip_server.settings()},
+                             entry_point_lookup, secrets=[pykmip_server.server.pki.client_key.read_text()])
 
 
 @pytest.fixture(params=PROVIDERS)
