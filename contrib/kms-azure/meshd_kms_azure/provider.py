@@ -84,14 +84,14 @@ class AzureKeyVaultProvider(KMSProvider):
     def wrap(self, plaintext_key: bytes, context: dict[str, str]) -> bytes:
         ctx = wrap_context(context)
         current = self._current
-        return seal(plaintext_key, ctx, current.version, str(current.algorithm), lambda cek: self._call(
+        return seal(plaintext_key, ctx, current.version, current.algorithm.value, lambda cek: self._call(
             lambda: bytes(current.crypto.wrap_key(current.algorithm, cek).encrypted_key), "wrap"))
 
     def unwrap(self, wrapped_key: bytes, context: dict[str, str]) -> bytes:
         ctx = wrap_context(context)
         envelope = Envelope.parse(wrapped_key)
         version = self._version(envelope.key_version)
-        if str(version.algorithm) != envelope.algorithm:
+        if version.algorithm.value != envelope.algorithm:
             raise ValueError(f"azure-keyvault: version {envelope.key_version} of {self.settings.key_name} does not "
                              f"wrap with {envelope.algorithm}")
         return envelope.open(ctx, lambda wrapped_cek: self._call(
