@@ -14,17 +14,21 @@ so a key damaged on the way in either direction is caught, not stored.
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Callable
 from typing import Any, TypeVar
 
 import google.api_core.exceptions as gexc
-import google.auth
+import google.auth.aws
 import google.auth.exceptions
+import google.auth.identity_pool
+import google.auth.pluggable
 import google_crc32c
 from google.api_core.client_options import ClientOptions
 from google.api_core.retry import Retry, if_exception_type
 from google.cloud import kms
+from google.oauth2 import service_account
 
 from meshd.kms import KMSProvider, KMSUnavailableError, context_bytes, wrap_context
 
@@ -125,17 +129,38 @@ class GcpKmsProvider(KMSProvider):
 
 
 def _load_credentials(settings: GcpKmsSettings) -> Any:
-    """The credentials of ``credentials_file``, or None for the client to find Application Default Credentials."""
-    if settings.credentials_file is None:
+    """The credentials of ``credentials_file``, or None for the client to find Application Default Credentials.
+
+    Loaded by their declared type, each with its own loader: a service-account key, or a workload identity
+    federation configuration (file, URL, AWS or executable sourced), the two kinds a daemon off Google Cloud
+    uses. google-auth's generic loader is deprecated for files that are not checked this way.
+    """
+    path = settings.credentials_file
+    if path is None:
         return None
+    where = f"gcp-kms: keys.kms.settings.credentials_file: {path}"
     try:
-        credentials, _ = google.auth.load_credentials_from_file(str(settings.credentials_file), scopes=_SCOPES)
-    except google.auth.exceptions.DefaultCredentialsError as exc:  # says what is wrong, never the file's content
-        raise ValueError(f"gcp-kms: keys.kms.settings.credentials_file: {_reason(exc)}") from None
-    except (ValueError, TypeError, KeyError) as exc:  # a damaged private key: the message could quote it
-        raise ValueError(f"gcp-kms: keys.kms.settings.credentials_file: {settings.credentials_file}: "
-                         f"not usable credentials ({type(exc).__name__})") from None
-    return credentials
+        info = json.loads(path.read_text())
+    except OSError as exc:
+        raise ValueError(f"{where}: {exc.strerror or type(exc).__name__}") from None
+    except ValueError:
+        raise ValueError(f"{where}: not a JSON credentials file") from None  # the parser's message may quote it
+    kind = info.get("type") if isinstance(info, dict) else None
+    try:
+        if kind == "service_account":
+            return service_account.Credentials.from_service_account_info(info, scopes=_SCOPES)
+        if kind == "external_account":
+            source = info.get("credential_source") or {}
+            if str(source.get("environment_id", "")).startswith("aws"):
+                return google.auth.aws.Credentials.from_info(info, scopes=_SCOPES)
+            if "executable" in source:
+                return google.auth.pluggable.Credentials.from_info(info, scopes=_SCOPES)
+            return google.auth.identity_pool.Credentials.from_info(info, scopes=_SCOPES)
+    except google.auth.exceptions.MalformedError as exc:  # which fields are missing or wrong, not their values
+        raise ValueError(f"{where}: {_reason(exc)}") from None
+    except (ValueError, TypeError, KeyError) as exc:  # e.g. a damaged private key: the message could quote it
+        raise ValueError(f"{where}: not usable credentials ({type(exc).__name__})") from None
+    raise ValueError(f"{where}: type {kind!r} is not supported (service_account or external_account)")
 
 
 def _quiet_sdk_loggers() -> None:
