@@ -58,7 +58,7 @@ def service_account(tmp_path: Path) -> tuple[Path, bytes]:
 
 def _settings(endpoint: str, credentials_file: Path, **more: object) -> dict[str, object]:
     return {"key_name": KEY_NAME, "endpoint": endpoint, "credentials_file": str(credentials_file),
-            "timeout": 1, **more}
+            "timeout": 0.5, **more}
 
 
 def test_it_registers_through_the_entry_point_and_imports_its_client_only_when_asked(
