@@ -24,6 +24,8 @@ from meshd_plugins.keys.settings import KeysConfig
 
 from .servers import MotoKms
 
+# gcp-kms and azure-keyvault are not here: no local server of their APIs exists (see test_gcp_kms.py and
+# test_azure_keyvault.py for what is tested of them instead).
 PROVIDERS = ["local", "vault-transit", "aws-kms", "kmip"]
 TRANSIT_KEY = "meshd"
 
