@@ -34,14 +34,20 @@ def encode_context(context: Mapping[str, str] | None) -> bytes:
         return b""
     if not isinstance(context, Mapping):
         raise CiphertextError("bad_context", detail=f"a mapping is needed, not {type(context).__name__}")
-    out = []
-    for key in sorted(context, key=lambda k: k if isinstance(k, str) else ""):
-        value = context[key]
+    try:
+        # Sorting the items compares keys first; equal keys cannot occur in a mapping, so values never are.
+        items = sorted(context.items())
+    except TypeError:
+        items = sorted(context.items(), key=lambda kv: kv[0] if isinstance(kv[0], str) else "")
+    out = bytearray()
+    for key, value in items:
         if not isinstance(key, str) or not isinstance(value, str):
             raise CiphertextError("bad_context", detail=f"key {key!r} must be a string with a string value")
         kb, vb = key.encode("utf-8", "surrogatepass"), value.encode("utf-8", "surrogatepass")
-        out.append(_lp(kb))
-        out.append(len(vb).to_bytes(4, "big"))
-        out.append(vb)
-    return b"".join(out)
-
+        if len(kb) > 0xFFFF:
+            raise CiphertextError("bad_context", detail="a name longer than 65535 bytes")
+        out += len(kb).to_bytes(2, "big")
+        out += kb
+        out += len(vb).to_bytes(4, "big")
+        out += vb
+    return bytes(out)
