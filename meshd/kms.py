@@ -3,8 +3,13 @@
 from __future__ import annotations
 
 import abc
-from collections.abc import Mapping
-from typing import Protocol
+import importlib
+from collections.abc import Callable, Mapping
+from typing import Any, ClassVar, Protocol, Self
+
+from pydantic import BaseModel, ConfigDict, ValidationError
+
+from .hookspecs import hookimpl
 
 WRAP_CONTEXT_FIELDS = ("region", "purpose", "key_id")
 """What every wrap is bound to: a wrapped key moved to another region, purpose or keyring does not unwrap."""
@@ -105,3 +110,68 @@ class DataKeyring(Protocol):
     def blind_index(self, value: bytes) -> str:
         """A keyed, deterministic digest of ``value`` (HMAC), to look records up without decrypting them."""
         ...
+
+
+# ---------------------------------------------------------------- for provider packages
+
+PLACED_BY_MESHD = ("state_dir", "keys_dir")
+"""Keys the keys plugin adds to ``keys.kms.settings`` for every provider (``region`` is kept: it names the
+meshd region, which a provider may need)."""
+
+
+class ProviderSettings(BaseModel):
+    """Base of a provider's settings model: unknown keys refused, and errors that name the key, never its value."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    provider_name: ClassVar[str] = "kms"
+    """The provider's name, at the start of every settings error."""
+
+    @classmethod
+    def from_config(cls, config: Mapping[str, Any]) -> Self:
+        """The settings from what ``meshd_kms_provider`` received; ValueError naming each bad
+        ``keys.kms.settings`` key (``include_input=False``: a token in a wrong place is not echoed)."""
+        try:
+            return cls(**{k: v for k, v in config.items() if k not in PLACED_BY_MESHD})
+        except ValidationError as exc:
+            problems = "; ".join(
+                f"keys.kms.settings.{'.'.join(str(p) for p in err['loc']) or '(section)'}: {err['msg']}"
+                for err in exc.errors(include_input=False, include_url=False))
+            raise ValueError(f"{cls.provider_name}: {problems}") from None
+
+
+def lazy_exports(package: str, names: Mapping[str, str]) -> Callable[[str], Any]:
+    """A module ``__getattr__`` that imports ``names`` (attribute -> relative module) on first access.
+
+    A provider package imports its cloud SDK only when the provider is used:
+    every daemon and CLI run loads every installed plugin, most of them
+    without using a given provider.
+    """
+
+    def __getattr__(attr: str) -> Any:
+        if attr in names:
+            return getattr(importlib.import_module(names[attr], package), attr)
+        raise AttributeError(f"module {package!r} has no attribute {attr!r}")
+
+    return __getattr__
+
+
+class LazyProviderPlugin:
+    """A plugin offering one KMS provider through ``meshd_kms_provider``, imported only when asked for.
+
+    Subclasses set ``provider_name`` and ``provider`` / ``settings`` as
+    ``"package.module:Class"``; the provider class is called with
+    ``settings.from_config(config)``.
+    """
+
+    provider_name: ClassVar[str]
+    provider: ClassVar[str]
+    settings: ClassVar[str]
+
+    @hookimpl
+    def meshd_kms_provider(self, name: str, config: dict[str, Any]) -> KMSProvider | None:
+        if name != self.provider_name:
+            return None
+        provider, settings = (getattr(importlib.import_module(m), c)
+                              for m, c in (p.split(":") for p in (self.provider, self.settings)))
+        result: KMSProvider = provider(settings.from_config(config))
+        return result

@@ -4,23 +4,21 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import Any
 from urllib.parse import urlsplit
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator
+from pydantic import Field, ValidationInfo, field_validator
 
-# Set by the keys plugin next to the operator's settings (``region`` is kept: it names the meshd region).
-PLACED_BY_MESHD = ("state_dir", "keys_dir")
+from meshd.kms import ProviderSettings
 
 # Key Vault object names: 1-127 letters, digits and dashes; versions are 32 hex digits.
 _KEY_NAME = re.compile(r"[0-9A-Za-z-]{1,127}")
 _KEY_VERSION = re.compile(r"[0-9A-Fa-f]{32}")
 
 
-class AzureKeyVaultSettings(BaseModel):
+class AzureKeyVaultSettings(ProviderSettings):
     """Which Key Vault key, and how to authenticate (DefaultAzureCredential, or a client secret in a file)."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    provider_name = "azure-keyvault"
 
     vault_url: str
     """``https://<vault>.vault.azure.net`` or ``https://<hsm>.managedhsm.azure.net``."""
@@ -72,17 +70,6 @@ class AzureKeyVaultSettings(BaseModel):
             if not value.is_file():
                 raise ValueError(f"{value} is not a file")
         return value
-
-    @classmethod
-    def from_config(cls, config: dict[str, Any]) -> AzureKeyVaultSettings:
-        """The settings; ValueError naming each bad ``keys.kms.settings`` key (never its value)."""
-        try:
-            return cls(**{k: v for k, v in config.items() if k not in PLACED_BY_MESHD})
-        except ValidationError as exc:
-            problems = "; ".join(
-                f"keys.kms.settings.{'.'.join(str(p) for p in err['loc']) or '(section)'}: {err['msg']}"
-                for err in exc.errors(include_input=False, include_url=False))
-            raise ValueError(f"azure-keyvault: {problems}") from None
 
     @property
     def vault_host(self) -> str:

@@ -4,20 +4,18 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import Field, field_validator
 
-# Set by the keys plugin next to the operator's settings (``region`` is kept: it names the meshd region).
-PLACED_BY_MESHD = ("state_dir", "keys_dir")
+from meshd.kms import ProviderSettings
 
 _KEY_NAME = re.compile(r"projects/([^/]+)/locations/([^/]+)/keyRings/([^/]+)/cryptoKeys/([^/]+)")
 
 
-class GcpKmsSettings(BaseModel):
+class GcpKmsSettings(ProviderSettings):
     """Which Cloud KMS key, and how to reach it; credentials are a file or Application Default Credentials."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    provider_name = "gcp-kms"
 
     key_name: str
     """``projects/P/locations/L/keyRings/R/cryptoKeys/K``: a key, not one of its versions."""
@@ -43,17 +41,6 @@ class GcpKmsSettings(BaseModel):
         if value is not None and not value.is_file():
             raise ValueError(f"{value} is not a file")
         return value
-
-    @classmethod
-    def from_config(cls, config: dict[str, Any]) -> GcpKmsSettings:
-        """The settings; ValueError naming each bad ``keys.kms.settings`` key (never its value)."""
-        try:
-            return cls(**{k: v for k, v in config.items() if k not in PLACED_BY_MESHD})
-        except ValidationError as exc:
-            problems = "; ".join(
-                f"keys.kms.settings.{'.'.join(str(p) for p in err['loc']) or '(section)'}: {err['msg']}"
-                for err in exc.errors(include_input=False, include_url=False))
-            raise ValueError(f"gcp-kms: {problems}") from None
 
     @property
     def location(self) -> str:

@@ -2,34 +2,18 @@
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
-
-from meshd import KMSProvider, hookimpl
+from meshd.kms import LazyProviderPlugin, lazy_exports
 
 NAME = "kmip"
 
 __all__ = ["NAME", "KmipPlugin", "KmipProvider", "KmipSettings"]
 
-# PyKMIP is imported when the provider is asked for, not when meshd loads its plugins:
-# every daemon and CLI run loads every installed plugin, most of them without using this provider.
-_LAZY = {"KmipProvider": ".provider", "KmipSettings": ".settings"}
+__getattr__ = lazy_exports(__name__, {"KmipProvider": ".provider", "KmipSettings": ".settings"})
 
 
-def __getattr__(attr: str) -> Any:
-    if attr in _LAZY:
-        return getattr(importlib.import_module(_LAZY[attr], __name__), attr)
-    raise AttributeError(f"module {__name__!r} has no attribute {attr!r}")
-
-
-class KmipPlugin:
+class KmipPlugin(LazyProviderPlugin):
     """Offers ``keys.kms.provider: kmip`` through ``meshd_kms_provider``."""
 
-    @hookimpl
-    def meshd_kms_provider(self, name: str, config: dict[str, Any]) -> KMSProvider | None:
-        if name != NAME:
-            return None
-        from .provider import KmipProvider
-        from .settings import KmipSettings
-
-        return KmipProvider(KmipSettings.from_config(config))
+    provider_name = NAME
+    provider = f"{__name__}.provider:KmipProvider"
+    settings = f"{__name__}.settings:KmipSettings"

@@ -3,21 +3,19 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import Field, field_validator, model_validator
 
-# Set by the keys plugin next to the operator's settings (``region`` is kept: it names the meshd region).
-PLACED_BY_MESHD = ("state_dir", "keys_dir")
+from meshd.kms import ProviderSettings
 
 # What ``kmip_version`` accepts, as PyKMIP's KMIPVersion names them (Encrypt/Decrypt need 1.2 or later).
 KMIP_VERSIONS = ("1.2", "1.3", "1.4", "2.0")
 
 
-class KmipSettings(BaseModel):
+class KmipSettings(ProviderSettings):
     """Which KMIP server and key, and the client certificate (mutual TLS) to reach it with."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    provider_name = "kmip"
 
     host: str = Field(min_length=1)
     """The KMIP server's name or address; its certificate must name it (checked by the provider)."""
@@ -58,17 +56,6 @@ class KmipSettings(BaseModel):
         if (self.username is None) != (self.password_file is None):
             raise ValueError("username and password_file go together")
         return self
-
-    @classmethod
-    def from_config(cls, config: dict[str, Any]) -> KmipSettings:
-        """The settings; ValueError naming each bad ``keys.kms.settings`` key (never its value)."""
-        try:
-            return cls(**{k: v for k, v in config.items() if k not in PLACED_BY_MESHD})
-        except ValidationError as exc:
-            problems = "; ".join(
-                f"keys.kms.settings.{'.'.join(str(p) for p in err['loc']) or '(section)'}: {err['msg']}"
-                for err in exc.errors(include_input=False, include_url=False))
-            raise ValueError(f"kmip: {problems}") from None
 
     def resolved_password(self) -> str | None:
         """The password of ``password_file`` (its first line), or None without one."""

@@ -4,18 +4,17 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any, Literal
+from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
+from pydantic import Field, SecretStr, model_validator
 
-# Set by the keys plugin next to the operator's settings (``region`` is kept: it names the region).
-PLACED_BY_MESHD = ("state_dir", "keys_dir")
+from meshd.kms import ProviderSettings
 
 
-class TransitSettings(BaseModel):
+class TransitSettings(ProviderSettings):
     """Where the Transit key lives and how to log in."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    provider_name = "vault-transit"
 
     url: str
     """The Vault/OpenBao address, e.g. ``https://vault.eu-west-1.internal:8200``."""
@@ -47,18 +46,6 @@ class TransitSettings(BaseModel):
         if self.ca_cert is not None and not self.ca_cert.is_file():
             raise ValueError(f"ca_cert {self.ca_cert} is not a file")
         return self
-
-    @classmethod
-    def from_config(cls, config: dict[str, Any]) -> TransitSettings:
-        """The settings; ValueError naming each bad ``keys.kms.settings`` key (never its value)."""
-        data = {k: v for k, v in config.items() if k not in PLACED_BY_MESHD}
-        try:
-            return cls(**data)
-        except ValidationError as exc:
-            problems = "; ".join(
-                f"keys.kms.settings.{'.'.join(str(p) for p in err['loc']) or '(section)'}: {err['msg']}"
-                for err in exc.errors(include_input=False, include_url=False))
-            raise ValueError(f"vault-transit: {problems}") from None
 
     def resolved_token(self) -> str:
         """token auth: the token from the settings, its file, or the environment."""
