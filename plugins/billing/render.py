@@ -14,6 +14,7 @@ prints, archives and converts to PDF the same everywhere.
 from __future__ import annotations
 
 import re
+import unicodedata
 from collections.abc import Mapping
 from datetime import date
 from decimal import Decimal
@@ -76,16 +77,20 @@ class Page:
         self.doc = doc
         self.t = t
         self.currency = str(doc["currency"])
+        # In right-to-left text a Latin currency symbol at the end of an amount ("1.00 US$")
+        # would show as "$US": the "$" takes the paragraph's direction. A left-to-right mark
+        # after the amount keeps the symbol as written; it adds nothing visible.
+        self.money_end = "\u200e" if t.rtl else ""
 
     # ------------------------------------------------------------ formatting
 
     def money(self, value: str) -> str:
-        return format_currency(Decimal(value), self.currency, locale=self.t.locale)
+        return format_currency(Decimal(value), self.currency, locale=self.t.locale) + self.money_end
 
     def unit_price(self, value: str) -> str:
         # A unit price may be finer than the minor unit (USD 0.0006 per GB-hour):
         # show every digit it has rather than rounding it to cents.
-        return format_currency(Decimal(value), self.currency, locale=self.t.locale, decimal_quantization=False)
+        return format_currency(Decimal(value), self.currency, locale=self.t.locale, decimal_quantization=False) + self.money_end
 
     def number(self, value: str) -> str:
         return format_decimal(Decimal(value), locale=self.t.locale, decimal_quantization=False)
@@ -99,6 +104,21 @@ class Page:
     def country(self, code: str | None) -> str:
         return str(self.t.locale.territories.get(code, code)) if code else ""
 
+    def text_dir(self, text: str) -> str:
+        """``ltr`` or ``rtl`` from the first letter of ``text`` (the page's direction without one).
+
+        Names, addresses and IDs are data in any script: "Meshd Middle East W.L.L."
+        set in an Arabic paragraph would move its final period to the left. Each such
+        value gets its own direction (as a block: PDF engines honour ``dir`` on blocks).
+        """
+        for char in text:
+            kind = unicodedata.bidirectional(char)
+            if kind == "L":
+                return "ltr"
+            if kind in ("R", "AL"):
+                return "rtl"
+        return "rtl" if self.t.rtl else "ltr"
+
     def label(self, key: str, **kwargs: Any) -> str:
         return self.t(f"billing.invoice.{key}", **kwargs)
 
@@ -109,7 +129,7 @@ class Page:
         credit = doc.get("type") == "credit_note"
         return {
             "lang": t.lang, "dir": "rtl" if t.rtl else "ltr",
-            "label": self.label,
+            "label": self.label, "text_dir": self.text_dir,
             "title": self.label("title_credit_note" if credit else "title"),
             "number": doc.get("number") or self.label("draft"),
             "facts": self.facts(),
