@@ -8,6 +8,7 @@ import os
 import re
 import shutil
 import subprocess
+import sys
 from collections.abc import Iterator
 from decimal import Decimal
 from html import unescape
@@ -202,3 +203,20 @@ def test_a_normal_invoice_is_a_one_page_pdf_with_its_number_and_total(files: Bil
     text = reader.pages[0].extract_text()
     assert "CA-000123" in text
     assert format_currency(Decimal(doc["total"]), "CAD", locale="en_US") in text
+
+
+# ---------------------------------------------------------------- the command line
+
+
+def test_a_pdf_is_not_written_to_a_terminal(tmp_path: Path) -> None:
+    main, terminal = os.openpty()  # a real terminal for the command's standard output
+    try:
+        run = subprocess.run([sys.executable, "-m", "meshd.cli", "--lang", "en", "invoice", "--tenant", "bistro-fr",
+                              "--period", "2026-10", "--format", "pdf"], stdout=terminal, stderr=subprocess.PIPE,
+                             text=True, cwd=tmp_path, timeout=60)
+    finally:
+        os.close(terminal)
+        os.close(main)
+    # refused before any daemon is looked for: no config is needed to be told
+    assert run.returncode == 2, run.stderr
+    assert "write it to a file with --out FILE" in run.stderr
