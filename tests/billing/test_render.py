@@ -185,8 +185,8 @@ def test_amounts_sit_at_the_end_of_the_reading_direction(files: BillingFiles, te
         else:
             assert row["amount"]["left"] > row["description"]["right"], row
     # Every amount, lines, taxes and totals, ends on one edge: right in LTR, left in RTL.
-    edges = {round(a["left" if rtl else "right"], 1) for a in measured["amounts"]}
-    assert len(measured["amounts"]) >= 7 and len(edges) == 1, measured["amounts"]
+    edges = [a["left" if rtl else "right"] for a in measured["amounts"]]
+    assert len(edges) >= 7 and max(edges) - min(edges) < 0.5, measured["amounts"]
 
 
 # ---------------------------------------------------------------- PDF
