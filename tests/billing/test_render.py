@@ -220,3 +220,10 @@ def test_a_pdf_is_not_written_to_a_terminal(tmp_path: Path) -> None:
     # refused before any daemon is looked for: no config is needed to be told
     assert run.returncode == 2, run.stderr
     assert "write it to a file with --out FILE" in run.stderr
+
+
+def test_the_tax_rules_notes_are_translated(files: BillingFiles, tenants: dict) -> None:
+    texas = tenants["globex-us"].model_copy(update={"subdivision": "TX"})
+    doc = issue(compute("globex-tx", texas, "2026-10", USAGE, files), "US-000001")
+    assert doc["tax_lines"][0]["note"] == "80% of the charge is taxable"
+    assert "80\xa0% du montant est taxable" in page_text(render_html(doc, "fr"))
