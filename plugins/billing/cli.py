@@ -13,6 +13,9 @@ from typing import Any, TextIO
 
 from babel.numbers import format_currency
 
+from .output import FORMATS, RENDERED, add_render_options, can_write, write_rendered
+from .render import render_html, render_pdf
+
 EXIT_OK, EXIT_FAILURE, EXIT_USAGE = 0, 1, 2
 BAD_INPUT = {"bad_period", "unknown_tenant", "not_configured", "wrong_jurisdiction", "unknown_invoice",
              "bad_request"}
@@ -24,9 +27,9 @@ def add_commands(subparsers: Any, t: Any) -> None:
     p.add_argument("--config", help=t("cli.opt.config"))
     p.add_argument("--tenant", help=t("billing.cli.tenant"))
     p.add_argument("--period", help=t("billing.cli.period"))
-    p.add_argument("--format", choices=["text", "json"], default="text", help=t("billing.cli.format"))
+    p.add_argument("--format", choices=FORMATS, default="text", help=t("billing.cli.format"))
+    add_render_options(p, t, default=None)
     p.add_argument("--all", action="store_true", help=t("billing.cli.all"))
-    p.add_argument("--out", help=t("billing.cli.out"))
     p.set_defaults(handler=cmd_invoice)
     sub = p.add_subparsers(dest="invoice_command", metavar="COMMAND")
     c = sub.add_parser("credit", help=t("billing.cli.credit.help"))
@@ -34,7 +37,8 @@ def add_commands(subparsers: Any, t: Any) -> None:
     c.add_argument("--reason", required=True, help=t("billing.cli.credit.reason"))
     # SUPPRESS: the parent's values (meshd invoice --config X credit ...) must not be reset by these defaults.
     c.add_argument("--config", default=argparse.SUPPRESS, help=t("cli.opt.config"))
-    c.add_argument("--format", choices=["text", "json"], default=argparse.SUPPRESS, help=t("billing.cli.format"))
+    c.add_argument("--format", choices=FORMATS, default=argparse.SUPPRESS, help=t("billing.cli.format"))
+    add_render_options(c, t, default=argparse.SUPPRESS)
     c.set_defaults(handler=cmd_credit)
 
 
@@ -77,6 +81,8 @@ def _need(args: argparse.Namespace, ctx: Any, *names: str) -> bool:
 
 
 def _post(ctx: Any, args: argparse.Namespace, path: str, body: dict[str, Any]) -> int:
+    if not can_write(ctx, args):
+        return EXIT_USAGE
     config = ctx.load_config(args.config)
     # An invoice waits for the usage query of every region of the residency.
     status, doc = ctx.call(config, "POST", path, body, timeout=60)
@@ -85,6 +91,8 @@ def _post(ctx: Any, args: argparse.Namespace, path: str, body: dict[str, Any]) -
         code = str(doc.get("code", ""))
         ctx.error(ctx.t("billing.cli.refused", status=status, detail=str(doc.get("error", ""))))
         return EXIT_USAGE if code in BAD_INPUT else EXIT_FAILURE
+    if getattr(args, "format", "text") in RENDERED:
+        return EXIT_OK if write_rendered(ctx, args, doc["document"]) else EXIT_FAILURE
     if getattr(args, "format", "text") == "json":
         ctx.print(json.dumps(doc["document"], indent=2, ensure_ascii=False))
     else:
@@ -160,6 +168,10 @@ def cmd_invoice_all(args: argparse.Namespace, ctx: Any) -> int:
             document = doc["document"]
             (out / f"{document['number']}.json").write_text(
                 json.dumps(document, indent=2, ensure_ascii=False, sort_keys=True) + "\n", encoding="utf-8")
+            if args.format in RENDERED:  # the page too, in each customer's language unless --lang says
+                page = render_html(document, args.invoice_lang)
+                data = render_pdf(page) if args.format == "pdf" else page.encode("utf-8")
+                (out / f"{document['number']}.{args.format}").write_bytes(data)
             issued += doc["issued"]
         else:
             failed.append((tenant, str((doc or {}).get("error", status)) if isinstance(doc, dict) else str(status)))

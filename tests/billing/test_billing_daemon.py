@@ -148,6 +148,17 @@ async def test_invoice_from_two_regions_usage_numbered_once_and_credited(
         code, out, _ = await cli(capsys, "invoice", "--config", west_cfg, "--tenant", "bistro-fr", "--period", period,
                                  "--format", "json")
         assert code == 0 and json.loads(out) == doc
+        # html and pdf are rendered by the CLI from the document the daemon answers
+        page, pdf = tmp_path / "EU-000001.html", tmp_path / "EU-000003.pdf"
+        code, out, _ = await cli(capsys, "invoice", "--config", west_cfg, "--tenant", "bistro-fr", "--period", period,
+                                 "--format", "html", "--lang", "ar", "--out", str(page))
+        assert code == 0 and str(page) in out
+        html = page.read_text(encoding="utf-8")
+        assert '<html lang="ar" dir="rtl">' in html and "EU-000001" in html
+        assert format_currency(Decimal(doc["total"]), "EUR", locale="ar") in html
+        code, out, _ = await cli(capsys, "invoice", "--config", west_cfg, "--format", "pdf", "--out", str(pdf),
+                                 "credit", "EU-000001", "--reason", "wrong plan")
+        assert code == 0 and pdf.read_bytes().startswith(b"%PDF-") and "EU-000003" in out
         code, _, err = await cli(capsys, "--lang", "en", "invoice", "--config", central_cfg, "--tenant", "bistro-fr",
                                  "--period", period)
         assert code == 1 and "issued by eu-west-1" in err
