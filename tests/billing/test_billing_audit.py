@@ -44,7 +44,7 @@ async def test_invoice_all_then_an_audit_finds_usage_that_arrived_after_invoicin
         files = sorted(out_dir.glob("*.json"))
         pages = {p.stem: p.read_text() for p in out_dir.glob("*.html")}
         assert set(pages) == {f.stem for f in files}
-        assert sorted('lang="de"' in page for page in pages.values()) == [False, True]  # each customer's language
+        assert sorted('lang="fr"' in page for page in pages.values()) == [False, True]  # each customer's language
         docs = {json.loads(f.read_text())["customer"]["tenant"]: json.loads(f.read_text()) for f in files}
         assert set(docs) == {"acme-eu", "bistro-fr"} and [f.stem for f in files] == ["EU-000001", "EU-000002"]
         assert "2 invoice(s) for" in out and "2 issued now, 0 failed" in out
