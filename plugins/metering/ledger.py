@@ -284,7 +284,10 @@ class Ledger:
                 row = self._read_row(tk, meter, hour, data)
                 if row.get("tenant") != tenant:
                     raise LedgerError(f"aggregate row ({meter}, hour {hour}) belongs to another tenant")
-                partials.setdefault(meter, Partial()).aggregate.merge(Aggregate.from_json(row))
+                part = partials.get(meter)
+                if part is None:  # not setdefault: a Partial per row would be built and thrown away
+                    part = partials[meter] = Partial()
+                part.aggregate.merge(Aggregate.from_json(row))
             for meter, member in db.execute(
                     "SELECT DISTINCT meter, member FROM uniques WHERE tenant_key = ? AND hour >= ? AND hour < ?",
                     (tk, first, last)).fetchall():
