@@ -14,7 +14,6 @@ from typing import Any, TextIO
 from babel.numbers import format_currency
 
 from .output import FORMATS, RENDERED, add_render_options, can_write, write_rendered
-from .render import render_html, render_pdf
 
 EXIT_OK, EXIT_FAILURE, EXIT_USAGE = 0, 1, 2
 BAD_INPUT = {"bad_period", "unknown_tenant", "not_configured", "wrong_jurisdiction", "unknown_invoice",
@@ -169,6 +168,7 @@ def cmd_invoice_all(args: argparse.Namespace, ctx: Any) -> int:
             (out / f"{document['number']}.json").write_text(
                 json.dumps(document, indent=2, ensure_ascii=False, sort_keys=True) + "\n", encoding="utf-8")
             if args.format in RENDERED:  # the page too, in each customer's language unless --lang says
+                from .render import render_html, render_pdf
                 page = render_html(document, args.invoice_lang)
                 data = render_pdf(page) if args.format == "pdf" else page.encode("utf-8")
                 (out / f"{document['number']}.{args.format}").write_bytes(data)

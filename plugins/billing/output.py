@@ -13,8 +13,6 @@ from typing import Any
 
 from meshd.i18n import LANGUAGES
 
-from .render import RenderError, render_html, render_pdf
-
 FORMATS = ["text", "json", "html", "pdf"]
 RENDERED = ("html", "pdf")
 
@@ -43,6 +41,8 @@ def can_write(ctx: Any, args: argparse.Namespace) -> bool:
 
 def write_rendered(ctx: Any, args: argparse.Namespace, doc: dict[str, Any]) -> bool:
     """Render ``doc`` as --format says and write it to --out or standard output; False (said why) on failure."""
+    from .render import RenderError, render_html, render_pdf  # jinja2: only for commands that render
+
     html = render_html(doc, getattr(args, "invoice_lang", None))
     try:
         data = render_pdf(html) if args.format == "pdf" else html.encode("utf-8")
