@@ -91,6 +91,24 @@ class KvTenantDirectory(CopyDirectory):
         """Set once the first full copy is in memory."""
         self.loaded_at: float | None = None
 
+    def attach_metrics(self, metrics: Any) -> None:
+        """Export the copy's size and the skipped records as the daemon's metrics."""
+        from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+
+        directory = self
+
+        class Collector:
+            def collect(self) -> Any:
+                yield GaugeMetricFamily("meshd_tenant_registry_tenants", "Tenants in this region's copy of the registry",
+                                        value=len(directory._copy))
+                yield CounterMetricFamily("meshd_tenant_registry_invalid_records",
+                                          "Registry records skipped because they did not validate",
+                                          value=directory.invalid_records)
+                yield CounterMetricFamily("meshd_tenant_registry_watch_restarts",
+                                          "Times the registry's watch was reopened", value=directory.watch_restarts)
+
+        metrics.register(Collector())
+
     # ------------------------------------------------------------ opening and watching
 
     async def open(self, transport: Transport) -> None:
