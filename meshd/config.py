@@ -314,7 +314,7 @@ class TenantRegistryConfig(StrictModel):
     """Replicas of this jurisdiction's customer bucket; ``replicas`` when unset."""
     placement: dict[Annotated[str, Field(pattern=r"^[A-Z]{2}$")], list[str]] = Field(default_factory=dict)
     """Server tags per jurisdiction: where ``meshd_customers_<J>`` may be stored (e.g. ``{EU: [eu]}``)."""
-    ready_timeout: float = Field(default=5.0, gt=0)
+    ready_timeout: Duration = 5.0
     """Seconds a write waits for this region's copy to show it before returning anyway."""
 
 
