@@ -87,9 +87,9 @@ class KvTenantDirectory(CopyDirectory):
         self.invalid_records = 0
         """Records skipped because they did not validate (a metric)."""
         self.watch_restarts = 0
-        self.loaded = anyio.Event()
-        """Set once the first full copy is in memory."""
+        # No anyio.Event here: the config loader builds this object outside any event loop.
         self.loaded_at: float | None = None
+        """When the first full copy was in memory (None before)."""
 
     def attach_metrics(self, metrics: Any) -> None:
         """Export the copy's size and the skipped records as the daemon's metrics."""
@@ -152,7 +152,6 @@ class KvTenantDirectory(CopyDirectory):
                         if not started:
                             started = True
                             self.loaded_at = self.clock()
-                            self.loaded.set()
                             self.log.info("tenant registry loaded: %d tenants", len(self._copy))
                             task_status.started()
                         backoff.reset()
