@@ -48,7 +48,7 @@ from .tenantdir import (
     with_customer,
 )
 from .tenants import Tenant
-from .transport import KeyChange, KeyExists, KeyValueStore, KeyWatch, RevisionMismatch, Transport
+from .transport import KeyChange, KeyExists, KeyValueStore, KeyWatch, NotStored, RevisionMismatch, Transport
 
 GLOBAL_BUCKET = "meshd_tenants"
 CUSTOMER_BUCKET = "meshd_customers_{}"
@@ -62,6 +62,49 @@ def customer_bucket(jurisdiction: str) -> str:
 
 def _dump(value: Mapping[str, Any]) -> bytes:
     return json.dumps(value, sort_keys=True, separators=(",", ":")).encode()
+
+
+class _Patient(KeyValueStore):
+    """A bucket whose writes are retried while no stream answers them (nothing stored: safe to retry).
+
+    Right after a replicated bucket is made, or while its stream elects a new leader, a write
+    finds no responder for a moment; the caller should not see that as a failure.
+    """
+
+    def __init__(self, kv: KeyValueStore, patience: float):
+        self._kv, self._patience = kv, patience
+
+    async def _retry(self, write: Callable[[], Any]) -> Any:
+        backoff = Backoff(0.05, 1.0)
+        deadline = anyio.current_time() + self._patience
+        while True:
+            try:
+                return await write()
+            except NotStored:
+                if anyio.current_time() >= deadline:
+                    raise
+                await anyio.sleep(backoff.next())
+
+    async def create(self, key: str, value: bytes) -> int:
+        return int(await self._retry(lambda: self._kv.create(key, value)))
+
+    async def put(self, key: str, value: bytes) -> int:
+        return int(await self._retry(lambda: self._kv.put(key, value)))
+
+    async def update(self, key: str, value: bytes, revision: int) -> int:
+        return int(await self._retry(lambda: self._kv.update(key, value, revision)))
+
+    async def get(self, key: str) -> Any:
+        return await self._kv.get(key)
+
+    async def delete(self, key: str) -> None:
+        await self._kv.delete(key)
+
+    async def keys(self) -> list[str]:
+        return await self._kv.keys()
+
+    async def watch(self) -> KeyWatch:
+        return await self._kv.watch()
 
 
 class RegistryUnavailable(TenantDirectoryError):
@@ -114,12 +157,14 @@ class KvTenantDirectory(CopyDirectory):
     async def open(self, transport: Transport) -> None:
         """Open (creating if need be) the global bucket and this jurisdiction's customer bucket."""
         s = self.settings
-        self._kv = await transport.key_value(GLOBAL_BUCKET, replicas=s.replicas, history=s.history)
+        patience = max(5.0, s.ready_timeout)
+        self._kv = _Patient(await transport.key_value(GLOBAL_BUCKET, replicas=s.replicas, history=s.history),
+                            patience)
         if self.jurisdiction:
             placement = s.placement.get(self.jurisdiction, [])
-            self._customer_kv = await transport.key_value(customer_bucket(self.jurisdiction),
-                                                          replicas=s.customer_replicas or s.replicas,
-                                                          history=s.history, placement=placement)
+            self._customer_kv = _Patient(await transport.key_value(
+                customer_bucket(self.jurisdiction), replicas=s.customer_replicas or s.replicas,
+                history=s.history, placement=placement), patience)
 
     async def run(self, transport: Transport, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
         """Open the buckets, read them whole, report started, then follow their changes until cancelled.
@@ -284,16 +329,22 @@ class KvTenantDirectory(CopyDirectory):
         if customer is not None:
             self._check_jurisdiction("(new)", new.residency)
         now = self.clock()
-        while True:
+        while True:  # 80 random bits: a clash is (practically) never; then take another id
             tenant_id = new_tenant_id()
             tenant = Tenant(id=tenant_id, created=now, updated=now, **new.model_dump(exclude_none=True))
             if customer is not None:
-                # Stored before the record appears, so no region's copy ever shows the
-                # tenant in this jurisdiction without its customer data.
-                await self._customer_store().put(tenant_id, _dump(customer.model_dump(mode="json")))
+                # Stored before the record appears, so no region's copy ever shows the tenant
+                # in this jurisdiction without its customer data; create-only, so a clash can
+                # never overwrite another tenant's.
+                try:
+                    await self._customer_store().create(tenant_id, _dump(customer.model_dump(mode="json")))
+                except KeyExists:
+                    continue
             try:
                 revision = await kv.create(tenant_id, _dump(public_record(tenant)))
-            except KeyExists:  # 80 random bits: a clash is (practically) never; take another id
+            except KeyExists:
+                if customer is not None:
+                    await self._customer_store().delete(tenant_id)
                 continue
             break
         await self._until_copied(tenant_id, revision)

@@ -41,6 +41,13 @@ class RevisionMismatch(TransportError):
     """A compare-and-set write found another revision than the one expected."""
 
 
+class NotStored(TransportError):
+    """A write no stream answered (no responders, e.g. a bucket whose stream is still electing its leader).
+
+    Nothing was stored, so retrying is safe; unlike a timeout, after which the write may have landed.
+    """
+
+
 @dataclass(frozen=True, slots=True)
 class Message:
     subject: str
@@ -276,10 +283,12 @@ class _NatsKV(KeyValueStore):
         self._kv = kv
 
     async def create(self, key: str, value: bytes) -> int:
-        from nats.js.errors import KeyNotFoundError, KeyWrongLastSequenceError
+        from nats.js.errors import KeyNotFoundError, KeyWrongLastSequenceError, NoStreamResponseError
 
         try:
             return int(await self._kv.create(key, value))
+        except NoStreamResponseError:
+            raise NotStored(key) from None
         except (KeyWrongLastSequenceError, KeyNotFoundError):
             # nats-py answers a create that lost with "wrong last sequence", then reads the key to
             # tell a deleted one from a live one; on a cluster that read can hit a replica that
@@ -298,13 +307,20 @@ class _NatsKV(KeyValueStore):
         return Entry(e.key, e.value, e.revision)
 
     async def put(self, key: str, value: bytes) -> int:
-        return int(await self._kv.put(key, value))
+        from nats.js.errors import NoStreamResponseError
+
+        try:
+            return int(await self._kv.put(key, value))
+        except NoStreamResponseError:
+            raise NotStored(key) from None
 
     async def update(self, key: str, value: bytes, revision: int) -> int:
-        from nats.js.errors import KeyWrongLastSequenceError
+        from nats.js.errors import KeyWrongLastSequenceError, NoStreamResponseError
 
         try:
             return int(await self._kv.update(key, value, last=revision))
+        except NoStreamResponseError:
+            raise NotStored(key) from None
         except KeyWrongLastSequenceError:
             raise RevisionMismatch(key) from None
 
