@@ -23,8 +23,10 @@ from pydantic import (
     AfterValidator,
     BaseModel,
     ConfigDict,
+    Discriminator,
     Field,
     PlainValidator,
+    Tag,
     ValidationError,
     ValidationInfo,
     create_model,
@@ -72,6 +74,10 @@ def _issue_from_yaml_error(exc: YamlError) -> ConfigIssue:
     return ConfigIssue(exc.path, (), exc.message, exc.line, code="yaml")
 
 
+UNION_TAGS = {"tenants-file", "tenants-registry"}
+"""The tags of our own discriminated unions: in an error's ``loc``, never a key of the data."""
+
+
 def _data_keypath(data: Any, loc: tuple[Any, ...]) -> KeyPath:
     """Map a pydantic error location onto the key path in the YAML data.
 
@@ -89,7 +95,7 @@ def _data_keypath(data: Any, loc: tuple[Any, ...]) -> KeyPath:
             cur = cur[part]
         elif isinstance(cur, dict) and isinstance(part, str) and not out[-1:] == [part]:
             # A missing key: name it, there is no deeper data.
-            if not part.startswith(("function-", "union[", "tagged-union[", "json-or-python[")):
+            if not part.startswith(("function-", "union[", "tagged-union[", "json-or-python[")) and part not in UNION_TAGS:
                 out.append(part)
                 break
     return tuple(out)
@@ -296,6 +302,33 @@ def default_state_dir(config_path: Path) -> Path | None:
     return None
 
 
+class TenantRegistryConfig(StrictModel):
+    """``tenants: {registry: kv, ...}``: the tenant directory is the JetStream KV registry (:mod:`meshd.tenantkv`)."""
+
+    registry: Literal["kv"]
+    replicas: int = Field(default=1, ge=1, le=5)
+    """Replicas of the global bucket ``meshd_tenants`` (3 in production)."""
+    history: int = Field(default=10, ge=1, le=64)
+    """Revisions kept per tenant record."""
+    customer_replicas: int | None = Field(default=None, ge=1, le=5)
+    """Replicas of this jurisdiction's customer bucket; ``replicas`` when unset."""
+    placement: dict[Annotated[str, Field(pattern=r"^[A-Z]{2}$")], list[str]] = Field(default_factory=dict)
+    """Server tags per jurisdiction: where ``meshd_customers_<J>`` may be stored (e.g. ``{EU: [eu]}``)."""
+    ready_timeout: Duration = 5.0
+    """Seconds a write waits for this region's copy to show it before returning anyway."""
+
+
+def _tenants_kind(value: Any) -> str:
+    return "tenants-registry" if isinstance(value, dict | TenantRegistryConfig) else "tenants-file"
+
+
+# Discriminated, so that a mistake in one form is reported once, not also as "not a valid path".
+TenantsSetting = Annotated[
+    Annotated[RelPath, Tag("tenants-file")] | Annotated[TenantRegistryConfig, Tag("tenants-registry")],
+    Discriminator(_tenants_kind),
+]
+
+
 class DaemonConfig(StrictModel):
     """The settings of one regional daemon (``/etc/meshd/<region>.yaml``)."""
 
@@ -304,8 +337,11 @@ class DaemonConfig(StrictModel):
     state_dir: RelPath
     """Required, except in ``/etc/meshd/<name>.yaml`` (see :func:`default_state_dir`)."""
     region_map: RelPath = Path("region_map.yaml")
-    tenants: RelPath | None = None
-    """The tenant directory (tenants.yaml), for plugins that need residency; optional."""
+    tenants: TenantsSetting | None = None
+    """The tenant directory, for plugins that need residency; optional.
+
+    A path reads tenants.yaml (read-only); ``{registry: kv, ...}`` opens the JetStream KV registry.
+    """
     identity: IdentityConfig
     nats: NatsConfig = Field(default_factory=NatsConfig)
     http: HttpConfig = Field(default_factory=HttpConfig)
@@ -388,7 +424,10 @@ class LoadedConfig:
     source: Source
     plugin_sections: dict[str, BaseModel] = field(default_factory=dict)
     tenants: Any = None
-    """The :class:`meshd.tenants.TenantDirectory`, or None when the config names none."""
+    """The :class:`meshd.tenantdir.TenantDirectory`, or None when the config names none.
+
+    Callers read ``tenants.tenants[id]`` and ``tenants.residency_regions(id, region_map)``.
+    """
 
     @property
     def region(self) -> str:
@@ -475,10 +514,16 @@ def load_config(path: str | os.PathLike[str], plugin_models: dict[str, type[Base
                     issues.append(issue)
             return None
 
-    from .tenants import TenantDirectory
+    from .tenants import TenantFile
 
     region_map = load_into(daemon.region_map, RegionMap, ("region_map",))
-    tenants = load_into(daemon.tenants, TenantDirectory, ("tenants",)) if daemon.tenants else None
+    tenants = load_into(daemon.tenants, TenantFile, ("tenants",)) if isinstance(daemon.tenants, Path) else None
+    if isinstance(daemon.tenants, TenantRegistryConfig) and region_map is not None:
+        jurisdictions = {r.jurisdiction for r in region_map.regions.values()}
+        for code in sorted(set(daemon.tenants.placement) - jurisdictions):
+            where = ("tenants", "placement", code)
+            issues.append(ConfigIssue(path, where, f"no region of the map is in jurisdiction {code!r}",
+                                      source.line_of(where)))
     if tenants is not None and region_map is not None:
         jurisdictions = {r.jurisdiction for r in region_map.regions.values()}
         for name, tenant in tenants.tenants.items():
@@ -545,4 +590,17 @@ def load_config(path: str | os.PathLike[str], plugin_models: dict[str, type[Base
     if issues:
         raise ConfigError(issues)
     assert region_map is not None and trust is not None
-    return LoadedConfig(path, daemon, region_map, trust, source, sections, tenants)
+    return LoadedConfig(path, daemon, region_map, trust, source, sections, _directory(daemon, region_map, tenants))
+
+
+def _directory(daemon: DaemonConfig, region_map: RegionMap, file: Any) -> Any:
+    """The tenant directory the config names: tenants.yaml read-only, or the KV registry (opened by the daemon)."""
+    from .tenantkv import KvTenantDirectory
+    from .tenantyaml import YamlTenantDirectory
+
+    jurisdiction = region_map.regions[daemon.region].jurisdiction
+    if file is not None:
+        return YamlTenantDirectory(file, source=daemon.tenants, jurisdiction=jurisdiction)
+    if isinstance(daemon.tenants, TenantRegistryConfig):
+        return KvTenantDirectory(daemon.tenants, jurisdiction=jurisdiction, region=daemon.region)
+    return None
