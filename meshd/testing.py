@@ -41,7 +41,7 @@ from .samples import sample_file
 T = TypeVar("T")
 
 BUILTIN_PLUGINS = ("health", "membership", "failover", "routing", "alerts", "keys", "metering", "billing",
-                   "fencing")
+                   "fencing", "partners")
 """The first-party plugins; block them to test the core (or one plugin) alone."""
 
 
