@@ -388,7 +388,10 @@ class LoadedConfig:
     source: Source
     plugin_sections: dict[str, BaseModel] = field(default_factory=dict)
     tenants: Any = None
-    """The :class:`meshd.tenants.TenantDirectory`, or None when the config names none."""
+    """The :class:`meshd.tenantdir.TenantDirectory`, or None when the config names none.
+
+    Callers read ``tenants.tenants[id]`` and ``tenants.residency_regions(id, region_map)``.
+    """
 
     @property
     def region(self) -> str:
@@ -475,10 +478,10 @@ def load_config(path: str | os.PathLike[str], plugin_models: dict[str, type[Base
                     issues.append(issue)
             return None
 
-    from .tenants import TenantDirectory
+    from .tenants import TenantFile
 
     region_map = load_into(daemon.region_map, RegionMap, ("region_map",))
-    tenants = load_into(daemon.tenants, TenantDirectory, ("tenants",)) if daemon.tenants else None
+    tenants = load_into(daemon.tenants, TenantFile, ("tenants",)) if daemon.tenants else None
     if tenants is not None and region_map is not None:
         jurisdictions = {r.jurisdiction for r in region_map.regions.values()}
         for name, tenant in tenants.tenants.items():
@@ -545,4 +548,14 @@ def load_config(path: str | os.PathLike[str], plugin_models: dict[str, type[Base
     if issues:
         raise ConfigError(issues)
     assert region_map is not None and trust is not None
-    return LoadedConfig(path, daemon, region_map, trust, source, sections, tenants)
+    return LoadedConfig(path, daemon, region_map, trust, source, sections, _directory(daemon, region_map, tenants))
+
+
+def _directory(daemon: DaemonConfig, region_map: RegionMap, file: Any) -> Any:
+    """The tenant directory the config names: tenants.yaml read-only, or the KV registry (opened by the daemon)."""
+    from .tenantyaml import YamlTenantDirectory
+
+    jurisdiction = region_map.regions[daemon.region].jurisdiction
+    if file is not None:
+        return YamlTenantDirectory(file, source=daemon.tenants, jurisdiction=jurisdiction)
+    return None

@@ -397,7 +397,7 @@ class RoutingEngine:
     """Routing decisions for one daemon's view of the federation.
 
     ``regions`` is the region map (name -> :class:`meshd.config.Region`),
-    ``tenants`` the tenant directory (a :class:`meshd.tenants.TenantDirectory`
+    ``tenants`` the tenant directory (a :class:`meshd.tenantdir.TenantDirectory`
     or a name -> Tenant mapping), ``rtt`` an RTT table ``{from: {region: ms}}``
     whose rows are named like client locations, ``places`` extra named
     locations, ``local_region`` the region this engine runs in (for measured
