@@ -101,7 +101,7 @@ class Runtime:
     # ------------------------------------------------------------ what routes need
 
     def directory(self) -> Any:
-        directory = getattr(self.daemon, "tenants", None)
+        directory = getattr(self.daemon, "tenants", None) or self.daemon.config.tenants
         if directory is None or not hasattr(directory, "list"):
             raise Problem("unavailable", reason="this region has no tenant registry")
         return directory
