@@ -57,7 +57,7 @@ def partner_configs(tmp_path: Path, nats_url: str, patch: dict[str, Any] | None 
 @pytest.fixture
 async def federation(tmp_path: Path, nats_server: Any) -> AsyncIterator[Federation]:
     configs = partner_configs(tmp_path, nats_server.url)
-    async with running_daemons(configs) as daemons:
+    async with running_daemons(configs, blocked=OTHER_PLUGINS) as daemons:
         fed = Federation(daemons, configs)
         # One registry shared by both regions, as the KV registry is.
         shared = MemoryTenantDirectory(jurisdiction="EU")
