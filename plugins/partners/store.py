@@ -142,7 +142,10 @@ class PartnerStore:
                 self.apply(entry.key, None if deleted else entry.value)
         finally:
             with anyio.CancelScope(shield=True), anyio.move_on_after(1):
-                await watcher.stop()
+                try:
+                    await watcher.stop()
+                except Exception:  # the connection is already closed (the daemon is stopping): nothing to stop
+                    pass
 
     async def _reload_all(self) -> None:
         keys = set(await self.kv.keys())
