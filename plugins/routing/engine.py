@@ -455,6 +455,20 @@ class RoutingEngine:
         self._locations: dict[Any, Location] = {}
         self._invalidate()
 
+    def set_tenant(self, tenant_id: str, tenant: Any | None) -> None:
+        """One tenant added, changed or (None) removed, as the tenant registry reports it at run time.
+
+        Cheaper than :meth:`reconfigure`: plans belong to (residency, home) classes, not tenants,
+        so the others' cached plans stay valid.
+        """
+        if tenant is None:
+            self.tenants.pop(tenant_id, None)
+            self._by_tenant.pop(tenant_id, None)
+            return
+        self.tenants[tenant_id] = tenant
+        home = tenant.home if tenant.home in self.regions else None
+        self._by_tenant[tenant_id] = self._class(tenant.residency, home)
+
     def _class(self, residency: str, home: str | None) -> _Class:
         key = (residency, home)
         cls = self._classes.get(key)
