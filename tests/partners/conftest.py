@@ -1,7 +1,8 @@
 """Real daemons with the partners plugin on a real nats-server, and HTTP clients for their partner API.
 
-Two regions run (eu-west-1, eu-central-1); us-east-1 is in the region map
-but has no daemon, so it is never alive. Partners ``acme`` and ``globex``
+Two regions run (eu-west-1, eu-central-1) on the JetStream KV tenant
+registry; us-east-1 is in the region map but has no daemon, so it is never
+alive. Partners ``acme`` and ``globex``
 each get a key of every role.
 """
 
@@ -17,7 +18,7 @@ import pytest
 import yaml
 
 from meshd.natsserver import free_port
-from meshd.testing import MemoryTenantDirectory, running_daemons, until, write_federation
+from meshd.testing import running_daemons, until, write_federation
 
 REGIONS = ["eu-west-1", "eu-central-1", "us-east-1"]
 RUNNING = ["eu-west-1", "eu-central-1"]
@@ -45,7 +46,7 @@ class Federation:
 
 
 def partner_configs(tmp_path: Path, nats_url: str, patch: dict[str, Any] | None = None) -> dict[str, Path]:
-    base = {"partners": {"enabled": True, "port": 0, "plans": PLANS}, "plugins": {"disabled": OTHER_PLUGINS}}
+    base = {"partners": {"enabled": True, "port": 0, "plans": PLANS}, "tenants": {"registry": "kv"}}
     paths = write_federation(tmp_path, REGIONS, nats_url, patch={**base, **(patch or {})})
     for region in RUNNING:  # a known admin port, for the CLI to find the daemon
         data = yaml.safe_load(paths[region].read_text())
@@ -59,10 +60,6 @@ async def federation(tmp_path: Path, nats_server: Any) -> AsyncIterator[Federati
     configs = partner_configs(tmp_path, nats_server.url)
     async with running_daemons(configs, blocked=OTHER_PLUGINS) as daemons:
         fed = Federation(daemons, configs)
-        # One registry shared by both regions, as the KV registry is.
-        shared = MemoryTenantDirectory(jurisdiction="EU")
-        for daemon in daemons.values():
-            daemon.tenants = shared
         store = fed.runtime("eu-west-1").store
         for partner in ("acme", "globex"):
             await store.add_partner(partner.title(), partner)

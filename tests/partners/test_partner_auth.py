@@ -115,7 +115,7 @@ async def test_a_revoked_key_is_refused_in_every_region_within_a_second(federati
 
 
 async def test_rate_limit_answers_429_with_retry_after(tmp_path, nats_server) -> None:
-    from meshd.testing import MemoryTenantDirectory, running_daemons
+    from meshd.testing import running_daemons
 
     from .conftest import OTHER_PLUGINS, Federation, partner_configs
 
@@ -123,7 +123,6 @@ async def test_rate_limit_answers_429_with_retry_after(tmp_path, nats_server) ->
                               {"partners": {"enabled": True, "port": 0, "plans": ["pro"],
                                             "rate_limit": {"per_second": 0.5, "burst": 3}}})
     async with running_daemons({"eu-west-1": configs["eu-west-1"]}, blocked=OTHER_PLUGINS) as daemons:
-        daemons["eu-west-1"].tenants = MemoryTenantDirectory(jurisdiction="EU")
         fed = Federation(daemons, configs)
         store = fed.runtime("eu-west-1").store
         await store.add_partner("Acme", "acme")

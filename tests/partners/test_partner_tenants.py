@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import pytest
 
+from meshd.testing import until
+
 pytestmark = [pytest.mark.anyio, pytest.mark.nats]
 
 BRAND = {"primary_color": "#1A2B3C", "company_name": "Bistro SARL", "logo_url": "https://cdn.example.com/l.png"}
@@ -51,10 +53,12 @@ async def test_tenant_lifecycle(federation) -> None:
         assert [t["id"] for t in (await api.get("/v1/tenants")).json()["items"]] == []
         assert [t["id"] for t in (await api.get("/v1/tenants?status=deleted")).json()["items"]] == [tid]
 
-    # the other region serves the same registry
+    # the other region serves the same registry, as soon as its watch has the change
     async with federation.client("eu-central-1", role="read") as api:
-        r = await api.get("/v1/tenants", params={"status": "deleted"})
-        assert [t["id"] for t in r.json()["items"]] == [tid]
+        async def deleted_there() -> bool:
+            r = await api.get("/v1/tenants", params={"status": "deleted"})
+            return [t["id"] for t in r.json()["items"]] == [tid]
+        await until(deleted_there, 2, "eu-central-1 lists the tombstone")
 
 
 async def test_list_pages_through_every_tenant(federation) -> None:
