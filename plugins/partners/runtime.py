@@ -33,6 +33,7 @@ class Runtime:
         self.audit: Any = None
         self.signing_key = load_private_key(daemon.config.daemon.identity.private_key)
         self.server: Any = None
+        self.api: PartnerAPI | None = None
         self.port: int | None = None
         self.state = "starting"
 
@@ -67,6 +68,7 @@ class Runtime:
         api = PartnerAPI(self.store, self.idempotency, RateLimiter(s.rate_limit.per_second, s.rate_limit.burst),
                          s.max_body, self.log, self.daemon.metrics)
         Routes(self).register(api)
+        self.api = api
         from starlette.responses import JSONResponse
         from starlette.routing import Route
 
