@@ -66,6 +66,8 @@ SCHEMAS: dict[str, Any] = {
                          "region": {"type": "string", "description": "home region; its jurisdiction becomes the "
                                                                      "tenant's residency"},
                          "plan": {"type": "string"},
+                         "currency": {"type": "string", "pattern": "^[A-Z]{3}$",
+                                      "description": "invoice currency (one of the billing matrix's)"},
                          "residency": {"type": "string", "description": "optional check: the region must lie in "
                                                                         "this jurisdiction"},
                          "branding": _ref("Branding")}},

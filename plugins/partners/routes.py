@@ -8,6 +8,7 @@ tombstones: listed only with ``status=deleted``, ``not_found`` elsewhere.
 
 from __future__ import annotations
 
+import re
 from collections import Counter
 from datetime import UTC, date, datetime
 from decimal import Decimal
@@ -63,6 +64,17 @@ class Routes:
             raise Problem("unknown_plan", field=field, plan=value[:64], plans=", ".join(sorted(plans)) or "-")
         return value
 
+    def _currency(self, value: Any) -> str | None:
+        """The tenant's invoice currency: one of the billing matrix's when billing is configured."""
+        if value is None:
+            return None
+        files = self.rt.billing_files()
+        allowed = list(files.matrix.currencies) if files is not None else None
+        if not isinstance(value, str) or not re.fullmatch(r"[A-Z]{3}", value) or (allowed and value not in allowed):
+            reason = f"one of {', '.join(allowed)}" if allowed else "an ISO 4217 code such as EUR"
+            raise Problem("validation", field="currency", reason=reason)
+        return value
+
     async def _write(self, call: Call, action: str, tenant_id: str, changes: dict[str, Any],
                      expected: int | None = None) -> Any:
         from meshd.tenantdir import InvalidTenant, TenantConflict, UnknownTenant
@@ -98,7 +110,7 @@ class Routes:
         from meshd.tenantdir import InvalidTenant, NewTenant
 
         body = _object(call)
-        only(body, ("name", "region", "plan", "branding", "residency"))
+        only(body, ("name", "region", "plan", "branding", "residency", "currency"))
         name = string(body, "name", max_len=200)
         region = string(body, "region", max_len=64)
         assert name is not None and region is not None
@@ -114,11 +126,12 @@ class Routes:
             raise Problem("region_dead", field="region", region=region, state=self.rt.member_state(region))
         plan = self._plan(body.get("plan"))
         brand = branding(body["branding"], "branding.") if body.get("branding") is not None else None
+        currency = self._currency(body.get("currency"))
         directory = self.rt.writable()
         try:
             tenant = await directory.create(NewTenant(name=name, partner=call.partner, plan=plan,
                                                       residency=jurisdiction, home=region, status="active",
-                                                      branding=brand))
+                                                      branding=brand, currency=currency))
         except InvalidTenant as exc:
             raise Problem("validation", field=exc.field, reason=str(exc)) from None
         await audit_append(self.rt.audit, "tenant.create", call, {"tenant": tenant.id, "name": name, "plan": plan,
