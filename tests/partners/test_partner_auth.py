@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import time
 
 import httpx
@@ -144,3 +145,17 @@ async def test_rate_limit_answers_429_with_retry_after(tmp_path, nats_server) ->
                                      headers={"Authorization": f"Bearer {guess}", "Meshd-Partner": "acme"}) as bad:
             codes = [(await bad.get("/v1/metrics")).status_code for _ in range(3)]
         assert codes == [401, 401, 429]
+
+
+async def test_a_bad_record_in_the_key_store_is_counted_and_skipped(federation) -> None:
+    store = federation.runtime("eu-central-1").store
+    await store.kv.put("key.zzzzzzzzzzzz", b"{not json")
+    await store.kv.put("key.yyyyyyyyyyyy", json.dumps({"key_id": "yyyyyyyyyyyy"}).encode())
+    await until(lambda: store.bad_records == 2, 2, "both bad records seen")
+    status = await federation.daemons["eu-central-1"].status()
+    assert status["partners"]["bad_records"] == 2
+    async with federation.client("eu-central-1", role="read") as api:  # the watch goes on
+        assert (await api.get("/v1/tenants")).status_code == 200
+    async with federation.client(role="admin") as admin:
+        new = (await admin.post("/v1/keys", json={"role": "read"})).json()
+    await until(lambda: new["key_id"] in store.keys, 1, "a later key reaches eu-central-1")
