@@ -63,8 +63,13 @@ async def test_another_partners_tenant_is_not_found_on_every_route(federation) -
         assert tid not in [t["id"] for t in listed]
         metrics = (await api.get("/v1/metrics")).json()
         assert metrics["tenants"]["total"] == 0
+        their_key = federation.keys[("globex", "read")].split("_")[1]
+        _problem(await api.delete(f"/v1/keys/{their_key}"), "not_found", 404)
+        assert their_key not in [k["key_id"] for k in (await api.get("/v1/keys")).json()["items"]]
     async with federation.client(partner="globex") as api:
         assert (await api.get(f"/v1/tenants/{tid}")).json() == theirs  # unchanged
+    async with federation.client(partner="globex", role="read") as api:
+        assert (await api.get("/v1/tenants")).status_code == 200  # its key still works
 
 
 async def test_roles(federation) -> None:
