@@ -200,3 +200,21 @@ def test_the_async_client_retries_and_paginates_the_same_way(api_server: Scripte
     assert created == "t_new" and ids == ["t_1", "t_2"]
     sent = api_server.requests("POST", "/v1/tenants")
     assert len(sent) == 2 and sent[0].headers["idempotency-key"] == sent[1].headers["idempotency-key"]
+
+
+def test_key_management_creates_with_an_idempotency_key_and_shows_the_secret_once(api_server: ScriptedServer) -> None:
+    record = {"key_id": "abcdefghijkm", "partner": "acme", "role": "deployer", "created": "2026-12-07T00:00:00Z",
+              "revoked": None}
+    api_server.script("POST", "/v1/keys", Reply(503), Reply(201, {**record, "key": "mpk_abcdefghijkm_" + "k" * 32}))
+    api_server.script("GET", "/v1/keys", Reply(200, {"items": [record]}))
+    api_server.script("DELETE", "/v1/keys/abcdefghijkm", Reply(200, {**record, "revoked": "2026-12-07T01:00:00Z"}))
+    with client(api_server) as api:
+        created = api.create_key("deployer")
+        listed = api.list_keys()
+        revoked = api.revoke_key("abcdefghijkm")
+    sent = api_server.requests("POST", "/v1/keys")
+    assert len(sent) == 2 and sent[0].headers["idempotency-key"] == sent[1].headers["idempotency-key"]
+    assert sent[0].body == {"role": "deployer"}
+    assert created.key == "mpk_abcdefghijkm_" + "k" * 32 and created.key not in repr(created)
+    assert [k.key_id for k in listed] == ["abcdefghijkm"] and listed[0].key is None
+    assert revoked.revoked is not None and revoked.revoked.hour == 1

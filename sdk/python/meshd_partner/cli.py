@@ -149,7 +149,7 @@ def _run(args: argparse.Namespace, m: Messages, lang: str, out: TextIO) -> int:
                 _dump(tenant, out)
             else:
                 print(m("deploy.done", id=tenant.id, name=tenant.name or args.name, region=tenant.home or args.region,
-                        plan=tenant.plan, status=tenant.status), file=out)
+                        plan=tenant.plan or args.plan, status=tenant.status), file=out)
         elif args.command == "license":
             if args.days is not None and args.days <= 0:
                 raise BadInput(m("input.bad_days", days=args.days))
@@ -174,7 +174,7 @@ def _run(args: argparse.Namespace, m: Messages, lang: str, out: TextIO) -> int:
                 print(m("tenants.none"), file=out)
             else:
                 header = [m(f"tenants.col.{c}") for c in ("id", "name", "plan", "region", "residency", "status")]
-                _table([header] + [[t.id, t.name or "-", t.plan, t.home or "-", t.residency, t.status] for t in tenants],
+                _table([header] + [[t.id, t.name or "-", t.plan or "-", t.home or "-", t.residency, t.status] for t in tenants],
                        out)
                 print(m("tenants.count", count=len(tenants)), file=out)
         elif args.command == "metrics":

@@ -11,7 +11,7 @@ import httpx
 
 from .core import Call, Core, RetryPolicy
 from .errors import PartnerConnectionError
-from .models import Branding, License, Metrics, Tenant, TenantPage
+from .models import ApiKey, Branding, License, Metrics, Tenant, TenantPage
 
 T = TypeVar("T")
 DEFAULT_TIMEOUT = 10.0
@@ -63,9 +63,10 @@ class Client:
                     return self._core.finish(call, response)
             time.sleep(delay)
 
-    def deploy_tenant(self, *, name: str, region: str, plan: str,
-                      branding: Branding | Mapping[str, Any] | None = None) -> Tenant:
-        return self.send(Core.deploy_tenant(name, region, plan, branding))
+    def deploy_tenant(self, *, name: str, region: str, plan: str, branding: Branding | Mapping[str, Any] | None = None,
+                      currency: str | None = None, residency: str | None = None) -> Tenant:
+        """A new tenant homed in ``region`` (its residency is the region's jurisdiction); retried with one Idempotency-Key."""
+        return self.send(Core.deploy_tenant(name, region, plan, branding, currency, residency))
 
     def list_tenants_page(self, *, status: str | None = None, cursor: str | None = None,
                           limit: int | None = None) -> TenantPage:
@@ -102,6 +103,16 @@ class Client:
 
     def get_metrics(self) -> Metrics:
         return self.send(Core.get_metrics())
+
+    def list_keys(self) -> list[ApiKey]:
+        return self.send(Core.list_keys())
+
+    def create_key(self, role: str = "read") -> ApiKey:
+        """A new key of the partner; its ``key`` is in this answer only (needs an admin key)."""
+        return self.send(Core.create_key(role))
+
+    def revoke_key(self, key_id: str) -> ApiKey:
+        return self.send(Core.revoke_key(key_id))
 
 
 class AsyncClient:
@@ -141,8 +152,9 @@ class AsyncClient:
             await asyncio.sleep(delay)
 
     async def deploy_tenant(self, *, name: str, region: str, plan: str,
-                            branding: Branding | Mapping[str, Any] | None = None) -> Tenant:
-        return await self.send(Core.deploy_tenant(name, region, plan, branding))
+                            branding: Branding | Mapping[str, Any] | None = None, currency: str | None = None,
+                            residency: str | None = None) -> Tenant:
+        return await self.send(Core.deploy_tenant(name, region, plan, branding, currency, residency))
 
     async def list_tenants_page(self, *, status: str | None = None, cursor: str | None = None,
                                 limit: int | None = None) -> TenantPage:
@@ -180,3 +192,12 @@ class AsyncClient:
 
     async def get_metrics(self) -> Metrics:
         return await self.send(Core.get_metrics())
+
+    async def list_keys(self) -> list[ApiKey]:
+        return await self.send(Core.list_keys())
+
+    async def create_key(self, role: str = "read") -> ApiKey:
+        return await self.send(Core.create_key(role))
+
+    async def revoke_key(self, key_id: str) -> ApiKey:
+        return await self.send(Core.revoke_key(key_id))

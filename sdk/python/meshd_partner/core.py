@@ -22,7 +22,7 @@ from urllib.parse import quote
 import httpx
 
 from .errors import PartnerAPIError
-from .models import Branding, License, Metrics, Tenant, TenantPage
+from .models import ApiKey, Branding, License, Metrics, Tenant, TenantPage
 
 T = TypeVar("T")
 
@@ -185,10 +185,15 @@ class Core:
 
     @staticmethod
     def deploy_tenant(name: str, region: str, plan: str, branding: Branding | Mapping[str, Any] | None = None,
+                      currency: str | None = None, residency: str | None = None,
                       idempotency_key: str | None = None) -> Call[Tenant]:
         body: dict[str, Any] = {"name": name, "region": region, "plan": plan}
         if branding is not None:
             body["branding"] = _branding_json(branding)
+        if currency is not None:
+            body["currency"] = currency
+        if residency is not None:
+            body["residency"] = residency
         # Made once per create and sent with each of its retries: the server answers a repeat with the first result.
         key = idempotency_key or str(uuid.uuid4())
         return Call("POST", "/v1/tenants", Tenant.from_json, body=body, headers={"Idempotency-Key": key})
@@ -238,16 +243,35 @@ class Core:
     def get_metrics() -> Call[Metrics]:
         return Call("GET", "/v1/metrics", Metrics.from_json)
 
+    @staticmethod
+    def list_keys() -> Call[list[ApiKey]]:
+        return Call("GET", "/v1/keys", lambda body: [ApiKey.from_json(item) for item in body["items"]])
 
-# Every route of the API and the SDK method that calls it (tests check this against /v1/openapi.json).
-ROUTES: dict[tuple[str, str], str] = {
-    ("POST", "/v1/tenants"): "deploy_tenant",
-    ("GET", "/v1/tenants"): "list_tenants",
-    ("GET", "/v1/tenants/{id}"): "get_tenant",
-    ("PATCH", "/v1/tenants/{id}"): "change_plan",
-    ("POST", "/v1/tenants/{id}/suspend"): "suspend_tenant",
-    ("DELETE", "/v1/tenants/{id}"): "delete_tenant",
-    ("PUT", "/v1/tenants/{id}/branding"): "set_branding",
-    ("POST", "/v1/licenses"): "issue_license",
-    ("GET", "/v1/metrics"): "get_metrics",
+    @staticmethod
+    def create_key(role: str = "read", idempotency_key: str | None = None) -> Call[ApiKey]:
+        key = idempotency_key or str(uuid.uuid4())
+        return Call("POST", "/v1/keys", ApiKey.from_json, body={"role": role}, headers={"Idempotency-Key": key})
+
+    @staticmethod
+    def revoke_key(key_id: str) -> Call[ApiKey]:
+        if not key_id:
+            raise ValueError("key id is empty")
+        return Call("DELETE", "/v1/keys/" + quote(key_id, safe=""), ApiKey.from_json)
+
+
+# Every operation of the API (its operationId in /v1/openapi.json) and the SDK method that calls it;
+# tests/partners checks this against the served document, and the JavaScript SDK against its own table.
+OPERATIONS: dict[str, str] = {
+    "createTenant": "deploy_tenant",
+    "listTenants": "list_tenants",
+    "getTenant": "get_tenant",
+    "changePlan": "change_plan",
+    "suspendTenant": "suspend_tenant",
+    "deleteTenant": "delete_tenant",
+    "setBranding": "set_branding",
+    "issueLicense": "issue_license",
+    "getMetrics": "get_metrics",
+    "listKeys": "list_keys",
+    "createKey": "create_key",
+    "revokeKey": "revoke_key",
 }

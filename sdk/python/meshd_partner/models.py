@@ -38,7 +38,7 @@ class Tenant:
     id: str
     name: str | None
     partner: str | None
-    plan: str
+    plan: str | None
     residency: str
     home: str | None
     status: str
@@ -50,7 +50,7 @@ class Tenant:
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> Tenant:
         branding = data.get("branding")
-        return cls(id=data["id"], name=data.get("name"), partner=data.get("partner"), plan=data["plan"],
+        return cls(id=data["id"], name=data.get("name"), partner=data.get("partner"), plan=data.get("plan"),
                    residency=data["residency"], home=data.get("home"), status=data["status"],
                    branding=Branding.from_json(branding) if branding else None,
                    created=parse_time(data.get("created")), updated=parse_time(data.get("updated")),
@@ -82,7 +82,26 @@ class License:
 
 
 @dataclass(frozen=True)
+class ApiKey:
+    """One of the partner's API keys; ``key`` (the whole secret key) only in the answer to its creation."""
+
+    key_id: str
+    partner: str
+    role: str
+    created: datetime | None
+    revoked: datetime | None = None
+    key: str | None = field(default=None, repr=False)
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> ApiKey:
+        return cls(key_id=data["key_id"], partner=data["partner"], role=data["role"],
+                   created=parse_time(data.get("created")), revoked=parse_time(data.get("revoked")),
+                   key=data.get("key"))
+
+
+@dataclass(frozen=True)
 class TenantCounts:
+    total: int = 0
     by_status: dict[str, int] = field(default_factory=dict)
     by_region: dict[str, int] = field(default_factory=dict)
     by_plan: dict[str, int] = field(default_factory=dict)
@@ -103,7 +122,8 @@ class Metrics:
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> Metrics:
         counts = data.get("tenants") or {}
-        return cls(tenants=TenantCounts(by_status=dict(counts.get("by_status") or {}),
+        return cls(tenants=TenantCounts(total=int(counts.get("total") or 0),
+                                        by_status=dict(counts.get("by_status") or {}),
                                         by_region=dict(counts.get("by_region") or {}),
                                         by_plan=dict(counts.get("by_plan") or {})),
                    usage=data.get("usage"), mrr=data.get("mrr"), reasons=dict(data.get("reasons") or {}))
