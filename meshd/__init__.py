@@ -23,13 +23,28 @@ from .metrics import Metrics
 from .plugins import Hooks
 from .routefilter import Candidate, Location, RouteRequest
 from .service import Service
+from .tenantdir import (
+    CustomerData,
+    CustomerDataRefused,
+    NewTenant,
+    ReadOnlyDirectory,
+    TenantChange,
+    TenantConflict,
+    TenantDirectory,
+    TenantDirectoryError,
+    TenantPage,
+    UnknownTenant,
+)
+from .tenants import Branding, Tenant
 from .transport import KeyExists, KeyValueStore, RequestTimeout, RevisionMismatch, Transport, TransportError
 
 __all__ = [
-    "Alert", "Bus", "Candidate", "ConfigError", "ConfigIssue", "Daemon", "DaemonConfig", "Decision", "DeliveryResult",
-    "Duration", "Envelope", "HTTPError", "HealthCheck", "HealthReport", "HealthStatus", "Hooks", "KMSProvider",
-    "InvoiceAdjustment", "KeyExists", "KeyValueStore", "LoadedConfig", "Location", "Member", "MemberState", "Metrics",
-    "Notification", "Proposal", "Reason", "Region", "RegionMap", "Rejected", "Request", "RequestTimeout", "Response",
-    "RevisionMismatch", "Route", "RouteRequest", "Service", "Size", "StrictModel", "Transport", "TransportError",
-    "Translator", "Veto", "__version__", "hookimpl", "hookspec",
+    "Alert", "Branding", "Bus", "Candidate", "ConfigError", "ConfigIssue", "CustomerData", "CustomerDataRefused",
+    "Daemon", "DaemonConfig", "Decision", "DeliveryResult", "Duration", "Envelope", "HealthCheck", "HealthReport",
+    "HealthStatus", "Hooks", "HTTPError", "InvoiceAdjustment", "KeyExists", "KeyValueStore", "KMSProvider",
+    "LoadedConfig", "Location", "Member", "MemberState", "Metrics", "NewTenant", "Notification", "Proposal",
+    "ReadOnlyDirectory", "Reason", "Region", "RegionMap", "Rejected", "Request", "RequestTimeout", "Response",
+    "RevisionMismatch", "Route", "RouteRequest", "Service", "Size", "StrictModel", "Tenant", "TenantChange",
+    "TenantConflict", "TenantDirectory", "TenantDirectoryError", "TenantPage", "Translator", "Transport",
+    "TransportError", "UnknownTenant", "Veto", "__version__", "hookimpl", "hookspec",
 ]

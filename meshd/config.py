@@ -296,6 +296,22 @@ def default_state_dir(config_path: Path) -> Path | None:
     return None
 
 
+class TenantRegistryConfig(StrictModel):
+    """``tenants: {registry: kv, ...}``: the tenant directory is the JetStream KV registry (:mod:`meshd.tenantkv`)."""
+
+    registry: Literal["kv"]
+    replicas: int = Field(default=1, ge=1, le=5)
+    """Replicas of the global bucket ``meshd_tenants`` (3 in production)."""
+    history: int = Field(default=10, ge=1, le=64)
+    """Revisions kept per tenant record."""
+    customer_replicas: int | None = Field(default=None, ge=1, le=5)
+    """Replicas of this jurisdiction's customer bucket; ``replicas`` when unset."""
+    placement: dict[Annotated[str, Field(pattern=r"^[A-Z]{2}$")], list[str]] = Field(default_factory=dict)
+    """Server tags per jurisdiction: where ``meshd_customers_<J>`` may be stored (e.g. ``{EU: [eu]}``)."""
+    ready_timeout: float = Field(default=5.0, gt=0)
+    """Seconds a write waits for this region's copy to show it before returning anyway."""
+
+
 class DaemonConfig(StrictModel):
     """The settings of one regional daemon (``/etc/meshd/<region>.yaml``)."""
 
@@ -304,8 +320,11 @@ class DaemonConfig(StrictModel):
     state_dir: RelPath
     """Required, except in ``/etc/meshd/<name>.yaml`` (see :func:`default_state_dir`)."""
     region_map: RelPath = Path("region_map.yaml")
-    tenants: RelPath | None = None
-    """The tenant directory (tenants.yaml), for plugins that need residency; optional."""
+    tenants: RelPath | TenantRegistryConfig | None = Field(default=None, union_mode="left_to_right")
+    """The tenant directory, for plugins that need residency; optional.
+
+    A path reads tenants.yaml (read-only); ``{registry: kv, ...}`` opens the JetStream KV registry.
+    """
     identity: IdentityConfig
     nats: NatsConfig = Field(default_factory=NatsConfig)
     http: HttpConfig = Field(default_factory=HttpConfig)
@@ -388,7 +407,10 @@ class LoadedConfig:
     source: Source
     plugin_sections: dict[str, BaseModel] = field(default_factory=dict)
     tenants: Any = None
-    """The :class:`meshd.tenants.TenantDirectory`, or None when the config names none."""
+    """The :class:`meshd.tenantdir.TenantDirectory`, or None when the config names none.
+
+    Callers read ``tenants.tenants[id]`` and ``tenants.residency_regions(id, region_map)``.
+    """
 
     @property
     def region(self) -> str:
@@ -475,10 +497,16 @@ def load_config(path: str | os.PathLike[str], plugin_models: dict[str, type[Base
                     issues.append(issue)
             return None
 
-    from .tenants import TenantDirectory
+    from .tenants import TenantFile
 
     region_map = load_into(daemon.region_map, RegionMap, ("region_map",))
-    tenants = load_into(daemon.tenants, TenantDirectory, ("tenants",)) if daemon.tenants else None
+    tenants = load_into(daemon.tenants, TenantFile, ("tenants",)) if isinstance(daemon.tenants, Path) else None
+    if isinstance(daemon.tenants, TenantRegistryConfig) and region_map is not None:
+        jurisdictions = {r.jurisdiction for r in region_map.regions.values()}
+        for code in sorted(set(daemon.tenants.placement) - jurisdictions):
+            where = ("tenants", "placement", code)
+            issues.append(ConfigIssue(path, where, f"no region of the map is in jurisdiction {code!r}",
+                                      source.line_of(where)))
     if tenants is not None and region_map is not None:
         jurisdictions = {r.jurisdiction for r in region_map.regions.values()}
         for name, tenant in tenants.tenants.items():
@@ -545,4 +573,17 @@ def load_config(path: str | os.PathLike[str], plugin_models: dict[str, type[Base
     if issues:
         raise ConfigError(issues)
     assert region_map is not None and trust is not None
-    return LoadedConfig(path, daemon, region_map, trust, source, sections, tenants)
+    return LoadedConfig(path, daemon, region_map, trust, source, sections, _directory(daemon, region_map, tenants))
+
+
+def _directory(daemon: DaemonConfig, region_map: RegionMap, file: Any) -> Any:
+    """The tenant directory the config names: tenants.yaml read-only, or the KV registry (opened by the daemon)."""
+    from .tenantkv import KvTenantDirectory
+    from .tenantyaml import YamlTenantDirectory
+
+    jurisdiction = region_map.regions[daemon.region].jurisdiction
+    if file is not None:
+        return YamlTenantDirectory(file, source=daemon.tenants, jurisdiction=jurisdiction)
+    if isinstance(daemon.tenants, TenantRegistryConfig):
+        return KvTenantDirectory(daemon.tenants, jurisdiction=jurisdiction, region=daemon.region)
+    return None

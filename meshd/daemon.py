@@ -147,6 +147,11 @@ class Daemon:
         return self.config.region_map.regions
 
     @property
+    def tenants(self) -> Any:
+        """The tenant directory (:class:`meshd.tenantdir.TenantDirectory`), or None; the same as ``config.tenants``."""
+        return self.config.tenants
+
+    @property
     def ready(self) -> bool:
         return self._ready.is_set()
 
@@ -253,6 +258,7 @@ class Daemon:
         self._bus_gauge.set(1)
         for collector in self.hooks.metrics_collectors(self):
             self.metrics.register(collector)
+        await self._open_tenant_registry()
         await self.hooks.startup(self)
         assert self._tg is not None
         # Started together: a service that is ready only once it has read the bus (failover, over a WAN
@@ -269,6 +275,22 @@ class Daemon:
         self._set_state("ready", f"plugins: {', '.join(self.hooks.plugin_names()) or 'none'}")
         self.notifier.ready(f"ready: region {self.region}")
         task_status.started()
+
+    async def _open_tenant_registry(self) -> None:
+        """Read the KV tenant registry whole before any plugin starts, then follow it (``tenants: {registry: kv}``).
+
+        Plugins' startup hooks then see every tenant; until the registry can be read the daemon stays
+        ``connecting`` (its watch retries with backoff), as it does for the bus itself.
+        """
+        from .tenantkv import KvTenantDirectory
+
+        directory = self.config.tenants
+        if not isinstance(directory, KvTenantDirectory):
+            return
+        assert self._tg is not None
+        directory.log = self.log.getChild("tenants")
+        directory.attach_metrics(self.metrics)
+        await self._tg.start(directory.run, self.transport)
 
     async def _watchdog(self, interval: float) -> None:
         # Pinged from the event loop itself, so a wedged loop stops the pings
@@ -314,12 +336,22 @@ class Daemon:
         for key in ("federation", "region", "state_dir", "identity", "nats", "http", "plugins"):
             if getattr(new.daemon, key) != getattr(self.config.daemon, key):
                 self.log.warning("config key %r changed; it takes effect after a restart", key)
+        self._keep_tenant_registry(new)
         previous, self.config = self.config, new
         await self.hooks.reload(self, previous)
         self._reloads.labels("ok").inc()
         self._set_state("ready", "config reloaded")
         self.notifier.ready()
         return True
+
+    def _keep_tenant_registry(self, new: LoadedConfig) -> None:
+        """A reloaded config keeps following the registry opened at start: it is opened once, before the plugins."""
+        from .tenantkv import KvTenantDirectory
+
+        if isinstance(self.config.tenants, KvTenantDirectory) or isinstance(new.tenants, KvTenantDirectory):
+            if new.daemon.tenants != self.config.daemon.tenants:
+                self.log.warning("config key 'tenants' changed; it takes effect after a restart")
+            new.tenants = self.config.tenants
 
     # ------------------------------------------------------------ local HTTP
 

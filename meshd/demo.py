@@ -28,7 +28,7 @@ import yaml
 from .config import ConfigError, RegionMap, load_model_file
 from .i18n import Translator
 from .natsserver import NatsServerNotFound
-from .tenants import TenantDirectory
+from .tenants import TenantFile
 from .testing import LocalFederation, default_regions_file
 
 EVENTS_SHOWN = 10
@@ -81,7 +81,7 @@ def render(views: dict[str, dict[str, Any] | None], regions: list[str], t: Any, 
 # ---------------------------------------------------------------- what the federation does after a kill
 
 
-def demo_tenants(source: Path, region_map: RegionMap) -> TenantDirectory | None:
+def demo_tenants(source: Path, region_map: RegionMap) -> TenantFile | None:
     """The tenants of ``source`` that the demo's regions can serve; None when there are none.
 
     The daemons reject a tenant directory naming a jurisdiction or home
@@ -89,20 +89,20 @@ def demo_tenants(source: Path, region_map: RegionMap) -> TenantDirectory | None:
     """
     if not source.is_file():
         return None
-    directory = load_model_file(source, TenantDirectory)
+    directory = load_model_file(source, TenantFile)
     jurisdictions = {r.jurisdiction for r in region_map.regions.values()}
     kept = {name: tenant for name, tenant in directory.tenants.items()
             if tenant.residency in jurisdictions and (tenant.home is None or tenant.home in region_map.regions)}
-    return TenantDirectory(tenants=kept) if kept else None
+    return TenantFile(tenants=kept) if kept else None
 
 
-def write_tenants(tenants: TenantDirectory, path: Path) -> Path:
-    data = {"tenants": {name: t.model_dump(exclude_none=True) for name, t in tenants.tenants.items()}}
+def write_tenants(tenants: TenantFile, path: Path) -> Path:
+    data = {"tenants": {name: t.model_dump(exclude_defaults=True) for name, t in tenants.tenants.items()}}
     path.write_text(yaml.safe_dump(data, sort_keys=False, allow_unicode=True))
     return path
 
 
-def pick_tenant(tenants: TenantDirectory | None, region_map: RegionMap, killed: str) -> str | None:
+def pick_tenant(tenants: TenantFile | None, region_map: RegionMap, killed: str) -> str | None:
     """A tenant whose traffic the kill can move: of the killed region's jurisdiction, homed there if any.
 
     Then one without a home region (routed to the nearest region, which the

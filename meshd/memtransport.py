@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import logging
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 
 from .transport import (
     Entry,
@@ -235,6 +235,7 @@ class MemoryTransport(Transport):
             raise TransportError("message has no reply subject")
         await self.publish(request.reply, data, headers)
 
-    async def key_value(self, bucket: str, *, replicas: int = 1, history: int = 1, ttl: float = 0) -> KeyValueStore:
+    async def key_value(self, bucket: str, *, replicas: int = 1, history: int = 1, ttl: float = 0,
+                        placement: Sequence[str] = ()) -> KeyValueStore:
         self._check()
         return _MemKVView(self, self.network._buckets.setdefault(bucket, _MemKV()))

@@ -37,11 +37,22 @@ from .client import local_opener
 from .config import LoadedConfig, RegionMap, load_model_file
 from .natsserver import NatsCluster, NatsServer, authorization_block, free_port
 from .samples import sample_file
+from .tenantdir import (
+    CopyDirectory,
+    CustomerData,
+    NewTenant,
+    TenantChange,
+    TenantConflict,
+    apply_changes,
+    new_tenant_id,
+    with_customer,
+)
+from .tenants import Tenant
 
 T = TypeVar("T")
 
 BUILTIN_PLUGINS = ("health", "membership", "failover", "routing", "alerts", "keys", "metering", "billing",
-                   "fencing")
+                   "fencing", "partners")
 """The first-party plugins; block them to test the core (or one plugin) alone."""
 
 
@@ -637,3 +648,67 @@ async def running_daemons(configs: dict[str, Path], *, extra_plugins: Sequence[t
         finally:
             for daemon in daemons.values():
                 daemon.stop()
+
+
+# ---------------------------------------------------------------- a tenant directory without a bus
+
+
+class MemoryTenantDirectory(CopyDirectory):
+    """The :class:`~meshd.tenantdir.TenantDirectory` contract in memory, for fast tests of other plugins.
+
+    ``customers`` is shared between directories made with the same dict, as
+    if by jurisdiction bucket; the copy is this object's own.
+    """
+
+    def __init__(self, tenants: Iterable[Tenant] = (), *, jurisdiction: str | None = None,
+                 clock: Callable[[], float] = time.time):
+        super().__init__(jurisdiction)
+        self.clock = clock
+        self._revision = 0
+        self._customers: dict[str, CustomerData] = {}
+        for tenant in tenants:
+            assert tenant.id is not None
+            self._revision += 1
+            self._copy[tenant.id] = tenant.model_copy(update={"revision": self._revision})
+
+    def _next(self) -> int:
+        self._revision += 1
+        return self._revision
+
+    async def create(self, new: NewTenant, *, customer: CustomerData | None = None) -> Tenant:
+        if customer is not None:
+            self._check_jurisdiction("(new)", new.residency)
+        tenant_id = new_tenant_id()
+        while tenant_id in self._copy:
+            tenant_id = new_tenant_id()
+        now = self.clock()
+        tenant = Tenant(id=tenant_id, created=now, updated=now, revision=self._next(),
+                        **new.model_dump(exclude_none=True))
+        if customer is not None:
+            self._customers[tenant_id] = customer
+            tenant = with_customer(tenant, customer)
+        self._apply(TenantChange("put", tenant_id, tenant, tenant.revision))
+        return tenant
+
+    async def update(self, tenant_id: str, changes: Mapping[str, Any], *,
+                     expected_revision: int | None = None) -> Tenant:
+        current = self._known(tenant_id)
+        if expected_revision is not None and expected_revision != current.revision:
+            raise TenantConflict(tenant_id, current.revision)
+        tenant = apply_changes(current, changes, self.clock()).model_copy(update={"revision": self._next()})
+        self._apply(TenantChange("put", tenant_id, tenant, tenant.revision))
+        return tenant
+
+    async def delete(self, tenant_id: str, *, expected_revision: int | None = None) -> Tenant:
+        return await self.update(tenant_id, {"status": "deleted"}, expected_revision=expected_revision)
+
+    async def customer_data(self, tenant_id: str) -> CustomerData | None:
+        self._check_jurisdiction(tenant_id, self._known(tenant_id).residency)
+        return self._customers.get(tenant_id)
+
+    async def set_customer_data(self, tenant_id: str, data: CustomerData) -> None:
+        current = self._known(tenant_id)
+        self._check_jurisdiction(tenant_id, current.residency)
+        self._customers[tenant_id] = data
+        tenant = with_customer(current, data)
+        self._apply(TenantChange("put", tenant_id, tenant, current.revision))

@@ -13,7 +13,7 @@ import asyncio
 import logging
 import ssl
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -54,6 +54,31 @@ class Entry:
     key: str
     value: bytes
     revision: int
+
+
+@dataclass(frozen=True, slots=True)
+class KeyChange:
+    """One change a :meth:`KeyValueStore.watch` reports."""
+
+    key: str
+    value: bytes | None
+    """None when the key was deleted or purged."""
+    revision: int
+
+
+class KeyWatch(abc.ABC):
+    """The changes of a bucket, in revision order: ``async for change in watch`` (see :meth:`KeyValueStore.watch`)."""
+
+    def __aiter__(self) -> KeyWatch:
+        return self
+
+    @abc.abstractmethod
+    async def __anext__(self) -> KeyChange | None:
+        """The next change; ``None`` once, when the values that existed at the start have all been given."""
+
+    @abc.abstractmethod
+    async def stop(self) -> None:
+        """End the watch; iteration then stops."""
 
 
 Handler = Callable[[Message], Awaitable[None]]
@@ -101,6 +126,13 @@ class KeyValueStore(abc.ABC):
     @abc.abstractmethod
     async def keys(self) -> list[str]:
         """Every key that currently has a value (order unspecified)."""
+
+    async def watch(self) -> KeyWatch:
+        """Every key's latest value, then every change as it happens, in revision order.
+
+        Not abstract: stores that cannot be watched (the in-memory fake) say so.
+        """
+        raise NotImplementedError(f"{type(self).__name__} cannot be watched")
 
 
 class Transport(abc.ABC):
@@ -152,8 +184,13 @@ class Transport(abc.ABC):
         """Reply to a message received with a reply subject."""
 
     @abc.abstractmethod
-    async def key_value(self, bucket: str, *, replicas: int = 1, history: int = 1, ttl: float = 0) -> KeyValueStore:
-        """Open bucket ``bucket``, creating it with these settings if it does not exist."""
+    async def key_value(self, bucket: str, *, replicas: int = 1, history: int = 1, ttl: float = 0,
+                        placement: Sequence[str] = ()) -> KeyValueStore:
+        """Open bucket ``bucket``, creating it with these settings if it does not exist.
+
+        ``placement``: server tags the bucket's replicas must all carry (JetStream placement), so that
+        data bound to a jurisdiction is only stored on that jurisdiction's servers.
+        """
 
 
 # ---------------------------------------------------------------- NATS
@@ -281,6 +318,27 @@ class _NatsKV(KeyValueStore):
             return list(await self._kv.keys())
         except NoKeysError:
             return []
+
+    async def watch(self) -> KeyWatch:
+        return _NatsKeyWatch(await self._kv.watchall())
+
+
+class _NatsKeyWatch(KeyWatch):
+    def __init__(self, watcher: Any):
+        self._w = watcher
+
+    async def __anext__(self) -> KeyChange | None:
+        entry = await self._w.__anext__()  # StopAsyncIteration once stopped
+        if entry is None:
+            return None
+        deleted = entry.operation in ("DEL", "PURGE") or entry.value is None
+        return KeyChange(entry.key, None if deleted else bytes(entry.value), int(entry.revision))
+
+    async def stop(self) -> None:
+        try:
+            await self._w.stop()
+        except Exception:  # the connection is already closed
+            pass
 
 
 async def round_trip(nc: Any, timeout: float = 5.0) -> None:
@@ -441,7 +499,9 @@ class NatsTransport(Transport):
             raise TransportError("message has no reply subject")
         await self.publish(request.reply, data, headers)
 
-    async def key_value(self, bucket: str, *, replicas: int = 1, history: int = 1, ttl: float = 0) -> KeyValueStore:
+    async def key_value(self, bucket: str, *, replicas: int = 1, history: int = 1, ttl: float = 0,
+                        placement: Sequence[str] = ()) -> KeyValueStore:
+        from nats.js import api
         from nats.js.errors import BucketNotFoundError, NotFoundError
 
         js = self._client().jetstream()
@@ -453,5 +513,14 @@ class NatsTransport(Transport):
         # the stream's own Raft group: seconds on a busy cluster, past nats-py's 5 s
         # default. It happens once per bucket, so waiting longer costs nothing later.
         slow_js = self._client().jetstream(timeout=max(15.0, 5.0 * replicas))
-        await slow_js.create_key_value(bucket=bucket, replicas=replicas, history=history, ttl=ttl or None)
+        if placement:
+            # nats-py's create_key_value drops KeyValueConfig.placement, so the stream is made
+            # here in the shape it would make (same subjects, rollups, per-key history).
+            await slow_js.add_stream(api.StreamConfig(
+                name=f"KV_{bucket}", subjects=[f"$KV.{bucket}.>"], allow_direct=True, allow_rollup_hdrs=True,
+                deny_delete=True, discard=api.DiscardPolicy.NEW, duplicate_window=min(120.0, ttl or 120.0),
+                max_age=ttl or None, max_consumers=-1, max_msgs=-1, max_msgs_per_subject=history,
+                num_replicas=replicas, placement=api.Placement(tags=list(placement))))
+        else:
+            await slow_js.create_key_value(bucket=bucket, replicas=replicas, history=history, ttl=ttl or None)
         return _NatsKV(await js.key_value(bucket))

@@ -22,7 +22,7 @@ from meshd.demo import (
     pick_tenant,
 )
 from meshd.i18n import LANGUAGES, Translator
-from meshd.tenants import TenantDirectory
+from meshd.tenants import TenantFile
 
 ETC = Path(__file__).resolve().parent.parent / "etc"
 T = Translator("en")
@@ -34,7 +34,7 @@ def region_map() -> RegionMap:
 
 
 @pytest.fixture(scope="module")
-def tenants(region_map: RegionMap) -> TenantDirectory:
+def tenants(region_map: RegionMap) -> TenantFile:
     found = demo_tenants(ETC / "tenants.yaml", region_map)
     assert found is not None
     return found
@@ -53,7 +53,7 @@ def test_help_shows_every_option_with_a_finished_sentence(lang: str, capsys: pyt
         assert help_of_timeout.startswith("give up after this many seconds"), out
 
 
-def test_the_followed_tenant_is_one_the_kill_moves(region_map: RegionMap, tenants: TenantDirectory) -> None:
+def test_the_followed_tenant_is_one_the_kill_moves(region_map: RegionMap, tenants: TenantFile) -> None:
     assert pick_tenant(tenants, region_map, "eu-central-1") == "acme-eu"  # its home
     assert pick_tenant(tenants, region_map, "eu-west-1") == "bistro-fr"   # no home: goes to the nearest
     assert pick_tenant(tenants, region_map, "ca-central-1") == "maple-ca"

@@ -122,16 +122,16 @@ class Runtime:
     def _tenant_check(self) -> TenantCheck:
         directory = self.daemon.config.tenants
         here = self.daemon.regions[self.region].jurisdiction
-        verdicts: dict[str, tuple[Reason, str] | None] = {}
-        for name, tenant in (directory.tenants.items() if directory else ()):
-            verdicts[name] = None if tenant.residency == here else (
-                Reason.NOT_RESIDENT, f"tenant {name!r} resides in {tenant.residency}; {self.region} is in {here}")
+        # Read live, not copied: the tenant registry adds tenants at run time.
+        known: Any = directory.tenants if directory is not None else {}
 
         def check(tenant: str) -> tuple[Reason, str] | None:
-            try:
-                return verdicts[tenant]
-            except KeyError:
+            found = known.get(tenant)
+            if found is None:
                 return Reason.UNKNOWN_TENANT, f"tenant {tenant!r} is not in the tenant directory"
+            if found.residency == here:
+                return None
+            return Reason.NOT_RESIDENT, f"tenant {tenant!r} resides in {found.residency}; {self.region} is in {here}"
 
         return check
 

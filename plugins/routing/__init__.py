@@ -84,9 +84,17 @@ class RoutingPlugin:
             self.engine = RoutingEngine(daemon.regions, daemon.config.tenants, settings=section.settings(),
                                         rtt=rtt_table(section), places=section.places(), local_region=daemon.region)
             self._install_filter(daemon)
+            directory = daemon.config.tenants
+            if directory is not None and hasattr(directory, "subscribe"):
+                # A registry tenant created or changed at run time is routed without a restart.
+                directory.subscribe(self._on_tenant_change)
             self._requests = daemon.metrics.counter("route_requests_total",
                                                     "Route requests answered, by API and result", ["api", "result"])
         return self.engine
+
+    def _on_tenant_change(self, change: Any) -> None:
+        if self.engine is not None:
+            self.engine.set_tenant(change.tenant_id, change.tenant)
 
     def _install_filter(self, daemon: Any) -> None:
         # Calling pluggy per decision costs microseconds; only pay it when a filter exists.

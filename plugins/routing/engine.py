@@ -397,7 +397,7 @@ class RoutingEngine:
     """Routing decisions for one daemon's view of the federation.
 
     ``regions`` is the region map (name -> :class:`meshd.config.Region`),
-    ``tenants`` the tenant directory (a :class:`meshd.tenants.TenantDirectory`
+    ``tenants`` the tenant directory (a :class:`meshd.tenantdir.TenantDirectory`
     or a name -> Tenant mapping), ``rtt`` an RTT table ``{from: {region: ms}}``
     whose rows are named like client locations, ``places`` extra named
     locations, ``local_region`` the region this engine runs in (for measured
@@ -454,6 +454,20 @@ class RoutingEngine:
             self.decisions.setdefault(name, 0)
         self._locations: dict[Any, Location] = {}
         self._invalidate()
+
+    def set_tenant(self, tenant_id: str, tenant: Any | None) -> None:
+        """One tenant added, changed or (None) removed, as the tenant registry reports it at run time.
+
+        Cheaper than :meth:`reconfigure`: plans belong to (residency, home) classes, not tenants,
+        so the others' cached plans stay valid.
+        """
+        if tenant is None:
+            self.tenants.pop(tenant_id, None)
+            self._by_tenant.pop(tenant_id, None)
+            return
+        self.tenants[tenant_id] = tenant
+        home = tenant.home if tenant.home in self.regions else None
+        self._by_tenant[tenant_id] = self._class(tenant.residency, home)
 
     def _class(self, residency: str, home: str | None) -> _Class:
         key = (residency, home)

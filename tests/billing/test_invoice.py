@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 
 from meshd.adjustments import InvoiceAdjustment
 from meshd.config import ConfigError, load_model_file
-from meshd.tenants import Tenant, TenantDirectory
+from meshd.tenants import Tenant, TenantFile
 from meshd_plugins.billing.fx import load_fx
 from meshd_plugins.billing.invoice import BillingFiles, InvoiceError, check_closed, compute, credit_note, usage_values
 from meshd_plugins.billing.matrix import load_matrix
@@ -32,7 +32,7 @@ def files() -> BillingFiles:
 
 @pytest.fixture(scope="module")
 def tenants() -> dict[str, Tenant]:
-    return load_model_file(ETC / "tenants.yaml", TenantDirectory).tenants
+    return load_model_file(ETC / "tenants.yaml", TenantFile).tenants
 
 
 def amounts(doc: dict, key: str = "lines") -> list[str]:

@@ -19,7 +19,7 @@ from babel.numbers import format_currency
 
 from meshd.config import load_model_file
 from meshd.i18n import LANGUAGES, Translator
-from meshd.tenants import Tenant, TenantDirectory
+from meshd.tenants import Tenant, TenantFile
 from meshd_plugins.billing.fx import load_fx
 from meshd_plugins.billing.invoice import BillingFiles, compute, credit_note
 from meshd_plugins.billing.matrix import load_matrix
@@ -41,7 +41,7 @@ def files() -> BillingFiles:
 
 @pytest.fixture(scope="module")
 def tenants() -> dict[str, Tenant]:
-    sample = load_model_file(ETC / "tenants.yaml", TenantDirectory).tenants
+    sample = load_model_file(ETC / "tenants.yaml", TenantFile).tenants
     # The sample directory has no GBP or AED customer, nor a Spanish-speaking one:
     # variants of sample tenants fill those in.
     return {**sample,

@@ -10,7 +10,7 @@ import pytest
 
 from meshd.config import Coordinates, Region, RegionMap, load_model_file
 from meshd.decisions import Decision
-from meshd.tenants import Tenant, TenantDirectory
+from meshd.tenants import Tenant, TenantFile
 from meshd_plugins.routing.engine import (
     Candidate,
     LatencyModel,
@@ -27,7 +27,7 @@ from meshd_plugins.routing.engine import (
 
 ROOT = Path(__file__).resolve().parents[2]
 REGIONS = load_model_file(ROOT / "etc" / "region_map.yaml", RegionMap).regions
-TENANTS = load_model_file(ROOT / "etc" / "tenants.yaml", TenantDirectory)
+TENANTS = load_model_file(ROOT / "etc" / "tenants.yaml", TenantFile)
 
 
 def region(lat: float, lon: float, jurisdiction: str = "EU", weight: int = 100, carbon: float | None = None,
