@@ -160,6 +160,22 @@ async def test_the_meshd_partner_command_against_a_daemon(federation: Federation
     code, out, _ = await cli(home, "tenants", "--status", "suspended")
     assert code == 0 and out.strip() == "No tenants."
 
+    code, out, _ = await cli(home, "show", tenant["id"], "--json")
+    shown = json.loads(out)
+    assert code == 0 and shown["branding"]["company_name"] == "Bistro SA"
+    code, out, _ = await cli(home, "plan", tenant["id"], "pro", "--revision", str(shown["revision"]), "--json")
+    assert code == 0 and json.loads(out)["plan"] == "pro"
+    code, _, err = await cli(home, "plan", tenant["id"], "starter", "--revision", str(shown["revision"]))
+    assert code == 1 and "409" in err  # that revision is gone: a conflict, nothing changed
+    code, out, _ = await cli(home, "suspend", tenant["id"])
+    assert code == 0 and "suspended" in out
+    code, out, _ = await cli(home, "tenants", "--status", "suspended", "--json")
+    assert [t["id"] for t in json.loads(out)] == [tenant["id"]]
+    code, out, _ = await cli(home, "delete", tenant["id"], "--yes", "--json")
+    assert code == 0 and json.loads(out)["status"] == "deleted"
+    code, _, err = await cli(home, "show", tenant["id"])
+    assert code == 1 and "404" in err
+
     # the server's problem title, asked for in the command's language; bad input exits 2
     code, _, err = await cli(home, "deploy", "Nowhere", "mars-1", "pro", lang="fr_FR.UTF-8")
     assert code == 2 and "Région inconnue" in err and "l'API partenaire a répondu 422" in err

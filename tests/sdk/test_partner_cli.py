@@ -163,3 +163,22 @@ def test_every_message_is_translated_with_the_same_placeholders(lang: str) -> No
     # A message with words of its own must not be the English one; "{what}: {value}" has none.
     copies = [k for k in en if en[k] == other[k] and len(re.findall(r"[a-z]{3,}", re.sub(r"\{\w+\}", "", en[k]))) > 1]
     assert copies == [], f"{lang}: English left untranslated in {copies}"
+
+
+def test_show_plan_suspend_and_delete(config_home: Path, api_server: ScriptedServer) -> None:
+    api_server.script("GET", "/v1/tenants/t_1", Reply(200, tenant_json("t_1")))
+    api_server.script("PATCH", "/v1/tenants/t_1", Reply(200, tenant_json("t_1", plan="scale", revision=2)))
+    api_server.script("POST", "/v1/tenants/t_1/suspend", Reply(200, tenant_json("t_1", status="suspended", revision=3)))
+    api_server.script("DELETE", "/v1/tenants/t_1", Reply(200, tenant_json("t_1", status="deleted", revision=4)))
+    logged_in(api_server)
+    code, out, _ = run("show", "t_1")
+    assert code == 0 and out.split()[:2] == ["t_1", "Bistro"] and "revision 1" in out
+    code, out, _ = run("plan", "t_1", "scale", "--revision", "1", "--json")
+    assert code == 0 and json.loads(out)["plan"] == "scale"
+    assert api_server.requests("PATCH", "/v1/tenants/t_1")[0].headers["if-match"] == '"1"'
+    code, out, _ = run("suspend", "t_1")
+    assert code == 0 and "suspended" in out
+    code, _, err = run("delete", "t_1")
+    assert code == 2 and "--yes" in err and api_server.requests("DELETE", "/v1/tenants/t_1") == []
+    code, out, _ = run("delete", "t_1", "--yes", "--json")
+    assert code == 0 and json.loads(out)["status"] == "deleted"

@@ -21,7 +21,7 @@ from .core import looks_like_api_key
 from .credentials import DEFAULT_URL, Credentials, CredentialsError, credentials_path
 from .errors import PartnerAPIError, PartnerConnectionError
 from .i18n import LANGUAGES, Messages, detect_language
-from .models import Branding, Metrics
+from .models import Branding, Metrics, Tenant
 
 OK, FAILED, BAD_INPUT = 0, 1, 2
 COLOUR = re.compile(r"^#[0-9A-Fa-f]{6}$")
@@ -86,6 +86,21 @@ def build_parser(m: Messages) -> argparse.ArgumentParser:
 
     tenants = commands.add_parser("tenants", parents=[common], help=m("help.tenants"), description=m("help.tenants"))
     tenants.add_argument("--status", choices=("provisioning", "active", "suspended", "deleted"), help=m("help.status"))
+
+    show = commands.add_parser("show", parents=[common], help=m("help.show"), description=m("help.show"))
+    show.add_argument("tenant", metavar="TENANT")
+
+    plan = commands.add_parser("plan", parents=[common], help=m("help.plan"), description=m("help.plan"))
+    plan.add_argument("tenant", metavar="TENANT")
+    plan.add_argument("plan", metavar="PLAN")
+    plan.add_argument("--revision", type=int, help=m("help.revision"))
+
+    suspend = commands.add_parser("suspend", parents=[common], help=m("help.suspend"), description=m("help.suspend"))
+    suspend.add_argument("tenant", metavar="TENANT")
+
+    delete = commands.add_parser("delete", parents=[common], help=m("help.delete"), description=m("help.delete"))
+    delete.add_argument("tenant", metavar="TENANT")
+    delete.add_argument("--yes", action="store_true", help=m("help.yes"))
 
     commands.add_parser("metrics", parents=[common], help=m("help.metrics"), description=m("help.metrics"))
     return parser
@@ -177,6 +192,27 @@ def _run(args: argparse.Namespace, m: Messages, lang: str, out: TextIO) -> int:
                 _table([header] + [[t.id, t.name or "-", t.plan or "-", t.home or "-", t.residency, t.status] for t in tenants],
                        out)
                 print(m("tenants.count", count=len(tenants)), file=out)
+        elif args.command in ("show", "plan", "suspend", "delete"):
+            if args.command == "delete" and not args.yes:
+                raise BadInput(m("input.delete_needs_yes", tenant=args.tenant))
+            if args.command == "show":
+                tenant = api.get_tenant(args.tenant)
+            elif args.command == "plan":
+                tenant = api.change_plan(args.tenant, args.plan, expected_revision=args.revision)
+            elif args.command == "suspend":
+                tenant = api.suspend_tenant(args.tenant)
+            else:
+                deleted = api.delete_tenant(args.tenant)
+                if deleted is None:  # a server that answers 204 has no record to show
+                    deleted = Tenant(id=args.tenant, name=None, partner=None, plan=None, residency="-", home=None,
+                                     status="deleted")
+                tenant = deleted
+            if as_json:
+                _dump(tenant, out)
+            else:
+                print(m("tenant.line", id=tenant.id, name=tenant.name or "-", plan=tenant.plan or "-",
+                        region=tenant.home or "-", residency=tenant.residency, status=tenant.status,
+                        revision=tenant.revision), file=out)
         elif args.command == "metrics":
             metrics = api.get_metrics()
             if as_json:
