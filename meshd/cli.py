@@ -316,6 +316,10 @@ def build_parser(t: Translator, hooks: Hooks) -> argparse.ArgumentParser:
     p = sub.add_parser("version", help=t("cli.version.help"))
     p.set_defaults(handler=cmd_version)
 
+    from .tenantcli import add_commands as add_tenant_commands  # a core command: the directory is core
+
+    add_tenant_commands(sub, t)
+
     hooks.cli_commands(sub, t)
     _config_from_environment(parser)
     return parser

@@ -23,8 +23,10 @@ from pydantic import (
     AfterValidator,
     BaseModel,
     ConfigDict,
+    Discriminator,
     Field,
     PlainValidator,
+    Tag,
     ValidationError,
     ValidationInfo,
     create_model,
@@ -72,6 +74,10 @@ def _issue_from_yaml_error(exc: YamlError) -> ConfigIssue:
     return ConfigIssue(exc.path, (), exc.message, exc.line, code="yaml")
 
 
+UNION_TAGS = {"tenants-file", "tenants-registry"}
+"""The tags of our own discriminated unions: in an error's ``loc``, never a key of the data."""
+
+
 def _data_keypath(data: Any, loc: tuple[Any, ...]) -> KeyPath:
     """Map a pydantic error location onto the key path in the YAML data.
 
@@ -89,7 +95,7 @@ def _data_keypath(data: Any, loc: tuple[Any, ...]) -> KeyPath:
             cur = cur[part]
         elif isinstance(cur, dict) and isinstance(part, str) and not out[-1:] == [part]:
             # A missing key: name it, there is no deeper data.
-            if not part.startswith(("function-", "union[", "tagged-union[", "json-or-python[")):
+            if not part.startswith(("function-", "union[", "tagged-union[", "json-or-python[")) and part not in UNION_TAGS:
                 out.append(part)
                 break
     return tuple(out)
@@ -308,8 +314,19 @@ class TenantRegistryConfig(StrictModel):
     """Replicas of this jurisdiction's customer bucket; ``replicas`` when unset."""
     placement: dict[Annotated[str, Field(pattern=r"^[A-Z]{2}$")], list[str]] = Field(default_factory=dict)
     """Server tags per jurisdiction: where ``meshd_customers_<J>`` may be stored (e.g. ``{EU: [eu]}``)."""
-    ready_timeout: float = Field(default=5.0, gt=0)
+    ready_timeout: Duration = 5.0
     """Seconds a write waits for this region's copy to show it before returning anyway."""
+
+
+def _tenants_kind(value: Any) -> str:
+    return "tenants-registry" if isinstance(value, dict | TenantRegistryConfig) else "tenants-file"
+
+
+# Discriminated, so that a mistake in one form is reported once, not also as "not a valid path".
+TenantsSetting = Annotated[
+    Annotated[RelPath, Tag("tenants-file")] | Annotated[TenantRegistryConfig, Tag("tenants-registry")],
+    Discriminator(_tenants_kind),
+]
 
 
 class DaemonConfig(StrictModel):
@@ -320,7 +337,7 @@ class DaemonConfig(StrictModel):
     state_dir: RelPath
     """Required, except in ``/etc/meshd/<name>.yaml`` (see :func:`default_state_dir`)."""
     region_map: RelPath = Path("region_map.yaml")
-    tenants: RelPath | TenantRegistryConfig | None = Field(default=None, union_mode="left_to_right")
+    tenants: TenantsSetting | None = None
     """The tenant directory, for plugins that need residency; optional.
 
     A path reads tenants.yaml (read-only); ``{registry: kv, ...}`` opens the JetStream KV registry.

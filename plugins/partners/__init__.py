@@ -34,6 +34,12 @@ class PartnersPlugin:
     def meshd_validate_config(self, config: LoadedConfig) -> list[ConfigIssue]:
         settings: PartnersConfig = config.plugin(SECTION)
         issues = []
+        from meshd.config import TenantRegistryConfig
+
+        if settings.enabled and not isinstance(config.daemon.tenants, TenantRegistryConfig):
+            where = (SECTION, "enabled")
+            issues.append(ConfigIssue(config.path, where, "the partner API writes tenants: it needs the KV tenant "
+                                      "registry (tenants: {registry: kv})", config.line_of(where)))
         if settings.enabled and settings.tls is not None:
             for name in ("cert_file", "key_file"):
                 path = getattr(settings.tls, name)

@@ -22,6 +22,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from .apikeys import parse_key
 from .idempotency import IdempotencyStore, Stored, fingerprint
 from .problems import CONTENT_TYPE as PROBLEM_TYPE
 from .problems import Problem, negotiate
@@ -126,11 +127,7 @@ class PartnerAPI:
         async def serve(request: Request) -> Response:
             lang = negotiate(request.headers.get("accept-language"))
             try:
-                key = self._authenticate(request)
-                wait = self.limiter.take(key.key_id)
-                if wait:
-                    raise Problem("rate_limited", headers={"Retry-After": self.limiter.retry_after(wait)},
-                                  seconds=self.limiter.retry_after(wait))
+                key = await self._authenticate(request)
                 if ROLE_RANK.get(key.role, -1) < needed:
                     raise Problem("forbidden", role=key.role)
                 raw = await self._read_body(request) if method in BODY_METHODS else b""
@@ -166,7 +163,7 @@ class PartnerAPI:
             return Stored(problem.status, problem.encode(call.lang), PROBLEM_TYPE)
         return Stored(answer.status, _json(answer.body), JSON_TYPE)
 
-    def _authenticate(self, request: Request) -> ApiKey:
+    async def _authenticate(self, request: Request) -> ApiKey:
         auth = request.headers.get("authorization", "")
         scheme, _, token = auth.partition(" ")
         partner = request.headers.get("meshd-partner", "")
@@ -174,7 +171,15 @@ class PartnerAPI:
             raise Problem("unauthorized", reason="missing")
         if not partner:
             raise Problem("unauthorized", field="Meshd-Partner", reason="missing")
-        key = self.store.authenticate(token.strip(), partner)
+        # Limited before the key is checked, by the key id it names: guessing secrets of a key costs
+        # the guesser its rate, not the daemon an argon2id hash per guess.
+        parsed = parse_key(token.strip())
+        if parsed is not None:
+            wait = self.limiter.take(parsed.key_id)
+            if wait:
+                raise Problem("rate_limited", headers={"Retry-After": self.limiter.retry_after(wait)},
+                              seconds=self.limiter.retry_after(wait))
+        key = await self.store.authenticate(token.strip(), partner)
         if key is None:
             raise Problem("unauthorized", reason="refused")
         return key

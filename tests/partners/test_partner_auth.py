@@ -137,3 +137,10 @@ async def test_rate_limit_answers_429_with_retry_after(tmp_path, nats_server) ->
             assert "s" in body["detail"]
         async with fed.client(role="admin") as other:  # limits are per key
             assert (await other.get("/v1/metrics")).status_code == 200
+        # guessing the secret of a key costs the guesser that key's rate, before any hash is computed
+        admin = fed.keys[("acme", "admin")]
+        guess = admin[:-4] + ("AAAA" if not admin.endswith("AAAA") else "BBBB")
+        async with httpx.AsyncClient(base_url=fed.url("eu-west-1"),
+                                     headers={"Authorization": f"Bearer {guess}", "Meshd-Partner": "acme"}) as bad:
+            codes = [(await bad.get("/v1/metrics")).status_code for _ in range(3)]
+        assert codes == [401, 401, 429]

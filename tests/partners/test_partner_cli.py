@@ -106,3 +106,14 @@ async def test_the_api_over_tls(tmp_path: Path, nats_server) -> None:
         async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{rt.port}") as plain:
             with pytest.raises(httpx.HTTPError):
                 await plain.get("/v1/metrics", headers=headers)
+
+
+def test_check_config_names_what_the_plugin_needs(tmp_path: Path, capsys) -> None:
+    configs = partner_configs(tmp_path, "nats://127.0.0.1:4222", {
+        "partners": {"enabled": True, "tls": {"cert_file": str(tmp_path / "none.crt"), "key_file": "none.key"}},
+        "tenants": None})
+    capsys.readouterr()
+    assert main(["--lang", "en", "check-config", str(configs["eu-west-1"])]) == 2
+    err = capsys.readouterr().err
+    assert "partners.enabled" in err and "registry: kv" in err
+    assert "partners.tls.cert_file" in err and "none.crt" in err

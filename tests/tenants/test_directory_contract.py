@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import re
+import time
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
@@ -36,7 +37,16 @@ Opener = Callable[..., contextlib.AbstractAsyncContextManager[TenantDirectory]]
 @pytest.fixture(params=["memory", "kv", "kv-r3"])
 def open_directory(request: pytest.FixtureRequest, tmp_path: Path, nats_binary: str) -> Any:
     """``async with open_directory(jurisdiction) as d``: a directory of the kind under test, empty at first."""
-    kind = request.param
+    yield from _opener(request.param, tmp_path, nats_binary)
+
+
+@pytest.fixture(params=["kv", "kv-r3"])
+def open_kv(request: pytest.FixtureRequest, tmp_path: Path, nats_binary: str) -> Any:
+    """Like ``open_directory``, KV only: each call is another connection to the same registry."""
+    yield from _opener(request.param, tmp_path, nats_binary)
+
+
+def _opener(kind: str, tmp_path: Path, nats_binary: str) -> Any:
     servers: list[str] = []
     cleanup: list[Callable[[], None]] = []
     if kind == "kv":
@@ -246,3 +256,60 @@ async def test_customer_data_only_in_its_jurisdiction(open_directory: Opener) ->
         assert len(d.tenants) == before
         await d.set_customer_data(t.id, data.model_copy(update={"email": "new@example.de"}))
         assert (await d.customer_data(t.id)).email == "new@example.de"  # type: ignore[union-attr]
+
+
+async def test_a_change_reaches_another_connections_copy_quickly(open_kv: Opener) -> None:
+    async with open_kv("EU") as writer, open_kv("US") as reader:
+        arrived: dict[str, anyio.Event] = {}
+        at: dict[str, float] = {}
+
+        def on_change(change: TenantChange) -> None:
+            if change.tenant_id in arrived and change.tenant and change.tenant.plan == "pro":
+                at[change.tenant_id] = time.perf_counter()
+                arrived[change.tenant_id].set()
+
+        reader.subscribe(on_change)
+        t = await writer.create(eu("far"))
+        assert t.id
+        arrived[t.id] = anyio.Event()
+        start = time.perf_counter()
+        await writer.update(t.id, {"plan": "pro"})
+        with anyio.fail_after(5):
+            await arrived[t.id].wait()
+        assert at[t.id] - start < 1.0  # the contract: well under a second
+        assert reader.tenants[t.id].plan == "pro" and reader.tenants[t.id].revision == writer.tenants[t.id].revision
+
+
+async def test_concurrent_updates_from_two_connections_one_wins(open_kv: Opener) -> None:
+    async with open_kv("EU") as a, open_kv("EU") as b:
+        t = await a.create(eu("contested"))
+        assert t.id
+        tid = t.id
+        await until(lambda: tid in b.tenants, timeout=5)
+        results: list[Any] = []
+
+        async def change(d: TenantDirectory, plan: str) -> None:
+            try:
+                results.append(await d.update(tid, {"plan": plan}, expected_revision=t.revision))
+            except TenantConflict as exc:
+                results.append(exc)
+
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(change, a, "pro")
+            tg.start_soon(change, b, "business")
+        won = [r for r in results if not isinstance(r, TenantConflict)]
+        lost = [r for r in results if isinstance(r, TenantConflict)]
+        assert len(won) == 1 and len(lost) == 1
+        assert lost[0].current_revision == won[0].revision
+        await until(lambda: a.tenants[tid].plan == b.tenants[tid].plan == won[0].plan, timeout=5)
+
+
+async def test_a_record_that_does_not_validate_is_counted_and_skipped(open_kv: Opener) -> None:
+    async with open_kv("EU") as d:
+        from meshd.tenantkv import KvTenantDirectory
+
+        assert isinstance(d, KvTenantDirectory) and d._kv is not None
+        await d._kv.put("t_broken0000000000", b'{"residency": "nowhere"}')
+        good = await d.create(eu("after the bad one"))
+        await until(lambda: d.invalid_records == 1, timeout=5)
+        assert "t_broken0000000000" not in d.tenants and good.id in d.tenants
