@@ -218,3 +218,24 @@ def test_key_management_creates_with_an_idempotency_key_and_shows_the_secret_onc
     assert created.key == "mpk_abcdefghijkm_" + "k" * 32 and created.key not in repr(created)
     assert [k.key_id for k in listed] == ["abcdefghijkm"] and listed[0].key is None
     assert revoked.revoked is not None and revoked.revoked.hour == 1
+
+
+def test_retry_after_reads_seconds_and_http_dates() -> None:
+    from datetime import UTC, datetime
+
+    from meshd_partner.core import parse_retry_after
+
+    now = datetime(2015, 10, 21, 7, 28, 0, tzinfo=UTC)
+    assert parse_retry_after("7") == 7.0
+    assert parse_retry_after("Wed, 21 Oct 2015 07:28:10 GMT", now) == 10.0
+    assert parse_retry_after("Wed, 21 Oct 2015 07:27:00 GMT", now) == 0.0  # already past: no wait, not negative
+    assert parse_retry_after("soon") is None and parse_retry_after(None) is None
+
+
+def test_backoff_is_full_jitter_under_a_growing_cap() -> None:
+    import random
+
+    policy = RetryPolicy(base_delay=0.5, max_delay=3.0, rng=random.Random(7))
+    for attempt, cap in ((1, 0.5), (2, 1.0), (3, 2.0), (4, 3.0), (9, 3.0)):
+        delays = [policy.backoff(attempt) for _ in range(200)]
+        assert all(0 <= d <= cap for d in delays) and max(delays) > cap * 0.8
