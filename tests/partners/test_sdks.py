@@ -21,7 +21,7 @@ from typing import Any
 import anyio
 import httpx
 import pytest
-from meshd_partner import OPERATIONS, AsyncClient, Branding, Client, PartnerAPIError, RetryPolicy
+from meshd_partner import OPERATIONS, AsyncClient, Branding, Client, PartnerAPIError, PartnerConnectionError, RetryPolicy
 from meshd_partner.core import Core
 
 from meshd.testing import running_daemons, until
@@ -253,3 +253,46 @@ async def test_the_sdk_rides_out_the_rate_limit_by_honouring_retry_after(throttl
     assert len(results) == 6 and all(r.tenants.by_status == {} for r in results)
     assert 429 in seen, "the daemon never throttled: the test proves nothing"
     assert seen.count(200) == 6
+
+
+JS_LIST = """
+import { MeshPartner } from './src/index.js';
+const api = new MeshPartner({ apiKey: process.env.MESHD_PARTNER_KEY, partnerId: 'acme', baseUrl: process.env.MESHD_PARTNER_URL,
+                              retry: { attempts: 1 } });
+const names = [];
+for await (const t of api.listTenants()) names.push(t.name);
+console.log(JSON.stringify(names));
+"""
+
+
+async def test_all_three_clients_over_tls_with_a_private_ca(tmp_path: Path, nats_server: Any) -> None:
+    from .test_partner_cli import _self_signed
+
+    cert, key = _self_signed(tmp_path)
+    configs = partner_configs(tmp_path, nats_server.url, {"partners": {
+        "enabled": True, "port": 0, "plans": PLANS, "tls": {"cert_file": str(cert), "key_file": str(key)}}})
+    async with running_daemons({"eu-west-1": configs["eu-west-1"]}, blocked=OTHER_PLUGINS) as daemons:
+        fed = Federation(daemons, configs)
+        rt = fed.runtime("eu-west-1")
+        await rt.store.add_partner("Acme", "acme")
+        _, secret = await rt.store.create_key("acme", "deployer")
+        url = f"https://127.0.0.1:{rt.port}"
+
+        async with AsyncClient(secret, "acme", url, ca_file=str(cert)) as api:
+            await api.deploy_tenant(name="Over TLS", region="eu-west-1", plan="pro")
+        # the same certificate without its CA: refused, and said so
+        async with AsyncClient(secret, "acme", url, retry=RetryPolicy(attempts=1)) as untrusting:
+            with pytest.raises(PartnerConnectionError, match="unreachable"):
+                await untrusting.get_metrics()
+
+        home = tmp_path / "home"
+        home.mkdir()
+        assert (await cli(home, "auth", secret, "acme", "--url", url, "--ca", str(cert)))[0] == 0
+        code, out, err = await cli(home, "tenants", "--json")
+        assert code == 0, err
+        assert [t["name"] for t in json.loads(out)] == ["Over TLS"]
+
+        env = {**os.environ, "MESHD_PARTNER_URL": url, "MESHD_PARTNER_KEY": secret, "NODE_EXTRA_CA_CERTS": str(cert)}
+        done = await anyio.run_process([node(), "--input-type=module", "-e", JS_LIST], cwd=JS, env=env, check=False)
+        assert done.returncode == 0, done.stderr.decode()
+        assert json.loads(done.stdout) == ["Over TLS"]

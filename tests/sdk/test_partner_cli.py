@@ -182,3 +182,12 @@ def test_show_plan_suspend_and_delete(config_home: Path, api_server: ScriptedSer
     assert code == 2 and "--yes" in err and api_server.requests("DELETE", "/v1/tenants/t_1") == []
     code, out, _ = run("delete", "t_1", "--yes", "--json")
     assert code == 0 and json.loads(out)["status"] == "deleted"
+
+
+def test_auth_refuses_a_ca_file_that_is_not_a_certificate(config_home: Path, tmp_path: Path) -> None:
+    bogus = tmp_path / "ca.pem"
+    bogus.write_text("not a certificate\n")
+    for ca in (bogus, tmp_path / "missing.pem"):
+        code, _, err = run("auth", KEY, "acme", "--url", "https://partners.example.com", "--ca", str(ca))
+        assert code == 2 and str(ca) in err
+    assert not (config_home / "meshd-partner" / "credentials.json").exists()

@@ -10,10 +10,12 @@ import argparse
 import dataclasses
 import json
 import re
+import ssl
 import sys
 from collections.abc import Sequence
 from datetime import datetime
 from decimal import Decimal
+from pathlib import Path
 from typing import Any, TextIO
 
 from .client import Client
@@ -63,6 +65,7 @@ def build_parser(m: Messages) -> argparse.ArgumentParser:
     auth.add_argument("api_key", metavar="API_KEY")
     auth.add_argument("partner_id", metavar="PARTNER_ID")
     auth.add_argument("--url", default=DEFAULT_URL, help=m("help.url", default=DEFAULT_URL))
+    auth.add_argument("--ca", metavar="FILE", help=m("help.ca"))
 
     deploy = commands.add_parser("deploy", parents=[common], help=m("help.deploy"), description=m("help.deploy"))
     deploy.add_argument("name", metavar="NAME")
@@ -143,7 +146,15 @@ def _run(args: argparse.Namespace, m: Messages, lang: str, out: TextIO) -> int:
             raise BadInput(m("input.bad_key"))
         if not args.url.startswith(("http://", "https://")):
             raise BadInput(m("input.bad_url", url=args.url))
-        Credentials(args.api_key, args.partner_id, args.url.rstrip("/")).save(path)
+        ca_file = None
+        if args.ca is not None:
+            ca = Path(args.ca).expanduser().resolve()
+            try:
+                ssl.create_default_context(cafile=str(ca))
+            except (OSError, ssl.SSLError) as exc:
+                raise BadInput(m("input.bad_ca", path=ca, error=exc)) from None
+            ca_file = str(ca)
+        Credentials(args.api_key, args.partner_id, args.url.rstrip("/"), ca_file).save(path)
         if as_json:
             _dump({"partner_id": args.partner_id, "url": args.url.rstrip("/"), "credentials": str(path)}, out)
         else:
@@ -151,7 +162,7 @@ def _run(args: argparse.Namespace, m: Messages, lang: str, out: TextIO) -> int:
         return OK
 
     creds = Credentials.load(path)
-    with Client(creds.api_key, creds.partner_id, creds.url, lang=lang) as api:
+    with Client(creds.api_key, creds.partner_id, creds.url, lang=lang, ca_file=creds.ca_file) as api:
         if args.command == "deploy":
             branding = None
             if args.colour is None and (args.company or args.logo):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import ssl
 import time
 from collections.abc import AsyncIterator, Iterator, Mapping
 from typing import Any, TypeVar
@@ -15,6 +16,11 @@ from .models import ApiKey, Branding, License, Metrics, Tenant, TenantPage
 
 T = TypeVar("T")
 DEFAULT_TIMEOUT = 10.0
+
+
+def _verify(verify: Any, ca_file: str | None) -> Any:
+    """A private CA's certificate (an API behind a self-signed or internal certificate) or httpx's own ``verify``."""
+    return ssl.create_default_context(cafile=ca_file) if ca_file else verify
 
 
 def _unreachable(core: Core, error: httpx.TransportError, attempts: int) -> PartnerConnectionError:
@@ -30,9 +36,10 @@ class Client:
     """
 
     def __init__(self, api_key: str, partner_id: str, base_url: str, *, timeout: float = DEFAULT_TIMEOUT,
-                 retry: RetryPolicy | None = None, lang: str | None = None, verify: Any = True):
+                 retry: RetryPolicy | None = None, lang: str | None = None, verify: Any = True,
+                 ca_file: str | None = None):
         self._core = Core(api_key, partner_id, base_url, lang=lang, retry=retry)
-        self._http = httpx.Client(headers=self._core.headers, timeout=timeout, verify=verify)
+        self._http = httpx.Client(headers=self._core.headers, timeout=timeout, verify=_verify(verify, ca_file))
 
     def __repr__(self) -> str:
         return f"Client({self._core!r})"
@@ -119,9 +126,10 @@ class AsyncClient:
     """The partner API from asyncio code: the methods of `Client`, awaited; ``list_tenants`` is an async iterator."""
 
     def __init__(self, api_key: str, partner_id: str, base_url: str, *, timeout: float = DEFAULT_TIMEOUT,
-                 retry: RetryPolicy | None = None, lang: str | None = None, verify: Any = True):
+                 retry: RetryPolicy | None = None, lang: str | None = None, verify: Any = True,
+                 ca_file: str | None = None):
         self._core = Core(api_key, partner_id, base_url, lang=lang, retry=retry)
-        self._http = httpx.AsyncClient(headers=self._core.headers, timeout=timeout, verify=verify)
+        self._http = httpx.AsyncClient(headers=self._core.headers, timeout=timeout, verify=_verify(verify, ca_file))
 
     def __repr__(self) -> str:
         return f"AsyncClient({self._core!r})"

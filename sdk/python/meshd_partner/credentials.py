@@ -27,9 +27,11 @@ class Credentials:
     api_key: str
     partner_id: str
     url: str = DEFAULT_URL
+    ca_file: str | None = None
+    """The certificate (PEM) of a private CA the API's TLS certificate is checked against."""
 
     def __repr__(self) -> str:
-        return f"Credentials(partner_id={self.partner_id!r}, url={self.url!r})"
+        return f"Credentials(partner_id={self.partner_id!r}, url={self.url!r}, ca_file={self.ca_file!r})"
 
     def save(self, path: Path) -> None:
         path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
@@ -37,7 +39,10 @@ class Credentials:
         # Created 0600 from the start (never world-readable for an instant), then renamed over the old file.
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         with os.fdopen(fd, "w", encoding="utf-8") as out:
-            json.dump({"api_key": self.api_key, "partner_id": self.partner_id, "url": self.url}, out, indent=2)
+            data = {"api_key": self.api_key, "partner_id": self.partner_id, "url": self.url}
+            if self.ca_file:
+                data["ca_file"] = self.ca_file
+            json.dump(data, out, indent=2)
             out.write("\n")
         os.chmod(tmp, 0o600)
         os.replace(tmp, path)
@@ -55,4 +60,7 @@ class Credentials:
         for key in ("api_key", "partner_id"):
             if not isinstance(data.get(key), str) or not data[key]:
                 raise CredentialsError(f"{path}: key {key!r} missing or not a string")
-        return cls(data["api_key"], data["partner_id"], str(data.get("url") or DEFAULT_URL))
+        ca_file = data.get("ca_file")
+        if ca_file is not None and not isinstance(ca_file, str):
+            raise CredentialsError(f"{path}: key 'ca_file' is not a string")
+        return cls(data["api_key"], data["partner_id"], str(data.get("url") or DEFAULT_URL), ca_file or None)
