@@ -191,7 +191,7 @@ class PartnerAPI:
                 if int(length) > self.max_body:
                     raise Problem("body_too_large", limit=self.max_body)
             except ValueError:
-                raise Problem("validation", field="Content-Length", reason="not a number") from None
+                raise Problem("validation", field="Content-Length", reason="number") from None
         chunks: list[bytes] = []
         size = 0
         async for chunk in request.stream():

@@ -40,7 +40,7 @@ def tenant_json(tenant: Any) -> dict[str, Any]:
 def only(body: dict[str, Any], allowed: tuple[str, ...]) -> None:
     for name in body:
         if name not in allowed:
-            raise Problem("validation", field=name, reason=f"unknown field; allowed: {', '.join(allowed)}")
+            raise Problem("validation", field=name, reason="unknown_field", allowed=", ".join(allowed) or "-")
 
 
 def string(body: dict[str, Any], name: str, *, required: bool = True, max_len: int = 100,
@@ -52,16 +52,16 @@ def string(body: dict[str, Any], name: str, *, required: bool = True, max_len: i
             raise Problem("validation", field=where, reason="required")
         return None
     if not isinstance(value, str):
-        raise Problem("validation", field=where, reason="must be a string")
+        raise Problem("validation", field=where, reason="string")
     if not value.strip() or len(value) > max_len:
-        raise Problem("validation", field=where, reason=f"1 to {max_len} characters")
+        raise Problem("validation", field=where, reason="length", low=1, high=max_len)
     return value
 
 
 def branding(value: Any, prefix: str = "") -> dict[str, Any]:
     """A branding object as the registry stores it; ``bad_color`` for a colour that is not #RRGGBB."""
     if not isinstance(value, dict):
-        raise Problem("validation", field=prefix.rstrip(".") or "body", reason="must be a JSON object")
+        raise Problem("validation", field=prefix.rstrip(".") or "body", reason="object")
     only(value, ("primary_color", "company_name", "logo_url"))
     color = value.get("primary_color")
     if not isinstance(color, str) or not COLOR_RE.match(color):
@@ -69,19 +69,18 @@ def branding(value: Any, prefix: str = "") -> dict[str, Any]:
     name = string(value, "company_name", prefix=prefix)
     logo = value.get("logo_url")
     if logo is not None and (not isinstance(logo, str) or len(logo) > 2048 or not HTTPS_RE.match(logo)):
-        raise Problem("validation", field=prefix + "logo_url", reason="an https:// URL of at most 2048 characters")
+        raise Problem("validation", field=prefix + "logo_url", reason="https_url", high=2048)
     return {"primary_color": color.upper(), "company_name": name, "logo_url": logo}
 
 
 def integer(value: Any, name: str, low: int, high: int) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
-        raise Problem("validation", field=name, reason=f"an integer from {low} to {high}")
+        raise Problem("validation", field=name, reason="integer", low=low, high=high)
     return value
 
 
 def string_list(value: Any, name: str, *, max_items: int = 50, max_len: int = 64) -> list[str]:
     if not isinstance(value, list) or len(value) > max_items or not all(
             isinstance(v, str) and 0 < len(v) <= max_len for v in value):
-        raise Problem("validation", field=name, reason=f"a list of at most {max_items} strings of 1 to {max_len} "
-                                                       "characters")
+        raise Problem("validation", field=name, reason="string_list", items=max_items, high=max_len)
     return list(value)

@@ -51,7 +51,7 @@ class IdempotencyStore:
                   handler: Callable[[], Awaitable[Stored]]) -> tuple[Stored, bool]:
         """``handler``'s answer, or the stored one of an earlier request with this key; True when replayed."""
         if not idempotency_key or len(idempotency_key) > MAX_KEY or not idempotency_key.isprintable():
-            raise Problem("validation", field="Idempotency-Key", reason="1 to 255 printable characters")
+            raise Problem("validation", field="Idempotency-Key", reason="idempotency_key", high=MAX_KEY)
         key = record_key(partner, idempotency_key)
         pending = json.dumps({"state": "pending", "fingerprint": print_, "at": time.time()}).encode()
         try:
@@ -66,13 +66,11 @@ class IdempotencyStore:
             if record.get("state") == "done":
                 return Stored(int(record["status"]), record["body"].encode(), record["content_type"]), True
             if time.time() - float(record.get("at", 0)) < STALE:
-                raise Problem("conflict", field="Idempotency-Key",
-                              reason="a request with this Idempotency-Key is still being processed") from None
+                raise Problem("conflict", field="Idempotency-Key") from None
             try:
                 await self.kv.update(key, pending, entry.revision)
             except RevisionMismatch:
-                raise Problem("conflict", field="Idempotency-Key",
-                              reason="a request with this Idempotency-Key is still being processed") from None
+                raise Problem("conflict", field="Idempotency-Key") from None
         try:
             answer = await handler()
         except BaseException:

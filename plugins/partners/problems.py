@@ -35,11 +35,16 @@ class Problem(Exception):
 
     def body(self, lang: str) -> dict[str, Any]:
         t = translator(lang)
+        params = dict(self.params)
+        if "reason" in params:  # a reason code: its own translated sentence, with the same parameters
+            key = f"partners.reason.{params['reason']}"
+            text = t(key, **params)
+            params["reason"] = params["reason"] if text == key else text
         out: dict[str, Any] = {
             "type": TYPE_BASE + self.code,
             "title": t(f"partners.problem.{self.code}.title"),
             "status": self.status,
-            "detail": t(f"partners.problem.{self.code}.detail", field=self.field or "", **self.params),
+            "detail": t(f"partners.problem.{self.code}.detail", field=self.field or "", **params),
         }
         if self.field is not None:
             out["field"] = self.field

@@ -24,9 +24,9 @@ if TYPE_CHECKING:
 
 def _object(call: Call) -> dict[str, Any]:
     if call.body is None:
-        raise Problem("validation", field="body", reason="a JSON object is required")
+        raise Problem("validation", field="body", reason="object")
     if not isinstance(call.body, dict):
-        raise Problem("validation", field="body", reason="must be a JSON object")
+        raise Problem("validation", field="body", reason="object")
     return call.body
 
 
@@ -71,8 +71,8 @@ class Routes:
         files = self.rt.billing_files()
         allowed = list(files.matrix.currencies) if files is not None else None
         if not isinstance(value, str) or not re.fullmatch(r"[A-Z]{3}", value) or (allowed and value not in allowed):
-            reason = f"one of {', '.join(allowed)}" if allowed else "an ISO 4217 code such as EUR"
-            raise Problem("validation", field="currency", reason=reason)
+            raise Problem("validation", field="currency", reason="one_of" if allowed else "currency",
+                          allowed=", ".join(allowed or []))
         return value
 
     async def _write(self, call: Call, action: str, tenant_id: str, changes: dict[str, Any],
@@ -89,7 +89,7 @@ class Routes:
         except UnknownTenant:
             raise Problem("not_found", id=tenant_id) from None
         except InvalidTenant as exc:
-            raise Problem("validation", field=exc.field, reason=str(exc)) from None
+            raise Problem("validation", field=exc.field, reason="registry", message=str(exc)) from None
         await audit_append(self.rt.audit, action, call, {"tenant": tenant_id, "changes": changes,
                                                          "revision": tenant.revision})
         return tenant
@@ -102,7 +102,7 @@ class Routes:
         try:
             return int(value.strip().removeprefix("W/").strip('"'))
         except ValueError:
-            raise Problem("validation", field="If-Match", reason='a revision in quotes, e.g. "3"') from None
+            raise Problem("validation", field="If-Match", reason="revision") from None
 
     # ------------------------------------------------------------ tenants
 
@@ -133,7 +133,7 @@ class Routes:
                                                       residency=jurisdiction, home=region, status="active",
                                                       branding=brand, currency=currency))
         except InvalidTenant as exc:
-            raise Problem("validation", field=exc.field, reason=str(exc)) from None
+            raise Problem("validation", field=exc.field, reason="registry", message=str(exc)) from None
         await audit_append(self.rt.audit, "tenant.create", call, {"tenant": tenant.id, "name": name, "plan": plan,
                                                                   "home": region, "residency": jurisdiction})
         return Answer(201, tenant_json(tenant), {"Location": f"/v1/tenants/{tenant.id}"})
@@ -144,17 +144,17 @@ class Routes:
         query = call.request.query_params
         status = query.get("status") or None
         if status is not None and status not in STATUSES:
-            raise Problem("validation", field="status", reason=f"one of {', '.join(STATUSES)}")
+            raise Problem("validation", field="status", reason="one_of", allowed=", ".join(STATUSES))
         try:
             limit = int(query.get("limit", "100"))
         except ValueError:
-            raise Problem("validation", field="limit", reason="an integer from 1 to 500") from None
+            raise Problem("validation", field="limit", reason="integer", low=1, high=500) from None
         integer(limit, "limit", 1, 500)
         try:
             page = self.rt.directory().list(partner=call.partner, status=status, cursor=query.get("cursor") or None,
                                             limit=limit)
         except InvalidTenant as exc:
-            raise Problem("validation", field=exc.field or "cursor", reason=str(exc)) from None
+            raise Problem("validation", field=exc.field or "cursor", reason="registry", message=str(exc)) from None
         return Answer(200, {"items": [tenant_json(t) for t in page.items], "next_cursor": page.next_cursor})
 
     async def get_tenant(self, call: Call) -> Answer:
@@ -297,7 +297,7 @@ class Routes:
         only(body, ("role",))
         role = body.get("role", "read")
         if role not in ROLES:
-            raise Problem("validation", field="role", reason=f"one of {', '.join(ROLES)}")
+            raise Problem("validation", field="role", reason="one_of", allowed=", ".join(ROLES))
         record, secret = await self.rt.store.create_key(call.partner, role)
         await audit_append(self.rt.audit, "key.create", call, {"new_key": record.key_id, "role": role})
         return Answer(201, {**_key_json(record), "key": secret})

@@ -105,13 +105,13 @@ class Runtime:
     def directory(self) -> Any:
         directory = getattr(self.daemon, "tenants", None) or self.daemon.config.tenants
         if directory is None or not hasattr(directory, "list"):
-            raise Problem("unavailable", reason="this region has no tenant registry")
+            raise Problem("unavailable", reason="no_registry")
         return directory
 
     def writable(self) -> Any:
         directory = self.directory()
         if getattr(directory, "read_only", True):
-            raise Problem("unavailable", reason="this region's tenant directory is read-only (tenants.yaml)")
+            raise Problem("unavailable", reason="read_only")
         return directory
 
     def member_state(self, region: str) -> str:

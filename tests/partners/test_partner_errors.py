@@ -94,3 +94,12 @@ async def test_problems_speak_the_callers_language(federation, lang, title) -> N
         body = problem(await api.post("/v1/tenants", json={**GOOD, "region": "mars-1"}), "unknown_region", 422)
         assert body["title"] == title
         assert "mars-1" in body["detail"]
+
+
+async def test_validation_details_are_translated_too(federation) -> None:
+    async with federation.client(**{"Accept-Language": "fr"}) as api:
+        body = problem(await api.post("/v1/tenants", json={"region": "eu-west-1", "plan": "starter"}),
+                       "validation", 422, "name")
+        assert body["detail"] == "name : obligatoire"
+        body = problem(await api.get("/v1/tenants", params={"limit": "9999"}), "validation", 422, "limit")
+        assert body["detail"] == "limit : un entier de 1 à 500"
