@@ -149,7 +149,10 @@ def init_federation(*, federation: str, regions_file: Path, nats_url: str, out: 
         + render_config(
             name=f"{federation}-1", host=url.hostname, port=url.port,
             monitor_port=monitor_port or (url.port + 4000 if url.port + 4000 < 65536 else 8222),
-            store_dir=out / "nats-js", authorization=authorization_block(federation, passwords),
+            store_dir=out / "nats-js", authorization=authorization_block(
+                federation, passwords,
+                # Each region kept off the other jurisdictions' customer data (docs/tenants.md).
+                jurisdictions={name: r.jurisdiction for name, r in region_map.regions.items()}),
         ),
     )
     return InitResult(out, names, configs, nats_conf, copied, log_only, meters)

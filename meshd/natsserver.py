@@ -89,9 +89,22 @@ def _q(value: str) -> str:
     return json.dumps(value)  # nats-server config accepts JSON strings
 
 
+def customer_bucket_subjects(jurisdiction: str) -> list[str]:
+    """Every subject that reads or writes the customer bucket of ``jurisdiction`` (see docs/tenants.md).
+
+    The KV subjects, and the JetStream API on its stream: info, consumers and
+    direct gets (two tokens before the stream name), message gets and durable
+    consumers (three).
+    """
+    stream = f"KV_meshd_customers_{jurisdiction}"
+    return [f"$KV.meshd_customers_{jurisdiction}.>", f"$JS.API.*.*.{stream}", f"$JS.API.*.*.{stream}.>",
+            f"$JS.API.*.*.*.{stream}", f"$JS.API.*.*.*.{stream}.>"]
+
+
 def authorization_block(federation: str, users: Mapping[str, str], *, extra_publish: Iterable[str] = (),
                         deny_publish: Mapping[str, Iterable[str]] | None = None,
-                        extra_users: Mapping[str, tuple[str, Mapping[str, object]]] | None = None) -> str:
+                        extra_users: Mapping[str, tuple[str, Mapping[str, object]]] | None = None,
+                        jurisdictions: Mapping[str, str] | None = None) -> str:
     """``authorization { users = [...] }``: one user per region, publishing only as itself.
 
     A region may publish on ``meshd.<federation>.<kind>.<region>[.>]`` (its own
@@ -105,6 +118,9 @@ def authorization_block(federation: str, users: Mapping[str, str], *, extra_publ
     tests that break chosen links (an asymmetric network).
     ``extra_users`` maps a user name to (password, nats-server permissions),
     for users that are not regions (e.g. a region's usage publishers).
+    ``jurisdictions`` maps each region to its jurisdiction: a region is then
+    kept off every other jurisdiction's customer bucket of the tenant
+    registry (:func:`customer_bucket_subjects`), both ways.
     """
     lines = ["authorization {", "  users = ["]
     for region, password in sorted(users.items()):
@@ -120,10 +136,15 @@ def authorization_block(federation: str, users: Mapping[str, str], *, extra_publ
         ]
         subscribe = [f"meshd.{federation}.>", f"_INBOX.{region}.>", "$KV.>", f"meshd-kms.{federation}.{region}.>"]
         denied = list((deny_publish or {}).get(region, ()))
-        deny = f", deny: {json.dumps(denied)}" if denied else ""
+        foreign: list[str] = []
+        if jurisdictions and region in jurisdictions:
+            for other in sorted(set(jurisdictions.values()) - {jurisdictions[region]}):
+                foreign += customer_bucket_subjects(other)
+        deny = f", deny: {json.dumps(denied + foreign)}" if denied or foreign else ""
+        sub_deny = f", deny: {json.dumps([f for f in foreign if f.startswith('$KV.')])}" if foreign else ""
         lines.append(
             f"    {{user: {_q(region)}, password: {_q(password)}, permissions: {{"
-            f"publish: {{allow: {json.dumps(publish)}{deny}}}, subscribe: {{allow: {json.dumps(subscribe)}}}, "
+            f"publish: {{allow: {json.dumps(publish)}{deny}}}, subscribe: {{allow: {json.dumps(subscribe)}{sub_deny}}}, "
             f"allow_responses: true}}}}"
         )
     for user, (password, permissions) in sorted((extra_users or {}).items()):

@@ -87,9 +87,9 @@ class KvTenantDirectory(CopyDirectory):
         self.invalid_records = 0
         """Records skipped because they did not validate (a metric)."""
         self.watch_restarts = 0
-        self.loaded = anyio.Event()
-        """Set once the first full copy is in memory."""
+        # No anyio.Event here: the config loader builds this object outside any event loop.
         self.loaded_at: float | None = None
+        """When the first full copy was in memory (None before)."""
 
     def attach_metrics(self, metrics: Any) -> None:
         """Export the copy's size and the skipped records as the daemon's metrics."""
@@ -129,22 +129,37 @@ class KvTenantDirectory(CopyDirectory):
         """
         backoff = Backoff(0.2, 10.0)
         started = False
+        current: list[anyio.CancelScope] = []
+
+        def on_state(connected: bool) -> None:
+            # After a reconnect the server may have lost the watch's consumer (a restart); nats-py
+            # notices only after missed heartbeats, tens of seconds. Reopening at once costs one read.
+            if connected and current:
+                current[0].cancel()
+
+        transport.on_state(on_state)
         while True:
             try:
                 if self._kv is None:
                     await self.open(transport)
                 assert self._kv is not None
-                async with anyio.create_task_group() as tg:
-                    if self._customer_kv is not None:
-                        await tg.start(self._follow, self._customer_kv, self._on_customer)
-                    await tg.start(self._follow, self._kv, self._on_record)
-                    if not started:
-                        started = True
-                        self.loaded_at = self.clock()
-                        self.loaded.set()
-                        self.log.info("tenant registry loaded: %d tenants", len(self._copy))
-                        task_status.started()
-                    backoff.reset()
+                with anyio.CancelScope() as scope:
+                    current[:] = [scope]
+                    async with anyio.create_task_group() as tg:
+                        if self._customer_kv is not None:
+                            await tg.start(self._follow, self._customer_kv, self._on_customer)
+                        await tg.start(self._follow, self._kv, self._on_record)
+                        if not started:
+                            started = True
+                            self.loaded_at = self.clock()
+                            self.log.info("tenant registry loaded: %d tenants", len(self._copy))
+                            task_status.started()
+                        backoff.reset()
+                current.clear()
+                if scope.cancelled_caught:
+                    self.watch_restarts += 1
+                    self.log.info("tenant registry: connection back; reopening the watch")
+                    continue
                 # Both watches ended without an error: the connection closed under them.
                 raise RegistryUnavailable("the registry's watch ended")
             except anyio.get_cancelled_exc_class():

@@ -382,7 +382,8 @@ class LocalFederation:
         for a, b in broken_links:
             deny.setdefault(a, []).append(f"meshd.{federation}.*.{a}.{b}")
             deny.setdefault(b, []).append(f"meshd.{federation}.*.{b}.{a}")
-        auth = authorization_block(federation, passwords, deny_publish=deny)
+        auth = authorization_block(federation, passwords, deny_publish=deny,
+                                   jurisdictions={r: region_map.regions[r].jurisdiction for r in chosen})
         self.nats_nodes = nats_nodes
         if nats_nodes == 1:
             self.cluster: NatsCluster | None = None

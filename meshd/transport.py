@@ -517,7 +517,7 @@ class NatsTransport(Transport):
             # nats-py's create_key_value drops KeyValueConfig.placement, so the stream is made
             # here in the shape it would make (same subjects, rollups, per-key history).
             await slow_js.add_stream(api.StreamConfig(
-                name=f"KV_{bucket}", subjects=[f"$KV.{bucket}.>"], allow_direct=True, allow_rollup_hdrs=True,
+                name=f"KV_{bucket}", subjects=[f"$KV.{bucket}.>"], allow_rollup_hdrs=True,
                 deny_delete=True, discard=api.DiscardPolicy.NEW, duplicate_window=min(120.0, ttl or 120.0),
                 max_age=ttl or None, max_consumers=-1, max_msgs=-1, max_msgs_per_subject=history,
                 num_replicas=replicas, placement=api.Placement(tags=list(placement))))

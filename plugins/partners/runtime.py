@@ -137,4 +137,5 @@ class Runtime:
         store = self.store
         return {"state": self.state, "port": self.port, "tls": self.settings.tls is not None,
                 "partners": len(store.partners) if store else 0,
-                "keys": sum(1 for k in store.keys.values() if k.revoked is None) if store else 0}
+                "keys": sum(1 for k in store.keys.values() if k.revoked is None) if store else 0,
+                "bad_records": store.bad_records if store else 0}

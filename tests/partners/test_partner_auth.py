@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import time
 
 import httpx
@@ -62,8 +63,13 @@ async def test_another_partners_tenant_is_not_found_on_every_route(federation) -
         assert tid not in [t["id"] for t in listed]
         metrics = (await api.get("/v1/metrics")).json()
         assert metrics["tenants"]["total"] == 0
+        their_key = federation.keys[("globex", "read")].split("_")[1]
+        _problem(await api.delete(f"/v1/keys/{their_key}"), "not_found", 404)
+        assert their_key not in [k["key_id"] for k in (await api.get("/v1/keys")).json()["items"]]
     async with federation.client(partner="globex") as api:
         assert (await api.get(f"/v1/tenants/{tid}")).json() == theirs  # unchanged
+    async with federation.client(partner="globex", role="read") as api:
+        assert (await api.get("/v1/tenants")).status_code == 200  # its key still works
 
 
 async def test_roles(federation) -> None:
@@ -144,3 +150,17 @@ async def test_rate_limit_answers_429_with_retry_after(tmp_path, nats_server) ->
                                      headers={"Authorization": f"Bearer {guess}", "Meshd-Partner": "acme"}) as bad:
             codes = [(await bad.get("/v1/metrics")).status_code for _ in range(3)]
         assert codes == [401, 401, 429]
+
+
+async def test_a_bad_record_in_the_key_store_is_counted_and_skipped(federation) -> None:
+    store = federation.runtime("eu-central-1").store
+    await store.kv.put("key.zzzzzzzzzzzz", b"{not json")
+    await store.kv.put("key.yyyyyyyyyyyy", json.dumps({"key_id": "yyyyyyyyyyyy"}).encode())
+    await until(lambda: store.bad_records == 2, 2, "both bad records seen")
+    status = await federation.daemons["eu-central-1"].status()
+    assert status["partners"]["bad_records"] == 2
+    async with federation.client("eu-central-1", role="read") as api:  # the watch goes on
+        assert (await api.get("/v1/tenants")).status_code == 200
+    async with federation.client(role="admin") as admin:
+        new = (await admin.post("/v1/keys", json={"role": "read"})).json()
+    await until(lambda: new["key_id"] in store.keys, 1, "a later key reaches eu-central-1")

@@ -21,7 +21,7 @@ import pytest
 import yaml
 
 from meshd import CustomerData, CustomerDataRefused, NewTenant
-from meshd.natsserver import NatsServer
+from meshd.natsserver import NatsServer, authorization_block
 from meshd.testing import TcpProxy, running_daemons, until, write_federation
 
 pytestmark = pytest.mark.anyio
@@ -31,20 +31,9 @@ OTHERS = ["health", "membership", "failover", "alerts", "keys", "billing", "fenc
 SECRETS = ["DE998877665", "Geheimweg 7, 10115 Berlin", "privat.person@example.de"]
 
 
-def permissions(region: str, other_region: str, other_jurisdiction: str) -> dict[str, Any]:
-    bucket = f"meshd_customers_{other_jurisdiction}"
-    stream = f"KV_{bucket}"
-    return {
-        "publish": {"allow": [">"], "deny": [f"$KV.{bucket}.>", f"$JS.API.*.*.{stream}", f"$JS.API.*.*.{stream}.>",
-                                             f"$JS.API.DIRECT.GET.{stream}.>"]},
-        "subscribe": {"allow": [">"], "deny": [f"$KV.{bucket}.>", f"_INBOX.{other_region}.>"]},
-    }
-
-
-def authorization() -> str:
-    users = [{"user": "eu-west-1", "password": "eu-pw", "permissions": permissions("eu-west-1", "us-east-1", "US")},
-             {"user": "us-east-1", "password": "us-pw", "permissions": permissions("us-east-1", "eu-west-1", "EU")}]
-    return "authorization { users = " + json.dumps(users) + " }"
+def authorization(jurisdictions: dict[str, str] | None) -> str:
+    """The NATS users ``meshd init`` writes: each region kept off the other jurisdictions' customer buckets."""
+    return authorization_block("test", {"eu-west-1": "eu-pw", "us-east-1": "us-pw"}, jurisdictions=jurisdictions)
 
 
 class Tap(TcpProxy):
@@ -68,8 +57,11 @@ def leaked(blob: bytes) -> list[str]:
     return [s for s in SECRETS if s.encode() in blob]
 
 
+JURISDICTIONS = {"eu-west-1": "EU", "us-east-1": "US"}
+
+
 async def test_eu_customer_data_never_reaches_a_us_region(tmp_path: Path, nats_binary: str) -> None:
-    server = NatsServer(tmp_path / "nats", binary=nats_binary, authorization=authorization()).start()
+    server = NatsServer(tmp_path / "nats", binary=nats_binary, authorization=authorization(JURISDICTIONS)).start()
     tap = Tap(("127.0.0.1", server.port))
     try:
         configs = write_federation(tmp_path, REGIONS, server.url, patch={
@@ -78,13 +70,15 @@ async def test_eu_customer_data_never_reaches_a_us_region(tmp_path: Path, nats_b
             data = yaml.safe_load(configs[region].read_text())
             data["nats"] = {"servers": [url], "user": region, "password": password}
             configs[region].write_text(yaml.safe_dump(data))
-        raw = await nats.connect(server.url, user="us-east-1", password="us-pw")
+        # What the US region's NATS user may see: everything it is allowed to subscribe to.
+        raw = await nats.connect(server.url, user="us-east-1", password="us-pw", inbox_prefix="_INBOX.us-east-1")
         seen: list[bytes] = []
 
         async def capture(msg: Any) -> None:
             seen.append(msg.subject.encode() + b" " + msg.data + b" " + json.dumps(dict(msg.headers or {})).encode())
 
-        await raw.subscribe(">", cb=capture)
+        for subject in ("meshd.test.>", "_INBOX.us-east-1.>", "$KV.>"):
+            await raw.subscribe(subject, cb=capture)
         await raw.flush()
         try:
             async with running_daemons(configs, blocked=OTHERS) as ds:
@@ -108,14 +102,17 @@ async def test_eu_customer_data_never_reaches_a_us_region(tmp_path: Path, nats_b
 
                 # The US user cannot read the EU bucket even when it tries.
                 with pytest.raises(Exception):  # noqa: B017  (a permissions violation or a timeout)
-                    kv = await raw.jetstream(timeout=1).key_value("meshd_customers_EU")
-                    await kv.get(tid)
+                    await raw.jetstream(timeout=1).key_value("meshd_customers_EU")
+                with pytest.raises(Exception):  # noqa: B017
+                    await raw.jetstream(timeout=1).get_last_msg("KV_meshd_customers_EU",
+                                                                f"$KV.meshd_customers_EU.{tid}")
                 js = raw.jetstream()
 
-                # The global record, read as the US user, holds no customer data.
-                tenants_kv = await js.key_value("meshd_tenants")
-                history = await tenants_kv.history(tid)
-                assert history and not leaked(b"".join(e.value or b"" for e in history))
+                # Every message of the global bucket, read as the US user, holds no customer data.
+                info = await js.stream_info("KV_meshd_tenants")
+                stored = [await js.get_msg("KV_meshd_tenants", seq) for seq in range(1, info.state.last_seq + 1)]
+                assert any(tid in (m.subject or "") for m in stored)
+                assert not leaked(b"".join(m.data or b"" for m in stored))
 
                 # Everything the EU daemon published before this marker has reached the raw subscriber.
                 marker = anyio.Event()
@@ -123,10 +120,10 @@ async def test_eu_customer_data_never_reaches_a_us_region(tmp_path: Path, nats_b
                 async def on_marker(_msg: Any) -> None:
                     marker.set()
 
-                await raw.subscribe("test.marker", cb=on_marker)
+                await raw.subscribe("meshd.test.marker.eu-west-1", cb=on_marker)
                 await raw.flush()
-                await eu.transport.publish("test.marker", b"")
-                with anyio.fail_after(5):
+                await eu.transport.publish("meshd.test.marker.eu-west-1", b"")
+                with anyio.fail_after(10):
                     await marker.wait()
 
                 assert any(b"meshd_tenants" in m for m in seen)  # the capture does see registry traffic
