@@ -133,6 +133,16 @@ class Context:
         self.print(json.dumps(doc, indent=2, ensure_ascii=False) if as_json else render(doc))
 
 
+def help_handler(parser: argparse.ArgumentParser) -> Callable[[argparse.Namespace, Context], int]:
+    """The handler of a command group run without a subcommand (``meshd keys``): its help on stderr, exit 2."""
+
+    def handler(_args: argparse.Namespace, ctx: Context) -> int:
+        parser.print_help(ctx.err)
+        return EXIT_USAGE
+
+    return handler
+
+
 def render_table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
     cells = [[str(h) for h in headers]] + [["" if c is None else str(c) for c in row] for row in rows]
     widths = [max(len(r[i]) for r in cells) for i in range(len(headers))]

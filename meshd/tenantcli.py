@@ -11,7 +11,6 @@ an unknown tenant, no tenant directory configured).
 from __future__ import annotations
 
 import argparse
-import functools
 import json
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
@@ -20,6 +19,7 @@ from typing import Any
 
 import anyio
 
+from .cli import help_handler
 from .config import ConfigError, LoadedConfig, load_model_file
 from .tenantdir import TenantDirectory, TenantDirectoryError
 from .tenants import Tenant, TenantFile
@@ -32,7 +32,7 @@ CONNECT_TIMEOUT = 30.0
 def add_commands(subparsers: Any, t: Any) -> None:
     p = subparsers.add_parser("tenants", help=t("tenants.cli.help"), description=t("tenants.cli.description"))
     sub = p.add_subparsers(dest="tenants_command", metavar="COMMAND", parser_class=type(p))
-    p.set_defaults(handler=functools.partial(_usage, p))
+    p.set_defaults(handler=help_handler(p))
 
     i = sub.add_parser("import", help=t("tenants.cli.import.help"), description=t("tenants.cli.import.description"))
     i.add_argument("file", help=t("tenants.cli.import.file"))
@@ -51,10 +51,6 @@ def add_commands(subparsers: Any, t: Any) -> None:
     s.add_argument("--json", action="store_true", help=t("cli.opt.json"))
     s.set_defaults(handler=cmd_show)
 
-
-def _usage(parser: argparse.ArgumentParser, _args: argparse.Namespace, ctx: Any) -> int:
-    parser.print_help(ctx.err)
-    return EXIT_USAGE
 
 
 def _with_directory(ctx: Any, config: LoadedConfig,

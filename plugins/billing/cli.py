@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import functools
 import json
 import time
 from datetime import UTC, date, datetime
@@ -12,6 +11,8 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from babel.numbers import format_currency
+
+from meshd.cli import help_handler
 
 from .output import FORMATS, RENDERED, add_render_options, can_write, write_rendered
 
@@ -45,7 +46,7 @@ def add_billing_commands(subparsers: Any, t: Any) -> None:
     p = subparsers.add_parser("billing", help=t("billing.cli.billing.help"),
                               description=t("billing.cli.billing.help"))
     sub = p.add_subparsers(dest="billing_command", metavar="COMMAND", parser_class=type(p))
-    p.set_defaults(handler=functools.partial(_usage, p))
+    p.set_defaults(handler=help_handler(p))
     a = sub.add_parser("audit", help=t("billing.cli.audit.help"), description=t("billing.cli.audit.description"))
     a.add_argument("--config", help=t("cli.opt.config"))
     a.add_argument("--period", required=True, help=t("billing.cli.period"))
@@ -65,10 +66,6 @@ def add_billing_commands(subparsers: Any, t: Any) -> None:
     r.add_argument("--json", action="store_true", help=t("billing.cli.json"))
     r.set_defaults(handler=cmd_revenue)
 
-
-def _usage(parser: argparse.ArgumentParser, _args: argparse.Namespace, ctx: Any) -> int:
-    parser.print_help(ctx.err)
-    return EXIT_USAGE
 
 
 def _need(args: argparse.Namespace, ctx: Any, *names: str) -> bool:

@@ -20,7 +20,7 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from meshd.cli import EXIT_FAILURE, EXIT_OK, EXIT_USAGE, Context, render_table
+from meshd.cli import EXIT_FAILURE, EXIT_OK, EXIT_USAGE, Context, help_handler, render_table
 from meshd.config import ConfigError, LoadedConfig, load_config
 from meshd.i18n import Translator
 
@@ -35,7 +35,7 @@ if TYPE_CHECKING:
 def add_commands(subparsers: argparse._SubParsersAction, t: Translator, plugin: KeysPlugin) -> None:
     keys = subparsers.add_parser("keys", help=t("keys.cli.help"), description=t("keys.cli.help"))
     sub = keys.add_subparsers(dest="keys_command", metavar="COMMAND", parser_class=type(keys))
-    keys.set_defaults(handler=functools.partial(_usage, keys))
+    keys.set_defaults(handler=help_handler(keys))
 
     p = sub.add_parser("status", help=t("keys.cli.status.help"))
     p.add_argument("--config", help=t("cli.opt.config"))
@@ -71,15 +71,11 @@ def add_commands(subparsers: argparse._SubParsersAction, t: Translator, plugin: 
 
     secrets = subparsers.add_parser("secrets", help=t("keys.cli.secrets.help"), description=t("keys.cli.secrets.help"))
     sub = secrets.add_subparsers(dest="secrets_command", metavar="COMMAND", parser_class=type(secrets))
-    secrets.set_defaults(handler=functools.partial(_usage, secrets))
+    secrets.set_defaults(handler=help_handler(secrets))
     p = sub.add_parser("encrypt", help=t("keys.cli.encrypt.help"), description=t("keys.cli.encrypt.description"))
     p.add_argument("--config", help=t("cli.opt.config"))
     p.set_defaults(handler=functools.partial(cmd_encrypt, plugin))
 
-
-def _usage(parser: argparse.ArgumentParser, _args: argparse.Namespace, _ctx: Context) -> int:
-    parser.print_help(sys.stderr)
-    return EXIT_USAGE
 
 
 def _load(ctx: Context, given: str | None) -> LoadedConfig:

@@ -9,11 +9,12 @@ license verifies offline against the trust bundle or one public key.
 from __future__ import annotations
 
 import argparse
-import functools
 import json
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
+
+from meshd.cli import help_handler
 
 EXIT_OK, EXIT_FAILURE, EXIT_USAGE = 0, 1, 2
 
@@ -23,7 +24,7 @@ def add_commands(subparsers: Any, t: Any) -> None:
 
     p = subparsers.add_parser("partners", help=t("partners.cli.help"), description=t("partners.cli.description"))
     sub = p.add_subparsers(dest="partners_command", metavar="COMMAND", parser_class=type(p))
-    p.set_defaults(handler=functools.partial(_usage, p))
+    p.set_defaults(handler=help_handler(p))
 
     a = sub.add_parser("add", help=t("partners.cli.add.help"))
     a.add_argument("name", help=t("partners.cli.add.name"))
@@ -37,7 +38,7 @@ def add_commands(subparsers: Any, t: Any) -> None:
 
     k = sub.add_parser("key", help=t("partners.cli.key.help"))
     ksub = k.add_subparsers(dest="key_command", metavar="COMMAND", parser_class=type(p))
-    k.set_defaults(handler=functools.partial(_usage, k))
+    k.set_defaults(handler=help_handler(k))
     c = ksub.add_parser("create", help=t("partners.cli.key.create_help"))
     c.add_argument("partner", help=t("partners.cli.partner"))
     c.add_argument("--role", choices=ROLES, default="read", help=t("partners.cli.key.role"))
@@ -61,7 +62,7 @@ def add_commands(subparsers: Any, t: Any) -> None:
 
     lic = subparsers.add_parser("license", help=t("partners.cli.license.help"))
     lsub = lic.add_subparsers(dest="license_command", metavar="COMMAND", parser_class=type(p))
-    lic.set_defaults(handler=functools.partial(_usage, lic))
+    lic.set_defaults(handler=help_handler(lic))
     v = lsub.add_parser("verify", help=t("partners.cli.license.verify_help"))
     v.add_argument("token", help=t("partners.cli.license.token"))
     v.add_argument("--key", help=t("partners.cli.license.key"))
@@ -74,10 +75,6 @@ def _common(p: argparse.ArgumentParser, t: Any) -> None:
     p.add_argument("--config", help=t("cli.opt.config"))
     p.add_argument("--json", action="store_true", help=t("partners.cli.json"))
 
-
-def _usage(parser: argparse.ArgumentParser, args: argparse.Namespace, ctx: Any) -> int:
-    parser.print_usage()
-    return EXIT_USAGE
 
 
 def _answer(ctx: Any, args: argparse.Namespace, method: str, path: str, body: Any = None) -> tuple[int, Any]:
