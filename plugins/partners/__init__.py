@@ -10,7 +10,7 @@ partners``); licenses verify offline (``meshd license verify``).
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import meshd
 from meshd import hookimpl
@@ -19,7 +19,11 @@ from meshd.httpapi import Route
 from meshd.service import Service
 
 from .config import PartnersConfig
-from .runtime import SECTION, Runtime
+
+if TYPE_CHECKING:
+    from .runtime import Runtime
+
+SECTION = "partners"
 
 
 class PartnersPlugin:
@@ -58,6 +62,9 @@ class PartnersPlugin:
     @hookimpl
     async def meshd_startup(self, daemon: meshd.Daemon) -> None:
         if daemon.plugin_config(SECTION).enabled:
+            # Starlette, uvicorn and argon2 are imported only by a daemon that serves the API.
+            from .runtime import Runtime
+
             self.runtime = Runtime(daemon)
             await self.runtime.start()
 

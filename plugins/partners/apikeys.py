@@ -18,16 +18,25 @@ import hmac
 import re
 import secrets
 from dataclasses import dataclass
+from functools import cache
+from typing import TYPE_CHECKING
 
-from argon2 import PasswordHasher
-from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
+if TYPE_CHECKING:
+    from argon2 import PasswordHasher
 
 ROLES = ("admin", "deployer", "read")
 KEY_RE = re.compile(r"^mpk_(?P<key_id>[a-z2-7]{12})_(?P<secret>[A-Za-z0-9_-]{32})$")
 
-# Interactive-login parameters are for guessable passwords; a 192-bit secret needs no more than
-# OWASP's minimum for argon2id (19 MiB, 2 passes), which keeps a first check near 20 ms.
-_HASHER = PasswordHasher(time_cost=2, memory_cost=19 * 1024, parallelism=1)
+
+
+@cache
+def _hasher() -> PasswordHasher:
+    # Imported on first use: every meshd process loads this plugin, few of them check keys.
+    from argon2 import PasswordHasher
+
+    # Interactive-login parameters are for guessable passwords; a 192-bit secret needs no more than
+    # OWASP's minimum for argon2id (19 MiB, 2 passes), which keeps a first check near 20 ms.
+    return PasswordHasher(time_cost=2, memory_cost=19 * 1024, parallelism=1)
 
 
 def new_key_id() -> str:
@@ -57,12 +66,14 @@ def format_key(key_id: str, secret: str) -> str:
 
 
 def hash_secret(secret: str) -> str:
-    return _HASHER.hash(secret)
+    return _hasher().hash(secret)
 
 
 def verify_secret(stored_hash: str, secret: str) -> bool:
+    from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
+
     try:
-        return _HASHER.verify(stored_hash, secret)
+        return _hasher().verify(stored_hash, secret)
     except (VerifyMismatchError, VerificationError, InvalidHashError):
         return False
 
