@@ -1,0 +1,1 @@
+"""Compliance audit of the live federation (issue 15)."""
