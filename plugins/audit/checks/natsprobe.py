@@ -38,6 +38,10 @@ async def refused_publishes(daemon: Daemon, subjects: Sequence[str], timeout: fl
     try:
         for subject in subjects:
             await nc.publish(subject, PROBE_BODY)
+        # Twice: nats-py writes a flush's PING to the socket straight away but the PUBs
+        # from its pending buffer only after, so the first PONG can come back before
+        # the server has seen (and refused) them. The second PING follows the PUBs.
+        await nc.flush(timeout=timeout)
         await nc.flush(timeout=timeout)
     finally:
         await nc.close()
