@@ -7,6 +7,7 @@ __version__ = "0.1.0"
 
 from .adjustments import InvoiceAdjustment
 from .alerting import Alert, DeliveryResult, Notification
+from .auditcheck import AuditCheck, CheckResult, Severity
 from .bus import Bus
 from .config import ConfigError, ConfigIssue, DaemonConfig, LoadedConfig, Region, RegionMap, StrictModel
 from .daemon import Daemon
@@ -39,12 +40,13 @@ from .tenants import Branding, Tenant
 from .transport import KeyExists, KeyValueStore, RequestTimeout, RevisionMismatch, Transport, TransportError
 
 __all__ = [
-    "Alert", "Branding", "Bus", "Candidate", "ConfigError", "ConfigIssue", "CustomerData", "CustomerDataRefused",
-    "Daemon", "DaemonConfig", "Decision", "DeliveryResult", "Duration", "Envelope", "HealthCheck", "HealthReport",
-    "HealthStatus", "Hooks", "HTTPError", "InvoiceAdjustment", "KeyExists", "KeyValueStore", "KMSProvider",
-    "LoadedConfig", "Location", "Member", "MemberState", "Metrics", "NewTenant", "Notification", "Proposal",
-    "ReadOnlyDirectory", "Reason", "Region", "RegionMap", "Rejected", "Request", "RequestTimeout", "Response",
-    "RevisionMismatch", "Route", "RouteRequest", "Service", "Size", "StrictModel", "Tenant", "TenantChange",
-    "TenantConflict", "TenantDirectory", "TenantDirectoryError", "TenantPage", "Translator", "Transport",
-    "TransportError", "UnknownTenant", "Veto", "__version__", "hookimpl", "hookspec",
+    "Alert", "AuditCheck", "Branding", "Bus", "Candidate", "CheckResult", "ConfigError", "ConfigIssue",
+    "CustomerData", "CustomerDataRefused", "Daemon", "DaemonConfig", "Decision", "DeliveryResult", "Duration",
+    "Envelope", "HealthCheck", "HealthReport", "HealthStatus", "hookimpl", "Hooks", "hookspec", "HTTPError",
+    "InvoiceAdjustment", "KeyExists", "KeyValueStore", "KMSProvider", "LoadedConfig", "Location", "Member",
+    "MemberState", "Metrics", "NewTenant", "Notification", "Proposal", "ReadOnlyDirectory", "Reason", "Region",
+    "RegionMap", "Rejected", "Request", "RequestTimeout", "Response", "RevisionMismatch", "Route", "RouteRequest",
+    "Service", "Severity", "Size", "StrictModel", "Tenant", "TenantChange", "TenantConflict", "TenantDirectory",
+    "TenantDirectoryError", "TenantPage", "Translator", "Transport", "TransportError", "UnknownTenant", "Veto",
+    "__version__",
 ]

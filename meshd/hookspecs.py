@@ -56,6 +56,7 @@ if TYPE_CHECKING:
 
     from .adjustments import InvoiceAdjustment
     from .alerting import Alert, DeliveryResult, Notification
+    from .auditcheck import AuditCheck
     from .config import ConfigIssue, LoadedConfig
     from .daemon import Daemon
     from .decisions import Decision, Proposal, Veto
@@ -457,4 +458,22 @@ def meshd_invoice_adjustments(daemon: Daemon, tenant: str, period: str, lang: st
     plugin applies each ``key`` at most once per tenant and period, so
     returning the same adjustment when a period is billed again never
     credits twice.
+    """
+
+
+# ---------------------------------------------------------------- compliance audit
+
+
+@hookspec
+def meshd_audit_checks(daemon: Daemon) -> Sequence[AuditCheck] | None:
+    """Every plugin's compliance checks. *sync*
+
+    Called by the audit plugin each time an audit runs in this region (asked
+    by ``meshd audit`` over the bus, or on its schedule), on the event loop:
+    return :class:`meshd.auditcheck.AuditCheck` objects without doing the
+    checking here. The audit plugin then calls each check's ``run(daemon)``
+    (sync or async), time-boxed (``audit.check_timeout``); one that raises
+    or runs late is recorded as status ``error`` and the audit goes on.
+    Check ids are stable and dotted (``transit.nats_tls``); the framework
+    mappings in ``etc/compliance/*.yaml`` name them.
     """

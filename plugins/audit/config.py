@@ -1,0 +1,26 @@
+"""The ``audit:`` section of a region's daemon config."""
+
+from __future__ import annotations
+
+from pydantic import Field
+
+from meshd.auditcheck import Severity
+from meshd.config import RelPath, StrictModel
+from meshd.durations import Duration
+
+
+class AuditConfig(StrictModel):
+    """When this region audits itself, what makes the CLI fail, and where the framework mappings are."""
+
+    enabled: bool = True
+    """Answer audit requests and run the scheduled audit; false: this region answers that it is disabled."""
+    schedule: Duration = Field(default=86_400.0, gt=0)
+    """How often the region audits itself and raises ``ComplianceControlFailing`` for a control that stopped passing."""
+    fail_on_alert: Severity = Severity.HIGH
+    """The least severity of a failed check that makes a scheduled audit raise an alert."""
+    check_timeout: Duration = Field(default=5.0, gt=0)
+    """The time box of one check; one that runs longer is recorded as ``error``."""
+    failover_drill_max_age: Duration = Field(default=90 * 86_400.0, gt=0)
+    """The oldest a failover drill may be before ``continuity.failover_drill`` fails."""
+    frameworks_dir: RelPath | None = None
+    """A directory of framework mappings (``<framework>.yaml``); default: the ones shipped in etc/compliance."""
