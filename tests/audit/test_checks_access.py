@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import json
 import secrets
 from pathlib import Path
 
 import pytest
 
 from meshd.natsserver import NatsServer, authorization_block
+from meshd.testing import until
 
 from .conftest import REGIONS, daemons, run_check, without_secrets
 
@@ -84,3 +86,35 @@ async def test_admin_token_mode(tmp_path: Path, nats_server: NatsServer) -> None
         result = await run_check("access.admin_token_mode", daemon)
     assert result.status == "fail" and "mode 0644" in result.detail and "admin.token" in result.detail
     assert without_secrets(result, token)
+
+
+async def test_partner_api_keys_are_stored_hashed(tmp_path: Path, nats_server: NatsServer) -> None:
+    blocked = tuple(b for b in BLOCK if b != "partners")
+    patch = {"partners": {"enabled": True, "port": 0}, "tenants": {"registry": "kv"}}
+    async with daemons(tmp_path, nats_server.url, blocked=blocked, patch=patch) as running:
+        daemon = running["eu-west-1"]
+        runtime = daemon.hooks.pm.get_plugin("partners").runtime
+        await until(lambda: runtime.state == "serving", what="the partner API to serve")
+        partner = await runtime.store.add_partner("Acme Resellers")
+        record, secret = await runtime.store.create_key(partner.id, "read")
+        result = await run_check("access.api_keys_hashed", daemon)
+        assert result.status == "pass", result.detail
+        assert result.evidence["keys"][0]["hash_scheme"] == "argon2id"
+        assert without_secrets(result, secret, record.hash)
+
+        # A record written by something that stored the secret itself.
+        leaked = "mk_plain_secret_value"
+        await runtime.store.kv.put("key.k0000000000000001", json.dumps(
+            {"key_id": "k0000000000000001", "partner": partner.id, "role": "read", "hash": leaked,
+             "created": 1.0, "revoked": None}).encode())
+        await until(lambda: "k0000000000000001" in runtime.store.keys, what="the store to see the record")
+        result = await run_check("access.api_keys_hashed", daemon)
+    assert result.status == "fail"
+    assert "not stored as argon2id hashes: k0000000000000001" in result.detail
+    assert without_secrets(result, leaked, secret)
+
+
+async def test_api_keys_check_is_not_applicable_without_partners(tmp_path: Path, nats_server: NatsServer) -> None:
+    async with daemons(tmp_path, nats_server.url, blocked=BLOCK) as running:
+        result = await run_check("access.api_keys_hashed", running["eu-west-1"])
+    assert result.status == "not_applicable" and "partners" in result.detail
