@@ -24,7 +24,7 @@ if TYPE_CHECKING:
 PROBE_BODY = b'{"audit":"permission probe: a daemon drops this as not an envelope"}'
 
 
-async def refused_publishes(daemon: Daemon, subjects: Sequence[str], timeout: float = 3.0) -> dict[str, bool]:
+async def refused_publishes(daemon: Daemon, subjects: Sequence[str], timeout: float = 2.0) -> dict[str, bool]:
     """For each subject, whether the server refused this region's publish there."""
     import asyncio
 
