@@ -95,6 +95,11 @@ async def test_routes_stay_in_residency_unless_the_engine_disagrees(tmp_path: Pa
 
 
 async def test_a_mirror_across_jurisdictions_fails(tmp_path: Path, nats_server: NatsServer) -> None:
+    (tmp_path / "empty").mkdir()
+    async with daemons(tmp_path / "empty", nats_server.url, blocked=WITH_ROUTING) as running:
+        result = await run_check("residency.placement", running["eu-west-1"])
+    assert result.status == "not_applicable" and "no usage stream or customer bucket" in result.detail
+
     nc = await nats.connect(nats_server.url)
     js = nc.jsm()
     await js.add_stream(StreamConfig(name="meshd_usage_test_eu-west-1", subjects=["usage.test.eu-west-1"]))
