@@ -1,0 +1,134 @@
+"""Encryption at rest: the metering ledger, secrets in the config, the key-encryption key."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from meshd.auditcheck import AuditCheck, CheckResult, Severity
+from meshd.yamlsource import EncryptedValue
+
+from .facts import failed, file_facts, not_applicable, others_may_read, passed, plugin, secret_key, section
+
+if TYPE_CHECKING:
+    from meshd.daemon import Daemon
+
+PASSWORD_FILE_PATTERNS = ("*.nats-password", "secrets/*.nats-password", "*.password", "secrets/*.password")
+
+
+def ledger_encrypted(daemon: Daemon) -> CheckResult:
+    metering = plugin(daemon, "metering")
+    runtime = getattr(metering, "runtime", None)
+    if metering is None or runtime is None:
+        return not_applicable("the metering plugin is not loaded")
+    if runtime.state == "disabled":
+        return not_applicable(f"metering is disabled in this region ({runtime.detail})")
+    settings = runtime.settings
+    ledger = runtime.ledger
+    evidence: dict[str, Any] = {"ledger": str(runtime.ledger_path()), "state": runtime.state,
+                                "require_encryption": settings.require_encryption}
+    if ledger is None:
+        return failed(f"the metering ledger is not open ({runtime.state}: {runtime.detail or 'starting'})",
+                      **evidence)
+    evidence["at_rest"] = ledger.at_rest.mode
+    if ledger.at_rest.mode != "keyring":
+        return failed(f"the metering ledger {evidence['ledger']} is stored in plaintext: no keyring for purpose "
+                      "'metering'", **evidence)
+    return passed(f"the metering ledger {evidence['ledger']} is encrypted with the region's keyring", **evidence)
+
+
+def _secret_values(data: Any, path: tuple[str, ...] = ()) -> Iterator[tuple[str, Any]]:
+    """``(dotted key, value)`` of every secret-looking setting in the raw config."""
+    if isinstance(data, Mapping):
+        for key, value in data.items():
+            here = (*path, str(key))
+            if isinstance(value, Mapping | list):
+                yield from _secret_values(value, here)
+            elif secret_key(str(key)) and value not in (None, ""):
+                yield ".".join(here), value
+            elif isinstance(value, str) and "://" in value and "@" in value.split("://", 1)[1].split("/", 1)[0]:
+                yield ".".join(here), value  # a URL with userinfo
+    elif isinstance(data, list):
+        for i, value in enumerate(data):
+            yield from _secret_values(value, (*path, str(i)))
+    # plugins' own secret maps (alerts.secrets) are covered by the key name "secrets"
+
+
+def _under_secrets_map(data: Any) -> Iterator[tuple[str, Any]]:
+    if isinstance(data, Mapping):
+        for key, value in data.items():
+            if key == "secrets" and isinstance(value, Mapping):
+                for name, v in value.items():
+                    yield f"secrets.{name}", v
+            elif isinstance(value, Mapping):
+                for name, v in _under_secrets_map(value):
+                    yield f"{key}.{name}", v
+
+
+def config_secrets_encrypted(daemon: Daemon) -> CheckResult:
+    data = daemon.config.source.data
+    found = dict(_secret_values(data))
+    found.update(dict(_under_secrets_map(data)))
+    plaintext = sorted(k for k, v in found.items() if not isinstance(v, EncryptedValue))
+    nats = daemon.config.daemon.nats
+    config_dir = Path(daemon.config.path).parent
+    secret_files = [str(p) for p in (nats.password_file, nats.token_file) if p is not None]
+    left = sorted({str(p) for pattern in PASSWORD_FILE_PATTERNS for p in config_dir.glob(pattern)}
+                  | {str(p) for pattern in PASSWORD_FILE_PATTERNS for p in Path(daemon.state_dir).glob(pattern)})
+    evidence = {"config": str(daemon.config.path),
+                "secret_settings": {k: "encrypted" if isinstance(found[k], EncryptedValue) else "plaintext"
+                                    for k in sorted(found)},
+                "password_files_in_config": secret_files, "password_files_found": left}
+    problems = []
+    if plaintext:
+        problems.append(f"plaintext secret in {', '.join(plaintext)} (write it !encrypted)")
+    if secret_files:
+        problems.append(f"the NATS credential is read from plaintext file {', '.join(secret_files)}")
+    leftovers = sorted(set(left) - {str(Path(f).resolve()) for f in secret_files} - set(secret_files))
+    if leftovers:
+        problems.append(f"plaintext password file left: {', '.join(leftovers)}")
+    if problems:
+        return failed("; ".join(problems), **evidence)
+    return passed(f"{len(found)} secret settings, all !encrypted; no plaintext password file", **evidence)
+
+
+def kek_protected(daemon: Daemon) -> CheckResult:
+    settings = section(daemon, "keys")
+    if plugin(daemon, "keys") is None or settings is None:
+        return not_applicable("the keys plugin is not loaded")
+    kms = settings.kms
+    evidence: dict[str, Any] = {"provider": kms.provider, "jurisdiction": kms.jurisdiction}
+    if kms.provider != "local":
+        return passed(f"the key-encryption key is held by the {kms.provider} KMS, not on this host", **evidence)
+    if kms.kek_credential:
+        directory = os.environ.get("CREDENTIALS_DIRECTORY")
+        evidence["systemd_credential"] = kms.kek_credential
+        if directory and (Path(directory) / kms.kek_credential).is_file():
+            return passed(f"the key-encryption key is the systemd credential {kms.kek_credential}", **evidence)
+        return failed(f"keys.kms.kek_credential {kms.kek_credential} is set but no such credential is in "
+                      f"$CREDENTIALS_DIRECTORY ({directory or 'unset'})", **evidence)
+    path = Path(kms.kek_file) if kms.kek_file else Path(daemon.state_dir) / "keys" / "kek"
+    facts = file_facts(path)
+    evidence["kek_file"] = facts
+    if not facts.get("exists"):
+        return failed(f"the KEK file {path} does not exist", **evidence)
+    if not facts.get("regular"):
+        return failed(f"the KEK file {path} is not a regular file", **evidence)
+    if others_may_read(path):
+        return failed(f"the KEK file {path} has mode {facts['mode']}: group or others may read it (want 0600)",
+                      **evidence)
+    if facts["uid"] != os.geteuid():
+        return failed(f"the KEK file {path} belongs to uid {facts['uid']}, not the daemon's uid {os.geteuid()}",
+                      **evidence)
+    return passed(f"the KEK file {path} has mode {facts['mode']}", **evidence)
+
+
+CHECKS = [
+    AuditCheck("rest.ledger_encrypted", "The metering ledger is encrypted at rest", Severity.HIGH, ledger_encrypted),
+    AuditCheck("rest.config_secrets_encrypted", "Config secrets are encrypted; no plaintext password file",
+               Severity.HIGH, config_secrets_encrypted),
+    AuditCheck("rest.kek_protected", "The key-encryption key is protected (0600, systemd credential or KMS)",
+               Severity.CRITICAL, kek_protected),
+]
