@@ -53,10 +53,8 @@ class AuditPlugin:
 
     @hookimpl
     def meshd_audit_checks(self, daemon: meshd.Daemon) -> list[AuditCheck]:
-        try:
-            from .checks import builtin_checks
-        except ImportError:  # the checks are a separate module tree; the core runs without them
-            return []
+        from .checks import builtin_checks
+
         return builtin_checks()
 
     @hookimpl

@@ -65,7 +65,8 @@ def render(t: Any, result: dict[str, Any]) -> str:
                         controls=len(controls), failed=len(failed), not_assessed=len(unassessed))]
         for sev in reversed(list(Severity)):
             for c in (c for c in failed if c.get("severity") == sev.value):
-                lines.append(f"  {t('compliance.severity.' + sev.value):<9} {c['id']:<18} {_percent(t, c['score']):>8}"
+                label = t(f"compliance.severity.{sev.value}")
+                lines.append(f"  {label:<9} {c['id']:<18} {_percent(t, c['score']):>8}"
                              f"  {c['title']}")
                 lines.append("  " + " " * 9 + " " + t("compliance.cli.failed_checks",
                                                       checks=", ".join(c["failed_checks"]),
