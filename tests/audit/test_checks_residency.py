@@ -118,3 +118,26 @@ async def test_a_mirror_across_jurisdictions_fails(tmp_path: Path, nats_server: 
     assert result.status == "fail"
     assert ("stream meshd_usage_test_us-east-1 (US) copies meshd_usage_test_eu-west-1 (EU) across jurisdictions"
             in result.detail)
+
+
+@pytest.mark.parametrize("created_before", [False, True])
+async def test_customer_bucket_placed_by_its_jurisdiction_tags(tmp_path: Path, nats_binary: str,
+                                                               created_before: bool) -> None:
+    server = NatsServer(tmp_path / "tagged", binary=nats_binary, authorization='server_tags: ["eu"]').start()
+    try:
+        if created_before:
+            # A bucket some earlier setup made without placement: the registry opens it as it is.
+            nc = await nats.connect(server.url)
+            await nc.jetstream().create_key_value(bucket="meshd_customers_EU")
+            await nc.close()
+        patch = {"tenants": {"registry": "kv", "placement": {"EU": ["eu"]}}}
+        async with daemons(tmp_path, server.url, blocked=WITH_ROUTING, patch=patch) as running:
+            result = await run_check("residency.placement", running["eu-west-1"])
+    finally:
+        server.stop()
+    if created_before:
+        assert result.status == "fail"
+        assert "stream KV_meshd_customers_EU (EU) is placed with tags none, not ['eu']" in result.detail
+    else:
+        assert result.status == "pass", result.detail
+        assert result.evidence["streams"][0]["placement_tags"] == ["eu"]
