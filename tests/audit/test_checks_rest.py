@@ -115,3 +115,13 @@ async def test_kek_check_is_not_applicable_without_keys(tmp_path: Path, nats_ser
     async with daemons(tmp_path, nats_server.url, blocked=(*ONLY_KEYS, "keys")) as running:
         result = await run_check("rest.kek_protected", running["eu-west-1"])
     assert result.status == "not_applicable"
+
+
+async def test_a_password_in_a_nats_url_is_a_plaintext_secret(tmp_path: Path, nats_server: NatsServer) -> None:
+    password = "url-password-456"
+    url = nats_server.url.replace("nats://", f"nats://eu-west-1:{password}@")
+    async with daemons(tmp_path, nats_server.url, regions=["eu-west-1"], blocked=ONLY_KEYS,
+                       patch={"nats": {"servers": [url]}}) as running:
+        result = await run_check("rest.config_secrets_encrypted", running["eu-west-1"])
+    assert result.status == "fail" and "plaintext secret in nats.servers.0" in result.detail
+    assert without_secrets(result, password)
