@@ -125,3 +125,14 @@ async def test_a_password_in_a_nats_url_is_a_plaintext_secret(tmp_path: Path, na
         result = await run_check("rest.config_secrets_encrypted", running["eu-west-1"])
     assert result.status == "fail" and "plaintext secret in nats.servers.0" in result.detail
     assert without_secrets(result, password)
+
+
+async def test_a_plaintext_receiver_secret_is_named(tmp_path: Path, nats_server: NatsServer) -> None:
+    token = "Hook-Token-789"
+    blocked = tuple(b for b in ONLY_KEYS if b != "alerts")
+    async with daemons(tmp_path, nats_server.url, regions=["eu-west-1"], blocked=blocked,
+                       patch={"alerts": {"secrets": {"pager": f"json://bot:{token}@127.0.0.1:9/hook"}}}) as running:
+        result = await run_check("rest.config_secrets_encrypted", running["eu-west-1"])
+    assert result.status == "fail" and "alerts.secrets.pager" in result.detail
+    assert result.evidence["secret_settings"]["alerts.secrets.pager"] == "plaintext"
+    assert without_secrets(result, token)
