@@ -118,3 +118,33 @@ async def test_api_keys_check_is_not_applicable_without_partners(tmp_path: Path,
     async with daemons(tmp_path, nats_server.url, blocked=BLOCK) as running:
         result = await run_check("access.api_keys_hashed", running["eu-west-1"])
     assert result.status == "not_applicable" and "partners" in result.detail
+
+
+async def test_impersonation_is_refused_over_tls_too(tmp_path: Path, nats_binary: str) -> None:
+    from meshd.natsserver import free_port, render_config
+
+    from .tlscerts import make_certs
+
+    users = passwords()
+    certs = make_certs(tmp_path / "tls")
+    port, monitor = free_port(), free_port()
+    workdir = tmp_path / "nats-tls"
+    workdir.mkdir()
+    conf = workdir / "nats.conf"
+    conf.write_text(render_config(name="tls-1", host="127.0.0.1", port=port, monitor_port=monitor,
+                                  store_dir=workdir / "js", authorization=authorization_block("test", users))
+                    + f'tls {{ cert_file: "{certs.cert}", key_file: "{certs.key}" }}\n')
+    server = NatsServer(workdir, name="tls-1", port=port, monitor_port=monitor, config_file=conf,
+                        binary=nats_binary).start()
+    url = f"tls://127.0.0.1:{port}"
+    patch = {"nats": {"servers": [url], "user": "eu-west-1", "password": users["eu-west-1"],
+                      "tls": {"ca_file": str(certs.ca)}}}
+    try:
+        async with daemons(tmp_path, url, patch=patch, blocked=BLOCK) as running:
+            result = await run_check("access.region_impersonation", running["eu-west-1"])
+            broad = await run_check("access.nats_broad_publish", running["eu-west-1"])
+    finally:
+        server.stop()
+    assert result.status == "pass", result.detail
+    assert broad.status == "pass", broad.detail
+    assert without_secrets(result, *users.values())
