@@ -23,7 +23,10 @@ TEXT_VERSION = re.compile(r"meshd:v(\d+):")
 
 def _status(daemon: Daemon) -> dict[str, Any] | None:
     keys = plugin(daemon, "keys")
-    return keys.status_doc(daemon) if keys is not None else None
+    if keys is None:
+        return None
+    status: dict[str, Any] = keys.status_doc(daemon)
+    return status
 
 
 def rotation(daemon: Daemon) -> CheckResult:

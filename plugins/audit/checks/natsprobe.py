@@ -13,6 +13,7 @@ and that counts as not refused.
 from __future__ import annotations
 
 import contextlib
+import math
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -54,7 +55,7 @@ async def refused_publishes(daemon: Daemon, subjects: Sequence[str], timeout: fl
         for subject in subjects:
             await nc.subscribe(subject, cb=on_message(subject))
             await nc.publish(subject, PROBE_BODY)
-        await nc.flush(timeout=timeout)
+        await nc.flush(timeout=math.ceil(timeout))  # nats-py types the timeout as int
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(timeout):
                 for event in answered.values():
