@@ -72,3 +72,36 @@ async def test_a_config_secret_under_a_retired_version_fails(tmp_path: Path, nat
     assert result.status == "fail"
     assert "config still holds data under retired version(s) 1 of keyring secrets" in result.detail
     assert "min_decryption_version 2" in result.detail
+
+
+async def test_ledger_rows_under_a_retired_version_fail(tmp_path: Path, nats_server: NatsServer) -> None:
+    from meshd_plugins.metering.sdk import UsageClient
+
+    from .test_checks_rest import metering_patch
+
+    blocked = ("health", "membership", "failover", "routing", "alerts", "billing", "fencing", "partners")
+    configs = write_federation(tmp_path, ["eu-west-1"], nats_server.url, patch=metering_patch(tmp_path))
+    client = await UsageClient.connect([nats_server.url], federation="test", region="eu-west-1")
+    try:
+        async with running_daemons(configs, blocked=blocked) as running:
+            daemon = running["eu-west-1"]
+            runtime = daemon.hooks.pm.get_plugin("metering").runtime
+            await until(lambda: runtime.ledger is not None, what="the ledger to open")
+            await client.publish([{"id": "e1", "source": "//svc", "tenant": "acme-eu", "meter": "api_calls",
+                                   "value": 2}])
+            await until(lambda: runtime.accepted == 1, what="the event in the ledger")
+            result = await run_check("keys.retired_versions", daemon)
+            assert result.status == "pass", result.detail
+            assert result.evidence["versions_stored"]["metering"]["ledger"] == [1]
+
+            keys = daemon.hooks.pm.get_plugin("keys")
+            ring = keys.manager_for(daemon.config, daemon.hooks, short_lived=True).keyring("metering", create=False)
+            ring.rotate()
+            ring.set_min_versions(decryption=2)
+            await until(lambda: {r["purpose"]: r for r in keys.status_doc(daemon)["keyrings"]}["metering"]
+                        ["min_decryption_version"] == 2, what="the daemon to see the retired version")
+            result = await run_check("keys.retired_versions", daemon)
+    finally:
+        await client.close()
+    assert result.status == "fail"
+    assert "ledger still holds data under retired version(s) 1 of keyring metering" in result.detail
