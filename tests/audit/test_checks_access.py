@@ -102,6 +102,11 @@ async def test_partner_api_keys_are_stored_hashed(tmp_path: Path, nats_server: N
         assert result.evidence["keys"][0]["hash_scheme"] == "argon2id"
         assert without_secrets(result, secret, record.hash)
 
+        # The partner API keeps its own hash-chained audit log, verified beside failover's.
+        chains = await run_check("logging.audit_chains", daemon)
+        assert chains.status == "pass", chains.detail
+        assert chains.evidence["chains"]["partners"]["path"].endswith("partners/audit.log")
+
         # A record written by something that stored the secret itself.
         leaked = "mk_plain_secret_value"
         await runtime.store.kv.put("key.k0000000000000001", json.dumps(
