@@ -80,6 +80,7 @@ async def bench(regions: list[str], rounds: int) -> int:
                 for c in result["checks"]:
                     statuses[c["status"]] = statuses.get(c["status"], 0) + 1
                 files = sum(len(b["documents"]) for b in result.get("evidence", {}).values())
+                largest = max(len(json.dumps(b)) for b in result.get("evidence", {}).values())
         finally:
             server.stop()
     med, worst = statistics.median(times), max(times)
@@ -87,7 +88,8 @@ async def bench(regions: list[str], rounds: int) -> int:
     print(f"# audit bench {datetime.now(UTC).isoformat(timespec='seconds')}")
     print(f"# {machine_line()}")
     print(f"regions: {len(regions)} ({answered} answered), checks: {len(checks)}, results: "
-          f"{sum(statuses.values())} {dict(sorted(statuses.items()))}, evidence files: {files}")
+          f"{sum(statuses.values())} {dict(sorted(statuses.items()))}, evidence files: {files}, "
+          f"largest region's signed evidence: {largest / 1024:.1f} KiB (bus max payload 256 KiB)")
     print(f"full audit with evidence, {rounds} rounds: median {med:.3f} s, worst {worst:.3f} s "
           f"(all: {', '.join(f'{t:.3f}' for t in times)})")
     print(f"baseline, one region's checks alone (same run): median {base:.3f} s")

@@ -38,6 +38,28 @@ REPLY_MARGIN = 5.0
 """Seconds a region gets beyond its checks' time box to answer (its checks run concurrently)."""
 
 
+PAYLOAD_SHARE = 0.4
+"""Of the bus's max payload, what a region's evidence may take: each document travels twice as much text
+(once in the reply's JSON string, escaped), and the results and manifest ride along."""
+
+
+def fit_evidence(rows: list[dict[str, Any]], budget: int) -> None:
+    """Replace the largest evidence with a note of its size until all of it fits ``budget`` bytes.
+
+    A reply over the bus's max payload would be refused by the asker and the
+    whole region reported as not answering; a signed note that a check's
+    evidence was too large to send is the honest record instead.
+    """
+    sizes = {i: len(json.dumps(row.get("evidence") or {}, default=str)) for i, row in enumerate(rows)}
+    total = sum(sizes.values())
+    for i in sorted(sizes, key=lambda i: -sizes[i]):
+        if total <= budget:
+            return
+        rows[i]["evidence"] = {"truncated": True, "bytes": sizes[i],
+                               "reason": f"larger than this region may send over the bus ({budget} bytes in all)"}
+        total -= sizes[i]
+
+
 class BadRequest(Exception):
     """Input that names something unknown (a framework, a check) or a bad mapping file: HTTP 400, exit 2."""
 
@@ -93,8 +115,10 @@ class Runtime:
         rows = [o.to_json(evidence=False) for o in outcomes]
         out: dict[str, Any] = {"ok": True, "region": self.region, "checks": rows}
         if evidence:
+            full = [o.to_json() for o in outcomes]
+            fit_evidence(full, int(self.daemon.config.daemon.bus.max_payload * PAYLOAD_SHARE))
             out["evidence"] = sign_region(self.signer, self.daemon.config.daemon.federation, self.region,
-                                          generated_at, [o.to_json() for o in outcomes])
+                                          generated_at, full)
         return out
 
     async def on_request(self, envelope: Envelope, message: Message) -> None:
@@ -111,8 +135,13 @@ class Runtime:
             await self.daemon.bus.reply(message, "audit.result",
                                         {"ok": False, "error": "the audit plugin is disabled in this region"})
             return
-        outcomes = await self.run_local(only)
-        await self.daemon.bus.reply(message, "audit.result", self.answer(outcomes, evidence, generated_at))
+        try:
+            reply = self.answer(await self.run_local(only), evidence, generated_at)
+        except Exception as exc:  # the asker gets the reason instead of waiting out its timeout
+            self.m_errors.labels("failed").inc()
+            self.log.exception("audit request from %s failed", envelope.sender)
+            reply = {"ok": False, "error": f"the audit failed in {self.region}: {type(exc).__name__}: {exc}"}
+        await self.daemon.bus.reply(message, "audit.result", reply)
 
     # ------------------------------------------------------------ the federation
 

@@ -14,6 +14,7 @@ from trestle.oscal.assessment_results import Model as OscalAssessmentResults
 from meshd.cli import main
 from meshd.natsserver import free_port
 from meshd.testing import running_daemons, until, write_federation
+from meshd_plugins.audit.runtime import RUN_KIND
 
 from .standin import ALL_PLUGINS, SECRET, StandinChecks, patch_configs, set_toggle, write_frameworks
 
@@ -116,7 +117,11 @@ async def test_a_region_that_does_not_answer_is_named_and_its_checks_not_assesse
         tmp_path: Path, nats_server: Any, capsys: pytest.CaptureFixture[str]) -> None:
     paths, config = federation(tmp_path, nats_server.url, [*REGIONS, "ap-southeast-1"])
     running = {r: paths[r] for r in REGIONS}  # ap-southeast-1 is in the region map but down
-    async with running_daemons(running, extra_plugins=[("standin", StandinChecks)], blocked=ALL_PLUGINS):
+    async with running_daemons(running, extra_plugins=[("standin", StandinChecks)], blocked=ALL_PLUGINS) as ds:
+        # A malformed request gets a refusal, and the region keeps answering.
+        reply = await ds["eu-west-1"].bus.request(RUN_KIND, "audit.run", {"checks": 5}, target="us-east-1",
+                                                  timeout=5)
+        assert reply.body["ok"] is False and "bad request" in reply.body["error"]
         code, out, err = await cli(capsys, "audit", "--config", config, "--json", "--check", "demo.pass",
                                    "--framework", "soc2")
         assert code == 0, err

@@ -108,3 +108,13 @@ def test_a_bad_framework_file_names_file_and_line(tmp_path: Path, text: str, lin
 def test_a_check_result_refuses_an_unknown_status() -> None:
     with pytest.raises(ValueError, match="passed"):
         CheckResult("passed", "x")  # type: ignore[arg-type]
+
+
+def test_evidence_too_large_for_the_bus_is_replaced_by_a_note_largest_first() -> None:
+    from meshd_plugins.audit.runtime import fit_evidence
+
+    rows = [{"id": "a", "evidence": {"x": "a" * 5000}}, {"id": "b", "evidence": {"x": "b" * 100}},
+            {"id": "c", "evidence": {"x": "c" * 3000}}]
+    fit_evidence(rows, 4000)
+    assert rows[0]["evidence"]["truncated"] is True and rows[0]["evidence"]["bytes"] > 5000
+    assert rows[1]["evidence"] == {"x": "b" * 100} and rows[2]["evidence"] == {"x": "c" * 3000}
