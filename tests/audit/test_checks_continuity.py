@@ -40,5 +40,13 @@ async def test_three_nodes_and_three_replicas_pass(tmp_path: Path, nats_cluster:
     finally:
         await nc.close()
     assert result.status == "pass", result.detail
-    assert len(result.evidence["nats_nodes"]) == 3
+    assert len(result.evidence["nats_nodes"]) == 3, result.evidence
     assert result.evidence["streams"][0]["replicas"] == 3
+
+
+async def test_three_nodes_count_before_any_stream_exists(tmp_path: Path, nats_cluster: NatsCluster) -> None:
+    urls = nats_cluster.urls
+    async with daemons(tmp_path, urls[0], blocked=BLOCK, patch={"nats": {"servers": urls}}) as running:
+        result = await run_check("continuity.replicas", running["eu-west-1"])
+    assert result.status == "pass", result.detail
+    assert result.evidence["node_count"] == 3 and result.evidence["streams"] == []
