@@ -2,9 +2,10 @@
 
 See docs/audit.md. Each region runs the checks plugins offer through
 ``meshd_audit_checks`` and answers ``audit.run`` requests over the signed
-bus; ``meshd audit`` asks its daemon (admin HTTP API), which asks every
+bus; ``meshd audit`` asks its daemon (``POST /v1/audit``), which asks every
 region, merges, and scores the controls of each framework
-(``etc/compliance/*.yaml``).
+(``etc/compliance/*.yaml``). A scheduled audit per region raises
+``ComplianceControlFailing`` when a control that passed fails.
 """
 
 from __future__ import annotations
@@ -13,20 +14,80 @@ from typing import Any
 
 import meshd
 from meshd import hookimpl
+from meshd.auditcheck import AuditCheck
+from meshd.config import ConfigError, ConfigIssue, LoadedConfig
+from meshd.httpapi import HTTPError, Request, Response, Route
 
 from .config import AuditConfig
-
-SECTION = "audit"
+from .runtime import RUN_KIND, SECTION, BadRequest, Runtime
 
 
 class AuditPlugin:
     def __init__(self) -> None:
-        self.runtime: Any = None
+        self.runtime: Runtime | None = None
 
     @hookimpl
     def meshd_config_models(self) -> dict[str, type]:
         return {SECTION: AuditConfig}
 
     @hookimpl
+    def meshd_validate_config(self, config: LoadedConfig) -> list[ConfigIssue]:
+        from .frameworks import load_frameworks
+
+        settings = config.plugin(SECTION)
+        if settings is None or not settings.enabled:
+            return []
+        try:
+            load_frameworks(settings.frameworks_dir)
+        except ConfigError as exc:
+            return list(exc.issues)
+        except FileNotFoundError:
+            return []  # no shipped mappings installed: the audit says so when asked
+        return []
+
+    @hookimpl
+    def meshd_cli_commands(self, subparsers: Any, t: Any) -> None:
+        from .cli import add_commands
+
+        add_commands(subparsers, t)
+
+    @hookimpl
+    def meshd_audit_checks(self, daemon: meshd.Daemon) -> list[AuditCheck]:
+        from .checks import builtin_checks
+
+        return builtin_checks()
+
+    @hookimpl
+    async def meshd_startup(self, daemon: meshd.Daemon) -> None:
+        runtime = self.runtime = Runtime(daemon)
+        await daemon.bus.subscribe(RUN_KIND, runtime.on_request, target=daemon.region)
+
+    @hookimpl
+    def meshd_services(self, daemon: meshd.Daemon) -> list[meshd.Service]:
+        if self.runtime is None:
+            return []
+        return [meshd.Service("audit-schedule", self.runtime.run_schedule)]
+
+    @hookimpl
     def meshd_status(self, daemon: meshd.Daemon) -> dict[str, Any]:
         return {SECTION: self.runtime.status() if self.runtime else {"state": "starting"}}
+
+    @hookimpl
+    def meshd_http_routes(self, daemon: meshd.Daemon) -> list[Route]:
+        return [Route("POST", "/v1/audit", self._audit_route, admin=True)]
+
+    async def _audit_route(self, request: Request) -> Response:
+        body = request.json()
+        if not isinstance(body, dict):
+            raise HTTPError(400, "the body must be a JSON object")
+        if self.runtime is None:
+            return Response.json({"error": "the daemon is starting", "code": "not_running"}, 503)
+        frameworks, checks = body.get("frameworks"), body.get("checks")
+        for name, value in (("frameworks", frameworks), ("checks", checks)):
+            if value is not None and not (isinstance(value, list) and all(isinstance(v, str) for v in value)):
+                return Response.json({"error": f"{name}: expected a list of strings", "code": "bad_input"}, 400)
+        try:
+            result = await self.runtime.federate(frameworks or None, checks or None, bool(body.get("evidence")))
+        except BadRequest as exc:
+            return Response.json({"error": str(exc), "code": "bad_input"}, 400)
+        return Response.json(result)

@@ -39,11 +39,12 @@ def without_secrets(result: CheckResult, *secrets: str) -> bool:
 
 
 @contextlib.asynccontextmanager
-async def daemons(tmp_path: Path, nats_url: str, *, regions: Sequence[str] = ("eu-west-1",),
-                  patch: dict[str, Any] | None = None, blocked: Sequence[str] = (),
-                  configs: dict[str, Path] | None = None) -> AsyncIterator[dict[str, Any]]:
-    configs = configs or write_federation(tmp_path, list(regions), nats_url, patch=patch)
-    async with running_daemons(configs, blocked=blocked) as running:
+async def daemons(tmp_path: Path, nats_url: str, *, regions: Sequence[str] = REGIONS,
+                  start: Sequence[str] = ("eu-west-1",), patch: dict[str, Any] | None = None,
+                  blocked: Sequence[str] = ()) -> AsyncIterator[dict[str, Any]]:
+    """In-process daemons of ``start`` in a federation of ``regions`` (the others are down)."""
+    configs = write_federation(tmp_path, list(regions), nats_url, patch=patch)
+    async with running_daemons({r: configs[r] for r in start}, blocked=blocked) as running:
         yield running
 
 

@@ -45,17 +45,19 @@ async def replicas(daemon: Daemon) -> CheckResult:
             short.append(f"{name} ({count})")
     server = dict(getattr(nc, "_server_info", None) or {})
     nodes.add(server.get("server_name") or server.get("server_id") or "?")
+    # The cluster advertises every node's client URL (this one's included); streams name their peers.
+    advertised = len(server.get("connect_urls") or [])
+    count = max(len(nodes), advertised)
     evidence = {"streams": facts, "nats_nodes": sorted(nodes), "min_replicas": MIN_REPLICAS,
-                "connect_urls": len(server.get("connect_urls") or [])}
+                "connect_urls": advertised, "node_count": count}
     problems = []
-    if len(nodes) < MIN_REPLICAS:
-        problems.append(f"{len(nodes)} NATS node(s) ({', '.join(sorted(nodes))}): losing one region can lose "
-                        "the bus")
+    if count < MIN_REPLICAS:
+        problems.append(f"{count} NATS node(s) ({', '.join(sorted(nodes))}): losing one region can lose the bus")
     if short:
         problems.append(f"streams with fewer than {MIN_REPLICAS} replicas: {', '.join(short)}")
     if problems:
         return failed("; ".join(problems), **evidence)
-    return passed(f"{len(facts)} streams with at least {MIN_REPLICAS} replicas on {len(nodes)} NATS nodes",
+    return passed(f"{len(facts)} streams with at least {MIN_REPLICAS} replicas on {count} NATS nodes",
                   **evidence)
 
 

@@ -37,10 +37,10 @@ def _capabilities() -> str | None:
 
 def not_root(daemon: Daemon | None) -> CheckResult:
     uid, euid = os.getuid(), os.geteuid()
-    evidence = {"uid": uid, "euid": euid, "gid": os.getgid(), "effective_capabilities": _capabilities()}
+    caps = _capabilities()
+    evidence = {"uid": uid, "euid": euid, "gid": os.getgid(), "effective_capabilities": caps}
     if uid == 0 or euid == 0:
         return failed(f"the daemon runs as root (uid {uid}, euid {euid})", **evidence)
-    caps = evidence["effective_capabilities"]
     if caps and int(caps, 16):
         return failed(f"the daemon runs as uid {euid} but holds capabilities {caps}", **evidence)
     return passed(f"the daemon runs as uid {euid} without capabilities", **evidence)

@@ -145,6 +145,8 @@ async def placement(daemon: Daemon) -> CheckResult:
     evidence = {"streams": facts, "placement_config": wanted}
     if problems:
         return failed("; ".join(problems), **evidence)
+    if not facts:
+        return not_applicable("no usage stream or customer bucket on this bus", **evidence)
     return passed(f"{len(facts)} jurisdiction streams placed in their jurisdiction, no mirror or source crosses one",
                   **evidence)
 

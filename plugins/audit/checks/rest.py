@@ -39,21 +39,24 @@ def ledger_encrypted(daemon: Daemon) -> CheckResult:
     return passed(f"the metering ledger {evidence['ledger']} is encrypted with the region's keyring", **evidence)
 
 
+def _has_userinfo_password(value: Any) -> bool:
+    if not isinstance(value, str) or "://" not in value:
+        return False
+    authority = value.split("://", 1)[1].split("/", 1)[0]
+    return "@" in authority and ":" in authority.split("@", 1)[0]
+
+
 def _secret_values(data: Any, path: tuple[str, ...] = ()) -> Iterator[tuple[str, Any]]:
-    """``(dotted key, value)`` of every secret-looking setting in the raw config."""
-    if isinstance(data, Mapping):
-        for key, value in data.items():
-            here = (*path, str(key))
-            if isinstance(value, Mapping | list):
-                yield from _secret_values(value, here)
-            elif secret_key(str(key)) and value not in (None, ""):
-                yield ".".join(here), value
-            elif isinstance(value, str) and "://" in value and "@" in value.split("://", 1)[1].split("/", 1)[0]:
-                yield ".".join(here), value  # a URL with userinfo
-    elif isinstance(data, list):
-        for i, value in enumerate(data):
-            yield from _secret_values(value, (*path, str(i)))
-    # plugins' own secret maps (alerts.secrets) are covered by the key name "secrets"
+    """``(dotted key, value)`` of every secret-looking setting in the raw config, URLs with a password included."""
+    items = data.items() if isinstance(data, Mapping) else enumerate(data) if isinstance(data, list) else ()
+    for key, value in items:
+        here = (*path, str(key))
+        if isinstance(value, Mapping | list):
+            yield from _secret_values(value, here)
+        elif isinstance(key, str) and secret_key(key) and value not in (None, ""):
+            yield ".".join(here), value
+        elif _has_userinfo_password(value):
+            yield ".".join(here), value
 
 
 def _under_secrets_map(data: Any) -> Iterator[tuple[str, Any]]:
