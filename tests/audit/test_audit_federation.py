@@ -8,7 +8,6 @@ those checks evidence, and the framework scores drop accordingly.
 from __future__ import annotations
 
 import datetime as dt
-import inspect
 import ipaddress
 import os
 import secrets
@@ -30,7 +29,6 @@ from cryptography.x509.oid import NameOID
 
 from meshd.natsserver import NatsServer, authorization_block, free_port, render_config
 from meshd.testing import deep_merge, running_daemons, until, write_federation
-from meshd_plugins.audit.checks import builtin_checks
 from meshd_plugins.audit.frameworks import load_frameworks
 from meshd_plugins.keys.configsecrets import encrypt_config_value
 from meshd_plugins.keys.manager import KeyManager
@@ -41,7 +39,7 @@ pytestmark = pytest.mark.anyio
 REGIONS = ["eu-west-1", "eu-central-1"]
 FEDERATION = "audit"
 KEYS_FAST = {"check_interval": "0.2s", "announce_interval": "0.5s"}
-CHECK_TIMEOUT = 10
+AUDIT_TIMEOUT = 30
 DR_CONFIG = {"rtt_fallback": True, "regions": {"eu-west-1": {"pair": "eu-central-1"},
                                               "eu-central-1": {"pair": "eu-west-1"}}}
 ALERTS_FAST = {"delivery": {"backoff_initial": 0.1, "backoff_max": 0.5, "rate_limited_min": 1},
@@ -156,6 +154,7 @@ class Federation:
     server: NatsServer | None = None
     configs: dict[str, Path] = field(default_factory=dict)
     data: dict[str, dict[str, Any]] = field(default_factory=dict)
+    last_result: dict[str, Any] = field(default_factory=dict)
 
     def setup(self) -> Federation:
         self.pki = write_pki(self.root / "pki")
@@ -240,6 +239,14 @@ class Federation:
             self.server.stop()
 
 
+async def deadman_sent(daemon: Any) -> bool:
+    """Whether this region's alerts outbox holds a delivered dead man's switch (regions share the
+    delivery work, so which region sends which notification is theirs to settle)."""
+    runtime = daemon.hooks.pm.get_plugin("alerts").runtime
+    rows = await runtime.outbox.run(runtime.outbox.sync.recent, 100)
+    return any(r.outcome == "sent" and "DeadMansSwitch" in str(r.content) for r in rows)
+
+
 async def record_drills(daemons: dict[str, Any]) -> None:
     """A failover drill in each region's failover audit log, as an operator request records it."""
     for region, daemon in daemons.items():
@@ -252,28 +259,13 @@ async def record_drills(daemons: dict[str, Any]) -> None:
 # ---------------------------------------------------------------- running the audit
 
 
-async def run_checks(daemon: Any) -> list[dict[str, Any]]:
-    """Every check of the audit plugin in ``daemon``'s region, as merged result rows."""
-    rows = []
-    for check in builtin_checks():
-        with anyio.fail_after(CHECK_TIMEOUT):
-            result = check.run(daemon)
-            if inspect.isawaitable(result):
-                result = await result
-        rows.append({"id": check.id, "severity": str(check.severity), "region": daemon.region,
-                     "status": result.status, "detail": result.detail})
-    return rows
-
-
-async def audit(daemons: dict[str, Any], down: tuple[str, ...] = ()) -> list[dict[str, Any]]:
-    rows: list[dict[str, Any]] = []
-    for region in REGIONS:
-        if region in down:
-            rows += [{"id": c.id, "severity": str(c.severity), "region": region, "status": "not_assessed",
-                      "detail": "did not answer"} for c in builtin_checks()]
-        else:
-            rows += await run_checks(daemons[region])
-    return rows
+async def federated_audit(daemon: Any) -> dict[str, Any]:
+    """The merged audit as ``meshd audit --json`` gets it: asked of one daemon, which asks every region over the bus."""
+    plugin = daemon.hooks.pm.get_plugin("audit")
+    await until(lambda: plugin.runtime is not None, what="the audit plugin running")
+    with anyio.fail_after(AUDIT_TIMEOUT):
+        result: dict[str, Any] = await plugin.runtime.federate()
+    return result
 
 
 def control_scores(rows: list[dict[str, Any]]) -> dict[str, dict[str, tuple[float | None, str]]]:
@@ -383,22 +375,40 @@ WEAKENINGS = [
 ]
 
 
-async def audited(fed: Federation, weakening: Weakening | None = None) -> list[dict[str, Any]]:
+async def audited(fed: Federation, weakening: Weakening | None = None,
+                  down: tuple[str, ...] = ()) -> list[dict[str, Any]]:
     fed.setup()
     if weakening is not None and weakening.before is not None:
         weakening.before(fed)
     fed.start_server()
     plugins = weakening.plugins if weakening is not None else ()
-    async with running_daemons(fed.configs, extra_plugins=plugins) as ds:
+    configs = {r: c for r, c in fed.configs.items() if r not in down}
+    async with running_daemons(configs, extra_plugins=plugins) as ds:
         for d in ds.values():
             await until(lambda d=d: d.transport.nc.is_connected, what=f"{d.region} connected")
         await record_drills(ds)
-        await until(lambda: len(fed.heartbeat.received) >= len(REGIONS), what="the dead man's switch delivered")
+        for region, daemon in ds.items():
+            await until(lambda daemon=daemon: deadman_sent(daemon), what=f"{region} delivered its dead man's switch")
         if weakening is not None and weakening.after is not None:
             weakening.after(fed)
         if weakening is not None and weakening.running is not None:
             await weakening.running(ds)
-        return await audit(ds)
+        result = await federated_audit(ds[WEST])
+    assert_scored_as_documented(result)
+    fed.last_result = result
+    rows: list[dict[str, Any]] = result["checks"]
+    return rows
+
+
+def assert_scored_as_documented(result: dict[str, Any]) -> None:
+    """The plugin's control and framework scores are the documented formula's (computed here independently)."""
+    expected = control_scores(result["checks"])
+    for fw in result["frameworks"]:
+        for control in fw["controls"]:
+            score, status = expected[fw["id"]][control["id"]]
+            assert control["status"] == status, (fw["id"], control["id"])
+            assert control["score"] == (None if score is None else pytest.approx(score, abs=1e-4))
+        assert fw["score"] == pytest.approx(framework_score(expected[fw["id"]]), abs=1e-4), fw["id"]
 
 
 async def test_a_hardened_federation_passes_every_check_it_can(federation: Federation) -> None:
@@ -460,3 +470,20 @@ def test_every_weakened_check_evidences_soc2_and_iso27001_controls() -> None:
         for check, _ in weakening.expected:
             for fid in ("soc2", "iso27001"):
                 assert any(check in c.checks for c in FRAMEWORKS[fid].controls), (weakening.name, fid, check)
+
+
+async def test_a_region_that_does_not_answer_is_named_and_its_controls_are_not_assessed(
+        federation: Federation) -> None:
+    down = "eu-central-1"
+    rows = await audited(federation, down=(down,))
+    result = federation.last_result
+    assert result["regions"][WEST] == {"answered": True}
+    assert result["regions"][down]["answered"] is False and result["missing"] == [down]
+    theirs = [r for r in rows if r["region"] == down]
+    assert theirs and all(r["status"] == "not_assessed" for r in theirs)
+    # Never passed: every control that counted anything and failed nothing is not assessed, below 100 %.
+    for fw in result["frameworks"]:
+        for control in fw["controls"]:
+            if control["status"] != "fail" and control["counted"]:
+                assert control["status"] == "not_assessed", (fw["id"], control["id"])
+                assert control["score"] < 1, (fw["id"], control["id"])
