@@ -487,3 +487,10 @@ async def test_a_region_that_does_not_answer_is_named_and_its_controls_are_not_a
             if control["status"] != "fail" and control["counted"]:
                 assert control["status"] == "not_assessed", (fw["id"], control["id"])
                 assert control["score"] < 1, (fw["id"], control["id"])
+    # The report renders the live result: the silent region named, the failed controls with their checks.
+    from meshd_plugins.audit.report import render_html, render_markdown
+
+    markdown = render_markdown(result, "en")
+    assert "## Regions that did not answer" in markdown and f"- **{down}**: " in markdown
+    assert "| not assessed |" in markdown
+    assert 'dir="rtl"' in render_html(result, "ar")
