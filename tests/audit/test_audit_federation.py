@@ -11,6 +11,7 @@ import datetime as dt
 import ipaddress
 import os
 import secrets
+import socket
 import threading
 import time
 from collections.abc import Iterator
@@ -42,7 +43,7 @@ KEYS_FAST = {"check_interval": "0.2s", "announce_interval": "0.5s"}
 AUDIT_TIMEOUT = 30
 DR_CONFIG = {"rtt_fallback": True, "regions": {"eu-west-1": {"pair": "eu-central-1"},
                                               "eu-central-1": {"pair": "eu-west-1"}}}
-ALERTS_FAST = {"delivery": {"backoff_initial": 0.1, "backoff_max": 0.5, "rate_limited_min": 1},
+ALERTS_FAST = {"delivery": {"backoff_initial": 0.1, "backoff_max": 0.5, "rate_limited_min": 1, "broken_after": 1},
                "dedup": {"lease": 2, "poll": 0.1, "fence_grace": 3, "stagger": 0.5}}
 
 
@@ -337,6 +338,26 @@ def tamper_audit_log(fed: Federation) -> None:
     log.write_bytes(bytes(data))
 
 
+def broken_receiver(fed: Federation) -> None:
+    """The dead man's switch also goes to a chat room whose endpoint no longer listens."""
+    routes = alert_routes(fed.heartbeat.port)
+    routes["route"]["routes"][0]["continue"] = True
+    routes["route"]["routes"].append({"matchers": ['alertname="DeadMansSwitch"'], "receiver": "chat",
+                                      "group_wait": "0s", "repeat_interval": "1m"})
+    with socket.socket() as closed:  # bound, never listening, closed: connections are refused
+        closed.bind(("127.0.0.1", 0))
+        port = closed.getsockname()[1]
+    routes["receivers"][1]["urls"] = [f"json://127.0.0.1:{port}/chat"]
+    (fed.dir / "alert_routes.yaml").write_text(yaml.safe_dump(routes))
+
+
+async def receiver_broken(daemons: dict[str, Any]) -> None:
+    def broken() -> bool:
+        return all("chat" in d.hooks.pm.get_plugin("alerts").runtime.delivery.broken for d in daemons.values())
+
+    await until(broken, what="the chat receiver found broken in every region")
+
+
 @dataclass(frozen=True)
 class Weakening:
     name: str
@@ -370,6 +391,9 @@ WEAKENINGS = [
     # One server config for the federation: every region's check reads it.
     Weakening("broad_nats_user", fails("access.nats_broad_publish", *BOTH), options={"broad_user": True}),
     # The drill is recorded in the log that no longer verifies: it is no longer evidence of a drill either.
+    # Each region delivers its own dead man's switch, so each finds the chat room broken.
+    Weakening("broken_alert_receiver", fails("logging.receivers", *BOTH), before=broken_receiver,
+              running=receiver_broken),
     Weakening("tampered_audit_log", fails("logging.audit_chains", WEST) | fails("continuity.failover_drill", WEST),
               after=tamper_audit_log),
 ]
