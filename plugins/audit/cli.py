@@ -15,6 +15,7 @@ from typing import Any
 
 from meshd.auditcheck import Severity
 from meshd.config import ConfigError, TrustBundle, load_model_file
+from meshd.i18n import LANGUAGES
 from meshd.identity import TrustStore
 
 from .catalog import FRAMEWORK_IDS
@@ -24,6 +25,9 @@ from .scoring import worst_failure
 
 EXIT_OK, EXIT_FAILURE, EXIT_USAGE, EXIT_FINDINGS = 0, 1, 2, 3
 SEVERITIES = [s.value for s in Severity]
+
+
+REPORT_FORMATS = ("md", "html", "pdf")
 
 
 def add_commands(subparsers: Any, t: Any) -> None:
@@ -36,6 +40,9 @@ def add_commands(subparsers: Any, t: Any) -> None:
     p.add_argument("--fail-on", choices=SEVERITIES, default="low", help=t("compliance.cli.fail_on"))
     p.add_argument("--evidence", metavar="DIR", help=t("compliance.cli.evidence"))
     p.add_argument("--oscal", metavar="FILE", help=t("compliance.cli.oscal"))
+    p.add_argument("--report", metavar="FILE", help=t("compliance.cli.report"))
+    p.add_argument("--report-format", choices=REPORT_FORMATS, help=t("compliance.cli.report_format"))
+    p.add_argument("--report-lang", choices=LANGUAGES, help=t("compliance.cli.report_lang"))
     p.set_defaults(handler=cmd_audit)
     sub = p.add_subparsers(dest="audit_command", metavar="COMMAND")
     v = sub.add_parser("verify-evidence", help=t("compliance.cli.verify.help"),
@@ -98,9 +105,33 @@ def cmd_audit(args: argparse.Namespace, ctx: Any) -> int:
         except OSError as exc:
             ctx.error(ctx.t("compliance.cli.oscal_failed", path=args.oscal, detail=exc.strerror or str(exc)))
             return EXIT_FAILURE
+    if args.report and not _write_report(ctx, args, doc):
+        return EXIT_FAILURE
     ctx.print(json.dumps(doc, indent=2, ensure_ascii=False) if args.json else render(ctx.t, doc))
     worst = worst_failure(doc["frameworks"])
     return EXIT_FINDINGS if worst is not None and worst.rank >= Severity(args.fail_on).rank else EXIT_OK
+
+
+def _write_report(ctx: Any, args: argparse.Namespace, doc: dict[str, Any]) -> bool:
+    """The merged result as a Markdown, HTML or PDF report (format from --report-format or the file's suffix)."""
+    from .report import render_html, render_markdown, render_pdf  # jinja2 and WeasyPrint: only when asked
+
+    path = Path(args.report)
+    fmt = args.report_format or {".md": "md", ".html": "html", ".htm": "html", ".pdf": "pdf"}.get(
+        path.suffix.lower(), "md")
+    lang = args.report_lang or ctx.t.lang
+    try:
+        if fmt == "md":
+            path.write_text(render_markdown(doc, lang), encoding="utf-8")
+        elif fmt == "html":
+            path.write_text(render_html(doc, lang), encoding="utf-8")
+        else:
+            path.write_bytes(render_pdf(render_html(doc, lang)))
+    except OSError as exc:
+        ctx.error(ctx.t("compliance.cli.report_failed", path=path, detail=exc.strerror or str(exc)))
+        return False
+    ctx.error(ctx.t("compliance.cli.report_written", path=path))
+    return True
 
 
 def cmd_verify(args: argparse.Namespace, ctx: Any) -> int:

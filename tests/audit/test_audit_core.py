@@ -145,8 +145,11 @@ async def test_evidence_is_signed_scrubbed_and_a_changed_byte_names_the_file(
     async with running_daemons(paths, extra_plugins=[("standin", StandinChecks)], blocked=ALL_PLUGINS) as ds:
         set_toggle(ds["eu-west-1"], "fail")
         code, _, err = await cli(capsys, "audit", "--config", config, "--evidence", str(evidence),
-                                 "--oscal", str(oscal))
+                                 "--oscal", str(oscal), "--report", str(tmp_path / "report.html"),
+                                 "--report-lang", "ar")
         assert code == 3, err
+        page = (tmp_path / "report.html").read_text()
+        assert 'dir="rtl"' in page and "SOC 2" in page and f"report written to {tmp_path / 'report.html'}" in err
     files = sorted(p.relative_to(evidence).as_posix() for p in evidence.rglob("*") if p.is_file())
     # One file per check and region (the audit plugin's own checks too), and the manifest.
     assert "manifest.json" in files
