@@ -16,6 +16,10 @@ class AuditConfig(StrictModel):
     """Answer audit requests and run the scheduled audit; false: this region answers that it is disabled."""
     schedule: Duration = Field(default=86_400.0, gt=0)
     """How often the region audits itself and raises ``ComplianceControlFailing`` for a control that stopped passing."""
+    first_audit_after: Duration = Field(default=300.0, ge=0)
+    """How long after start the first scheduled audit runs: a starting region lets its peers, keyrings and
+    membership settle first, and a restart does not add a full audit (extra NATS connections, probes) to
+    start-up."""
     fail_on_alert: Severity = Severity.HIGH
     """The least severity of a failed check that makes a scheduled audit raise an alert."""
     check_timeout: Duration = Field(default=5.0, gt=0)

@@ -277,6 +277,7 @@ class Runtime:
                                                                                    **values)}
 
     async def run_schedule(self) -> None:
+        await anyio.sleep(self.settings.first_audit_after)
         while True:
             if self.settings.enabled:
                 try:

@@ -197,7 +197,7 @@ async def test_evidence_is_signed_scrubbed_and_a_changed_byte_names_the_file(
 
 async def test_the_scheduled_audit_alerts_when_a_passing_control_fails_and_resolves_it(
         tmp_path: Path, nats_server: Any) -> None:
-    paths, _ = federation(tmp_path, nats_server.url, ["eu-west-1"], schedule="200ms")
+    paths, _ = federation(tmp_path, nats_server.url, ["eu-west-1"], schedule="200ms", first_audit_after="0s")
     async with running_daemons(paths, extra_plugins=[("standin", StandinChecks)], blocked=ALL_PLUGINS) as ds:
         daemon = ds["eu-west-1"]
         standin = daemon.hooks.pm.get_plugin("standin")
