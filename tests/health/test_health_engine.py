@@ -222,6 +222,8 @@ async def test_metrics_are_exported(start: Callable[..., Any], keys: Callable[[s
     flag(k, "warning")
     daemon, _ = await start({"probes": [probe("m", k, fail_after=1)]})
     await until(lambda: health_of(daemon)["probes"][0]["state"] == "warning", what="warning")
+    # The verdict (and its gauge) is published by the engine's publisher after the probe settles.
+    await until(lambda: health_of(daemon)["status"] == "degraded", what="degraded verdict published")
     text = daemon.metrics.render().decode()
     assert 'meshd_health_probe_state{kind="flag",probe="m",state="warning"} 1.0' in text
     assert 'meshd_health_probe_state{kind="flag",probe="m",state="ok"} 0.0' in text
