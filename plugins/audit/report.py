@@ -21,17 +21,18 @@ invoice's, so that it prints, archives and converts to PDF the same everywhere.
 from __future__ import annotations
 
 import re
-import unicodedata
 from collections.abc import Mapping, Sequence
 from datetime import datetime
 from decimal import Decimal
-from functools import cache
 from typing import Any
 
 from babel.numbers import format_percent
-from jinja2 import Environment, PackageLoader, StrictUndefined
 
 from meshd.i18n import Translator
+from meshd.pages import RenderError, html_to_pdf, page_environment, text_direction
+
+# RenderError is re-exported: callers catch it from the module whose render_pdf they call.
+__all__ = ["RenderError", "render_html", "render_markdown", "render_pdf"]
 
 TEMPLATE = "report.html"
 # Most severe first: a reader starts with what matters most.
@@ -39,37 +40,20 @@ SEVERITIES = ("critical", "high", "medium", "low")
 FAILED = ("fail", "error")
 
 
-class RenderError(RuntimeError):
-    """The report cannot be rendered (PDF support is not installed)."""
-
-
 def check_key(check_id: str) -> str:
     """The catalog key stem of a check: ``transit.nats_tls`` -> ``audit.check.transit_nats_tls``."""
     return "audit.check." + check_id.replace(".", "_")
 
 
-@cache
-def _environment() -> Environment:
-    # Autoescape always: a check's detail quotes paths, hostnames and server errors.
-    return Environment(loader=PackageLoader("meshd_plugins.audit", "templates"), autoescape=True,
-                       undefined=StrictUndefined, trim_blocks=True, lstrip_blocks=True)
-
-
 def render_html(result: Mapping[str, Any], lang: str = "en") -> str:
     """The report of ``result`` (the merged audit JSON) as a printable HTML page in ``lang``."""
-    return _environment().get_template(TEMPLATE).render(report=Report(result, Translator(lang)).context())
+    template = page_environment("meshd_plugins.audit").get_template(TEMPLATE)
+    return template.render(report=Report(result, Translator(lang)).context())
 
 
 def render_pdf(html: str) -> bytes:
     """``html`` (a page of :func:`render_html`) laid out as an A4 PDF by WeasyPrint."""
-    try:
-        from weasyprint import HTML
-    except ImportError as exc:  # installed with the extra: pip install 'meshd[billing]'
-        raise RenderError(f"PDF output needs WeasyPrint (pip install 'meshd[billing]'): {exc}") from None
-    # No base_url: the page refers to nothing outside itself, so nothing is fetched.
-    pdf = HTML(string=html).write_pdf()
-    assert pdf is not None  # write_pdf returns the bytes when given no target
-    return bytes(pdf)
+    return html_to_pdf(html)
 
 
 def render_markdown(result: Mapping[str, Any], lang: str = "en") -> str:
@@ -179,13 +163,7 @@ class Report:
         A check's detail is English whatever the report's language: set in an
         Arabic paragraph, "port 4222: no TLS." would move its period to the left.
         """
-        for char in str(text):
-            kind = unicodedata.bidirectional(char)
-            if kind == "L":
-                return "ltr"
-            if kind in ("R", "AL"):
-                return "rtl"
-        return "rtl" if self.t.rtl else "ltr"
+        return text_direction(text, self.t.rtl)
 
     # ------------------------------------------------------------ blocks
 

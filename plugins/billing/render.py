@@ -14,26 +14,23 @@ prints, archives and converts to PDF the same everywhere.
 from __future__ import annotations
 
 import re
-import unicodedata
 from collections.abc import Mapping
 from datetime import date
 from decimal import Decimal
-from functools import cache
 from typing import Any
 
 from babel.dates import format_date, format_interval
 from babel.numbers import format_currency, format_decimal, format_percent
-from jinja2 import Environment, PackageLoader, StrictUndefined
 
 from meshd.i18n import LANGUAGES, Translator
+from meshd.pages import RenderError, html_to_pdf, page_environment, text_direction
 
 from .tax import REVERSE_CHARGE
 
+# RenderError is re-exported: callers catch it from the module whose render_pdf they call.
+__all__ = ["RenderError", "render_html", "render_pdf"]
+
 TEMPLATE = "invoice.html"
-
-
-class RenderError(RuntimeError):
-    """The document cannot be rendered (PDF support is not installed)."""
 
 
 def document_language(doc: Mapping[str, Any], lang: str | None = None) -> str:
@@ -44,30 +41,15 @@ def document_language(doc: Mapping[str, Any], lang: str | None = None) -> str:
     return "en"
 
 
-@cache
-def _environment() -> Environment:
-    # Autoescape always (not by file extension): tenant ids, addresses and a
-    # credit note's reason are data typed by people, never markup.
-    return Environment(loader=PackageLoader("meshd_plugins.billing", "templates"), autoescape=True,
-                       undefined=StrictUndefined, trim_blocks=True, lstrip_blocks=True)
-
-
 def render_html(doc: Mapping[str, Any], lang: str | None = None) -> str:
     """The page of ``doc`` (an invoice or credit note as issued) in ``lang`` (default: the customer's)."""
     t = Translator(document_language(doc, lang))
-    return _environment().get_template(TEMPLATE).render(page=Page(doc, t).context())
+    return page_environment("meshd_plugins.billing").get_template(TEMPLATE).render(page=Page(doc, t).context())
 
 
 def render_pdf(html: str) -> bytes:
     """``html`` (a page of :func:`render_html`) laid out as an A4 PDF by WeasyPrint."""
-    try:
-        from weasyprint import HTML
-    except ImportError as exc:  # installed with the extra: pip install 'meshd[billing]'
-        raise RenderError(f"PDF output needs WeasyPrint (pip install 'meshd[billing]'): {exc}") from None
-    # No base_url: the page refers to nothing outside itself, so nothing is fetched.
-    pdf = HTML(string=html).write_pdf()
-    assert pdf is not None  # write_pdf returns the bytes when given no target
-    return bytes(pdf)
+    return html_to_pdf(html)
 
 
 class Page:
@@ -111,13 +93,7 @@ class Page:
         set in an Arabic paragraph would move its final period to the left. Each such
         value gets its own direction (as a block: PDF engines honour ``dir`` on blocks).
         """
-        for char in text:
-            kind = unicodedata.bidirectional(char)
-            if kind == "L":
-                return "ltr"
-            if kind in ("R", "AL"):
-                return "rtl"
-        return "rtl" if self.t.rtl else "ltr"
+        return text_direction(text, self.t.rtl)
 
     def label(self, key: str, **kwargs: Any) -> str:
         return self.t(f"billing.invoice.{key}", **kwargs)
