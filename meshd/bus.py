@@ -22,7 +22,7 @@ import anyio
 from .backoff import Backoff
 from .envelope import Envelope, Opener, Rejected, Sealer
 from .metrics import Metrics
-from .transport import Message, Subscription, Transport, TransportError
+from .transport import Message, RequestTimeout, Subscription, Transport, TransportError
 
 EnvelopeHandler = Callable[[Envelope, Message], Awaitable[None]]
 
@@ -31,6 +31,10 @@ def subject(federation: str, kind: str, sender: str, target: str | None = None) 
     base = f"meshd.{federation}.{kind}.{sender}"
     return f"{base}.{target}" if target else base
 
+
+
+class NoAnswer(Exception):
+    """A region's answer that did not come or said no; ``str()`` is the reason to show (see :meth:`Bus.ask`)."""
 
 class Bus:
     """Signed publish/subscribe/request between the daemons of one federation."""
@@ -94,6 +98,29 @@ class Bus:
             raise
         self._received.labels(kind).inc()
         return env
+
+    async def ask(self, kind: str, type: str, body: Mapping[str, Any], target: str,
+                  timeout: float) -> dict[str, Any]:
+        """The body of ``target``'s ``{"ok": true, ...}`` answer; :class:`NoAnswer` saying why in words otherwise.
+
+        For federation-wide queries that name each region that did not answer
+        (``meshd usage``, ``meshd audit``): every way a request can fail (nobody
+        listening, a timeout, a reply not signed by ``target``, the bus down, a
+        refusal) becomes one reason to show.
+        """
+        try:
+            reply = await self.request(kind, type, body, target=target, timeout=timeout)
+        except RequestTimeout as exc:
+            if "no responders" in str(exc):
+                raise NoAnswer("no answer: nothing listens (its daemon is down or off the bus)") from None
+            raise NoAnswer(f"no answer within {timeout:g}s") from None
+        except Rejected as exc:
+            raise NoAnswer(f"answer rejected ({exc.reason.value})") from None
+        except TransportError as exc:
+            raise NoAnswer(f"bus unavailable ({exc})") from None
+        if not reply.body.get("ok"):
+            raise NoAnswer(str(reply.body.get("error") or "refused"))
+        return dict(reply.body)
 
     async def reply(self, request: Message, type: str, body: Mapping[str, Any]) -> None:
         data, headers = self.sealer.seal(type, body)

@@ -19,11 +19,12 @@ import anyio
 
 from meshd.alerting import Alert
 from meshd.auditcheck import Severity
+from meshd.bus import NoAnswer
 from meshd.config import ConfigError
-from meshd.envelope import Envelope, Rejected
+from meshd.envelope import Envelope
 from meshd.i18n import Translator
 from meshd.identity import Signer, load_private_key
-from meshd.transport import Message, RequestTimeout, TransportError
+from meshd.transport import Message
 
 from .config import AuditConfig
 from .evidence import sign_region
@@ -148,18 +149,9 @@ class Runtime:
     async def _ask(self, region: str, body: dict[str, Any]) -> dict[str, Any]:
         timeout = self.settings.check_timeout + REPLY_MARGIN
         try:
-            reply = await self.daemon.bus.request(RUN_KIND, "audit.run", body, target=region, timeout=timeout)
-        except RequestTimeout as exc:
-            if "no responders" in str(exc):
-                raise RuntimeError("no answer: nothing listens (its daemon is down or off the bus)") from None
-            raise RuntimeError(f"no answer within {timeout:g}s") from None
-        except Rejected as exc:
-            raise RuntimeError(f"answer rejected ({exc.reason.value})") from None
-        except TransportError as exc:
-            raise RuntimeError(f"bus unavailable ({exc})") from None
-        if not reply.body.get("ok"):
-            raise RuntimeError(str(reply.body.get("error") or "refused"))
-        return dict(reply.body)
+            return await self.daemon.bus.ask(RUN_KIND, "audit.run", body, target=region, timeout=timeout)
+        except NoAnswer as exc:
+            raise RuntimeError(str(exc)) from None
 
     async def federate(self, frameworks: list[str] | None = None, checks: list[str] | None = None,
                        evidence: bool = False) -> dict[str, Any]:

@@ -12,10 +12,11 @@ import anyio
 from anyio.abc import TaskStatus
 
 from meshd.alerting import Alert
-from meshd.envelope import Envelope, Rejected
+from meshd.bus import NoAnswer
+from meshd.envelope import Envelope
 from meshd.healthstate import HealthCheck
 from meshd.i18n import Translator
-from meshd.transport import Message, RequestTimeout, TransportError
+from meshd.transport import Message
 
 from .aggregate import Partial
 from .atrest import KEYRING, KeyringProtected, Plaintext
@@ -380,20 +381,12 @@ class Runtime:
             return await self.local_totals(tenant, start, end), {}
         timeout = self.settings.query_timeout
         try:
-            reply = await self.daemon.bus.request(QUERY_KIND, "usage.query",
-                                                  {"tenant": tenant, "start": start, "end": end},
-                                                  target=region, timeout=timeout)
-        except RequestTimeout as exc:
-            if "no responders" in str(exc):
-                raise NotRunning("no answer: nothing listens (its daemon is down or off the bus)") from None
-            raise NotRunning(f"no answer within {timeout:g}s") from None
-        except Rejected as exc:
-            raise NotRunning(f"answer rejected ({exc.reason.value})") from None
-        except TransportError as exc:
-            raise NotRunning(f"bus unavailable ({exc})") from None
-        if not reply.body.get("ok"):
-            raise NotRunning(str(reply.body.get("error") or "refused"))
-        return partials_from_json(reply.body.get("meters") or {})
+            body = await self.daemon.bus.ask(QUERY_KIND, "usage.query",
+                                             {"tenant": tenant, "start": start, "end": end},
+                                             target=region, timeout=timeout)
+        except NoAnswer as exc:
+            raise NotRunning(str(exc)) from None
+        return partials_from_json(body.get("meters") or {})
 
     async def query(self, tenant: str, period: str) -> dict[str, Any]:
         """Totals of ``tenant`` over ``period`` from every region of its residency.
