@@ -9,6 +9,8 @@ import pytest
 from nats.js.api import StreamConfig
 
 from meshd.natsserver import NatsCluster, NatsServer
+from meshd.testing import until
+from meshd_plugins.audit.checks.facts import nats_client
 
 from .conftest import daemons, run_check
 
@@ -47,6 +49,9 @@ async def test_three_nodes_and_three_replicas_pass(tmp_path: Path, nats_cluster:
 async def test_three_nodes_count_before_any_stream_exists(tmp_path: Path, nats_cluster: NatsCluster) -> None:
     urls = nats_cluster.urls
     async with daemons(tmp_path, urls[0], blocked=BLOCK, patch={"nats": {"servers": urls}}) as running:
+        nc = nats_client(running["eu-west-1"])
+        # The node a client connects to advertises the others' URLs as cluster routes come up (INFO updates).
+        await until(lambda: len(nc._server_info.get("connect_urls") or []) >= 3, what="the cluster advertised")
         result = await run_check("continuity.replicas", running["eu-west-1"])
     assert result.status == "pass", result.detail
     assert result.evidence["node_count"] == 3 and result.evidence["streams"] == []

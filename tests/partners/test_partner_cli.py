@@ -67,7 +67,7 @@ async def test_operator_adds_a_partner_and_manages_its_keys(federation, capsys) 
     # the stored record never holds the key itself
     store = federation.runtime("eu-west-1").store
     entry = await store.kv.get(f"key.{created['key_id']}")
-    assert key.split("_")[2] not in entry.value.decode() and "argon2id" in entry.value.decode()
+    assert key.split("_", 2)[2] not in entry.value.decode() and "argon2id" in entry.value.decode()
 
 
 def _self_signed(tmp_path: Path) -> tuple[Path, Path]:
