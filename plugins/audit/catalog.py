@@ -8,7 +8,7 @@ from __future__ import annotations
 
 CHECK_IDS: frozenset[str] = frozenset({
     "transit.nats_tls", "transit.partner_api_tls",
-    "rest.ledger_encrypted", "rest.config_secrets_encrypted", "rest.kek_protected",
+    "rest.ledger_encrypted", "rest.invoices_encrypted", "rest.config_secrets_encrypted", "rest.kek_protected",
     "keys.rotation", "keys.retired_versions",
     "access.region_impersonation", "access.nats_broad_publish", "access.admin_token_mode", "access.api_keys_hashed",
     "residency.dr_targets", "residency.routes", "residency.placement",

@@ -17,6 +17,7 @@ from meshd.httpapi import HTTPError, Request, Response, Route
 
 from .config import BillingConfig
 from .runtime import SECTION, Failure, Runtime
+from .store import StoreLocked
 
 FEDERATION_FILES = ["billing_matrix.yaml", "tax_rates.yaml", "fx_rates.yaml"]
 
@@ -93,6 +94,9 @@ class BillingPlugin:
             return Response.json(await call(self.runtime))
         except Failure as exc:
             return Response.json(exc.body(), exc.status)
+        except StoreLocked as exc:  # a sealed document this region cannot open: say which, keep serving
+            self.runtime.m_refused.labels("store_locked").inc()
+            return Response.json({"error": str(exc), "code": "store_locked"}, 500)
 
 
 def _body(request: Request) -> dict[str, Any]:

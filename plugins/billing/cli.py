@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import time
 from datetime import UTC, date, datetime
 from decimal import Decimal
@@ -254,7 +255,7 @@ def cmd_mrr(args: argparse.Namespace, ctx: Any) -> int:
 def cmd_revenue(args: argparse.Namespace, ctx: Any) -> int:
     from .invoice import InvoiceError, month
     from .reports import revenue
-    from .store import InvoiceStore
+    from .store import InvoiceStore, StoreLocked
 
     config = ctx.load_config(args.config)
     settings, files = _files(ctx, config)
@@ -264,8 +265,14 @@ def cmd_revenue(args: argparse.Namespace, ctx: Any) -> int:
         ctx.error(str(exc))
         return EXIT_USAGE
     store = InvoiceStore(settings.store_dir or config.daemon.state_dir / "billing")
-    docs = [d for entity in files.matrix.entities for n in store.numbers(entity)
-            if (d := store.get(entity, n)) is not None]
+    try:
+        if _any_sealed(store):
+            store.keyring = _offline_keyring(ctx, config)
+        docs = [d for entity in files.matrix.entities for n in store.numbers(entity)
+                if (d := store.get(entity, n)) is not None]
+    except StoreLocked as exc:
+        ctx.error(str(exc))
+        return EXIT_FAILURE
     try:
         report = revenue(docs, files.fx, args.period, last, args.currency.upper(),
                          {d["number"]: config.region for d in docs})
@@ -275,6 +282,36 @@ def cmd_revenue(args: argparse.Namespace, ctx: Any) -> int:
     title = ctx.t("billing.cli.revenue.title", region=config.region, period=args.period, count=report["count"],
                   total=format_currency(Decimal(report["total"]), report["currency"], locale=ctx.t.locale))
     return _report(ctx, args, report, title)
+
+
+def _any_sealed(store: Any) -> bool:
+    from .store import is_sealed
+
+    for entity in store.entities():
+        for number in store.numbers(entity):
+            try:
+                if is_sealed(json.loads(store.path(entity, number).read_text(encoding="utf-8"))):
+                    return True
+            except (OSError, ValueError):
+                continue
+    return False
+
+
+def _offline_keyring(ctx: Any, config: Any) -> Any:
+    """The region's ``invoices`` keyring for a command run beside the daemon, through the same hook.
+
+    Asked only when the store holds sealed documents, so that reading a
+    plaintext store never creates a keyring (or a KEK) as whoever runs the CLI.
+    """
+    from .runtime import KEYRING_PURPOSE
+
+    class Offline:  # what meshd_keyring implementations read of a daemon
+        def __init__(self) -> None:
+            self.config, self.hooks, self.region = config, ctx.hooks, config.region
+            self.state_dir = config.daemon.state_dir
+            self.log = logging.getLogger(f"meshd.{config.region}.billing")
+
+    return ctx.hooks.keyring(Offline(), KEYRING_PURPOSE)
 
 
 def _date(ctx: Any, given: str | None) -> date:

@@ -20,6 +20,8 @@ class BillingConfig(StrictModel):
     fx_rates: RelPath = Path("fx_rates.yaml")
     store_dir: RelPath | None = None
     """Issued invoices and credit notes; default ``<state_dir>/billing``. Keep it on this region's disks."""
+    encrypt_store: bool = True
+    """Seal stored documents with the region's ``invoices`` keyring (keys plugin); false keeps them plaintext."""
     numbers_bucket: Annotated[str, Field(pattern=r"^[A-Za-z0-9_-]{1,64}$")] = "meshd_invoice_numbers"
     numbers_replicas: int = Field(default=1, ge=1, le=5)
     """JetStream KV replicas of the number chain: 3 on a production cluster."""

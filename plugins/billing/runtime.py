@@ -12,7 +12,10 @@ import inspect
 import logging
 from datetime import UTC, datetime
 from decimal import Decimal
+from pathlib import Path
 from typing import Any
+
+import anyio
 
 from meshd.adjustments import InvoiceAdjustment
 from meshd.config import ConfigError
@@ -28,6 +31,7 @@ from .store import Immutable, InvoiceStore
 from .taxrates import load_tax_rates
 
 SECTION = "billing"
+KEYRING_PURPOSE = "invoices"
 
 
 class Failure(Exception):
@@ -61,13 +65,34 @@ class Runtime:
         self.files: BillingFiles | None = None
         self.issuer: Issuer | None = None
         self.state, self.detail = "starting", ""
+        self._store: InvoiceStore | None = None
         m = daemon.metrics
         self.m_issued = m.counter("billing_documents_issued_total", "Invoices and credit notes issued", ["type"])
         self.m_refused = m.counter("billing_requests_refused_total", "Billing requests refused, by reason", ["code"])
 
+    def store_root(self) -> Path:
+        return Path(self.settings.store_dir or self.daemon.state_dir / "billing")
+
     @property
     def store(self) -> InvoiceStore:
-        return InvoiceStore(self.settings.store_dir or self.daemon.state_dir / "billing")
+        """The store as opened at start (sealed with the keyring); before that, a plaintext view of it."""
+        return self._store or InvoiceStore(self.store_root())
+
+    async def open_store(self) -> None:
+        root = self.store_root()
+        keyring = None
+        if self.settings.encrypt_store:
+            keyring = await anyio.to_thread.run_sync(self.daemon.hooks.keyring, self.daemon, KEYRING_PURPOSE)
+            if keyring is None:
+                self.log.warning("no keyring for purpose %r (is the keys plugin installed and enabled?): "
+                                 "invoices in %s are stored in PLAINTEXT", KEYRING_PURPOSE, root)
+        else:
+            self.log.warning("billing.encrypt_store is false: invoices in %s are stored in PLAINTEXT", root)
+        store = InvoiceStore(root, keyring)
+        sealed = await anyio.to_thread.run_sync(store.seal_existing)
+        if sealed:
+            self.log.info("invoice store %s encrypted with the region keyring: %d documents sealed", root, sealed)
+        self._store = store
 
     async def start(self) -> None:
         if not self.settings.enabled:
@@ -78,6 +103,12 @@ class Runtime:
         except ConfigError as exc:  # validated at start already; a file changed underneath
             self.state, self.detail = "failed", str(exc)
             self.log.error("billing files are invalid: %s", exc)
+            return
+        try:
+            await self.open_store()
+        except (OSError, ValueError) as exc:
+            self.state, self.detail = "failed", f"invoice store {self.store_root()}: {exc}"
+            self.log.error("billing disabled: %s", self.detail)
             return
         try:
             kv = await self.daemon.transport.key_value(self.settings.numbers_bucket,
@@ -100,7 +131,7 @@ class Runtime:
                 self.log.error("billing files are invalid, keeping the previous ones: %s", exc)
 
     def status(self) -> dict[str, Any]:
-        return {"state": self.state, "detail": self.detail,
+        return {"state": self.state, "detail": self.detail, "at_rest": self.store.mode,
                 "issued": {kind: int(self.daemon.metrics.value("billing_documents_issued_total", type=kind))
                            for kind in ("invoice", "credit_note")}}
 

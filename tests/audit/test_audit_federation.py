@@ -57,7 +57,16 @@ def alert_routes(port: int) -> dict[str, Any]:
                           {"name": "chat", "urls": [f"json://127.0.0.1:{port}/chat"]}]}
 
 
-TENANTS = "tenants:\n  acme-eu: {residency: EU, home: eu-west-1}\n  bistro-fr: {residency: EU}\n"
+TENANTS = """\
+tenants:
+  acme-eu: {residency: EU, home: eu-west-1, country: DE, currency: EUR, plan: business}
+  bistro-fr: {residency: EU, country: FR, currency: EUR, plan: starter}
+"""
+ETC = Path(__file__).resolve().parents[2] / "etc"
+# The meters the shipped billing matrix prices, so that billing runs and its invoice store is audited.
+METERS = {"api_requests": {"kind": "COUNT"}, "storage_gb_hours": {"kind": "SUM"}, "active_users": {"kind": "UNIQUE_COUNT"}}
+BILLING = {"matrix": str(ETC / "billing_matrix.yaml"), "tax_rates": str(ETC / "tax_rates.yaml"),
+           "fx_rates": str(ETC / "fx_rates.yaml")}
 FRAMEWORKS = load_frameworks()
 
 
@@ -139,7 +148,7 @@ class Federation:
     Hardened: NATS over TLS verified against the test CA; each region's NATS
     password ``!encrypted`` under its own secrets keyring and no plaintext
     password file left (``meshd init`` writes one per region: removed); the
-    metering ledger encrypted by the region's keyring; keys announced to the
+    metering ledger and the invoice store encrypted by the region's keyring; keys announced to the
     federation; a DR pair for each region; the dead man's switch routed to a
     receiver that answers; a failover drill on record (written once the
     daemons run).
@@ -172,7 +181,7 @@ class Federation:
                 nats["tls"] = {"ca_file": str(self.pki["ca"])}
             self.data[region] = deep_merge(yaml.safe_load(path.read_text()), {
                 "nats": nats, "keys": KEYS_FAST, "tenants": str(tenants), "alerts": ALERTS_FAST,
-                "metering": {"meters": {"api_requests": {"kind": "COUNT"}}}})
+                "metering": {"meters": METERS}, "billing": BILLING})
             self.write_config(region)
         if not self.keep_password_files:
             for leftover in (self.dir / "secrets").glob("*.nats-password"):
@@ -388,6 +397,8 @@ WEAKENINGS = [
     # management failure too, so the region's keys.rotation fails with it.
     Weakening("unencrypted_ledger", fails("rest.ledger_encrypted", WEST) | fails("keys.rotation", WEST),
               before=unreadable_metering_keyring),
+    Weakening("unencrypted_invoice_store", fails("rest.invoices_encrypted", WEST),
+              before=lambda fed: fed.patch(WEST, {"billing": {"encrypt_store": False}})),
     # One server config for the federation: every region's check reads it.
     Weakening("broad_nats_user", fails("access.nats_broad_publish", *BOTH), options={"broad_user": True}),
     # The drill is recorded in the log that no longer verifies: it is no longer evidence of a drill either.

@@ -39,6 +39,30 @@ def ledger_encrypted(daemon: Daemon) -> CheckResult:
     return passed(f"the metering ledger {evidence['ledger']} is encrypted with the region's keyring", **evidence)
 
 
+def invoices_encrypted(daemon: Daemon) -> CheckResult:
+    billing = plugin(daemon, "billing")
+    runtime = getattr(billing, "runtime", None)
+    if billing is None or runtime is None:
+        return not_applicable("the billing plugin is not loaded")
+    if runtime.state == "disabled":
+        return not_applicable(f"billing is disabled in this region ({runtime.detail})")
+    store = runtime.store
+    evidence: dict[str, Any] = {"store": str(store.root), "state": runtime.state, "at_rest": store.mode,
+                                "encrypt_store": runtime.settings.encrypt_store}
+    if runtime.state != "running":
+        return failed(f"the invoice store is not open ({runtime.state}: {runtime.detail or 'starting'})",
+                      **evidence)
+    if store.mode != "keyring":
+        reason = ("billing.encrypt_store is false" if not runtime.settings.encrypt_store
+                  else "no keyring for purpose 'invoices'")
+        return failed(f"the invoice store {store.root} is written in plaintext: {reason}", **evidence)
+    left = sorted(str(p) for p in store.plaintext_files())
+    evidence["plaintext_documents"] = left
+    if left:
+        return failed(f"{len(left)} invoice documents are still plaintext, e.g. {left[0]}", **evidence)
+    return passed(f"the invoice store {store.root} is encrypted with the region's keyring", **evidence)
+
+
 def _has_userinfo_password(value: Any) -> bool:
     if not isinstance(value, str) or "://" not in value:
         return False
@@ -130,6 +154,8 @@ def kek_protected(daemon: Daemon) -> CheckResult:
 
 CHECKS = [
     AuditCheck("rest.ledger_encrypted", "The metering ledger is encrypted at rest", Severity.HIGH, ledger_encrypted),
+    AuditCheck("rest.invoices_encrypted", "The invoice store is encrypted at rest", Severity.HIGH,
+               invoices_encrypted),
     AuditCheck("rest.config_secrets_encrypted", "Config secrets are encrypted; no plaintext password file",
                Severity.HIGH, config_secrets_encrypted),
     AuditCheck("rest.kek_protected", "The key-encryption key is protected (0600, systemd credential or KMS)",
