@@ -153,14 +153,25 @@ def authorization_block(federation: str, users: Mapping[str, str], *, extra_publ
     return "\n".join(lines)
 
 
+@dataclass(frozen=True)
+class TlsFiles:
+    """A server certificate and its key, PEM files."""
+
+    cert: Path
+    key: Path
+
+
 def render_config(*, name: str, host: str, port: int, monitor_port: int, store_dir: Path,
                   cluster_name: str | None = None, cluster_port: int | None = None,
                   routes: Sequence[int] = (), authorization: str | None = None,
-                  max_payload: int = 1024 * 1024, no_advertise: bool = False) -> str:
+                  max_payload: int = 1024 * 1024, no_advertise: bool = False,
+                  server_tags: Sequence[str] = (), tls: TlsFiles | None = None) -> str:
     """A nats-server config with JetStream, optionally clustered over loopback routes.
 
     ``no_advertise`` keeps the cluster from telling clients about its other
     nodes, so a client configured with one node stays on that node.
+    ``server_tags`` (``region:eu-west-1``...) are what JetStream placement and
+    stream info name a node by. ``tls`` makes the client port TLS-only.
     """
     out = [
         f"server_name: {_q(name)}",
@@ -173,6 +184,10 @@ def render_config(*, name: str, host: str, port: int, monitor_port: int, store_d
         route_urls = ", ".join(_q(f"nats-route://{host}:{p}") for p in routes)
         out.append(f"cluster {{ name: {_q(cluster_name)}, listen: {_q(f'{host}:{cluster_port}')}, "
                    f"{'no_advertise: true, ' if no_advertise else ''}routes: [{route_urls}] }}")
+    if server_tags:
+        out.append(f"server_tags: {json.dumps(list(server_tags))}")
+    if tls is not None:
+        out.append(f"tls {{ cert_file: {_q(str(tls.cert))}, key_file: {_q(str(tls.key))} }}")
     if authorization:
         out.append(authorization)
     return "\n".join(out) + "\n"
@@ -192,6 +207,8 @@ class NatsServer:
     routes: Sequence[int] = ()
     authorization: str | None = None
     no_advertise: bool = False
+    server_tags: Sequence[str] = ()
+    tls: TlsFiles | None = None
     config_file: Path | None = None
     """A ready-made config (``meshd init``'s); when set, it is used as is."""
     binary: str = field(default_factory=find_nats_server)
@@ -199,7 +216,7 @@ class NatsServer:
 
     @property
     def url(self) -> str:
-        return f"nats://{self.host}:{self.port}"
+        return f"{'tls' if self.tls is not None else 'nats'}://{self.host}:{self.port}"
 
     @property
     def conf_path(self) -> Path:
@@ -217,7 +234,7 @@ class NatsServer:
             name=self.name, host=self.host, port=self.port, monitor_port=self.monitor_port,
             store_dir=self.workdir / f"{self.name}-js", cluster_name=self.cluster_name,
             cluster_port=self.cluster_port, routes=self.routes, authorization=self.authorization,
-            no_advertise=self.no_advertise,
+            no_advertise=self.no_advertise, server_tags=self.server_tags, tls=self.tls,
         )
         fd = os.open(self.conf_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         with os.fdopen(fd, "w") as f:
@@ -291,15 +308,22 @@ class NatsCluster:
     authorization: str | None = None
     no_advertise: bool = False
     """Clients learn no other node than the ones they are configured with (for pinned daemons)."""
+    names: Sequence[str] = ()
+    """Each node's ``server_name`` (default ``n1``, ``n2``...): what stream info names a replica by."""
+    server_tags: Sequence[Sequence[str]] = ()
+    """Each node's ``server_tags``, in node order (``[["region:eu-west-1"], ...]``)."""
+    tls: TlsFiles | None = None
     nodes: list[NatsServer] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         if not self.nodes:
             cluster_ports = [free_port() for _ in range(self.size)]
             self.nodes = [
-                NatsServer(self.workdir, name=f"n{i + 1}", cluster_name=self.name, cluster_port=cport,
+                NatsServer(self.workdir, name=self.names[i] if i < len(self.names) else f"n{i + 1}",
+                           cluster_name=self.name, cluster_port=cport,
                            routes=[p for p in cluster_ports if p != cport], authorization=self.authorization,
-                           no_advertise=self.no_advertise)
+                           no_advertise=self.no_advertise,
+                           server_tags=self.server_tags[i] if i < len(self.server_tags) else (), tls=self.tls)
                 for i, cport in enumerate(cluster_ports)
             ]
 

@@ -26,5 +26,8 @@ class AuditConfig(StrictModel):
     """The time box of one check; one that runs longer is recorded as ``error``."""
     failover_drill_max_age: Duration = Field(default=90 * 86_400.0, gt=0)
     """The oldest a failover drill may be before ``continuity.failover_drill`` fails."""
+    nats_node_regions: dict[str, str] = Field(default_factory=dict)
+    """The region of each NATS node, by ``server_name``, for nodes whose name does not contain their region
+    (``continuity.replicas`` reads a stream's replicas by server name)."""
     frameworks_dir: RelPath | None = None
     """A directory of framework mappings (``<framework>.yaml``); default: the ones shipped in etc/compliance."""

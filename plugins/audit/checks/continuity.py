@@ -23,13 +23,45 @@ DEFAULT_DRILL_MAX_AGE = 90 * 86400.0
 MESHD_STREAMS = ("KV_meshd", "meshd_")
 
 
+NODE_NAME_SEPARATORS = "-._"
+
+
+def node_region(node: str, regions: list[str], declared: dict[str, str]) -> str | None:
+    """The region a NATS node serves: declared in ``audit.nats_node_regions``, or named in the node's name.
+
+    Stream info names a stream's peers by ``server_name`` only (a client sees
+    no server tags), so the node names carry the region, e.g. ``eu-west-1`` or
+    ``nats-eu-west-1-a``; the longest region found wins (``eu-west-10`` is not
+    ``eu-west-1``).
+    """
+    if node in declared:
+        return declared[node]
+    found = None
+    for region in regions:
+        at = node.find(region)
+        while at >= 0:
+            end = at + len(region)
+            if ((at == 0 or node[at - 1] in NODE_NAME_SEPARATORS)
+                    and (end == len(node) or node[end] in NODE_NAME_SEPARATORS)):
+                if found is None or len(region) > len(found):
+                    found = region
+                break
+            at = node.find(region, at + 1)
+    return found
+
+
 async def replicas(daemon: Daemon) -> CheckResult:
     nc = nats_client(daemon)
     if nc is None:
         return not_applicable("the daemon's transport is not NATS")
+    audit = section(daemon, "audit")
+    declared = dict(getattr(audit, "nats_node_regions", None) or {})
+    regions = sorted(daemon.config.region_map.regions)
     facts: list[dict[str, Any]] = []
     nodes: set[str] = set()
     short: list[str] = []
+    one_region: list[str] = []
+    unplaced: set[str] = set()
     for info in await streams(daemon):
         name = info.config.name
         if not name.startswith(MESHD_STREAMS):
@@ -39,26 +71,37 @@ async def replicas(daemon: Daemon) -> CheckResult:
         peers += [p.name for p in (cluster.replicas or [])] if cluster is not None else []
         nodes.update(peers)
         count = info.config.num_replicas or 1
-        facts.append({"stream": name, "replicas": count, "peers": peers,
-                      "cluster": cluster.name if cluster is not None else None})
+        placed = {peer: node_region(peer, regions, declared) for peer in peers}
+        unplaced.update(peer for peer, region in placed.items() if region is None)
+        spread = sorted({r for r in placed.values() if r is not None})
+        facts.append({"stream": name, "replicas": count, "peers": peers, "peer_regions": placed,
+                      "regions": spread, "cluster": cluster.name if cluster is not None else None})
         if count < MIN_REPLICAS:
             short.append(f"{name} ({count})")
+        elif len(spread) == 1 and all(placed.values()):
+            one_region.append(f"{name} ({spread[0]})")
     server = dict(getattr(nc, "_server_info", None) or {})
     nodes.add(server.get("server_name") or server.get("server_id") or "?")
     # The cluster advertises every node's client URL (this one's included); streams name their peers.
     advertised = len(server.get("connect_urls") or [])
     count = max(len(nodes), advertised)
     evidence = {"streams": facts, "nats_nodes": sorted(nodes), "min_replicas": MIN_REPLICAS,
-                "connect_urls": advertised, "node_count": count}
+                "connect_urls": advertised, "node_count": count,
+                "node_regions": {n: node_region(n, regions, declared) for n in sorted(nodes)}}
     problems = []
     if count < MIN_REPLICAS:
         problems.append(f"{count} NATS node(s) ({', '.join(sorted(nodes))}): losing one region can lose the bus")
     if short:
         problems.append(f"streams with fewer than {MIN_REPLICAS} replicas: {', '.join(short)}")
+    if one_region:
+        problems.append(f"every replica in one region, lost with it: {', '.join(one_region)}")
+    if unplaced:
+        problems.append(f"the region of NATS node(s) {', '.join(sorted(unplaced))} is unknown (name each node after "
+                        "its region, or map it in audit.nats_node_regions)")
     if problems:
         return failed("; ".join(problems), **evidence)
-    return passed(f"{len(facts)} streams with at least {MIN_REPLICAS} replicas on {count} NATS nodes",
-                  **evidence)
+    return passed(f"{len(facts)} streams with at least {MIN_REPLICAS} replicas spread over regions, on {count} "
+                  "NATS nodes", **evidence)
 
 
 def dr_pairs(daemon: Daemon) -> CheckResult:
