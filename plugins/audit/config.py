@@ -29,5 +29,8 @@ class AuditConfig(StrictModel):
     nats_node_regions: dict[str, str] = Field(default_factory=dict)
     """The region of each NATS node, by ``server_name``, for nodes whose name does not contain their region
     (``continuity.replicas`` reads a stream's replicas by server name)."""
+    systemd_unit: RelPath | None = None
+    """The unit file ``host.systemd_exposure`` rates offline when systemd does not manage the daemon; default: an
+    installed ``meshd@.service`` (/etc/systemd/system, /usr/lib/systemd/system)."""
     frameworks_dir: RelPath | None = None
     """A directory of framework mappings (``<framework>.yaml``); default: the ones shipped in etc/compliance."""

@@ -12,7 +12,7 @@ import anyio
 
 from meshd.auditcheck import AuditCheck, CheckResult, Severity
 
-from .facts import failed, file_facts, not_applicable, passed
+from .facts import failed, file_facts, not_applicable, passed, section
 
 if TYPE_CHECKING:
     from meshd.daemon import Daemon
@@ -104,26 +104,60 @@ def parse_exposure(output: str) -> tuple[float, str] | None:
     return (float(m.group(2)), m.group(3)) if m else None
 
 
-async def systemd_exposure(daemon: Daemon) -> CheckResult:
-    if not systemd_present():
-        return not_applicable("systemd is not running on this host")
-    unit = unit_name()
-    if unit is None or not unit.startswith("meshd"):
-        return not_applicable(f"the daemon does not run in a meshd systemd unit (cgroup unit: {unit or 'none'})")
+INSTALLED_UNITS = (Path("/etc/systemd/system/meshd@.service"), Path("/usr/lib/systemd/system/meshd@.service"),
+                   Path("/lib/systemd/system/meshd@.service"))
+"""Where the packaged or hand-installed unit lives, in systemd's own lookup order."""
+
+
+def unit_file(daemon: Daemon) -> Path | None:
+    """The unit file a systemd would run this daemon with: ``audit.systemd_unit``, else an installed one."""
+    audit = section(daemon, "audit")
+    configured = getattr(audit, "systemd_unit", None)
+    if configured:
+        return Path(configured)
+    return next((p for p in INSTALLED_UNITS if p.is_file()), None)
+
+
+async def _analyze(argv: list[str], subject: str, evidence: dict[str, Any]) -> CheckResult:
     with anyio.fail_after(SYSTEMD_TIMEOUT):
-        proc = await anyio.run_process(["systemd-analyze", "security", "--no-pager", unit], check=False)
+        proc = await anyio.run_process(argv, check=False)
     output = proc.stdout.decode(errors="replace")
     parsed = parse_exposure(output)
-    evidence = {"unit": unit, "exit_status": proc.returncode, "max_exposure": MAX_EXPOSURE,
-                "output_tail": output.strip().splitlines()[-25:]}
+    evidence.update({"command": argv, "exit_status": proc.returncode, "max_exposure": MAX_EXPOSURE,
+                     "output_tail": output.strip().splitlines()[-25:]})
     if parsed is None:
-        return failed(f"`systemd-analyze security {unit}` printed no exposure level (exit {proc.returncode})",
-                      **evidence)
+        stderr = proc.stderr.decode(errors="replace").strip().splitlines()
+        evidence["stderr_tail"] = stderr[-5:]
+        return failed(f"`{' '.join(argv)}` printed no exposure level (exit {proc.returncode})", **evidence)
     score, label = parsed
     evidence.update(exposure=score, label=label)
     if score >= MAX_EXPOSURE:
-        return failed(f"unit {unit} has exposure {score} {label} (want below {MAX_EXPOSURE})", **evidence)
-    return passed(f"unit {unit} has exposure {score} {label}", **evidence)
+        return failed(f"{subject} has exposure {score} {label} (want below {MAX_EXPOSURE})", **evidence)
+    return passed(f"{subject} has exposure {score} {label}", **evidence)
+
+
+async def systemd_exposure(daemon: Daemon) -> CheckResult:
+    """The running unit when systemd manages the daemon; otherwise the unit file it would run with, offline.
+
+    ``systemd-analyze security --offline=true FILE`` rates a unit file
+    without a running systemd (a container, a host where the daemon is
+    started another way), so the unit that will be used is still rated.
+    """
+    unit = unit_name() if systemd_present() else None
+    if unit is not None and unit.startswith("meshd"):
+        return await _analyze(["systemd-analyze", "security", "--no-pager", unit], f"unit {unit}",
+                              {"mode": "running", "unit": unit})
+    binary = shutil.which("systemd-analyze")
+    path = unit_file(daemon)
+    why = "systemd does not manage this daemon" if unit is None else f"the daemon runs in {unit}, not a meshd unit"
+    if path is None:
+        return not_applicable(f"{why} and no meshd unit file is installed (nor set in audit.systemd_unit)")
+    if binary is None:
+        return not_applicable(f"{why}, and systemd-analyze is not installed to rate the unit file {path}")
+    if not path.is_file():
+        return failed(f"audit.systemd_unit {path} is not a file", mode="offline", unit_file=str(path))
+    return await _analyze([binary, "security", "--no-pager", "--offline=true", str(path)], f"unit file {path}",
+                          {"mode": "offline", "unit_file": str(path)})
 
 
 CHECKS = [
