@@ -187,7 +187,8 @@ def render_config(*, name: str, host: str, port: int, monitor_port: int, store_d
     if server_tags:
         out.append(f"server_tags: {json.dumps(list(server_tags))}")
     if tls is not None:
-        out.append(f"tls {{ cert_file: {_q(str(tls.cert))}, key_file: {_q(str(tls.key))} }}")
+        # A handshake gets 5 s, not nats-server's 2: a loaded host must not look like a TLS failure.
+        out.append(f"tls {{ cert_file: {_q(str(tls.cert))}, key_file: {_q(str(tls.key))}, timeout: 5 }}")
     if authorization:
         out.append(authorization)
     return "\n".join(out) + "\n"
