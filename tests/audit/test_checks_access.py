@@ -127,8 +127,7 @@ async def test_api_keys_check_is_not_applicable_without_partners(tmp_path: Path,
 
 async def test_impersonation_is_refused_over_tls_too(tmp_path: Path, nats_binary: str) -> None:
     from meshd.natsserver import free_port, render_config
-
-    from .tlscerts import make_certs
+    from meshd.testcerts import make_certs
 
     users = passwords()
     certs = make_certs(tmp_path / "tls")

@@ -8,10 +8,10 @@ from pathlib import Path
 import pytest
 
 from meshd.natsserver import NatsServer, free_port, render_config
+from meshd.testcerts import Certs, make_certs
 from meshd.testing import until
 
 from .conftest import daemons, run_check
-from .tlscerts import Certs, make_certs
 
 pytestmark = pytest.mark.anyio
 BLOCK = ("health", "membership", "failover", "routing", "alerts", "metering", "billing", "fencing", "partners")

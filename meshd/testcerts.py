@@ -1,4 +1,4 @@
-"""A throwaway CA and a server certificate for 127.0.0.1, for TLS on a test nats-server or listener."""
+"""A throwaway CA and a server certificate for 127.0.0.1: TLS on test and benchmark nats-servers and listeners."""
 
 from __future__ import annotations
 
