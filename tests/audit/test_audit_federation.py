@@ -7,6 +7,7 @@ those checks evidence, and the framework scores drop accordingly.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import ipaddress
 import os
@@ -18,7 +19,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import anyio
 import pytest
@@ -68,6 +69,7 @@ METERS = {"api_requests": {"kind": "COUNT"}, "storage_gb_hours": {"kind": "SUM"}
 BILLING = {"matrix": str(ETC / "billing_matrix.yaml"), "tax_rates": str(ETC / "tax_rates.yaml"),
            "fx_rates": str(ETC / "fx_rates.yaml")}
 FRAMEWORKS = load_frameworks()
+F = TypeVar("F", bound="Federation")
 
 
 # ---------------------------------------------------------------- PKI
@@ -303,15 +305,22 @@ def failing(rows: list[dict[str, Any]]) -> set[tuple[str, str]]:
     return {(r["id"], r["region"]) for r in rows if r["status"] in ("fail", "error")}
 
 
-@pytest.fixture
-def federation(tmp_path: Path, nats_binary: str) -> Iterator[Federation]:
+@contextlib.contextmanager
+def with_heartbeat(kind: type[F], root: Path, binary: str) -> Iterator[F]:
+    """A federation of ``kind`` and its heartbeat receiver, both stopped at exit."""
     heartbeat = HeartbeatReceiver()
-    fed = Federation(tmp_path, nats_binary, heartbeat)
+    fed = kind(root, binary, heartbeat)
     try:
         yield fed
     finally:
         fed.stop()
         heartbeat.close()
+
+
+@pytest.fixture
+def federation(tmp_path: Path, nats_binary: str) -> Iterator[Federation]:
+    with with_heartbeat(Federation, tmp_path, nats_binary) as fed:
+        yield fed
 
 
 # ---------------------------------------------------------------- the tests

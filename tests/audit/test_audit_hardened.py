@@ -40,6 +40,7 @@ from .test_audit_federation import (
     HeartbeatReceiver,
     control_scores,
     framework_score,
+    with_heartbeat,
 )
 
 pytestmark = [pytest.mark.anyio, pytest.mark.nats]
@@ -196,17 +197,16 @@ async def audit(capsys: pytest.CaptureFixture[str], config: Path, *checks: str) 
 @pytest.fixture
 def hardened(nats_binary: str) -> Iterator[HardenedFederation]:
     if os.geteuid() != 0:
+        if os.environ.get("CI"):
+            pytest.fail("the hardened federation test starts daemons as user 65534: CI runs it as root")
         pytest.skip("starting the daemons as another user (65534) needs root")
     # Not under pytest's tmp_path: /tmp/pytest-of-root is 0700, and nobody must reach its files.
     root = Path(tempfile.mkdtemp(prefix="meshd-hardened-"))
     root.chmod(0o755)
-    heartbeat = HeartbeatReceiver()
-    fed = HardenedFederation(root, nats_binary, heartbeat)
     try:
-        yield fed
+        with with_heartbeat(HardenedFederation, root, nats_binary) as fed:
+            yield fed
     finally:
-        fed.stop()
-        heartbeat.close()
         if not os.environ.get("MESHD_KEEP_HARDENED"):
             shutil.rmtree(root, ignore_errors=True)
 

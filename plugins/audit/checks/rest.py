@@ -18,13 +18,21 @@ if TYPE_CHECKING:
 PASSWORD_FILE_PATTERNS = ("*.nats-password", "secrets/*.nats-password", "*.password", "secrets/*.password")
 
 
-def ledger_encrypted(daemon: Daemon) -> CheckResult:
-    metering = plugin(daemon, "metering")
-    runtime = getattr(metering, "runtime", None)
-    if metering is None or runtime is None:
-        return not_applicable("the metering plugin is not loaded")
+def _enabled_runtime(daemon: Daemon, name: str) -> tuple[Any, CheckResult | None]:
+    """Plugin ``name``'s runtime, or why a check of what it stores does not apply here."""
+    loaded = plugin(daemon, name)
+    runtime = getattr(loaded, "runtime", None)
+    if loaded is None or runtime is None:
+        return None, not_applicable(f"the {name} plugin is not loaded")
     if runtime.state == "disabled":
-        return not_applicable(f"metering is disabled in this region ({runtime.detail})")
+        return None, not_applicable(f"{name} is disabled in this region ({runtime.detail})")
+    return runtime, None
+
+
+def ledger_encrypted(daemon: Daemon) -> CheckResult:
+    runtime, skip = _enabled_runtime(daemon, "metering")
+    if skip is not None:
+        return skip
     settings = runtime.settings
     ledger = runtime.ledger
     evidence: dict[str, Any] = {"ledger": str(runtime.ledger_path()), "state": runtime.state,
@@ -40,12 +48,9 @@ def ledger_encrypted(daemon: Daemon) -> CheckResult:
 
 
 def invoices_encrypted(daemon: Daemon) -> CheckResult:
-    billing = plugin(daemon, "billing")
-    runtime = getattr(billing, "runtime", None)
-    if billing is None or runtime is None:
-        return not_applicable("the billing plugin is not loaded")
-    if runtime.state == "disabled":
-        return not_applicable(f"billing is disabled in this region ({runtime.detail})")
+    runtime, skip = _enabled_runtime(daemon, "billing")
+    if skip is not None:
+        return skip
     store = runtime.store
     evidence: dict[str, Any] = {"store": str(store.root), "state": runtime.state, "at_rest": store.mode,
                                 "encrypt_store": runtime.settings.encrypt_store}
