@@ -6,7 +6,7 @@ region, `meshd run` daemons as the unprivileged user 65534 (nobody), secrets
 `!encrypted`, the metering ledger and the invoice store sealed by the keys
 plugin, keys inside their rotation period, the dead man's switch delivered
 to a live HTTP receiver, a fresh failover drill in each region's signed
-audit log, the partner API over TLS, and the shipped systemd unit rated by
+audit log, the partner API over TLS on the KV tenant registry, and the shipped systemd unit rated by
 the real `systemd-analyze`. The audit is asked through `meshd audit --json`.
 """
 
@@ -31,6 +31,7 @@ from meshd.cli import main
 from meshd.identity import Signer, load_private_key
 from meshd.natsserver import NatsCluster, TlsFiles, authorization_block, free_port
 from meshd.testing import until
+from meshd_plugins.audit.catalog import CHECK_IDS
 from meshd_plugins.failover.audit import AuditLog
 
 from .test_audit_federation import (
@@ -50,8 +51,6 @@ ROOT = Path(__file__).resolve().parents[2]
 # Three nodes for two regions: every R3 stream then has replicas in both.
 NODES = ["eu-west-1", "eu-central-1", "eu-west-1-b"]
 R3 = 3
-NOT_SERVED = {"transit.partner_api_tls": "does not serve the partner API",
-              "access.api_keys_hashed": "does not run the partner API"}
 SITE_DIRS = sorted({sysconfig.get_paths()["purelib"], sysconfig.get_paths()["platlib"]})
 BOOT = ("import site, sys\n"
         f"for d in {SITE_DIRS!r}: site.addsitedir(d)\n"
@@ -110,6 +109,9 @@ class HardenedFederation(Federation):
                 "failover": {"kv": {"replicas": R3}},
                 "alerts": {"dedup": {"replicas": R3}},
                 "audit": {"systemd_unit": str(unit)},
+                "tenants": {"registry": "kv", "replicas": R3},
+                "partners": {"enabled": True, "port": 0, "replicas": R3,
+                             "tls": {"cert_file": str(self.pki["cert"]), "key_file": str(self.pki["key"])}},
             })
         self.record_drills()
         return self
@@ -233,11 +235,9 @@ async def test_a_hardened_federation_passes_every_check_and_scores_100(
     assert "checks" in result, result
     rows = result["checks"]
     assert {r["region"] for r in rows} == set(REGIONS) and result["missing"] == []
-    # The partner API is not served here: its two checks' documented not applicable, and nothing else.
-    not_passed = {(r["id"], r["region"]): r for r in rows if r["status"] != "pass"}
-    assert set(not_passed) == {(c, r) for c in NOT_SERVED for r in REGIONS}, list(not_passed.values())
-    for row in not_passed.values():
-        assert row["status"] == "not_applicable" and NOT_SERVED[row["id"]] in row["detail"], row
+    assert sorted((r["id"], r["region"]) for r in rows) == sorted((c, r) for c in CHECK_IDS for r in REGIONS)
+    not_passed = [r for r in rows if r["status"] != "pass"]
+    assert not_passed == [], not_passed  # not one not applicable either: every check assessed something
     assert code == 0
     by = {(r["id"], r["region"]): r for r in rows}
     for region in REGIONS:  # the facts that make this setup hardened, as the checks saw them
