@@ -89,6 +89,10 @@ class Runtime:
         else:
             self.log.warning("billing.encrypt_store is false: invoices in %s are stored in PLAINTEXT", root)
         store = InvoiceStore(root, keyring)
+        register = getattr(keyring, "register_rewrap_source", None)
+        if register is not None:
+            # `meshd keys rewrap` then moves the sealed invoices to the latest key version too.
+            register("billing-invoices", lambda ring: store.rewrap(ring.rewrap))
         sealed = await anyio.to_thread.run_sync(store.seal_existing)
         if sealed:
             self.log.info("invoice store %s encrypted with the region keyring: %d documents sealed", root, sealed)

@@ -19,7 +19,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -132,6 +132,33 @@ class InvoiceStore:
                 if not is_sealed(raw):
                     yield path
 
+    def rewrap(self, rewrap: Callable[[str, dict[str, str]], str]) -> int:
+        """Move every sealed document to the keyring's latest key version; the number rewritten.
+
+        ``rewrap(ciphertext, context)`` is the keyring's. Each file is replaced
+        whole (written beside, renamed over), so a crash halfway leaves every
+        document readable and a rerun finishes the rest.
+        """
+        changed = 0
+        for entity in self.entities():
+            for number in self.numbers(entity):
+                path = self.path(entity, number)
+                raw = json.loads(path.read_text(encoding="utf-8"))
+                if not is_sealed(raw):
+                    continue
+                new = rewrap(raw["ciphertext"], _context(entity, number))
+                if new != raw["ciphertext"]:
+                    self._replace(path, json.dumps({"sealed": SEALED_FORMAT, "ciphertext": new}).encode() + b"\n")
+                    changed += 1
+        return changed
+
+    @staticmethod
+    def _replace(path: Path, data: bytes) -> None:
+        temporary = path.with_name(f".{path.stem}.sealing")
+        temporary.unlink(missing_ok=True)
+        _write_readonly(temporary, data, exclusive=True)
+        os.replace(temporary, path)
+
     def seal_existing(self) -> int:
         """Seal every plaintext document in place (same content, so the same digest); the count sealed.
 
@@ -142,11 +169,8 @@ class InvoiceStore:
             return 0
         count = 0
         for path in list(self.plaintext_files()):
-            entity, number = path.parent.name, path.stem
+            entity = path.parent.name
             doc = json.loads(path.read_text(encoding="utf-8"))
-            temporary = path.with_name(f".{number}.sealing")
-            temporary.unlink(missing_ok=True)
-            _write_readonly(temporary, self._encode(entity, doc), exclusive=True)
-            os.replace(temporary, path)
+            self._replace(path, self._encode(entity, doc))
             count += 1
         return count

@@ -95,3 +95,12 @@ def test_a_sealed_store_without_its_keyring_names_the_file(tmp_path: Path) -> No
     with pytest.raises(StoreLocked, match=r"store/meshd-eu/EU-000001\.json is encrypted"):
         InvoiceStore(tmp_path / "store").get("meshd-eu", "EU-000001")
     assert list(sealed.plaintext_files()) == []
+
+    # `meshd keys rewrap` moves sealed invoices to the latest key version, and they still open
+    ring.rotate()
+    path = sealed.path("meshd-eu", "EU-000001")
+    assert json.loads(path.read_text())["ciphertext"].startswith("meshd:v1:")
+    assert sealed.rewrap(ring.rewrap) == 1 and sealed.rewrap(ring.rewrap) == 0
+    assert json.loads(path.read_text())["ciphertext"].startswith(f"meshd:v{ring.latest_version}:")
+    assert digest(sealed.get("meshd-eu", "EU-000001") or {}) == digest(doc)
+    assert path.stat().st_mode & 0o777 == 0o400
