@@ -37,13 +37,18 @@ class AuditPlugin:
         settings = config.plugin(SECTION)
         if settings is None or not settings.enabled:
             return []
+        regions = config.region_map.regions
+        issues = [ConfigIssue(config.path, where, f"{node}: {region!r} is not a region of the federation "
+                              f"(known: {', '.join(sorted(regions))})", config.line_of(where))
+                  for node, region in sorted(settings.nats_node_regions.items()) if region not in regions
+                  for where in [(SECTION, "nats_node_regions", node)]]
         try:
             load_frameworks(settings.frameworks_dir)
         except ConfigError as exc:
-            return list(exc.issues)
+            return issues + list(exc.issues)
         except FileNotFoundError:
-            return []  # no shipped mappings installed: the audit says so when asked
-        return []
+            pass  # no shipped mappings installed: the audit says so when asked
+        return issues
 
     @hookimpl
     def meshd_cli_commands(self, subparsers: Any, t: Any) -> None:

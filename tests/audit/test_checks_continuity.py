@@ -118,3 +118,17 @@ async def test_three_nodes_count_before_any_stream_exists(tmp_path: Path, nats_c
         result = await run_check("continuity.replicas", running["eu-west-1"])
     assert result.status == "pass", result.detail
     assert result.evidence["node_count"] == 3 and result.evidence["streams"] == []
+
+
+def test_a_node_declared_in_an_unknown_region_is_bad_input(tmp_path: Path,
+                                                            capsys: pytest.CaptureFixture[str]) -> None:
+    from meshd.cli import main
+    from meshd.testing import write_federation
+
+    config = write_federation(tmp_path, ["eu-west-1"], "nats://127.0.0.1:1",
+                              patch={"audit": {"nats_node_regions": {"n1": "eu-west-9"}}})["eu-west-1"]
+    line = next(i for i, text in enumerate(config.read_text().splitlines(), 1) if "n1:" in text)
+    assert main(["check-config", str(config)]) == 2
+    err = capsys.readouterr().err
+    assert f"{config}:{line}" in err and "audit.nats_node_regions.n1" in err
+    assert "'eu-west-9' is not a region of the federation (known: eu-west-1)" in err
