@@ -9,8 +9,10 @@ anywhere in between leaves a record that says what is left to do, and the
 restarted daemon (or, once the lease ran out, whoever holds the region's
 lease next) does exactly that.
 
-Any daemon may end a rollout whose region is seen dead or failed over:
-the region's own daemon cannot, and the canary must not keep its traffic.
+Any daemon may end a rollout whose region is seen dead or failed over and
+whose lease has run out: the region's own daemon cannot, and the canary
+must not keep its traffic (the peer puts it back on stable when it can
+reach the region's load balancer; the region's daemon does when it is back).
 """
 
 from __future__ import annotations
@@ -36,6 +38,7 @@ from .store import Conflict, RolloutStore
 
 SECTION = "deploy"
 DEAD_STATES = ("dead",)
+FAILED_OVER = "failed over"
 
 
 def dr_pairs(config: Any) -> list[tuple[str, str]]:
@@ -184,8 +187,12 @@ class Runtime:
             await self.restore(rollout, plan, self.region)
             return
         for region in rollout.stage_regions():
-            if region in self.gone and not rollout.regions[region].done:
-                await self.end(rollout, plan, region, FAILED, f"region {region} is {self.gone[region]}")
+            run = rollout.regions[region]
+            # A daemon restarted within its lease takes the lease back and resumes; a region still gone
+            # once its lease ran out is not coming back in time, and its canary must not keep traffic.
+            gone = self.gone.get(region)
+            if gone is not None and not run.done and (gone == FAILED_OVER or run.lease_until < time.time()):
+                await self.end(rollout, plan, region, FAILED, f"region {region} is {gone}")
                 return
         if self.region not in rollout.stage_regions() or rollout.regions[self.region].done:
             return
@@ -421,7 +428,7 @@ class Runtime:
 
     def failed_over(self, region: str, action: str) -> None:
         if action == "failover":
-            self.gone[region] = "failed over"
+            self.gone[region] = FAILED_OVER
             self.wake.set()
         elif action == "failback":
             self.gone.pop(region, None)
