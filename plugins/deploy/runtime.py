@@ -90,6 +90,8 @@ class Runtime:
         self.gone: dict[str, str] = {}
         """Regions seen dead or failed over, with why."""
         self.wake = anyio.Event()
+        self.reported: dict[str, str] = {}
+        """The last error said per concern: a driver that stays down is logged once, not every tick."""
         m = daemon.metrics
         self.m_transitions = m.counter("deploy_transitions_total", "Rollout transitions this daemon stored", ["kind"])
         self.m_checks = m.counter("deploy_checks_total", "Canary analysis checks run here, by verdict", ["verdict"])
@@ -168,6 +170,11 @@ class Runtime:
             with anyio.move_on_after(self.settings.tick):
                 await self.wake.wait()
             self.wake = anyio.Event()
+
+    def report(self, concern: str, message: str) -> None:
+        level = logging.DEBUG if self.reported.get(concern) == message else logging.ERROR
+        self.reported[concern] = message
+        self.log.log(level, "%s", message)
 
     def plan_of(self, rollout: Rollout) -> Plan | None:
         if self.pipeline is None or check_service(self.pipeline, rollout.service) is not None:
@@ -271,8 +278,9 @@ class Runtime:
         except DriverError as exc:
             # Retried each tick; the progress deadline ends a rollout whose driver never answers.
             self.m_errors.labels("driver").inc()
-            self.log.error("rollout %s of %s: step %d %%: %s", rollout.id, rollout.service, weight, exc)
+            self.report("driver", f"rollout {rollout.id} of {rollout.service}: step {weight} %: {exc}")
             return
+        self.reported.pop("driver", None)
 
         def baked(r: Rollout, rr: RegionRun) -> None:
             rr.phase, rr.step_started, rr.passed = "bake", time.time(), False
@@ -333,8 +341,9 @@ class Runtime:
             stats = await self.driver(plan, self.region).stats()
         except DriverError as exc:
             self.m_errors.labels("stats").inc()
-            self.log.error("rollout %s: cannot read the canary's traffic: %s", rollout.id, exc)
+            self.report("stats", f"rollout {rollout.id}: cannot read the canary's traffic: {exc}")
             return None
+        self.reported.pop("stats", None)
         if stats is None:
             return Check("inconclusive", 0, None, None, f"the {plan.drivers[self.region]['kind']} driver reports no "
                                                         "traffic; use analysis.source: probes")
