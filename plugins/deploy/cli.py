@@ -53,6 +53,10 @@ def add_commands(subparsers: Any, t: Any) -> None:
     h.add_argument("--config", help=t("cli.opt.config"))
     h.set_defaults(handler=cmd_history)
 
+    from .smoke import add_smoke
+
+    add_smoke(subparsers, t)
+
 
 def _refused(ctx: Any, status: int, doc: Any) -> int:
     doc = doc if isinstance(doc, dict) else {}

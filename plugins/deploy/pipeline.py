@@ -61,6 +61,7 @@ class ServicePipeline(StrictModel):
     bake: Duration | None = None
     analysis: Analysis | None = None
     progress_deadline: Duration | None = None
+    smoke: bool | None = None
     drivers: dict[Name, Driver] = Field(default_factory=dict)
     """The driver of each region this service is rolled out in."""
 
@@ -72,6 +73,8 @@ class Defaults(StrictModel):
     analysis: Analysis = Field(default_factory=Analysis)
     progress_deadline: Annotated[Duration, Field(gt=0)] = 3600.0
     """A step that has not moved on for this long (waiting on no traffic, a pause) is rolled back."""
+    smoke: bool = True
+    """Run the region's health probes once (``meshd smoke``) when it reaches 100 %; one critical fails the rollout."""
 
 
 class PipelineFile(StrictModel):
@@ -92,6 +95,7 @@ class Plan:
     analysis: Analysis
     progress_deadline: float
     drivers: dict[str, dict[str, Any]]
+    smoke: bool = True
 
     def regions(self) -> list[str]:
         return [r for stage in self.stages for r in stage.regions]
@@ -106,7 +110,8 @@ class Pipeline:
         s, d = self.file.services[service], self.file.defaults
         return Plan(service, list(s.stages), list(s.steps or d.steps), d.bake if s.bake is None else s.bake,
                     s.analysis or d.analysis, s.progress_deadline or d.progress_deadline,
-                    {r: dict(drv.model_dump()) for r, drv in s.drivers.items()})
+                    {r: dict(drv.model_dump()) for r, drv in s.drivers.items()},
+                    d.smoke if s.smoke is None else s.smoke)
 
     def frozen(self, instant: datetime) -> str | None:
         """The name of the freeze window in force at ``instant``, if any."""

@@ -319,6 +319,14 @@ class Runtime:
         await self.region_done(rollout, plan, run)
 
     async def region_done(self, rollout: Rollout, plan: Plan, run: RegionRun) -> None:
+        if plan.smoke:
+            from .smoke import smoke
+
+            failed = [r for r in await smoke(self.daemon.config, self.daemon.hooks) if r.failed]
+            if failed:
+                what = "; ".join(f"{r.probe}: {r.error}" for r in failed)
+                await self.end(rollout, plan, self.region, FAILED, f"smoke test of {self.region} failed: {what}")
+                return
         def done(r: Rollout, rr: RegionRun) -> None:
             rr.done = True
             r.promote_requested = False
