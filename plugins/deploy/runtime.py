@@ -90,6 +90,8 @@ class Runtime:
         self.gone: dict[str, str] = {}
         """Regions seen dead or failed over, with why."""
         self.wake = anyio.Event()
+        self.known: set[str] = set()
+        """Services with a rollout record, from the bucket's watch."""
         self.reported: dict[str, str] = {}
         """The last error said per concern: a driver that stays down is logged once, not every tick."""
         m = daemon.metrics
@@ -150,26 +152,51 @@ class Runtime:
 
     async def run(self, *, task_status: Any = anyio.TASK_STATUS_IGNORED) -> None:
         task_status.started()
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(self.watch)
+            while True:
+                if await self.open():
+                    for service in sorted(self.known):
+                        try:
+                            await self.work(service)
+                        except Conflict as exc:
+                            self.log.debug("rollout of %s: %s", service, exc)
+                        except Exception:
+                            self.m_errors.labels("step").inc()
+                            self.log.exception("rollout work on %s failed; retrying next tick", service)
+                with anyio.move_on_after(self.settings.tick):
+                    await self.wake.wait()
+                self.wake = anyio.Event()
+
+    async def watch(self) -> None:
+        """Keep ``known`` (the services with a rollout record) from a watch of the bucket.
+
+        A watch rather than a key listing per tick: each listing is a JetStream consumer, and a few
+        daemons listing every tick exhaust the server's consumer limit. A change also wakes the loop,
+        so an operator's pause or abort is acted on at once.
+        """
         while True:
-            if await self.open():
-                assert self.store is not None
+            if self.store is None:
+                await anyio.sleep(self.settings.tick)
+                continue
+            try:
+                watch = await self.store.kv.watch()
                 try:
-                    services = await self.store.services()
-                except Exception as exc:
-                    self.m_errors.labels("kv").inc()
-                    self.log.warning("cannot list rollouts: %s: %s", type(exc).__name__, exc)
-                    services = []
-                for service in services:
-                    try:
-                        await self.work(service)
-                    except Conflict as exc:
-                        self.log.debug("rollout of %s: %s", service, exc)
-                    except Exception:
-                        self.m_errors.labels("step").inc()
-                        self.log.exception("rollout work on %s failed; retrying next tick", service)
-            with anyio.move_on_after(self.settings.tick):
-                await self.wake.wait()
-            self.wake = anyio.Event()
+                    async for change in watch:
+                        if change is None or not change.key.startswith("rollout."):
+                            continue
+                        service = change.key.split(".", 1)[1]
+                        if change.value is None:
+                            self.known.discard(service)
+                        else:
+                            self.known.add(service)
+                        self.wake.set()
+                finally:
+                    await watch.stop()
+            except Exception as exc:
+                self.m_errors.labels("watch").inc()
+                self.report("watch", f"cannot watch the rollout bucket: {type(exc).__name__}: {exc}")
+            await anyio.sleep(1.0)  # the watch ended (a reconnect) or failed: open a new one
 
     def report(self, concern: str, message: str) -> None:
         level = logging.DEBUG if self.reported.get(concern) == message else logging.ERROR
@@ -210,10 +237,14 @@ class Runtime:
         await self.drive(rollout, plan)
 
     async def lease(self, rollout: Rollout) -> bool:
-        """Hold this region's lease on ``rollout``; renewed when half of it is gone."""
+        """Hold this region's lease on ``rollout``; renewed once a fifth of it is gone.
+
+        Renewed early because what is left of it at a crash is the time a restarted daemon has to take
+        it back before the peers end the rollout.
+        """
         assert self.store is not None
         run, now = rollout.regions[self.region], time.time()
-        if run.lease_holder == self.holder and run.lease_until - now > self.settings.lease / 2:
+        if run.lease_holder == self.holder and run.lease_until - now > self.settings.lease * 0.8:
             return True
         mine_before = run.lease_holder.split("/")[0] == self.region
         if run.lease_holder not in ("", self.holder) and run.lease_until > now and not mine_before:
@@ -285,7 +316,9 @@ class Runtime:
         def baked(r: Rollout, rr: RegionRun) -> None:
             rr.phase, rr.step_started, rr.passed = "bake", time.time(), False
         if await self.transition(rollout, "applied", baked, {"step": run.step, "weight": weight}) is not None:
-            self.watches[(rollout.id, self.region, run.step)] = Watch()
+            # The baseline is taken now, so the first check judges the step's first interval.
+            watch = self.watches[(rollout.id, self.region, run.step)] = Watch()
+            await self.check(rollout, plan, watch, time.time())
 
     async def bake(self, rollout: Rollout, plan: Plan, run: RegionRun, now: float) -> None:
         watch = self.watches.setdefault((rollout.id, self.region, run.step), Watch())
@@ -480,6 +513,7 @@ class Runtime:
             rollout.state = GATED
         rollout.record("started", {"version": version, "stages": stages, "steps": plan.steps, "by": self.region})
         await store.start(rollout)
+        self.known.add(service)
         self.wake.set()
         return rollout
 
@@ -518,7 +552,7 @@ class Runtime:
     async def documents(self, service: str | None = None) -> list[dict[str, Any]]:
         _, store = self._ready()
         out = []
-        for name in await store.services():
+        for name in sorted(self.known):
             if service in (None, name) and (got := await store.get(name)) is not None:
                 out.append(describe(got[0]))
         return out

@@ -16,7 +16,7 @@ from haproxy_lab import Client, HAProxy, Version
 from meshd import hookimpl
 from meshd.alerting import Alert
 
-FAST = {"interval": "300ms", "min_requests": 10, "min_success_rate": 99, "max_latency_ms": 500, "failure_limit": 1}
+FAST = {"interval": "250ms", "min_requests": 10, "min_success_rate": 99, "max_latency_ms": 500, "failure_limit": 1}
 
 
 class Traffic:

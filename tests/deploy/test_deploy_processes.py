@@ -40,7 +40,7 @@ def test_a_killed_driver_resumes_every_step_once_and_a_dead_region_stops_its_rol
     traffic = lab.start_traffic()
     pipeline = write_pipeline(tmp_path / "region_pipeline.yaml", [[REGION]], {REGION: lab.driver()}, bake="1s")
     patch = deploy_patch(pipeline)
-    patch["deploy"]["lease"] = "10s"  # longer than a restart takes on a loaded machine
+    patch["deploy"]["lease"] = "15s"  # longer than a restart takes on a loaded machine (10 s seen)
     # Failover is not what this test is about: a committed failover (rightly) ends a rollout at once.
     patch["plugins"] = {"disabled": ["failover", "fencing", "partners", "billing", "metering", "audit", "routing"]}
     with LocalFederation(tmp_path / "fed", regions=[REGION, *PEERS], config=patch) as fed:
