@@ -24,10 +24,12 @@ class Check:
     success_rate: float | None
     latency_ms: float | None
     reason: str
+    at: float = 0.0
+    """When the reading it judges was taken (epoch seconds)."""
 
     def as_dict(self) -> dict[str, object]:
         return {"verdict": self.verdict, "requests": self.requests, "success_rate": self.success_rate,
-                "latency_ms": self.latency_ms, "reason": self.reason}
+                "latency_ms": self.latency_ms, "reason": self.reason, "at": self.at}
 
 
 def judge(before: ServerCounters, after: ServerCounters, analysis: Analysis) -> Check:

@@ -17,6 +17,7 @@ reach the region's load balancer; the region's daemon does when it is back).
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import secrets
 import time
@@ -391,7 +392,7 @@ class Runtime:
         previous, watch.baseline, watch.at = watch.baseline, stats.canary, now
         if previous is None:
             return None
-        return judge(previous, stats.canary, plan.analysis)
+        return dataclasses.replace(judge(previous, stats.canary, plan.analysis), at=round(time.time(), 6))
 
     async def failed_check(self, rollout: Rollout, plan: Plan, run: RegionRun, check: Check) -> None:
         failures = run.failures + 1
