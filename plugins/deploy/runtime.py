@@ -31,7 +31,7 @@ from meshd.alerting import Alert
 from meshd.config import ConfigError
 from meshd.deploydriver import DriverError, ServerCounters, TrafficDriver, TrafficStep
 
-from .analysis import Check, judge
+from .analysis import Check, judge, judge_probes
 from .config import DeployConfig, pipeline_path
 from .pipeline import Pipeline, Plan, check_service, load_pipeline
 from .record import ABORTED, ACTIVE, FAILED, GATED, PAUSED, PROMOTED, ROLLED_BACK, RUNNING, RegionRun, Rollout
@@ -379,6 +379,8 @@ class Runtime:
 
     async def check(self, rollout: Rollout, plan: Plan, watch: Watch, now: float) -> Check | None:
         """Read the driver; judge the interval since the last reading (None: first reading, a baseline)."""
+        if plan.analysis.source == "probes":
+            return await self.probe_check(plan, watch, now)
         try:
             stats = await self.driver(plan, self.region).stats()
         except DriverError as exc:
@@ -393,6 +395,15 @@ class Runtime:
         if previous is None:
             return None
         return dataclasses.replace(judge(previous, stats.canary, plan.analysis), at=round(time.time(), 6))
+
+    async def probe_check(self, plan: Plan, watch: Watch, now: float) -> Check:
+        """The region's health probes named in ``analysis.probes`` (aimed at the canary), run once each."""
+        from .smoke import smoke
+
+        names = set(plan.analysis.probes)
+        results = {r.probe: not r.failed for r in await smoke(self.daemon.config, self.daemon.hooks, names)}
+        watch.baseline, watch.at = watch.baseline or ServerCounters(0, 0), now
+        return dataclasses.replace(judge_probes(results, plan.analysis), at=round(time.time(), 6))
 
     async def failed_check(self, rollout: Rollout, plan: Plan, run: RegionRun, check: Check) -> None:
         failures = run.failures + 1

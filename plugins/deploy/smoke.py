@@ -41,8 +41,8 @@ class SmokeResult:
                 "error": self.error, "failed": self.failed}
 
 
-async def smoke(config: LoadedConfig, hooks: Any) -> list[SmokeResult]:
-    """Each probe of ``config`` checked once, concurrently, under its own timeout."""
+async def smoke(config: LoadedConfig, hooks: Any, only: set[str] | None = None) -> list[SmokeResult]:
+    """Each probe of ``config`` (or those named in ``only``) checked once, concurrently, under its own timeout."""
     from meshd_plugins.health.engine import ProbeRunner, UnavailableProbe
     from meshd_plugins.health.exposition import HealthMetrics
     from meshd_plugins.health.probes import ProbeContext
@@ -57,6 +57,7 @@ async def smoke(config: LoadedConfig, hooks: Any) -> list[SmokeResult]:
         return value
 
     resolved, _ = resolve_probes(config, hooks.probe_kinds(), unavailable=UnavailableProbe)
+    resolved = [r for r in resolved if only is None or r.settings.name in only]
     context = ProbeContext(region=config.region, state_dir=config.daemon.state_dir, secret=secret,
                            limiter=anyio.CapacityLimiter(max(1, min(32, len(resolved)))))
     metrics = HealthMetrics(Metrics())

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -156,3 +157,32 @@ async def test_one_rollout_at_a_time_and_a_freeze_window_blocks_a_start(
         assert frozen.value.code == "frozen"
         with pytest.raises(Conflict, match="service 'web' is not in"):
             await peer.start_rollout("web", "v3", REGION, False)
+
+
+async def test_the_command_driver_with_probe_checks(tmp_path: Path, nats_server: Any, labs: dict[str, Lab]) -> None:
+    lab = labs[REGION]  # only its canary service is used: the command driver moves no real traffic
+    weights = tmp_path / "weights"
+    script = f"import json, sys; open({str(weights)!r}, 'a').write(str(json.load(sys.stdin)['canary_weight']) + ' ')"
+    driver = {"kind": "command", "argv": [sys.executable, "-c", script], "timeout": "10s"}
+    path = write_pipeline(tmp_path / "region_pipeline.yaml", [[REGION]], {REGION: driver}, steps=[50, 100],
+                          analysis={"source": "probes", "probes": ["canary"]})
+    probe = {"name": "canary", "kind": "http", "url": f"http://127.0.0.1:{lab.canary.port}/", "interval": "1s",
+             "timeout": "2s", "severity": "critical"}
+    configs = write_federation(tmp_path, [REGION], nats_server.url,
+                               patch={**deploy_patch(path), "health": {"probes": [probe]}})
+    async with running_daemons(configs, blocked=UNUSED) as daemons:
+        daemon = daemons[REGION]
+        await started(daemon)
+        good = await until(lambda: finished(daemon), timeout=60, what="the first rollout")
+        assert good.state == "promoted" and weights.read_text().split() == ["50", "100"]
+        lab.canary.error_rate = 1.0
+        weights.write_text("")
+        await runtime(daemon).start_rollout("api", "v3", REGION, False)
+        bad = await until(lambda: _ended_version(daemon, "v3"), timeout=60, what="the second rollout")
+    assert bad.state == "rolled_back" and "probe(s) canary failing" in bad.reason
+    assert weights.read_text().split() == ["50", "0"]
+
+
+async def _ended_version(daemon: Any, version: str) -> Rollout | None:
+    r = await rollout(daemon)
+    return r if r.version == version and not r.active else None
