@@ -141,7 +141,9 @@ class DeployPlugin:
         return await self._answer(lambda rt: _wrap("rollouts", rt.history(service or None)))
 
     async def _start_route(self, request: Request) -> Response:
-        body = _body(request)
+        body = request.json()
+        if not isinstance(body, dict):
+            raise HTTPError(400, "the body must be a JSON object: {service, version, region | pipeline}")
 
         async def start(rt: Runtime) -> dict[str, Any]:
             rollout = await rt.start_rollout(str(body.get("service") or ""), str(body.get("version") or ""),
@@ -169,10 +171,3 @@ class DeployPlugin:
 
 async def _wrap(key: str, awaitable: Any) -> dict[str, Any]:
     return {key: await awaitable}
-
-
-def _body(request: Request) -> dict[str, Any]:
-    body = request.json()
-    if not isinstance(body, dict):
-        raise HTTPError(400, "the body must be a JSON object")
-    return body

@@ -92,14 +92,7 @@ def cmd_status(args: argparse.Namespace, ctx: Any) -> int:
     config = ctx.load_config(args.config)
     path = "/v1/deploy" + (f"?service={args.service}" if args.service else "")
     while True:
-        doc = ctx.get(config, path)
-        rollouts = doc.get("rollouts", [])
-        if args.json:
-            ctx.print(json.dumps(rollouts, indent=2))
-        elif not rollouts:
-            ctx.print(ctx.t("deploy.cli.none"))
-        else:
-            ctx.print("\n".join(describe(ctx.t, r) for r in rollouts))
+        rollouts = show(ctx, ctx.get(config, path), args.json)
         if not args.watch or not any(r.get("active") for r in rollouts):
             return EXIT_OK
         time.sleep(args.interval)  # a live view for a person: poll the daemon, one screen per interval
@@ -122,11 +115,17 @@ def cmd_action(args: argparse.Namespace, ctx: Any) -> int:
 def cmd_history(args: argparse.Namespace, ctx: Any) -> int:
     config = ctx.load_config(args.config)
     path = "/v1/deploy/history" + (f"?service={args.service}" if args.service else "")
-    rollouts = ctx.get(config, path).get("rollouts", [])
-    if args.json:
+    show(ctx, ctx.get(config, path), args.json)
+    return EXIT_OK
+
+
+def show(ctx: Any, doc: dict[str, Any], as_json: bool) -> list[dict[str, Any]]:
+    """Print the rollouts of a daemon's answer, as JSON or one line each; return them."""
+    rollouts: list[dict[str, Any]] = doc.get("rollouts", [])
+    if as_json:
         ctx.print(json.dumps(rollouts, indent=2))
     elif not rollouts:
         ctx.print(ctx.t("deploy.cli.none"))
     else:
         ctx.print("\n".join(describe(ctx.t, r) for r in rollouts))
-    return EXIT_OK
+    return rollouts

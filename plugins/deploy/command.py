@@ -18,13 +18,13 @@ import os
 import signal
 from typing import Any
 
-from pydantic import Field, ValidationError
+from pydantic import Field
 
 from meshd.config import StrictModel
 from meshd.deploydriver import DriverError, TrafficDriver, TrafficStep
 from meshd.durations import Duration
 
-from .haproxy import settings_error
+from .haproxy import validated
 
 STDERR_TAIL = 400
 
@@ -43,10 +43,7 @@ class CommandDriver(TrafficDriver):
 
     @classmethod
     def build(cls, config: dict[str, Any]) -> CommandDriver:
-        try:
-            return cls(CommandSettings.model_validate(config))
-        except ValidationError as exc:
-            raise settings_error(cls.kind, exc) from None
+        return cls(validated(CommandSettings, cls.kind, config))
 
     async def apply(self, step: TrafficStep) -> None:
         argv = self.settings.argv

@@ -15,7 +15,7 @@ import asyncio
 import csv
 import io
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from pydantic import Field, ValidationError
 
@@ -23,7 +23,7 @@ from meshd.config import StrictModel
 from meshd.deploydriver import DriverError, DriverStats, ServerCounters, TrafficDriver, TrafficStep
 from meshd.durations import Duration
 
-CONNECT_TIMEOUT = 2.0
+M = TypeVar("M", bound=StrictModel)
 
 
 class HAProxySettings(StrictModel):
@@ -34,9 +34,13 @@ class HAProxySettings(StrictModel):
     timeout: Duration = Field(default=5.0, gt=0)
 
 
-def settings_error(kind: str, exc: ValidationError) -> ValueError:
-    parts = [f"{'.'.join(str(p) for p in e['loc']) or kind}: {e['msg']}" for e in exc.errors()]
-    return ValueError(f"{kind} driver: " + "; ".join(parts))
+def validated(model: type[M], kind: str, config: dict[str, Any]) -> M:
+    """``config`` as ``model``; a ValueError naming the driver and each bad setting."""
+    try:
+        return model.model_validate(config)
+    except ValidationError as exc:
+        parts = [f"{'.'.join(str(p) for p in e['loc']) or kind}: {e['msg']}" for e in exc.errors()]
+        raise ValueError(f"{kind} driver: " + "; ".join(parts)) from None
 
 
 class RuntimeAPI:
@@ -93,10 +97,7 @@ class HAProxyDriver(TrafficDriver):
 
     @classmethod
     def build(cls, config: dict[str, Any]) -> HAProxyDriver:
-        try:
-            return cls(HAProxySettings.model_validate(config))
-        except ValidationError as exc:
-            raise settings_error(cls.kind, exc) from None
+        return cls(validated(HAProxySettings, cls.kind, config))
 
     def _server(self, role: str) -> str:
         return f"{self.settings.backend}/{getattr(self.settings, role)}"
