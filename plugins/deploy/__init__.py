@@ -31,7 +31,7 @@ __all__ = ["Check", "CommandDriver", "DeployConfig", "DeployPlugin", "HAProxyDri
 
 BUILTIN_DRIVERS: dict[str, Any] = {"haproxy": HAProxyDriver, "command": CommandDriver}
 STATUS = {"unknown_service": 400, "unknown_region": 400, "bad_request": 400, "frozen": 409, "running": 409,
-          "not_running": 409, "not_paused": 409, "unknown": 404, "busy": 503}
+          "not_running": 409, "not_paused": 409, "unknown": 404, "busy": 503, "corrupt": 500}
 
 
 def check_config(config: LoadedConfig, hooks: Any) -> list[ConfigIssue]:

@@ -161,10 +161,15 @@ class Runtime:
                         try:
                             await self.work(service)
                         except Conflict as exc:
-                            self.log.debug("rollout of %s: %s", service, exc)
-                        except Exception:
+                            if exc.code == "corrupt":
+                                self.m_errors.labels("record").inc()
+                                self.report(f"work.{service}", str(exc))
+                            else:
+                                self.log.debug("rollout of %s: %s", service, exc)
+                        except Exception as exc:  # a bad record or a bug: counted, said once, retried
                             self.m_errors.labels("step").inc()
-                            self.log.exception("rollout work on %s failed; retrying next tick", service)
+                            self.report(f"work.{service}", f"rollout work on {service} failed, retrying each "
+                                                           f"tick: {type(exc).__name__}: {exc}")
                 with anyio.move_on_after(self.settings.tick):
                     await self.wake.wait()
                 self.wake = anyio.Event()

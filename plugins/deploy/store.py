@@ -47,7 +47,12 @@ class RolloutStore:
         entry = await self.kv.get(rollout_key(service))
         if entry is None:
             return None
-        return Rollout.from_json(json.loads(entry.value)), entry.revision
+        try:
+            return Rollout.from_json(json.loads(entry.value)), entry.revision
+        except (ValueError, TypeError, KeyError) as exc:
+            # Kept as it is for an operator to look at: overwriting it would lose the only trace.
+            raise Conflict("corrupt", f"the rollout record {rollout_key(service)} (revision {entry.revision}) "
+                                      f"is not a rollout: {type(exc).__name__}: {exc}") from None
 
     async def services(self) -> list[str]:
         return sorted(k.split(".", 1)[1] for k in await self.kv.keys() if k.startswith("rollout."))

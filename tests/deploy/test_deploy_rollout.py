@@ -186,3 +186,20 @@ async def test_the_command_driver_with_probe_checks(tmp_path: Path, nats_server:
 async def _ended_version(daemon: Any, version: str) -> Rollout | None:
     r = await rollout(daemon)
     return r if r.version == version and not r.active else None
+
+
+async def test_a_corrupt_record_is_counted_kept_and_refused(tmp_path: Path, nats_server: Any,
+                                                             labs: dict[str, Lab]) -> None:
+    async with federation(tmp_path, nats_server.url, labs[REGION]) as (daemons, _):
+        daemon = daemons[REGION]
+        rt = runtime(daemon)
+        await until(lambda: rt.store is not None, what="the rollout bucket")
+        assert rt.store is not None
+        await rt.store.kv.put("rollout.api", b"{not json")
+        await until(lambda: daemon.metrics.value("deploy_errors_total", op="record") >= 1, what="the count")
+        with pytest.raises(Conflict, match=r"the rollout record rollout.api \(revision \d+\) is not a rollout"):
+            await rt.start_rollout("api", "v2", REGION, False)
+        entry = await rt.store.kv.get("rollout.api")
+        assert entry is not None and entry.value == b"{not json"
+        await rt.store.kv.delete("rollout.api")  # the operator removed it: the daemon serves on
+        assert (await rt.start_rollout("api", "v2", REGION, False)).version == "v2"

@@ -30,7 +30,7 @@ def http_probe(name: str, port: int) -> dict[str, Any]:
 
 def federation(tmp_path: Path, nats_url: str, labs: dict[str, Lab]) -> dict[str, Path]:
     pipeline = write_pipeline(tmp_path / "region_pipeline.yaml", [[r] for r in REGIONS],
-                              {r: labs[r].driver() for r in REGIONS}, steps=[5, 25, 100], bake="300ms",
+                              {r: labs[r].driver() for r in REGIONS}, steps=[25, 100], bake="300ms",
                               smoke=True)
     doc = pipeline.read_text().replace("- regions:\n      - eu-west-1\n", "- regions:\n      - eu-west-1\n"
                                                                           "      gate: manual\n")
@@ -70,7 +70,7 @@ async def test_a_good_version_goes_through_every_stage(tmp_path: Path, nats_serv
     assert verify_chain(done.log) is None
     by_region = {r: [e["data"]["weight"] for e in done.log if e["kind"] == "step" and e["data"]["region"] == r]
                  for r in REGIONS}
-    assert by_region == {r: [5, 25, 100] for r in REGIONS}
+    assert by_region == {r: [25, 100] for r in REGIONS}
     order = [e["data"].get("region") for e in done.log if e["kind"] == "region_promoted"]
     assert order == REGIONS
     assert [e["data"]["stage"] for e in done.log if e["kind"] == "stage"] == [1, 2]
