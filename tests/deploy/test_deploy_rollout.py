@@ -203,3 +203,22 @@ async def test_a_corrupt_record_is_counted_kept_and_refused(tmp_path: Path, nats
         assert entry is not None and entry.value == b"{not json"
         await rt.store.kv.delete("rollout.api")  # the operator removed it: the daemon serves on
         assert (await rt.start_rollout("api", "v2", REGION, False)).version == "v2"
+
+
+async def test_a_committed_failover_of_the_region_ends_its_rollout_at_once(
+        tmp_path: Path, nats_server: Any, labs: dict[str, Lab]) -> None:
+    lab = labs[REGION]
+    lab.start_traffic()
+    async with federation(tmp_path, nats_server.url, lab, regions=[REGION, "eu-central-1"],
+                          deadline="1h") as (daemons, alerts):
+        await started(daemons[REGION])
+        await until(lambda: lab.proxy.weights()["canary"] == 5, what="the first step")
+        # What the failover plugin hands every daemon once a failover of the region is committed.
+        peer = runtime(daemons["eu-central-1"])
+        peer.failed_over(REGION, "failover")
+        runtime(daemons[REGION]).failed_over(REGION, "failover")
+        done = await until(lambda: finished(daemons[REGION]), timeout=30, what="the rollout to end")
+        await until(lambda: alerts.named("RolloutFailed"), what="the alert")
+    assert done.state == "failed" and done.reason == f"region {REGION} is failed over"
+    assert lab.proxy.weights() == {"stable": 100, "canary": 0}
+    assert len(alerts.named("RolloutFailed")) == 1
