@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import signal
+import time
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -62,11 +64,16 @@ def test_a_killed_driver_resumes_every_step_once_and_a_dead_region_stops_its_rol
         assert len(holders) == 2 and holders[0] != holders[1], holders  # the restarted daemon took it back
         assert lab.proxy.weights() == {"stable": 0, "canary": 100}
 
-        # The next version: its region dies for good at 10 %.
+        # The next version: its region dies for good at 10 %. A short lease (reloaded: it applies from the
+        # next renewal) keeps the wait for the peers short.
+        fed.patch_config(REGION, {"deploy": {"lease": "3s"}})
+        fed.signal(REGION, signal.SIGHUP)
         lab.proxy.admin("set weight api/stable 100")
         lab.proxy.admin("set weight api/canary 0")
         start(fed, "v3")
         fed.wait_for(lambda: lab.proxy.weights()["canary"] == 10, timeout=60, what="the second step in HAProxy")
+        fed.wait_for(lambda: (r := current(fed, PEERS[0])) and r["regions"][REGION]["lease_until"] - time.time() <= 3,
+                     what="a lease renewed at the reloaded length")
         fed.kill(REGION)
         ended = fed.wait_for(lambda: (r := current(fed, PEERS[0])) and not r["active"] and r, timeout=60,
                              what="the peers to stop the rollout")
