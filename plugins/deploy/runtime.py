@@ -580,7 +580,7 @@ class Runtime:
 
     def status(self) -> dict[str, Any]:
         return {"state": self.state, "detail": self.detail,
-                "pipeline": str(self.pipeline.path) if self.pipeline else None}
+                "pipeline": str(self.pipeline.path) if self.pipeline else None, "lease": self.settings.lease}
 
 
 def describe(rollout: Rollout) -> dict[str, Any]:

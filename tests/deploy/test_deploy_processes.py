@@ -68,6 +68,8 @@ def test_a_killed_driver_resumes_every_step_once_and_a_dead_region_stops_its_rol
         # next renewal) keeps the wait for the peers short.
         fed.patch_config(REGION, {"deploy": {"lease": "3s"}})
         fed.signal(REGION, signal.SIGHUP)
+        fed.wait_for(lambda: ((fed.status(REGION) or {}).get("deploy") or {}).get("lease") == 3.0,
+                     what="the reloaded lease")
         lab.proxy.admin("set weight api/stable 100")
         lab.proxy.admin("set weight api/canary 0")
         start(fed, "v3")
