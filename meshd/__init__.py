@@ -12,6 +12,7 @@ from .bus import Bus
 from .config import ConfigError, ConfigIssue, DaemonConfig, LoadedConfig, Region, RegionMap, StrictModel
 from .daemon import Daemon
 from .decisions import Decision, Proposal, Veto
+from .deploydriver import DriverError, DriverStats, ServerCounters, TrafficDriver, TrafficStep
 from .durations import Duration, Size
 from .envelope import Envelope, Reason, Rejected
 from .healthstate import HealthCheck, HealthReport, HealthStatus
@@ -41,12 +42,12 @@ from .transport import KeyExists, KeyValueStore, RequestTimeout, RevisionMismatc
 
 __all__ = [
     "Alert", "AuditCheck", "Branding", "Bus", "Candidate", "CheckResult", "ConfigError", "ConfigIssue",
-    "CustomerData", "CustomerDataRefused", "Daemon", "DaemonConfig", "Decision", "DeliveryResult", "Duration",
-    "Envelope", "HealthCheck", "HealthReport", "HealthStatus", "hookimpl", "Hooks", "hookspec", "HTTPError",
-    "InvoiceAdjustment", "KeyExists", "KeyValueStore", "KMSProvider", "LoadedConfig", "Location", "Member",
-    "MemberState", "Metrics", "NewTenant", "Notification", "Proposal", "ReadOnlyDirectory", "Reason", "Region",
-    "RegionMap", "Rejected", "Request", "RequestTimeout", "Response", "RevisionMismatch", "Route", "RouteRequest",
-    "Service", "Severity", "Size", "StrictModel", "Tenant", "TenantChange", "TenantConflict", "TenantDirectory",
-    "TenantDirectoryError", "TenantPage", "Translator", "Transport", "TransportError", "UnknownTenant", "Veto",
-    "__version__",
+    "CustomerData", "CustomerDataRefused", "Daemon", "DaemonConfig", "Decision", "DeliveryResult", "DriverError",
+    "DriverStats", "Duration", "Envelope", "HealthCheck", "HealthReport", "HealthStatus", "hookimpl", "Hooks",
+    "hookspec", "HTTPError", "InvoiceAdjustment", "KeyExists", "KeyValueStore", "KMSProvider", "LoadedConfig",
+    "Location", "Member", "MemberState", "Metrics", "NewTenant", "Notification", "Proposal", "ReadOnlyDirectory",
+    "Reason", "Region", "RegionMap", "Rejected", "Request", "RequestTimeout", "Response", "RevisionMismatch", "Route",
+    "RouteRequest", "ServerCounters", "Service", "Severity", "Size", "StrictModel", "Tenant", "TenantChange",
+    "TenantConflict", "TenantDirectory", "TenantDirectoryError", "TenantPage", "TrafficDriver", "TrafficStep",
+    "Translator", "Transport", "TransportError", "UnknownTenant", "Veto", "__version__",
 ]

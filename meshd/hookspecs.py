@@ -60,6 +60,7 @@ if TYPE_CHECKING:
     from .config import ConfigIssue, LoadedConfig
     from .daemon import Daemon
     from .decisions import Decision, Proposal, Veto
+    from .deploydriver import TrafficDriver
     from .healthstate import HealthCheck, HealthReport
     from .httpapi import Route
     from .i18n import Translator
@@ -401,6 +402,25 @@ def meshd_key_rotated(daemon: Daemon, metadata: dict[str, Any]) -> Awaitable[Non
     ``created``, ``fingerprint``, ``reason`` (``manual``, ``age`` or
     ``count``) and the keyring's minimum versions. Other regions learn of it
     through the keys plugin's federation view (``/status`` ``keys.federation``).
+    """
+
+
+# ---------------------------------------------------------------- deploy
+
+
+@hookspec(firstresult=True)
+def meshd_deploy_driver(kind: str, region: str, config: dict[str, Any]) -> TrafficDriver | None:
+    """A traffic driver of kind ``kind`` for one service in ``region``. *sync*, *firstresult*
+
+    Called by the deploy plugin when a rollout step needs to move traffic in
+    ``region``, with the driver settings the pipeline file gives for that
+    service and region (``config``, ``kind`` removed). Return a
+    :class:`meshd.deploydriver.TrafficDriver`, or None when ``kind`` is not
+    yours. The builtin ones are ``haproxy`` (HAProxy's Runtime API on its
+    admin socket) and ``command`` (a command per step, the step as JSON on
+    stdin). Raise ``ValueError`` naming the setting for bad settings. It runs
+    on the event loop: build the driver, do no I/O (``apply`` and ``stats``
+    are awaited later).
     """
 
 
