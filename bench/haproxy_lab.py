@@ -2,7 +2,9 @@
 
 :class:`Version` is an HTTP server on a loopback port (a thread) whose error
 rate and latency the test sets: exactly every ``1/error_rate``-th request
-answers 500, so a share is exact, not a coin toss. :class:`HAProxy` starts
+answers 500 (and every ``1/slow_rate``-th takes ``slow_latency`` more), so a
+share is exact, not a coin toss. It serves ``/metrics`` for Prometheus: a
+prometheus-client histogram of its request durations by status code. :class:`HAProxy` starts
 ``haproxy -f cfg -db`` with an admin socket and a frontend on free ports,
 backend ``api`` with servers ``stable`` (weight 100) and ``canary`` (0).
 """
@@ -23,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from prometheus_client import CollectorRegistry, Histogram, generate_latest
 
 from meshd.natsserver import free_port
 from meshd.testing import wait_for
@@ -50,24 +53,40 @@ class Version:
 
     def __init__(self, name: str, error_rate: float = 0.0, latency: float = 0.0):
         self.name, self.error_rate, self.latency = name, error_rate, latency
+        self.slow_rate, self.slow_latency = 0.0, 0.0
         self.served = 0
         self._lock = threading.Lock()
+        self.registry = CollectorRegistry()
+        self.durations = Histogram("http_request_duration_seconds", "Requests served, by status code", ["code"],
+                                   registry=self.registry,
+                                   buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5))
         version = self
+
+        def every(n: int, rate: float) -> bool:
+            return rate > 0 and int(n * rate) != int((n - 1) * rate)
 
         class Handler(BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
             disable_nagle_algorithm = True  # headers and body are two writes: no 40 ms delayed-ACK stall
 
             def do_GET(self) -> None:
+                if self.path == "/metrics":
+                    self.answer(200, generate_latest(version.registry))
+                    return
+                began = time.perf_counter()
                 with version._lock:
                     version.served += 1
                     n = version.served
-                    rate = version.error_rate
-                fail = rate > 0 and int(n * rate) != int((n - 1) * rate)
-                if version.latency:
-                    time.sleep(version.latency)  # the service under test is slow on purpose
-                body = version.name.encode()
-                self.send_response(500 if fail else 200)
+                fail = every(n, version.error_rate)
+                delay = version.latency + (version.slow_latency if every(n, version.slow_rate) else 0.0)
+                if delay:
+                    time.sleep(delay)  # the service under test is slow on purpose
+                code = 500 if fail else 200
+                self.answer(code, version.name.encode())
+                version.durations.labels(str(code)).observe(time.perf_counter() - began)
+
+            def answer(self, code: int, body: bytes) -> None:
+                self.send_response(code)
                 self.send_header("X-Version", version.name)
                 self.send_header("Content-Length", str(len(body)))
                 self.end_headers()

@@ -25,11 +25,24 @@ DEFAULT_STEPS = [5, 10, 25, 50, 100]
 Percent = Annotated[float, Field(ge=0, le=100)]
 
 
+class PrometheusQueries(StrictModel):
+    """Instant queries (``/api/v1/query``) that measure the canary, each answering one number."""
+
+    url: Annotated[str, Field(pattern=r"^https?://[^\s/]+(/\S*)?$")]
+    """Prometheus's base URL, e.g. ``http://prometheus:9090`` (the API path is added)."""
+    success_rate: Annotated[str, Field(min_length=1)]
+    """A query giving the percent (0..100) of the canary's requests that were not HTTP 5xx."""
+    latency_ms: Annotated[str, Field(min_length=1)]
+    """A query giving the canary's p99 latency in milliseconds, e.g. ``histogram_quantile(0.99, ...) * 1000``."""
+    timeout: Annotated[Duration, Field(gt=0)] = 5.0
+
+
 class Analysis(StrictModel):
     """What a step's checks measure and when they fail (Flagger's defaults)."""
 
-    source: Literal["driver", "probes"] = "driver"
-    """``driver``: the load balancer's per-server counters; ``probes``: the region's health probes aimed at the canary."""
+    source: Literal["driver", "probes", "prometheus"] = "driver"
+    """``driver``: the load balancer's per-server counters; ``probes``: the region's health probes aimed at the
+    canary; ``prometheus``: the instant queries of ``prometheus``."""
     interval: Annotated[Duration, Field(gt=0)] = 60.0
     min_success_rate: Percent = 99.0
     """Percent of canary requests that must not be HTTP 5xx."""
@@ -41,6 +54,10 @@ class Analysis(StrictModel):
     """Failed checks (not necessarily in a row) before the rollout is rolled back."""
     probes: list[str] = Field(default_factory=list)
     """With ``source: probes``: the health probes (by name) that watch the canary."""
+    min_samples: Annotated[int, Field(ge=1)] = 20
+    """With ``source: probes``: fewer probe latency samples than this in an interval: inconclusive (no p99)."""
+    prometheus: PrometheusQueries | None = None
+    """With ``source: prometheus``: where to ask and what."""
 
 
 class Stage(StrictModel):
@@ -182,9 +199,12 @@ def load_pipeline(path: Path, region_map: RegionMap, dr_pairs: Iterable[tuple[st
             if region not in seen:
                 issue(base + ("drivers", region), f"region {region!r} is in no stage of {name}")
         analysis = svc.analysis or parsed.defaults.analysis
+        at: KeyPath = base + ("analysis",) if svc.analysis else ("defaults", "analysis")
         if analysis.source == "probes" and not analysis.probes:
-            issue(base + ("analysis", "probes") if svc.analysis else ("defaults", "analysis", "probes"),
-                  "analysis.source is probes but no probe is named")
+            issue(at + ("probes",), "analysis.source is probes but no probe is named")
+        if analysis.source == "prometheus" and analysis.prometheus is None:
+            issue(at + ("source",), "analysis.source is prometheus but there is no analysis.prometheus "
+                                    "(url, success_rate and latency_ms queries)")
     return (Pipeline(path, parsed) if not issues else None), issues
 
 

@@ -31,9 +31,10 @@ from meshd.alerting import Alert
 from meshd.config import ConfigError
 from meshd.deploydriver import DriverError, ServerCounters, TrafficDriver, TrafficStep
 
-from .analysis import Check, judge, judge_probes
+from .analysis import Check, judge, judge_probes, judge_readings
 from .config import DeployConfig, pipeline_path
 from .pipeline import Pipeline, Plan, check_service, load_pipeline
+from .promquery import PrometheusUnreachable, QueryError, instant_query
 from .record import ABORTED, ACTIVE, FAILED, GATED, PAUSED, PROMOTED, ROLLED_BACK, RUNNING, RegionRun, Rollout
 from .store import Conflict, RolloutStore
 
@@ -74,6 +75,11 @@ class Watch:
     at: float = 0.0
     last: Check | None = None
     checks: list[dict[str, Any]] = field(default_factory=list)
+    probe_results: dict[str, bool | None] = field(default_factory=dict)
+    """With ``analysis.source: probes``: each canary probe's last outcome, and the interval's samples below."""
+    probe_ms: list[float] = field(default_factory=list)
+    rounds: int = 0
+    failed_rounds: int = 0
 
 
 class Runtime:
@@ -328,6 +334,8 @@ class Runtime:
 
     async def bake(self, rollout: Rollout, plan: Plan, run: RegionRun, now: float) -> None:
         watch = self.watches.setdefault((rollout.id, self.region, run.step), Watch())
+        if plan.analysis.source == "probes" and watch.baseline is not None:
+            await self.sample_probes(plan, watch)
         if now - watch.at >= plan.analysis.interval or watch.baseline is None:
             check = await self.check(rollout, plan, watch, now)
             if check is not None:
@@ -385,7 +393,9 @@ class Runtime:
     async def check(self, rollout: Rollout, plan: Plan, watch: Watch, now: float) -> Check | None:
         """Read the driver; judge the interval since the last reading (None: first reading, a baseline)."""
         if plan.analysis.source == "probes":
-            return await self.probe_check(plan, watch, now)
+            return self.probe_check(plan, watch, now)
+        if plan.analysis.source == "prometheus":
+            return await self.prometheus_check(rollout, plan, watch, now)
         try:
             stats = await self.driver(plan, self.region).stats()
         except DriverError as exc:
@@ -401,14 +411,49 @@ class Runtime:
             return None
         return dataclasses.replace(judge(previous, stats.canary, plan.analysis), at=round(time.time(), 6))
 
-    async def probe_check(self, plan: Plan, watch: Watch, now: float) -> Check:
-        """The region's health probes named in ``analysis.probes`` (aimed at the canary), run once each."""
+    async def sample_probes(self, plan: Plan, watch: Watch) -> None:
+        """One round of the canary probes (``analysis.probes``), each tick: the interval's p99 needs many samples."""
         from .smoke import smoke
 
-        names = set(plan.analysis.probes)
-        results = {r.probe: not r.failed for r in await smoke(self.daemon.config, self.daemon.hooks, names)}
+        results = await smoke(self.daemon.config, self.daemon.hooks, set(plan.analysis.probes))
+        watch.rounds += 1
+        watch.failed_rounds += any(r.failed for r in results)
+        for r in results:
+            watch.probe_results[r.probe] = not r.failed
+            if not r.failed and r.value is not None and r.kind in ("http", "tcp"):
+                watch.probe_ms.append(r.value * 1000.0)  # these kinds measure latency in seconds
+
+    def probe_check(self, plan: Plan, watch: Watch, now: float) -> Check | None:
+        """The canary probes' interval: their last outcomes and the p99 of their latency samples."""
+        previous, watch.baseline, watch.at = watch.baseline, ServerCounters(0, 0), now
+        samples, rounds, failed = watch.probe_ms, watch.rounds, watch.failed_rounds
+        watch.probe_ms, watch.rounds, watch.failed_rounds = [], 0, 0
+        if previous is None:
+            return None  # the interval starts now: sampling begins with the next tick
+        check = judge_probes(watch.probe_results, plan.analysis, samples, rounds, failed)
+        return dataclasses.replace(check, at=round(time.time(), 6))
+
+    async def prometheus_check(self, rollout: Rollout, plan: Plan, watch: Watch, now: float) -> Check:
+        """Prometheus's answers to the service's two instant queries; any doubt is inconclusive."""
+        queries = plan.analysis.prometheus
+        assert queries is not None  # load_pipeline refuses source prometheus without its queries
         watch.baseline, watch.at = watch.baseline or ServerCounters(0, 0), now
-        return dataclasses.replace(judge_probes(results, plan.analysis), at=round(time.time(), 6))
+        readings: list[float | None] = []
+        for name, query in (("success_rate", queries.success_rate), ("latency_ms", queries.latency_ms)):
+            try:
+                readings.append(await instant_query(queries.url, query, queries.timeout))
+            except PrometheusUnreachable as exc:
+                self.m_errors.labels("prometheus").inc()
+                self.report("prometheus", f"rollout {rollout.id} of {rollout.service}: {exc}")
+                return Check("inconclusive", 0, None, None, str(exc), at=round(time.time(), 6))
+            except QueryError as exc:
+                self.m_errors.labels("prometheus_query").inc()
+                reason = f"Prometheus query {name} of {rollout.service}: {exc}"
+                self.report("prometheus_query", f"rollout {rollout.id}: {reason}")
+                return Check("inconclusive", 0, None, None, reason, at=round(time.time(), 6))
+        self.reported.pop("prometheus", None)
+        self.reported.pop("prometheus_query", None)
+        return dataclasses.replace(judge_readings(readings[0], readings[1], plan.analysis), at=round(time.time(), 6))
 
     async def failed_check(self, rollout: Rollout, plan: Plan, run: RegionRun, check: Check) -> None:
         failures = run.failures + 1

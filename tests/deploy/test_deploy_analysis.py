@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import pytest
+
 from meshd.deploydriver import ServerCounters
 from meshd_plugins.deploy import judge
-from meshd_plugins.deploy.analysis import judge_probes
+from meshd_plugins.deploy.analysis import judge_probes, judge_readings, p99
 from meshd_plugins.deploy.pipeline import Analysis
+from meshd_plugins.deploy.promquery import QueryError, parse_answer
 
 ANALYSIS = Analysis(min_requests=100)
 
@@ -43,7 +46,47 @@ def test_counters_that_went_backwards_are_inconclusive() -> None:
 
 
 def test_probe_checks() -> None:
-    analysis = Analysis(source="probes", probes=["canary-http", "canary-tcp"])
-    assert judge_probes({"canary-http": True}, analysis).verdict == "inconclusive"
-    assert judge_probes({"canary-http": True, "canary-tcp": False}, analysis).verdict == "fail"
-    assert judge_probes({"canary-http": True, "canary-tcp": True}, analysis).verdict == "pass"
+    analysis = Analysis(source="probes", probes=["canary-http", "canary-tcp"], min_samples=4)
+    samples = [12.0, 15.0, 11.0, 14.0]
+    assert judge_probes({"canary-http": True}, analysis, samples, 2).verdict == "inconclusive"
+    assert judge_probes({"canary-http": True, "canary-tcp": False}, analysis, samples, 2, 1).verdict == "fail"
+    assert judge_probes({"canary-http": True, "canary-tcp": True}, analysis, samples, 2).verdict == "pass"
+
+
+def test_probe_p99_is_a_measured_sample_and_needs_enough_of_them() -> None:
+    analysis = Analysis(source="probes", probes=["canary-http"], min_samples=100)
+    ok = {"canary-http": True}
+    fast_with_a_slow_tail = [10.0] * 98 + [900.0] * 2  # mean 27.8 ms, p99 900 ms
+    check = judge_probes(ok, analysis, fast_with_a_slow_tail, rounds=100)
+    assert check.verdict == "fail" and check.latency_ms == 900.0 and "probe p99 900 ms above 500 ms" in check.reason
+    assert p99([10.0] * 99 + [900.0]) == 10.0  # one sample in 100 is the 1 % above the 99th percentile
+    assert judge_probes(ok, analysis, [10.0] * 99, rounds=99).verdict == "inconclusive"
+    assert judge_probes(ok, analysis, [10.0] * 100, rounds=100).verdict == "pass"
+    assert judge_probes(ok, analysis, [10.0] * 100, rounds=100, failed_rounds=2).verdict == "fail"
+
+
+def test_prometheus_readings_without_data_never_pass() -> None:
+    analysis = Analysis()
+    assert judge_readings(None, 20.0, analysis).verdict == "inconclusive"
+    assert "no data for success_rate and latency_ms" in judge_readings(None, None, analysis).reason
+    assert judge_readings(99.5, 499.0, analysis).verdict == "pass"
+    assert judge_readings(99.5, 501.0, analysis).verdict == "fail"
+    assert judge_readings(98.0, 10.0, analysis).verdict == "fail"
+
+
+@pytest.mark.parametrize(("body", "error"), [
+    (b'{"status":"error","errorType":"bad_data","error":"parse error"}', "bad_data: parse error"),
+    (b'{"status":"success","data":{"resultType":"vector","result":[{"value":[1,"1"]},{"value":[1,"2"]}]}}',
+     "returned 2 series"),
+    (b'{"status":"success","data":{"resultType":"matrix","result":[]}}', "returned a matrix"),
+    (b"<html>", "not JSON"),
+])
+def test_a_prometheus_answer_that_is_not_one_number_is_a_query_error(body: bytes, error: str) -> None:
+    with pytest.raises(QueryError, match=error):
+        parse_answer(body)
+
+
+def test_no_data_from_prometheus_is_none() -> None:
+    assert parse_answer(b'{"status":"success","data":{"resultType":"vector","result":[]}}') is None
+    assert parse_answer(b'{"status":"success","data":{"resultType":"vector","result":[{"value":[1,"NaN"]}]}}') is None
+    assert parse_answer(b'{"status":"success","data":{"resultType":"scalar","result":[1,"99.5"]}}') == 99.5

@@ -146,3 +146,17 @@ def test_check_config_reports_the_pipeline_and_exits_2(tmp_path: Path, capsys: p
         "stages": [{"regions": ["us-east-1"]}, {"regions": ["us-west-2"]}],
         "drivers": {"us-east-1": driver(), "us-west-2": driver()}}}}, sort_keys=False))
     assert main(["check-config", str(config)]) == 0
+
+
+def test_a_prometheus_source_needs_its_queries_and_a_url(tmp_path: Path) -> None:
+    path = write(tmp_path, "services:\n  api:\n    stages: [{regions: [eu-west-1]}]\n"
+                           "    drivers: {eu-west-1: {kind: command, argv: [/bin/true]}}\n"
+                           "    analysis:\n      source: prometheus\n")
+    _, issues = load_pipeline(path, region_map(), PAIRS)
+    assert [(i.line, i.keypath) for i in issues] == [(6, ("services", "api", "analysis", "source"))]
+    assert "no analysis.prometheus (url, success_rate and latency_ms queries)" in issues[0].message
+    path = write(tmp_path, "defaults:\n  analysis:\n    source: prometheus\n    prometheus:\n"
+                           "      url: prometheus:9090\n      success_rate: up\n      latency_ms: up\n")
+    _, issues = load_pipeline(path, region_map(), PAIRS)
+    assert [(i.line, i.keypath) for i in issues] == [(5, ("defaults", "analysis", "prometheus", "url"))]
+

@@ -165,7 +165,7 @@ async def test_the_command_driver_with_probe_checks(tmp_path: Path, nats_server:
     script = f"import json, sys; open({str(weights)!r}, 'a').write(str(json.load(sys.stdin)['canary_weight']) + ' ')"
     driver = {"kind": "command", "argv": [sys.executable, "-c", script], "timeout": "10s"}
     path = write_pipeline(tmp_path / "region_pipeline.yaml", [[REGION]], {REGION: driver}, steps=[50, 100],
-                          analysis={"source": "probes", "probes": ["canary"]})
+                          analysis={"source": "probes", "probes": ["canary"], "min_samples": 3})
     probe = {"name": "canary", "kind": "http", "url": f"http://127.0.0.1:{lab.canary.port}/", "interval": "1s",
              "timeout": "2s", "severity": "critical"}
     configs = write_federation(tmp_path, [REGION], nats_server.url,

@@ -1,0 +1,97 @@
+"""A real Prometheus (Debian's ``prometheus``) scraping a lab's stable and canary services every second."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import urllib.parse
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from meshd.natsserver import free_port
+from meshd.testing import wait_for
+
+WINDOW = "5s"
+"""The rate window of the canary queries: several 1 s scrapes, short enough for a test's steps."""
+
+
+def canary_queries(url: str) -> dict[str, str]:
+    """The analysis.prometheus block of a pipeline that judges the lab's canary."""
+    count = f'http_request_duration_seconds_count{{version="canary"{{}}}}[{WINDOW}]'
+    ok, every = count.replace("{}", ',code!~"5.."'), count.replace("{}", "")
+    return {
+        "url": url,
+        "success_rate": f"100 * sum(rate({ok})) / sum(rate({every}))",
+        "latency_ms": "1000 * histogram_quantile(0.99, sum by (le) "
+                      f'(rate(http_request_duration_seconds_bucket{{version="canary"}}[{WINDOW}])))',
+        "timeout": "2s",
+    }
+
+
+def prometheus_binary() -> str:
+    """Skipped outside CI when missing, a failure in CI (.ci/run installs Debian's prometheus)."""
+    found = shutil.which("prometheus")
+    if found is None:
+        if os.environ.get("CI"):
+            pytest.fail("prometheus is not installed (apt-get install prometheus); .ci/run installs it")
+        pytest.skip("prometheus is not installed (apt-get install prometheus)")
+    return found
+
+
+class Prometheus:
+    def __init__(self, workdir: Path, targets: dict[str, int]):
+        """Scrape ``targets`` (version label -> port on 127.0.0.1) every second."""
+        workdir.mkdir(parents=True, exist_ok=True)
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        config = {"global": {"scrape_interval": "1s", "evaluation_interval": "1s"},
+                  "scrape_configs": [{"job_name": "services", "static_configs": [
+                      {"targets": [f"127.0.0.1:{port}"], "labels": {"version": version}}
+                      for version, port in targets.items()]}]}
+        (workdir / "prometheus.yml").write_text(yaml.safe_dump(config))
+        self.logfile = workdir / "prometheus.log"
+        self.log = open(self.logfile, "wb")
+        self.proc = subprocess.Popen(
+            [prometheus_binary(), f"--config.file={workdir / 'prometheus.yml'}",
+             f"--storage.tsdb.path={workdir / 'data'}", f"--web.listen-address=127.0.0.1:{self.port}"],
+            stdout=self.log, stderr=subprocess.STDOUT)
+        try:
+            wait_for(self._ready, timeout=30, what="prometheus ready")
+        except BaseException:
+            self.stop()
+            raise
+
+    def _ready(self) -> bool:
+        if self.proc.poll() is not None:
+            raise AssertionError(f"prometheus exited {self.proc.returncode}: {self.logfile.read_text(errors='replace')}")
+        try:
+            with urllib.request.urlopen(f"{self.url}/-/ready", timeout=2) as answer:
+                return bool(answer.status == 200)
+        except OSError:
+            return False
+
+    def query(self, query: str) -> list[dict[str, Any]]:
+        url = f"{self.url}/api/v1/query?{urllib.parse.urlencode({'query': query})}"
+        with urllib.request.urlopen(url, timeout=5) as answer:
+            result: list[dict[str, Any]] = json.load(answer)["data"]["result"]
+            return result
+
+    def scraped(self, versions: int) -> bool:
+        """Every target has been scraped and was up (a sample of ``up`` equal to 1 for each)."""
+        return sum(1 for r in self.query('up{job="services"} == 1')) == versions
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self.log.close()
