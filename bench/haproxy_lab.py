@@ -4,7 +4,7 @@
 rate and latency the test sets: exactly every ``1/error_rate``-th request
 answers 500 (and every ``1/slow_rate``-th takes ``slow_latency`` more), so a
 share is exact, not a coin toss. It serves ``/metrics`` for Prometheus: a
-prometheus-client histogram of its request durations by status code. :class:`HAProxy` starts
+prometheus-client histogram of its request durations by build and status code. :class:`HAProxy` starts
 ``haproxy -f cfg -db`` with an admin socket and a frontend on free ports,
 backend ``api`` with servers ``stable`` (weight 100) and ``canary`` (0).
 """
@@ -54,10 +54,13 @@ class Version:
     def __init__(self, name: str, error_rate: float = 0.0, latency: float = 0.0):
         self.name, self.error_rate, self.latency = name, error_rate, latency
         self.slow_rate, self.slow_latency = 0.0, 0.0
+        self.build = "v1"
+        """The build this server says it runs, a label of its metrics (a canary's next build is a new series)."""
         self.served = 0
         self._lock = threading.Lock()
         self.registry = CollectorRegistry()
-        self.durations = Histogram("http_request_duration_seconds", "Requests served, by status code", ["code"],
+        self.durations = Histogram("http_request_duration_seconds", "Requests served, by build and status code",
+                                   ["version", "code"],
                                    registry=self.registry,
                                    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5))
         version = self
@@ -83,7 +86,7 @@ class Version:
                     time.sleep(delay)  # the service under test is slow on purpose
                 code = 500 if fail else 200
                 self.answer(code, version.name.encode())
-                version.durations.labels(str(code)).observe(time.perf_counter() - began)
+                version.durations.labels(version.build, str(code)).observe(time.perf_counter() - began)
 
             def answer(self, code: int, body: bytes) -> None:
                 self.send_response(code)

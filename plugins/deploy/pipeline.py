@@ -26,7 +26,11 @@ Percent = Annotated[float, Field(ge=0, le=100)]
 
 
 class PrometheusQueries(StrictModel):
-    """Instant queries (``/api/v1/query``) that measure the canary, each answering one number."""
+    """Instant queries (``/api/v1/query``) that measure the canary, each answering one number.
+
+    ``$version``, ``$service`` and ``$region`` in a query are replaced by the
+    rollout's version, service and the region being judged.
+    """
 
     url: Annotated[str, Field(pattern=r"^https?://[^\s/]+(/\S*)?$")]
     """Prometheus's base URL, e.g. ``http://prometheus:9090`` (the API path is added)."""

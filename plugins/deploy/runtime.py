@@ -20,6 +20,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import secrets
+import string
 import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -439,8 +440,11 @@ class Runtime:
         assert queries is not None  # load_pipeline refuses source prometheus without its queries
         watch.baseline, watch.at = watch.baseline or ServerCounters(0, 0), now
         readings: list[float | None] = []
+        # $version picks the canary's build: the window of a previous rollout's canary must not judge this one.
+        names = {"version": rollout.version, "service": rollout.service, "region": self.region}
         for name, query in (("success_rate", queries.success_rate), ("latency_ms", queries.latency_ms)):
             try:
+                query = string.Template(query).safe_substitute(names)
                 readings.append(await instant_query(queries.url, query, queries.timeout))
             except PrometheusUnreachable as exc:
                 self.m_errors.labels("prometheus").inc()

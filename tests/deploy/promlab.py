@@ -17,19 +17,20 @@ import yaml
 from meshd.natsserver import free_port
 from meshd.testing import wait_for
 
-WINDOW = "5s"
+WINDOW = "3s"
 """The rate window of the canary queries: several 1 s scrapes, short enough for a test's steps."""
 
 
 def canary_queries(url: str) -> dict[str, str]:
-    """The analysis.prometheus block of a pipeline that judges the lab's canary."""
-    count = f'http_request_duration_seconds_count{{version="canary"{{}}}}[{WINDOW}]'
+    """The analysis.prometheus block of a pipeline that judges the lab's canary, the rollout's build only."""
+    canary = 'role="canary",version="$version"'
+    count = f"http_request_duration_seconds_count{{{canary}{{}}}}[{WINDOW}]"
     ok, every = count.replace("{}", ',code!~"5.."'), count.replace("{}", "")
     return {
         "url": url,
         "success_rate": f"100 * sum(rate({ok})) / sum(rate({every}))",
         "latency_ms": "1000 * histogram_quantile(0.99, sum by (le) "
-                      f'(rate(http_request_duration_seconds_bucket{{version="canary"}}[{WINDOW}])))',
+                      f"(rate(http_request_duration_seconds_bucket{{{canary}}}[{WINDOW}])))",
         "timeout": "2s",
     }
 
@@ -46,14 +47,14 @@ def prometheus_binary() -> str:
 
 class Prometheus:
     def __init__(self, workdir: Path, targets: dict[str, int]):
-        """Scrape ``targets`` (version label -> port on 127.0.0.1) every second."""
+        """Scrape ``targets`` (``role`` label -> port on 127.0.0.1) every second."""
         workdir.mkdir(parents=True, exist_ok=True)
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         config = {"global": {"scrape_interval": "1s", "evaluation_interval": "1s"},
                   "scrape_configs": [{"job_name": "services", "static_configs": [
-                      {"targets": [f"127.0.0.1:{port}"], "labels": {"version": version}}
-                      for version, port in targets.items()]}]}
+                      {"targets": [f"127.0.0.1:{port}"], "labels": {"role": role}}
+                      for role, port in targets.items()]}]}
         (workdir / "prometheus.yml").write_text(yaml.safe_dump(config))
         self.logfile = workdir / "prometheus.log"
         self.log = open(self.logfile, "wb")

@@ -40,7 +40,7 @@ def test_a_killed_driver_resumes_every_step_once_and_a_dead_region_stops_its_rol
         tmp_path: Path, labs: dict[str, Lab]) -> None:
     lab = labs[REGION]
     traffic = lab.start_traffic()
-    pipeline = write_pipeline(tmp_path / "region_pipeline.yaml", [[REGION]], {REGION: lab.driver()}, bake="1s")
+    pipeline = write_pipeline(tmp_path / "region_pipeline.yaml", [[REGION]], {REGION: lab.driver()}, bake="300ms")
     patch = deploy_patch(pipeline)
     patch["deploy"]["lease"] = "15s"  # longer than a restart takes on a loaded machine (10 s seen)
     # Failover is not what this test is about: a committed failover (rightly) ends a rollout at once.

@@ -119,7 +119,7 @@ async def test_a_slow_version_is_rolled_back(tmp_path: Path, nats_server: Any, l
 async def test_a_version_without_traffic_never_promotes(tmp_path: Path, nats_server: Any,
                                                         labs: dict[str, Lab]) -> None:
     lab = labs[REGION]  # no traffic at all
-    async with federation(tmp_path, nats_server.url, lab, deadline="4s") as (daemons, alerts):
+    async with federation(tmp_path, nats_server.url, lab, deadline="2500ms") as (daemons, alerts):
         daemon = daemons[REGION]
         await started(daemon)
         await until(lambda: daemon.metrics.value("deploy_checks_total", verdict="inconclusive") >= 3,
@@ -178,12 +178,12 @@ async def test_the_command_driver_with_probe_checks(tmp_path: Path, nats_server:
         lab.canary.error_rate = 1.0
         weights.write_text("")
         await runtime(daemon).start_rollout("api", "v3", REGION, False)
-        bad = await until(lambda: _ended_version(daemon, "v3"), timeout=60, what="the second rollout")
+        bad = await until(lambda: ended_version(daemon, "v3"), timeout=60, what="the second rollout")
     assert bad.state == "rolled_back" and "probe(s) canary failing" in bad.reason
     assert weights.read_text().split() == ["50", "0"]
 
 
-async def _ended_version(daemon: Any, version: str) -> Rollout | None:
+async def ended_version(daemon: Any, version: str) -> Rollout | None:
     r = await rollout(daemon)
     return r if r.version == version and not r.active else None
 
