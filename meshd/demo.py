@@ -34,6 +34,15 @@ from .testing import LocalFederation, default_regions_file
 EVENTS_SHOWN = 10
 """Event lines under the live table."""
 
+NOT_IN_DEMO = ("region_pipeline.yaml",)
+"""Federation files the demo leaves behind: rollouts need load balancers the demo has none of, and the
+sample pipeline names the sample map's regions, so with a smaller map every daemon would refuse to start."""
+
+
+def demo_shared_files(directory: Path, names: list[str]) -> list[Path]:
+    """The federation files beside the demo's region map that the demo copies."""
+    return [directory / name for name in names if name not in NOT_IN_DEMO and (directory / name).is_file()]
+
 
 def _views(fed: LocalFederation) -> dict[str, dict[str, Any] | None]:
     return {region: (fed.status(region) if fed.running(region) else None) for region in fed.regions}
@@ -205,8 +214,7 @@ def run_demo(args: argparse.Namespace, ctx: Any) -> int:
     workdir = Path(args.dir) if args.dir else Path(tempfile.mkdtemp(prefix="meshd-demo-"))
     workdir.mkdir(parents=True, exist_ok=True)
     try:
-        shared = [regions_file.parent / name for name in ctx.hooks.federation_files()
-                  if (regions_file.parent / name).is_file()]
+        shared = demo_shared_files(regions_file.parent, list(ctx.hooks.federation_files()))
         if tenants is not None:
             shared.append(write_tenants(tenants, workdir / "tenants.yaml"))
         fed = LocalFederation(workdir, regions_file=regions_file, federation="demo", shared_files=shared,

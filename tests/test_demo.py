@@ -10,6 +10,7 @@ import re
 from pathlib import Path
 
 import pytest
+import yaml
 
 from meshd.cli import main
 from meshd.config import RegionMap, load_model_file
@@ -116,3 +117,33 @@ def test_route_lines_for_an_answer_a_refusal_and_no_answer() -> None:
         "ca-central-1 failed over")
     assert describe_route(T, "maple-ca", "ca-central-1", "us-east-1", 404, "not found") == (
         "route for maple-ca from ca-central-1: us-east-1 gave no route answer (HTTP 404)")
+
+
+def test_a_smaller_map_beside_the_sample_pipeline_still_gives_daemons_that_start(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """The sample pipeline names seven regions: copied into a three-region demo, every daemon would exit 2."""
+    from meshd.demo import demo_shared_files
+    from meshd.plugins import Hooks
+    from meshd.testing import LocalFederation
+
+    source = yaml.safe_load((ETC / "region_map.yaml").read_text())
+    source["regions"] = {r: source["regions"][r] for r in ("us-east-1", "eu-west-1", "ca-central-1")}
+    beside = tmp_path / "etc"
+    beside.mkdir()
+    (beside / "region_map.yaml").write_text(yaml.safe_dump(source))
+    (beside / "region_pipeline.yaml").write_text((ETC / "region_pipeline.yaml").read_text())
+    (beside / "alert_routes.yaml").write_text((ETC / "alert_routes.yaml").read_text())
+    names = Hooks.load().federation_files()
+    assert "region_pipeline.yaml" in names  # the deploy plugin asks for it: the demo is what leaves it out
+    shared = demo_shared_files(beside, names)
+    assert [p.name for p in shared] == ["alert_routes.yaml"]
+    # As run_demo builds it (no process started): each region's config checks out, so `meshd run` starts.
+    fed = LocalFederation(tmp_path / "demo", regions_file=beside / "region_map.yaml", federation="demo",
+                          shared_files=shared, samples=True)
+    for region in fed.regions:
+        capsys.readouterr()
+        assert main(["check-config", str(fed.config_path(region))]) == 0, capsys.readouterr()
+    # And the reason it matters: with the sample pipeline copied in, the same check fails on its regions.
+    (fed.config_path("us-east-1").parent / "region_pipeline.yaml").write_text((ETC / "region_pipeline.yaml").read_text())
+    assert main(["check-config", str(fed.config_path("us-east-1"))]) == 2
+    assert "'us-west-2' is not in the region map" in capsys.readouterr().err
