@@ -51,6 +51,7 @@ class Prometheus:
         workdir.mkdir(parents=True, exist_ok=True)
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
+        self.targets = dict(targets)
         config = {"global": {"scrape_interval": "1s", "evaluation_interval": "1s"},
                   "scrape_configs": [{"job_name": "services", "static_configs": [
                       {"targets": [f"127.0.0.1:{port}"], "labels": {"role": role}}
@@ -62,11 +63,15 @@ class Prometheus:
             [prometheus_binary(), f"--config.file={workdir / 'prometheus.yml'}",
              f"--storage.tsdb.path={workdir / 'data'}", f"--web.listen-address=127.0.0.1:{self.port}"],
             stdout=self.log, stderr=subprocess.STDOUT)
-        try:
-            wait_for(self._ready, timeout=30, what="prometheus ready")
-        except BaseException:
-            self.stop()
-            raise
+
+    def wait_scraped(self) -> None:
+        """Until every target has been scraped once: a check before that would only see "no data".
+
+        Blocking: from an event loop, call it in a worker thread. Callers start the process early and wait
+        late, so Prometheus boots while the daemons do.
+        """
+        wait_for(self._ready, timeout=30, what="prometheus ready")
+        wait_for(lambda: self.scraped(len(self.targets)), timeout=30, what="prometheus to scrape every target")
 
     def _ready(self) -> bool:
         if self.proc.poll() is not None:

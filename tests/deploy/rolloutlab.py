@@ -70,7 +70,7 @@ class Lab:
 
 
 def write_pipeline(path: Path, stages: list[list[str]], drivers: dict[str, Any], *, steps: list[int] | None = None,
-                   bake: str = "600ms", deadline: str = "30s", analysis: dict[str, Any] | None = None,
+                   bake: str = "300ms", deadline: str = "30s", analysis: dict[str, Any] | None = None,
                    freeze: list[dict[str, Any]] | None = None, smoke: bool = False) -> Path:
     doc: dict[str, Any] = {
         "defaults": {"steps": steps or [5, 10, 25, 50, 100], "bake": bake, "progress_deadline": deadline, "smoke": smoke,

@@ -17,7 +17,7 @@ from .rolloutlab import Lab, deploy_patch, write_pipeline
 
 pytestmark = [pytest.mark.nats, pytest.mark.slow]
 
-REGION, PEERS = "eu-west-1", ["eu-central-1", "us-east-1"]
+REGION, PEERS = "eu-west-1", ["eu-central-1"]
 
 
 def current(fed: LocalFederation, observer: str) -> dict[str, Any] | None:

@@ -5,11 +5,12 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import anyio
 import pytest
 
 from meshd.deploydriver import ServerCounters
 from meshd.natsserver import free_port
-from meshd.testing import until, wait_for
+from meshd.testing import until
 from meshd_plugins.deploy import HAProxyDriver, judge
 from meshd_plugins.deploy.promquery import PrometheusUnreachable, QueryError, instant_query
 
@@ -20,32 +21,26 @@ from .test_deploy_rollout import REGION, ended_version, federation, finished, ru
 pytestmark = [pytest.mark.anyio, pytest.mark.nats]
 
 
-def prometheus_for(tmp_path: Path, lab: Lab) -> Prometheus:
-    prom = Prometheus(tmp_path / "prometheus", {"stable": lab.stable.port, "canary": lab.canary.port})
-    # A rollout judged before the first scrape would only see "no data": wait for a real sample instead.
-    wait_for(lambda: prom.scraped(2), timeout=30, what="prometheus to scrape both versions")
-    return prom
-
-
 async def test_prometheus_passes_a_healthy_canary_and_rolls_back_a_slow_tail_the_mean_hides(
         tmp_path: Path, nats_server: Any, labs: dict[str, Lab]) -> None:
     lab = labs[REGION]
-    prom = prometheus_for(tmp_path, lab)
+    prom = Prometheus(tmp_path / "prometheus", {"stable": lab.stable.port, "canary": lab.canary.port})
     try:
-        # What each failure of Prometheus is to the daemon, against the real one and an absent one.
-        with pytest.raises(QueryError, match="bad_data"):
-            await instant_query(prom.url, "sum(rate(", 5)
-        assert await instant_query(prom.url, 'up{job="no such job"}', 5) is None
-        nobody = f"http://127.0.0.1:{free_port()}"
-        with pytest.raises(PrometheusUnreachable, match=f"Prometheus at {nobody}/api/v1/query is unreachable"):
-            await instant_query(nobody, "up", 2)
-
         lab.canary.build = "v2"
         lab.start_traffic(threads=6)
         analysis = {"source": "prometheus", "prometheus": canary_queries(prom.url), "interval": "500ms"}
         async with federation(tmp_path, nats_server.url, lab, steps=[20, 100], bake="1s",
                               analysis=analysis) as (daemons, alerts):
             daemon = daemons[REGION]
+            await anyio.to_thread.run_sync(prom.wait_scraped)
+            # What each failure of Prometheus is to the daemon, against the real one and an absent one.
+            with pytest.raises(QueryError, match="bad_data"):
+                await instant_query(prom.url, "sum(rate(", 5)
+            assert await instant_query(prom.url, 'up{job="no such job"}', 5) is None
+            nobody = f"http://127.0.0.1:{free_port()}"
+            with pytest.raises(PrometheusUnreachable, match=f"Prometheus at {nobody}/api/v1/query is unreachable"):
+                await instant_query(nobody, "up", 2)
+
             await started(daemon)
             good = await until(lambda: finished(daemon), timeout=30, what="the healthy rollout to finish")
             assert good.state == "promoted", good.reason
