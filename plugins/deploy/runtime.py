@@ -6,8 +6,9 @@ region's lease (compare-and-set), then does the one next thing the record
 says (decide the next step, put its weights in place, run a check, move
 on, roll back) and stores it with one compare-and-set. A daemon killed
 anywhere in between leaves a record that says what is left to do, and the
-restarted daemon (or, once the lease ran out, whoever holds the region's
-lease next) does exactly that.
+restarted daemon does exactly that: only a region's own daemon ever holds
+its lease, because only it is trusted to drive that region's load balancer
+forward.
 
 Any daemon may end a rollout whose region is seen dead or failed over and
 whose lease has run out: the region's own daemon cannot, and the canary
