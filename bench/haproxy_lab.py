@@ -31,14 +31,25 @@ from meshd.natsserver import free_port
 from meshd.testing import wait_for
 
 
-def haproxy_binary() -> str:
-    """The haproxy binary; skipped outside CI when missing, a failure in CI (.ci/run installs it)."""
-    found = shutil.which("haproxy") or ("/usr/sbin/haproxy" if os.path.exists("/usr/sbin/haproxy") else None)
+def system_binary(name: str) -> str:
+    """A binary of the Debian package ``name``; skipped outside CI when missing, a failure in CI (.ci/run installs it)."""
+    found = shutil.which(name) or (f"/usr/sbin/{name}" if os.path.exists(f"/usr/sbin/{name}") else None)
     if found is None:
         if os.environ.get("CI"):
-            pytest.fail("haproxy is not installed (apt-get install haproxy); .ci/run installs it")
-        pytest.skip("haproxy is not installed (apt-get install haproxy)")
+            pytest.fail(f"{name} is not installed (apt-get install {name}); .ci/run installs it")
+        pytest.skip(f"{name} is not installed (apt-get install {name})")
     return found
+
+
+def stop_process(proc: subprocess.Popen[bytes]) -> None:
+    """SIGTERM, then SIGKILL if it is still there after 10 s."""
+    if proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
 
 
 class QuietServer(ThreadingHTTPServer):
@@ -139,7 +150,7 @@ class HAProxy:
         self.config.write_text(CONFIG.format(socket=self.socket, port=self.port, stable=stable.port,
                                              canary=canary.port))
         self.log = open(workdir / "haproxy.log", "wb")
-        self.proc = subprocess.Popen([haproxy_binary(), "-f", str(self.config), "-db"], stdout=self.log,
+        self.proc = subprocess.Popen([system_binary("haproxy"), "-f", str(self.config), "-db"], stdout=self.log,
                                      stderr=subprocess.STDOUT)
         wait_for(self._up, timeout=20, what="haproxy's admin socket and frontend")
 
@@ -171,13 +182,7 @@ class HAProxy:
         return out
 
     def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        stop_process(self.proc)
         self.log.close()
 
 

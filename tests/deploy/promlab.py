@@ -3,16 +3,14 @@
 from __future__ import annotations
 
 import json
-import os
-import shutil
 import subprocess
 import urllib.parse
 import urllib.request
 from pathlib import Path
 from typing import Any
 
-import pytest
 import yaml
+from haproxy_lab import stop_process, system_binary
 
 from meshd.natsserver import free_port
 from meshd.testing import wait_for
@@ -35,16 +33,6 @@ def canary_queries(url: str) -> dict[str, str]:
     }
 
 
-def prometheus_binary() -> str:
-    """Skipped outside CI when missing, a failure in CI (.ci/run installs Debian's prometheus)."""
-    found = shutil.which("prometheus")
-    if found is None:
-        if os.environ.get("CI"):
-            pytest.fail("prometheus is not installed (apt-get install prometheus); .ci/run installs it")
-        pytest.skip("prometheus is not installed (apt-get install prometheus)")
-    return found
-
-
 class Prometheus:
     def __init__(self, workdir: Path, targets: dict[str, int]):
         """Scrape ``targets`` (``role`` label -> port on 127.0.0.1) every second."""
@@ -60,7 +48,7 @@ class Prometheus:
         self.logfile = workdir / "prometheus.log"
         self.log = open(self.logfile, "wb")
         self.proc = subprocess.Popen(
-            [prometheus_binary(), f"--config.file={workdir / 'prometheus.yml'}",
+            [system_binary("prometheus"), f"--config.file={workdir / 'prometheus.yml'}",
              f"--storage.tsdb.path={workdir / 'data'}", f"--web.listen-address=127.0.0.1:{self.port}"],
             stdout=self.log, stderr=subprocess.STDOUT)
 
@@ -93,11 +81,5 @@ class Prometheus:
         return sum(1 for r in self.query('up{job="services"} == 1')) == versions
 
     def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        stop_process(self.proc)
         self.log.close()
