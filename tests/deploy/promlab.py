@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import json
 import subprocess
 import urllib.parse
 import urllib.request
 from pathlib import Path
-from typing import Any
 
 import yaml
 from haproxy_lab import stop_process, system_binary
@@ -39,7 +37,6 @@ class Prometheus:
         workdir.mkdir(parents=True, exist_ok=True)
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        self.targets = dict(targets)
         config = {"global": {"scrape_interval": "1s", "evaluation_interval": "1s"},
                   "scrape_configs": [{"job_name": "services", "static_configs": [
                       {"targets": [f"127.0.0.1:{port}"], "labels": {"role": role}}
@@ -52,14 +49,9 @@ class Prometheus:
              f"--storage.tsdb.path={workdir / 'data'}", f"--web.listen-address=127.0.0.1:{self.port}"],
             stdout=self.log, stderr=subprocess.STDOUT)
 
-    def wait_scraped(self) -> None:
-        """Until every target has been scraped once: a check before that would only see "no data".
-
-        Blocking: from an event loop, call it in a worker thread. Callers start the process early and wait
-        late, so Prometheus boots while the daemons do.
-        """
+    def wait_ready(self) -> None:
+        """Blocking: from an event loop, call it in a worker thread."""
         wait_for(self._ready, timeout=30, what="prometheus ready")
-        wait_for(lambda: self.scraped(len(self.targets)), timeout=30, what="prometheus to scrape every target")
 
     def _ready(self) -> bool:
         if self.proc.poll() is not None:
@@ -69,16 +61,6 @@ class Prometheus:
                 return bool(answer.status == 200)
         except OSError:
             return False
-
-    def query(self, query: str) -> list[dict[str, Any]]:
-        url = f"{self.url}/api/v1/query?{urllib.parse.urlencode({'query': query})}"
-        with urllib.request.urlopen(url, timeout=5) as answer:
-            result: list[dict[str, Any]] = json.load(answer)["data"]["result"]
-            return result
-
-    def scraped(self, versions: int) -> bool:
-        """Every target has been scraped and was up (a sample of ``up`` equal to 1 for each)."""
-        return sum(1 for r in self.query('up{job="services"} == 1')) == versions
 
     def stop(self) -> None:
         stop_process(self.proc)

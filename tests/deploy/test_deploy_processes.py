@@ -66,15 +66,15 @@ def test_a_killed_driver_resumes_every_step_once_and_a_dead_region_stops_its_rol
 
         # The next version: its region dies for good at 10 %. A short lease (reloaded: it applies from the
         # next renewal) keeps the wait for the peers short.
-        fed.patch_config(REGION, {"deploy": {"lease": "3s"}})
+        fed.patch_config(REGION, {"deploy": {"lease": "2s"}})
         fed.signal(REGION, signal.SIGHUP)
-        fed.wait_for(lambda: ((fed.status(REGION) or {}).get("deploy") or {}).get("lease") == 3.0,
+        fed.wait_for(lambda: ((fed.status(REGION) or {}).get("deploy") or {}).get("lease") == 2.0,
                      what="the reloaded lease")
         lab.proxy.admin("set weight api/stable 100")
         lab.proxy.admin("set weight api/canary 0")
         start(fed, "v3")
         fed.wait_for(lambda: lab.proxy.weights()["canary"] == 10, timeout=60, what="the second step in HAProxy")
-        fed.wait_for(lambda: (r := current(fed, PEERS[0])) and r["regions"][REGION]["lease_until"] - time.time() <= 3,
+        fed.wait_for(lambda: (r := current(fed, PEERS[0])) and r["regions"][REGION]["lease_until"] - time.time() <= 2,
                      what="a lease renewed at the reloaded length")
         fed.kill(REGION)
         ended = fed.wait_for(lambda: (r := current(fed, PEERS[0])) and not r["active"] and r, timeout=60,

@@ -27,12 +27,15 @@ async def test_prometheus_passes_a_healthy_canary_and_rolls_back_a_slow_tail_the
     prom = Prometheus(tmp_path / "prometheus", {"stable": lab.stable.port, "canary": lab.canary.port})
     try:
         lab.canary.build = "v2"
-        lab.start_traffic(threads=6)
+        lab.start_traffic(threads=3)
         analysis = {"source": "prometheus", "prometheus": canary_queries(prom.url), "interval": "500ms"}
         async with federation(tmp_path, nats_server.url, lab, steps=[20, 100], bake="1s",
                               analysis=analysis) as (daemons, alerts):
             daemon = daemons[REGION]
-            await anyio.to_thread.run_sync(prom.wait_scraped)
+            await anyio.to_thread.run_sync(prom.wait_ready)
+            # Started before Prometheus's first scrape (it comes up to 5 s after its start): until the
+            # canary's series exist every check is inconclusive, and the step waits for them.
+            await started(daemon)
             # What each failure of Prometheus is to the daemon, against the real one and an absent one.
             with pytest.raises(QueryError, match="bad_data"):
                 await instant_query(prom.url, "sum(rate(", 5)
@@ -41,7 +44,6 @@ async def test_prometheus_passes_a_healthy_canary_and_rolls_back_a_slow_tail_the
             with pytest.raises(PrometheusUnreachable, match=f"Prometheus at {nobody}/api/v1/query is unreachable"):
                 await instant_query(nobody, "up", 2)
 
-            await started(daemon)
             good = await until(lambda: finished(daemon), timeout=30, what="the healthy rollout to finish")
             assert good.state == "promoted", good.reason
 
