@@ -7,6 +7,7 @@ from typing import Any
 
 import anyio
 import pytest
+from prometheus_lab import Prometheus, canary_queries
 
 from meshd.deploydriver import ServerCounters
 from meshd.natsserver import free_port
@@ -14,7 +15,6 @@ from meshd.testing import until
 from meshd_plugins.deploy import HAProxyDriver, judge
 from meshd_plugins.deploy.promquery import PrometheusUnreachable, QueryError, instant_query
 
-from .promlab import Prometheus, canary_queries
 from .rolloutlab import Lab
 from .test_deploy_rollout import REGION, ended_version, federation, finished, runtime, started
 

@@ -1,4 +1,4 @@
-"""A real Prometheus (Debian's ``prometheus``) scraping a lab's stable and canary services every second."""
+"""A real Prometheus (Debian's ``prometheus``) scraping a lab's stable and canary services every second (tests, bench)."""
 
 from __future__ import annotations
 
