@@ -15,37 +15,49 @@ from meshd.testing import until
 from meshd_plugins.deploy import HAProxyDriver, judge
 from meshd_plugins.deploy.promquery import PrometheusUnreachable, QueryError, instant_query
 
-from .rolloutlab import Lab
-from .test_deploy_rollout import REGION, ended_version, federation, finished, runtime, started
+from .rolloutlab import Lab, write_pipeline
+from .test_deploy_rollout import REGION, ended_version, federation, finished, rollout, runtime, started
 
 pytestmark = [pytest.mark.anyio, pytest.mark.nats]
 
 
-async def test_prometheus_passes_a_healthy_canary_and_rolls_back_a_slow_tail_the_mean_hides(
+async def test_prometheus_unreachable_waits_then_a_healthy_canary_passes_and_a_slow_tail_is_rolled_back(
         tmp_path: Path, nats_server: Any, labs: dict[str, Lab]) -> None:
     lab = labs[REGION]
     prom = Prometheus(tmp_path / "prometheus", {"stable": lab.stable.port, "canary": lab.canary.port})
     try:
         lab.canary.build = "v2"
         lab.start_traffic(threads=3)
-        analysis = {"source": "prometheus", "prometheus": canary_queries(prom.url), "interval": "500ms"}
+        # First pointed at a port nobody listens on: an error naming the URL, counted; the step waits.
+        nobody = f"http://127.0.0.1:{free_port()}"
+        analysis = {"source": "prometheus", "prometheus": canary_queries(nobody), "interval": "500ms"}
         async with federation(tmp_path, nats_server.url, lab, steps=[20, 100], bake="1s",
                               analysis=analysis) as (daemons, alerts):
-            daemon = daemons[REGION]
-            await anyio.to_thread.run_sync(prom.wait_ready)
-            # Started before Prometheus's first scrape (it comes up to 5 s after its start): until the
-            # canary's series exist every check is inconclusive, and the step waits for them.
+            daemon, rt = daemons[REGION], runtime(daemons[REGION])
             await started(daemon)
+            await until(lambda: rt.m_errors.labels("prometheus")._value.get() >= 2, what="two unreachable checks")
+            waiting = await rollout(daemon)
+            assert waiting.state == "running" and waiting.regions[REGION].step == 0
+            assert not [e for e in waiting.log if e["kind"] == "check_passed"]
+            assert f"Prometheus at {nobody}/api/v1/query is unreachable" in rt.reported["prometheus"]
+
+            # The pipeline fixed to name the real one (a reload, as SIGHUP does): the same step carries on.
+            write_pipeline(tmp_path / "region_pipeline.yaml", [[REGION]], {REGION: lab.driver()}, steps=[20, 100],
+                           bake="1s", analysis={**analysis, "prometheus": canary_queries(prom.url)})
+            rt.reload()
+            await anyio.to_thread.run_sync(prom.wait_ready)
             # What each failure of Prometheus is to the daemon, against the real one and an absent one.
             with pytest.raises(QueryError, match="bad_data"):
                 await instant_query(prom.url, "sum(rate(", 5)
             assert await instant_query(prom.url, 'up{job="no such job"}', 5) is None
-            nobody = f"http://127.0.0.1:{free_port()}"
             with pytest.raises(PrometheusUnreachable, match=f"Prometheus at {nobody}/api/v1/query is unreachable"):
                 await instant_query(nobody, "up", 2)
 
             good = await until(lambda: finished(daemon), timeout=30, what="the healthy rollout to finish")
             assert good.state == "promoted", good.reason
+            assert good.id == waiting.id
+            assert "prometheus" not in rt.reported  # a check that reached Prometheus cleared the error
+            unreachable = rt.m_errors.labels("prometheus")._value.get()
 
             # The next version: 1 request in 10 takes 600 ms more, a p99 of ~950 ms under a mean of ~60 ms.
             lab.canary.build, lab.canary.slow_rate, lab.canary.slow_latency = "v3", 0.1, 0.6
@@ -53,7 +65,7 @@ async def test_prometheus_passes_a_healthy_canary_and_rolls_back_a_slow_tail_the
             lab.proxy.admin("set weight api/canary 0")
             await runtime(daemon).start_rollout("api", "v3", REGION, False)
             slow = await until(lambda: ended_version(daemon, "v3"), timeout=30, what="the slow rollout to end")
-            assert runtime(daemon).m_errors.labels("prometheus")._value.get() == 0
+            assert rt.m_errors.labels("prometheus")._value.get() == unreachable  # none while it was up
             stats = await HAProxyDriver.build({k: v for k, v in lab.driver().items() if k != "kind"}).stats()
             pipeline = runtime(daemon).pipeline
             assert pipeline is not None
