@@ -179,8 +179,18 @@ async def test_the_command_driver_with_probe_checks(tmp_path: Path, nats_server:
         weights.write_text("")
         await runtime(daemon).start_rollout("api", "v3", REGION, False)
         bad = await until(lambda: ended_version(daemon, "v3"), timeout=60, what="the second rollout")
-    assert bad.state == "rolled_back" and "probe(s) canary failing" in bad.reason
-    assert weights.read_text().split() == ["50", "0"]
+        assert bad.state == "rolled_back" and "probe(s) canary failing" in bad.reason
+        assert weights.read_text().split() == ["50", "0"]
+        # Every probe passes, but each takes 600 ms: the p99 of the interval's probe latencies breaks 500 ms.
+        # A probe round that slow fits twice in a 1.5 s interval: a reload sets that, and min_samples 2.
+        write_pipeline(path, [[REGION]], {REGION: driver}, steps=[50, 100],
+                       analysis={"source": "probes", "probes": ["canary"], "min_samples": 2, "interval": "1500ms"})
+        runtime(daemon).reload()
+        lab.canary.error_rate, lab.canary.latency = 0.0, 0.6
+        await runtime(daemon).start_rollout("api", "v4", REGION, False)
+        slow = await until(lambda: ended_version(daemon, "v4"), timeout=60, what="the third rollout")
+    assert slow.state == "rolled_back" and "probe p99" in slow.reason and "above 500 ms" in slow.reason
+    assert slow.log[-1]["data"]["check"]["requests"] >= 2  # judged on min_samples samples at least
 
 
 async def ended_version(daemon: Any, version: str) -> Rollout | None:
