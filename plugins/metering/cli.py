@@ -40,7 +40,7 @@ def add_commands(subparsers: Any, t: Any) -> None:
 
     w = subparsers.add_parser("ingest", help=t("metering.cli.ingest.help"), description=t("metering.cli.ingest.help"))
     w.add_argument("--config", help=t("cli.opt.config"))
-    w.add_argument("--partitions", required=True, help=t("metering.cli.ingest.partitions"))
+    w.add_argument("--partitions", help=t("metering.cli.ingest.partitions"))
     w.add_argument("--log-format", choices=["text", "json"], help=argparse.SUPPRESS)
     w.set_defaults(handler=cmd_ingest)
 
@@ -192,9 +192,15 @@ def cmd_ingest(args: argparse.Namespace, ctx: Any) -> int:
     config = ctx.load_config(args.config)
     settings = config.plugin("metering")
     try:
-        wanted = check_partitions(parse_ranges(args.partitions), settings.partitions)
+        if args.partitions:
+            wanted = check_partitions(parse_ranges(args.partitions), settings.partitions)
+        else:  # what the daemon leaves to workers (the systemd unit's default)
+            wanted = sorted(set(range(settings.partitions)) - set(settings.local_partitions()))
     except ValueError as exc:
         ctx.error(ctx.t("metering.cli.ingest.bad_partitions", detail=str(exc)))
+        return EXIT_USAGE
+    if not wanted:
+        ctx.error(ctx.t("metering.cli.ingest.nothing_left", config=str(config.path)))
         return EXIT_USAGE
     if not settings.enabled:
         ctx.error(ctx.t("metering.cli.ingest.no_meters", config=str(config.path)))
