@@ -50,7 +50,7 @@ from typing import Any
 
 from benchlib import cpu_model
 
-from meshd.testing import wait_for
+from meshd.testing import stop_process, wait_for
 
 ROOT = Path(__file__).resolve().parent.parent
 REGION = "eu-west-1"
@@ -364,10 +364,8 @@ class IngestWorker:
         self.proc.send_signal(signum)
 
     def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGCONT)
-            self.proc.terminate()
-            self.proc.wait(15)
+        if self.proc is not None:
+            stop_process(self.proc, 15)
 
 
 def cpu_seconds(pids: dict[str, int]) -> dict[str, float]:

@@ -335,6 +335,20 @@ def _shutdown(*socks: socket.socket) -> None:
 # ---------------------------------------------------------------- the federation
 
 
+def stop_process(proc: subprocess.Popen[bytes], timeout: float = 10.0) -> int:
+    """SIGTERM (after SIGCONT, in case it is paused) and wait; the exit code, or -9 if it had to be killed."""
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGCONT)
+        proc.send_signal(signal.SIGTERM)
+        try:
+            return proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+            return -9
+    return proc.returncode
+
+
 class LocalFederation:
     """Real nats-server(s) and one ``meshd run`` process per region, on loopback."""
 
@@ -488,17 +502,7 @@ class LocalFederation:
 
     def stop_daemon(self, region: str, timeout: float = 10.0) -> int:
         """SIGTERM and wait; the exit code (or -9 if it had to be killed)."""
-        proc = self.procs[region]
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGCONT)
-            proc.send_signal(signal.SIGTERM)
-            try:
-                return proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
-                return -9
-        return proc.returncode
+        return stop_process(self.procs[region], timeout)
 
     def cut(self, region: str, reset: bool = False) -> None:
         self.proxies[region].cut(reset=reset)

@@ -168,11 +168,11 @@ def cmd_record(args: argparse.Namespace, ctx: Any) -> int:
 # ---------------------------------------------------------------- scale-out
 
 
-def _local_daemon(ctx: Any, config: Any, keep: tuple[str, ...]) -> Any:
-    """A daemon of this config with only the plugins ``keep`` (and not those the config disables)."""
+def _keyring_daemon(ctx: Any, config: Any) -> Any:
+    """A daemon of this config, not started, with only what opens the ledger's keyring."""
     from meshd.daemon import Daemon
 
-    ctx.hooks.disable([name for name in ctx.hooks.plugin_names() if name not in keep])
+    ctx.hooks.disable([name for name in ctx.hooks.plugin_names() if name not in ("metering", "keys")])
     ctx.hooks.disable(config.daemon.plugins.disabled)
     return Daemon(config, ctx.hooks)
 
@@ -182,9 +182,7 @@ def cmd_ingest(args: argparse.Namespace, ctx: Any) -> int:
     import dataclasses
     import logging
 
-    import anyio
-
-    from meshd.daemon import serve
+    from meshd.cli import run_daemon
     from meshd.logs import setup_logging
 
     from .config import check_partitions, parse_ranges
@@ -219,20 +217,10 @@ def cmd_ingest(args: argparse.Namespace, ctx: Any) -> int:
         ctx.error(ctx.t("metering.cli.ingest.no_meters", config=str(config.path)))
         return EXIT_USAGE
     metering.worker = True
-    try:
-        daemon = _local_daemon(ctx, worker_config, ("metering", "keys"))
-    except (OSError, ValueError) as exc:
-        log.error("cannot start: %s", exc)
-        return EXIT_FAILURE
+    ctx.hooks.disable([name for name in ctx.hooks.plugin_names() if name not in ("metering", "keys")])
+    ctx.hooks.disable(d.plugins.disabled)
     log.info("ingesting partitions %s of %d", ",".join(map(str, wanted)), settings.partitions)
-    try:
-        anyio.run(serve, daemon, backend="asyncio")
-    except OSError as exc:
-        log.error("ingest worker failed: %s", exc)
-        return EXIT_FAILURE
-    except KeyboardInterrupt:
-        pass
-    return EXIT_OK
+    return run_daemon(worker_config, ctx.hooks, log)
 
 
 def cmd_repartition(args: argparse.Namespace, ctx: Any) -> int:
@@ -254,7 +242,7 @@ def cmd_repartition(args: argparse.Namespace, ctx: Any) -> int:
         ctx.error(ctx.t("metering.cli.repartition.config_differs", where=f"{config.path}:{line or 1}",
                         partitions=settings.partitions, to=args.to))
         return EXIT_USAGE
-    daemon = _local_daemon(ctx, config, ("metering", "keys"))
+    daemon = _keyring_daemon(ctx, config)
     base = Path(settings.ledger_path or daemon.state_dir / "metering" / "ledger.sqlite3")
     keyring = daemon.hooks.keyring(daemon, "metering")
     if keyring is None and settings.require_encryption:

@@ -12,12 +12,13 @@ from pathlib import Path
 from typing import Any
 
 import anyio
-import nats
 import pytest
 
-from meshd.testing import LocalFederation, NotifySocket
+from meshd.testing import LocalFederation, NotifySocket, stop_process
 from meshd_plugins.metering.sdk import UsageClient
-from meshd_plugins.metering.subjects import partition_of, stream_name
+from meshd_plugins.metering.subjects import partition_of
+
+from .test_metering_federation import stream_messages
 
 pytestmark = [pytest.mark.nats, pytest.mark.slow]
 
@@ -73,28 +74,12 @@ class Worker:
                 stdout=log, stderr=log, stdin=subprocess.DEVNULL, env=env, start_new_session=True)
         self.notify.wait_for("READY=1")
 
-    def signal(self, signum: int) -> None:
+    def pause(self, paused: bool) -> None:
         assert self.proc is not None
-        self.proc.send_signal(signum)
-
-    def kill(self) -> None:
-        assert self.proc is not None
-        self.proc.kill()
-        self.proc.wait()
+        self.proc.send_signal(signal.SIGSTOP if paused else signal.SIGCONT)
 
     def stop(self) -> int | None:
-        if self.proc is None:
-            return None
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGCONT)
-            self.proc.terminate()
-            try:
-                return self.proc.wait(15)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-                return -9
-        return self.proc.returncode
+        return None if self.proc is None else stop_process(self.proc, 15)
 
     def close(self) -> None:
         self.stop()
@@ -111,15 +96,6 @@ async def publish(fed: LocalFederation, events: list[dict[str, Any]], *, sort: b
         assert result.ok and result.stored == len(events), result.failed[:3]
     finally:
         await client.close()
-
-
-async def stream_messages(fed: LocalFederation) -> int:
-    password = (fed.dir / "secrets" / f"{REGION}.nats-password").read_text().strip()
-    nc = await nats.connect(fed.servers[0].url, user=REGION, password=password, inbox_prefix=f"_INBOX.{REGION}")
-    try:
-        return (await nc.jetstream().stream_info(stream_name(fed.federation, REGION))).state.messages
-    finally:
-        await nc.close()
 
 
 def events(prefix: str, n: int, value: str = "0.01") -> list[dict[str, Any]]:
@@ -142,20 +118,22 @@ def test_sigkill_of_one_of_two_ingest_workers_mid_drain_loses_nothing_and_counts
         second.start()
         # Everything goes into the stream first, sorted by tenant and not (through the router, which
         # runs with partition 0): the workers then have a backlog to chew.
-        first.signal(signal.SIGSTOP)
-        second.signal(signal.SIGSTOP)
+        first.pause(True)
+        second.pause(True)
         try:
             anyio.run(lambda: publish(fed, events("s", total - 2000), sort=True))
             anyio.run(lambda: publish(fed, events("u", 2000), sort=False))
         finally:
-            first.signal(signal.SIGCONT)
-            second.signal(signal.SIGCONT)
+            first.pause(False)
+            second.pause(False)
         fed.wait_for(lambda: shard_counts(fed).get(1, 0) > 0, interval=0.01, what="partition 1's first commits")
-        second.kill()
+        assert second.proc is not None
+        second.proc.kill()  # SIGKILL: no shutdown at all
+        second.proc.wait()
         assert shard_counts(fed)[1] < total // 2, "partition 1 drained before the kill: nothing was tested"
         second.start()
         fed.wait_for(lambda: accepted(fed) == total, timeout=120, what=f"all {total} events counted")
-        fed.wait_for(lambda: anyio.run(stream_messages, fed) == 0, what="the stream to drain")
+        fed.wait_for(lambda: anyio.run(stream_messages, fed, REGION) == 0, what="the stream to drain")
         ledger = metering(fed)["ledger"]
         assert shard_counts(fed) == {0: total // 2, 1: total // 2}
         assert ledger["accepted_total"] == total
@@ -202,7 +180,7 @@ def test_repartition_one_to_two_and_back_loses_and_double_counts_nothing(
     assert report["from"] == 1 and report["events"] == 400
     assert sorted(report["events_per_partition"]) == [200, 200]
     fed.start_daemon(REGION)
-    fed.wait_for(lambda: accepted(fed) == 600 and anyio.run(stream_messages, fed) == 0,
+    fed.wait_for(lambda: accepted(fed) == 600 and anyio.run(stream_messages, fed, REGION) == 0,
                  what="the events stored while stopped counted, the resent ones not")
     assert shard_counts(fed) == {0: 300, 1: 300}
     assert metering(fed)["events"]["duplicates"] == 100
@@ -213,7 +191,7 @@ def test_repartition_one_to_two_and_back_loses_and_double_counts_nothing(
     fed.patch_config(REGION, {"metering": {"partitions": 1}})
     assert usage(fed, "metering", "repartition", "--to", "1").returncode == 0
     fed.start_daemon(REGION)
-    fed.wait_for(lambda: accepted(fed) == 620 and anyio.run(stream_messages, fed) == 0, what="back on one shard")
+    fed.wait_for(lambda: accepted(fed) == 620 and anyio.run(stream_messages, fed, REGION) == 0, what="back on one shard")
     for tenant in TENANTS:
         api = totals(fed, tenant)
         assert api["events"] == 310 and api["value"] == "3.10", (tenant, api)
