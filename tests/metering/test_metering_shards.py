@@ -8,6 +8,7 @@ import signal
 import subprocess
 import sys
 from datetime import UTC, datetime
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -184,6 +185,11 @@ def test_repartition_one_to_two_and_back_loses_and_double_counts_nothing(
                  what="the events stored while stopped counted, the resent ones not")
     assert shard_counts(fed) == {0: 300, 1: 300}
     assert metering(fed)["events"]["duplicates"] == 100
+    # `meshd usage record` publishes on the tenant's bucket and waits for that shard's commit.
+    recorded = usage(fed, "usage", "record", "--tenant", "bistro-fr", "--meter", "api_calls", "--value", "0.01",
+                     "--id", "r-1", "--source", "//api-gw")
+    assert recorded.returncode == 0 and "recorded and counted" in recorded.stdout, recorded.stdout + recorded.stderr
+    assert shard_counts(fed) == {0: 300, 1: 301}
 
     # And back to one partition: the same totals, nothing counted again.
     assert fed.stop_daemon(REGION) == 0
@@ -191,7 +197,7 @@ def test_repartition_one_to_two_and_back_loses_and_double_counts_nothing(
     fed.patch_config(REGION, {"metering": {"partitions": 1}})
     assert usage(fed, "metering", "repartition", "--to", "1").returncode == 0
     fed.start_daemon(REGION)
-    fed.wait_for(lambda: accepted(fed) == 620 and anyio.run(stream_messages, fed, REGION) == 0, what="back on one shard")
-    for tenant in TENANTS:
+    fed.wait_for(lambda: accepted(fed) == 621 and anyio.run(stream_messages, fed, REGION) == 0, what="back on one shard")
+    for tenant, count in zip(TENANTS, (310, 311)):
         api = totals(fed, tenant)
-        assert api["events"] == 310 and api["value"] == "3.10", (tenant, api)
+        assert api["events"] == count and api["value"] == str(count * Decimal("0.01")), (tenant, api)
