@@ -92,6 +92,8 @@ class Runtime:
         self.m_rejected = m.counter("metering_events_rejected_total", "Usage events rejected, by reason", ["reason"])
         for reason in Reason:
             self.m_rejected.labels(reason.value)
+        self.m_forwarded = m.counter("metering_events_forwarded_total",
+                                     "Usage events handed on to their tenant's partition (router, or a wrongly sorted publisher)")
         self.m_lag = m.gauge("metering_consumer_lag", "Usage stream messages not yet delivered to the ledger")
         self.m_bytes = m.gauge("metering_ledger_bytes", "Size of the usage ledger on disk, database and WAL")
         self.m_dedup = m.gauge("metering_ledger_dedup_records", "(source, id) dedup records held by the ledger")
@@ -341,6 +343,8 @@ class Runtime:
             self.duplicates += o.duplicates
             self.m_accepted.inc(o.accepted)
             self.m_duplicates.inc(o.duplicates)
+            if o.forwarded:
+                self.m_forwarded.inc(o.forwarded)
             self.count_rejections(o.rejected)
             self._recent[o.stream_seq] = o
             waiter = self._waiters.pop(o.stream_seq, None)

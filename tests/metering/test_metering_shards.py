@@ -164,7 +164,8 @@ def test_repartition_one_to_two_and_back_loses_and_double_counts_nothing(
     assert busy.returncode == 1 and "stop the daemon" in busy.stderr, busy.stderr
     assert fed.stop_daemon(REGION) == 0
     # While nothing ingests: new events, and old ones again in other messages (past JetStream's dedup).
-    anyio.run(lambda: publish(fed, events("b", 200) + events("a", 100), sort=True, batch=30))
+    anyio.run(lambda: publish(fed, events("b", 200), sort=True, batch=30))
+    anyio.run(lambda: publish(fed, events("a", 100), sort=False, batch=30))  # through the router
 
     wrong = usage(fed, "metering", "repartition", "--to", "2")
     assert wrong.returncode == 2 and "metering.partitions is 1, not 2" in wrong.stderr, wrong.stderr
@@ -185,6 +186,7 @@ def test_repartition_one_to_two_and_back_loses_and_double_counts_nothing(
                  what="the events stored while stopped counted, the resent ones not")
     assert shard_counts(fed) == {0: 300, 1: 300}
     assert metering(fed)["events"]["duplicates"] == 100
+    assert fed.metric(REGION, "meshd_metering_events_forwarded_total") == 100
     # `meshd usage record` publishes on the tenant's bucket and waits for that shard's commit.
     recorded = usage(fed, "usage", "record", "--tenant", "bistro-fr", "--meter", "api_calls", "--value", "0.01",
                      "--id", "r-1", "--source", "//api-gw")
