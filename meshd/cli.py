@@ -162,9 +162,6 @@ def cmd_check_config(args: argparse.Namespace, ctx: Context) -> int:
 
 
 def cmd_run(args: argparse.Namespace, ctx: Context) -> int:
-    import anyio
-
-    from .daemon import Daemon, serve
     from .logs import setup_logging
 
     config = ctx.load_config(args.config)
@@ -172,8 +169,17 @@ def cmd_run(args: argparse.Namespace, ctx: Context) -> int:
     log = logging.getLogger("meshd")
     for name in ctx.hooks.disable(config.daemon.plugins.disabled):
         log.warning("plugins.disabled names %r, which is not an installed plugin", name)
+    return run_daemon(config, ctx.hooks, log)
+
+
+def run_daemon(config: LoadedConfig, hooks: Hooks, log: logging.Logger) -> int:
+    """Build a daemon of ``config`` and serve it until SIGTERM; the exit code (also for ``meshd ingest``)."""
+    import anyio
+
+    from .daemon import Daemon, serve
+
     try:
-        daemon = Daemon(config, ctx.hooks)
+        daemon = Daemon(config, hooks)
     except (OSError, ValueError) as exc:
         log.error("cannot start: %s", exc)
         return EXIT_FAILURE
