@@ -28,7 +28,7 @@ import yaml
 from . import __version__
 from .config import DEFAULT_HTTP_PORT, ConfigError, ConfigIssue, LoadedConfig
 from .i18n import LANGUAGES, Translator, detect_language
-from .plugins import Hooks
+from .plugins import Hooks, disabled_in_config
 from .yamlsource import format_keypath
 
 EXIT_OK, EXIT_FAILURE, EXIT_USAGE = 0, 1, 2
@@ -348,6 +348,33 @@ def _config_from_environment(parser: argparse.ArgumentParser) -> None:
                 _config_from_environment(child)
 
 
+def load_hooks(argv: Sequence[str]) -> Hooks:
+    """The plugins for this command line: for ``meshd run``, all but those its config disables.
+
+    The config is only peeked at here (the parser, which plugins extend, does
+    not exist yet); a disabled plugin's modules are then never imported, so
+    the daemon does not carry them. Other commands load every plugin: they
+    may need any plugin's subcommand, and ``check-config`` validates every
+    section, disabled plugins' included.
+    """
+    words = [a for i, a in enumerate(argv) if not a.startswith("-") and (i == 0 or argv[i - 1] != "--lang")]
+    if not words or words[0] != "run":
+        return Hooks.load()
+    given = None
+    for i, arg in enumerate(argv):
+        if arg == "--config" and i + 1 < len(argv):
+            given = argv[i + 1]
+        elif arg.startswith("--config="):
+            given = arg.split("=", 1)[1]
+    from .configpath import ConfigNotFound, find_config
+
+    try:
+        path: Path | None = find_config(given)
+    except ConfigNotFound:
+        path = None  # said properly, in the user's language, when the command loads its config
+    return Hooks.load(blocked=disabled_in_config(path))
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     # --lang must be known before the parser (whose help is translated) exists.
@@ -359,7 +386,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             explicit = arg.split("=", 1)[1]
     t = Translator(detect_language(explicit))
     logging.basicConfig(level=os.environ.get("MESHD_CLI_LOG", "WARNING"), format="%(levelname)s %(name)s: %(message)s")
-    hooks = Hooks.load()
+    hooks = load_hooks(argv)
     parser = build_parser(t, hooks)
     args = parser.parse_args(argv)
     handler = getattr(args, "handler", None)
