@@ -276,7 +276,7 @@ class _Parser(argparse.ArgumentParser):
         self.exit(EXIT_USAGE, f"{self.prog}: {message}\n")
 
 
-def build_parser(t: Translator, hooks: Hooks) -> argparse.ArgumentParser:
+def build_parser(t: Translator, hooks: Hooks, plugin_commands: bool = True) -> argparse.ArgumentParser:
     parser = _Parser(prog="meshd", description=t("cli.description"))
     parser.add_argument("--lang", choices=LANGUAGES, help=t("cli.opt.lang"))
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
@@ -330,7 +330,8 @@ def build_parser(t: Translator, hooks: Hooks) -> argparse.ArgumentParser:
 
     add_tenant_commands(sub, t)
 
-    hooks.cli_commands(sub, t)
+    if plugin_commands:
+        hooks.cli_commands(sub, t)
     _config_from_environment(parser)
     return parser
 
@@ -348,6 +349,12 @@ def _config_from_environment(parser: argparse.ArgumentParser) -> None:
                 _config_from_environment(child)
 
 
+def _command(argv: Sequence[str]) -> str | None:
+    """The subcommand of ``argv``, found before the parser exists."""
+    words = [a for i, a in enumerate(argv) if not a.startswith("-") and (i == 0 or argv[i - 1] != "--lang")]
+    return words[0] if words else None
+
+
 def load_hooks(argv: Sequence[str]) -> Hooks:
     """The plugins for this command line: for ``meshd run``, all but those its config disables.
 
@@ -357,8 +364,7 @@ def load_hooks(argv: Sequence[str]) -> Hooks:
     may need any plugin's subcommand, and ``check-config`` validates every
     section, disabled plugins' included.
     """
-    words = [a for i, a in enumerate(argv) if not a.startswith("-") and (i == 0 or argv[i - 1] != "--lang")]
-    if not words or words[0] != "run":
+    if _command(argv) != "run":
         return Hooks.load()
     given = None
     for i, arg in enumerate(argv):
@@ -387,7 +393,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     t = Translator(detect_language(explicit))
     logging.basicConfig(level=os.environ.get("MESHD_CLI_LOG", "WARNING"), format="%(levelname)s %(name)s: %(message)s")
     hooks = load_hooks(argv)
-    parser = build_parser(t, hooks)
+    # The daemon needs none of the plugins' subcommands (nor their modules).
+    parser = build_parser(t, hooks, plugin_commands=_command(argv) != "run")
     args = parser.parse_args(argv)
     handler = getattr(args, "handler", None)
     if handler is None:
