@@ -349,6 +349,17 @@ def _config_from_environment(parser: argparse.ArgumentParser) -> None:
                 _config_from_environment(child)
 
 
+def _option(argv: Sequence[str], name: str) -> str | None:
+    """The last value of option ``name`` (``--name V`` or ``--name=V``) in ``argv``, read before the parser exists."""
+    found = None
+    for i, arg in enumerate(argv):
+        if arg == name and i + 1 < len(argv):
+            found = argv[i + 1]
+        elif arg.startswith(name + "="):
+            found = arg.split("=", 1)[1]
+    return found
+
+
 def _command(argv: Sequence[str]) -> str | None:
     """The subcommand of ``argv``, found before the parser exists."""
     words = [a for i, a in enumerate(argv) if not a.startswith("-") and (i == 0 or argv[i - 1] != "--lang")]
@@ -366,16 +377,10 @@ def load_hooks(argv: Sequence[str]) -> Hooks:
     """
     if _command(argv) != "run":
         return Hooks.load()
-    given = None
-    for i, arg in enumerate(argv):
-        if arg == "--config" and i + 1 < len(argv):
-            given = argv[i + 1]
-        elif arg.startswith("--config="):
-            given = arg.split("=", 1)[1]
     from .configpath import ConfigNotFound, find_config
 
     try:
-        path: Path | None = find_config(given)
+        path: Path | None = find_config(_option(argv, "--config"))
     except ConfigNotFound:
         path = None  # said properly, in the user's language, when the command loads its config
     return Hooks.load(blocked=disabled_in_config(path))
@@ -384,13 +389,7 @@ def load_hooks(argv: Sequence[str]) -> Hooks:
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     # --lang must be known before the parser (whose help is translated) exists.
-    explicit = None
-    for i, arg in enumerate(argv):
-        if arg == "--lang" and i + 1 < len(argv):
-            explicit = argv[i + 1]
-        elif arg.startswith("--lang="):
-            explicit = arg.split("=", 1)[1]
-    t = Translator(detect_language(explicit))
+    t = Translator(detect_language(_option(argv, "--lang")))
     logging.basicConfig(level=os.environ.get("MESHD_CLI_LOG", "WARNING"), format="%(levelname)s %(name)s: %(message)s")
     hooks = load_hooks(argv)
     # The daemon needs none of the plugins' subcommands (nor their modules).
