@@ -45,7 +45,7 @@ OTHERS = [p for p in BUILTIN_PLUGINS if p != "membership"]
 def write_federation(workdir: Path, size: int, nats_url: str) -> list[Path]:
     from meshd.bootstrap import init_federation
 
-    regions = {f"r{i:02d}": {"location": f"site {i}", "coordinates": {"lat": -60 + (i * 7) % 120, "lon": -170 + i * 6},
+    regions = {f"r{i:02d}": {"location": f"site {i}", "coordinates": {"lat": -60 + (i * 7) % 120, "lon": -170 + (i * 6) % 340},
                              "jurisdiction": "US", "endpoint": f"https://r{i:02d}.example.com", "capacity": 1000}
                for i in range(size)}
     workdir.mkdir(parents=True, exist_ok=True)
