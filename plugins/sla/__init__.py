@@ -1,0 +1,72 @@
+"""The sla plugin: SLIs recorded from the region's probes, membership and failovers; objectives, budgets, alerts.
+
+See docs/sla.md. The pure parts (latency histograms, the history store,
+window SLIs, objectives, burn rates) are plain modules usable without a
+daemon; the plugin class wires them to the hooks.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import meshd
+from meshd import Service, hookimpl
+from meshd.config import ConfigIssue, LoadedConfig
+
+from .config import SECTION, SlaConfig
+from .latency import PRECISION, Histogram
+from .recorder import Recorder
+from .runtime import Runtime
+from .sli import WindowSLI, effective, window_sli
+from .store import Sample, SampleStore
+
+__all__ = ["PRECISION", "Histogram", "Recorder", "Runtime", "Sample", "SampleStore", "SlaConfig", "SlaPlugin",
+           "WindowSLI", "effective", "window_sli"]
+
+
+class SlaPlugin:
+    def __init__(self) -> None:
+        self.runtime: Runtime | None = None
+
+    @hookimpl
+    def meshd_config_models(self) -> dict[str, type]:
+        return {SECTION: SlaConfig}
+
+    @hookimpl
+    async def meshd_startup(self, daemon: meshd.Daemon) -> None:
+        runtime = Runtime(daemon)
+        await runtime.open()
+        self.runtime = runtime
+
+    @hookimpl
+    def meshd_services(self, daemon: meshd.Daemon) -> list[Service]:
+        assert self.runtime is not None
+        return [Service("sla-recorder", self.runtime.run)]
+
+    @hookimpl
+    async def meshd_shutdown(self, daemon: meshd.Daemon) -> None:
+        if self.runtime is not None:
+            await self.runtime.stop()
+
+    @hookimpl
+    def meshd_probe_result(self, probe: str, ok: bool, latency_ms: float) -> None:
+        if self.runtime is not None:
+            self.runtime.recorder.observe(probe, ok, latency_ms)
+
+    @hookimpl
+    def meshd_member_changed(self, member: Any) -> None:
+        if self.runtime is not None:
+            self.runtime.recorder.member(member.region, member.state.value)
+
+    @hookimpl
+    def meshd_failover_committed(self, decision: Any) -> None:
+        if self.runtime is not None:
+            self.runtime.recorder.decision(decision.region, decision.action, decision.target)
+
+    @hookimpl
+    def meshd_status(self, daemon: meshd.Daemon) -> dict[str, Any]:
+        return {SECTION: self.runtime.status() if self.runtime else {"state": "starting"}}
+
+    @hookimpl
+    def meshd_validate_config(self, config: LoadedConfig) -> list[ConfigIssue]:
+        return []

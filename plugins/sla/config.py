@@ -1,0 +1,29 @@
+"""The ``sla:`` section of a region's daemon config."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from pydantic import Field
+
+from meshd.config import RelPath, StrictModel
+from meshd.durations import Duration
+
+SECTION = "sla"
+
+
+class SlaConfig(StrictModel):
+    """How often SLIs are sampled, which probes count, where the history lives, and the objectives file."""
+
+    sample_interval: Annotated[Duration, Field(gt=0.0, le=3600.0)] = 10.0
+    """One history row per region per interval (10 s: 259,200 rows a month before downsampling)."""
+    probes: list[str] = []
+    """Names of the health probes whose results are the SLIs; empty: every probe of the region."""
+    history: RelPath | None = None
+    """The SQLite history; default ``<state_dir>/sla/history.sqlite``."""
+    full_resolution: Annotated[Duration, Field(gt=0.0)] = 35 * 86400.0
+    """Rows older than this are folded into 5-minute rows."""
+    retention: Annotated[Duration, Field(gt=0.0)] = 400 * 86400.0
+    """Rows older than this are deleted (400 days: a year of monthly reports and their comparisons)."""
+    slo: RelPath | None = None
+    """The objectives file (``slo.yaml``); none: the plans' default objectives."""

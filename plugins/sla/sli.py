@@ -1,0 +1,71 @@
+"""From stored samples to SLIs: merging the rows several daemons hold about a region, and window figures.
+
+Each daemon writes rows about its own region (``probes``) and about peers:
+``dead`` while its membership view has a peer dead, ``failover`` for a peer
+failed over to it (its tenants are served here, so the peer's availability
+is this region's). For one region and one interval the effective sample is
+the ``failover`` row if there is one (traffic moved), else the worst of the
+others: a region is never reported better than any daemon saw it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from .latency import Histogram
+from .store import Sample
+
+
+def effective(samples: Iterable[Sample]) -> dict[str, list[Sample]]:
+    """One sample per (region, start), by the rule above; per region, oldest first."""
+    best: dict[tuple[str, int], Sample] = {}
+    for s in samples:
+        key = (s.region, s.t_ms)
+        have = best.get(key)
+        if have is None:
+            best[key] = s
+        elif (s.source == "failover") != (have.source == "failover"):
+            if s.source == "failover":
+                best[key] = s
+        elif s.availability < have.availability:
+            best[key] = s
+    out: dict[str, list[Sample]] = {}
+    for (region, _), s in sorted(best.items(), key=lambda kv: kv[0][1]):
+        out.setdefault(region, []).append(s)
+    return out
+
+
+@dataclass(frozen=True)
+class WindowSLI:
+    """A region's figures over a window: availability in [0, 1] and p95 latency in ms, with what they rest on."""
+
+    availability: float | None
+    p95_ms: float | None
+    covered_ms: int
+    samples: int
+    checks: int
+
+    def to_json(self) -> dict[str, object]:
+        return {"availability": self.availability, "p95_ms": self.p95_ms, "covered_ms": self.covered_ms,
+                "samples": self.samples, "checks": self.checks}
+
+
+def window_sli(samples: Iterable[Sample], since_ms: int | None = None, until_ms: int | None = None,
+               quantile: float = 0.95) -> WindowSLI:
+    """Availability (time-weighted over the covered time) and the latency quantile of the samples in the window."""
+    span = 0
+    up = 0.0
+    checks = 0
+    n = 0
+    hist = Histogram()
+    for s in samples:
+        if (since_ms is not None and s.t_ms < since_ms) or (until_ms is not None and s.t_ms >= until_ms):
+            continue
+        span += s.span_ms
+        up += s.up_ms
+        checks += s.checks
+        n += 1
+        if s.hist:
+            hist.merge(s.histogram())
+    return WindowSLI(up / span if span else None, hist.quantile(quantile), span, n, checks)

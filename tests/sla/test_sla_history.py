@@ -1,0 +1,113 @@
+"""The SLI history: histograms, the SQLite store, downsampling, merging the regions' rows, the recorder."""
+
+from __future__ import annotations
+
+import random
+from pathlib import Path
+
+import pytest
+
+from meshd_plugins.sla import PRECISION, Histogram, Recorder, Sample, SampleStore, effective, window_sli
+
+MIN = 60_000
+
+
+def exact_quantile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[max(0, -(-int(q * 1000) * len(ordered) // 1000) - 1)]
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_p95_is_within_the_documented_precision(seed: int) -> None:
+    rng = random.Random(seed)
+    values = [rng.lognormvariate(4, 1) for _ in range(5000)]
+    h = Histogram()
+    for v in values:
+        h.add(v)
+    got = h.quantile(0.95)
+    want = exact_quantile(values, 0.95)
+    assert got is not None
+    assert abs(got - want) / want <= PRECISION + 1e-9
+
+
+def test_histograms_merge_as_if_they_were_one() -> None:
+    a, b, whole = Histogram(), Histogram(), Histogram()
+    for i in range(1, 400):
+        (a if i % 3 else b).add(i * 1.7)
+        whole.add(i * 1.7)
+    merged = Histogram.merged([a.dumps(), b.dumps(), ""])
+    assert merged.counts == whole.counts
+    assert Histogram.loads(whole.dumps()).quantile(0.5) == whole.quantile(0.5)
+    assert Histogram().quantile(0.95) is None
+
+
+def test_rows_survive_reopening_and_replace_by_key(tmp_path: Path) -> None:
+    path = tmp_path / "h.sqlite"
+    store = SampleStore(path)
+    store.add([Sample("eu", 0, 10_000, 10_000.0, 3), Sample("eu", 10_000, 10_000, 5_000.0, 2)])
+    store.add([Sample("eu", 10_000, 10_000, 2_500.0, 4)])
+    store.close()
+    again = SampleStore(path)
+    rows = again.samples(0, 10**12)
+    assert [(r.t_ms, r.up_ms, r.checks) for r in rows] == [(0, 10_000.0, 3), (10_000, 2_500.0, 4)]
+    assert again.regions() == ["eu"]
+
+
+def test_downsampling_keeps_availability_and_p95_exact(tmp_path: Path) -> None:
+    store = SampleStore(tmp_path / "h.sqlite")
+    rng = random.Random(7)
+    rows = []
+    for i in range(3 * 30 + 7):  # 16 minutes and a bit of 10 s rows
+        h = Histogram()
+        for _ in range(4):
+            h.add(rng.uniform(5, 900))
+        rows.append(Sample("eu", i * 10_000, 10_000, rng.choice([10_000.0, 10_000.0, 0.0, 7_500.0]), 4, h.dumps()))
+    rows.pop(33)  # a gap stays a gap: it must not be counted as up or down
+    store.add(rows)
+    before = window_sli(store.samples(0, 10**12))
+    folded = store.downsample(before_ms=15 * MIN)
+    after_rows = store.samples(0, 10**12)
+    after = window_sli(after_rows)
+    assert folded == 89  # the 90 rows of the first 15 minutes, less the gap
+    assert len(after_rows) == 3 + (len(rows) - folded)
+    assert after.availability == pytest.approx(before.availability)
+    assert after.p95_ms == before.p95_ms
+    assert after.covered_ms == before.covered_ms
+    assert store.downsample(before_ms=15 * MIN) == 0  # idempotent
+    store.downsample(before_ms=15 * MIN, drop_before_ms=5 * MIN)
+    assert min(r.t_ms for r in store.samples(0, 10**12)) == 5 * MIN
+
+
+def test_a_failed_over_region_follows_its_target_and_otherwise_the_worst_view_wins() -> None:
+    rows = [
+        Sample("eu", 0, 10_000, 10_000.0, 2),                 # its own probes: all fine
+        Sample("eu", 0, 10_000, 0.0, 0, "", "dead"),          # a peer saw it dead
+        Sample("eu", 10_000, 10_000, 0.0, 0, "", "dead"),
+        Sample("eu", 10_000, 10_000, 9_000.0, 3, "", "failover"),  # served by its target
+        Sample("us", 0, 10_000, 10_000.0, 1),
+    ]
+    merged = effective(rows)
+    assert [(s.t_ms, s.availability) for s in merged["eu"]] == [(0, 0.0), (10_000, 0.9)]
+    assert [s.availability for s in merged["us"]] == [1.0]
+
+
+def test_the_recorder_turns_results_and_peer_states_into_rows() -> None:
+    rec = Recorder("eu", 10_000, probes=["web"])
+    for ok, ms in [(True, 100.0), (True, 300.0), (False, 5000.0), (True, 200.0)]:
+        rec.observe("web", ok, ms)
+    rec.observe("disk", False, 1.0)  # not an SLI probe
+    rec.member("us", "dead")
+    rec.member("ap", "dead")
+    rec.decision("ap", "failover", "eu")
+    rows = {(r.region, r.source): r for r in rec.close_interval(20_000)}
+    own = rows[("eu", "probes")]
+    assert own.availability == 0.75 and own.checks == 4 and own.t_ms == 20_000
+    assert own.histogram().total == 3  # a failed check has no latency to count
+    assert rows[("us", "dead")].availability == 0.0
+    assert ("ap", "dead") not in rows and rows[("ap", "failover")].up_ms == own.up_ms
+    assert rec.ignored == 1
+    rec.decision("ap", "failback", None)
+    assert [(r.region, r.source) for r in rec.close_interval(30_000)] == [("ap", "dead"), ("us", "dead")]
+    rec.member("us", "alive")
+    rec.member("ap", "alive")
+    assert rec.close_interval(40_000) == []  # nothing measured is not "up"
