@@ -72,7 +72,7 @@ class Recorder:
             own = Sample(self.region, t_ms, span, span * self.good / self.total, self.total, self.hist.dumps())
             rows.append(own)
         for peer in sorted(self.dead - set(self.failed_over)):
-            rows.append(Sample(peer, t_ms, span, 0.0, 0, "", "dead"))
+            rows.append(Sample(peer, t_ms, span, 0.0, 0, b"", "dead"))
         for peer, target in sorted(self.failed_over.items()):
             if target == self.region and own is not None:
                 rows.append(Sample(peer, t_ms, span, own.up_ms, own.checks, own.hist, "failover"))

@@ -67,5 +67,5 @@ def window_sli(samples: Iterable[Sample], since_ms: int | None = None, until_ms:
         checks += s.checks
         n += 1
         if s.hist:
-            hist.merge(s.histogram())
+            hist.add_encoded(s.hist)
     return WindowSLI(up / span if span else None, hist.quantile(quantile), span, n, checks)

@@ -14,6 +14,7 @@ most the sample being gathered.
 
 from __future__ import annotations
 
+import base64
 import sqlite3
 import threading
 from collections.abc import Iterable, Iterator
@@ -33,7 +34,7 @@ CREATE TABLE IF NOT EXISTS samples (
     span_ms INTEGER NOT NULL,
     up_ms REAL NOT NULL,
     checks INTEGER NOT NULL,
-    hist TEXT NOT NULL DEFAULT '',
+    hist BLOB NOT NULL DEFAULT x'',
     folded INTEGER NOT NULL DEFAULT 0,
     PRIMARY KEY (region, t_ms, source)
 ) WITHOUT ROWID;
@@ -51,7 +52,7 @@ class Sample:
     span_ms: int
     up_ms: float
     checks: int
-    hist: str = ""
+    hist: bytes = b""
     source: str = "probes"
 
     @property
@@ -67,12 +68,13 @@ class Sample:
 
     def to_json(self) -> dict[str, object]:
         return {"region": self.region, "t_ms": self.t_ms, "span_ms": self.span_ms, "up_ms": self.up_ms,
-                "checks": self.checks, "hist": self.hist, "source": self.source}
+                "checks": self.checks, "hist": base64.b64encode(self.hist).decode(), "source": self.source}
 
     @classmethod
     def from_json(cls, doc: dict[str, object]) -> Sample:
         return cls(str(doc["region"]), int(doc["t_ms"]), int(doc["span_ms"]),  # type: ignore[call-overload]
-                   float(doc["up_ms"]), int(doc["checks"]), str(doc.get("hist") or ""),  # type: ignore[arg-type]
+                   float(doc["up_ms"]), int(doc["checks"]),  # type: ignore[arg-type]
+                   base64.b64decode(str(doc.get("hist") or "")),
                    str(doc.get("source") or "probes"))
 
 
@@ -134,7 +136,7 @@ class SampleStore:
                 rows = self._db.execute(
                     "SELECT region, source, t_ms, span_ms, up_ms, checks, hist FROM samples "
                     "WHERE t_ms < ? AND folded = 0", (cutoff,)).fetchall()
-                folded: dict[tuple[str, str, int], list[tuple[int, float, int, str]]] = {}
+                folded: dict[tuple[str, str, int], list[tuple[int, float, int, bytes]]] = {}
                 for region, source, t_ms, span_ms, up_ms, checks, hist in rows:
                     key = (region, source, t_ms - t_ms % DOWNSAMPLED_SPAN_MS)
                     folded.setdefault(key, []).append((span_ms, up_ms, checks, hist))
@@ -143,7 +145,7 @@ class SampleStore:
                         "SELECT span_ms, up_ms, checks, hist FROM samples WHERE region=? AND source=? AND t_ms=? "
                         "AND folded = 1", (region, source, start)).fetchone()
                     if old is not None:
-                        parts.append((int(old[0]), float(old[1]), int(old[2]), str(old[3])))
+                        parts.append((int(old[0]), float(old[1]), int(old[2]), bytes(old[3])))
                     span = sum(p[0] for p in parts)
                     up = sum(p[1] for p in parts)
                     checks = sum(p[2] for p in parts)

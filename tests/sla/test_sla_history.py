@@ -35,10 +35,13 @@ def test_histograms_merge_as_if_they_were_one() -> None:
     for i in range(1, 400):
         (a if i % 3 else b).add(i * 1.7)
         whole.add(i * 1.7)
-    merged = Histogram.merged([a.dumps(), b.dumps(), ""])
+    merged = Histogram.merged([a.dumps(), b.dumps(), b""])
     assert merged.counts == whole.counts
     assert Histogram.loads(whole.dumps()).quantile(0.5) == whole.quantile(0.5)
     assert Histogram().quantile(0.95) is None
+    big = Histogram({3: 1, 900: 300, 901: 0})
+    assert Histogram.loads(big.dumps()).counts == {3: 1, 900: 300}
+    assert Sample.from_json(Sample("eu", 0, 10, 5.0, 1, big.dumps()).to_json()).histogram().counts == {3: 1, 900: 300}
 
 
 def test_rows_survive_reopening_and_replace_by_key(tmp_path: Path) -> None:
@@ -81,9 +84,9 @@ def test_downsampling_keeps_availability_and_p95_exact(tmp_path: Path) -> None:
 def test_a_failed_over_region_follows_its_target_and_otherwise_the_worst_view_wins() -> None:
     rows = [
         Sample("eu", 0, 10_000, 10_000.0, 2),                 # its own probes: all fine
-        Sample("eu", 0, 10_000, 0.0, 0, "", "dead"),          # a peer saw it dead
-        Sample("eu", 10_000, 10_000, 0.0, 0, "", "dead"),
-        Sample("eu", 10_000, 10_000, 9_000.0, 3, "", "failover"),  # served by its target
+        Sample("eu", 0, 10_000, 0.0, 0, b"", "dead"),          # a peer saw it dead
+        Sample("eu", 10_000, 10_000, 0.0, 0, b"", "dead"),
+        Sample("eu", 10_000, 10_000, 9_000.0, 3, b"", "failover"),  # served by its target
         Sample("us", 0, 10_000, 10_000.0, 1),
     ]
     merged = effective(rows)
