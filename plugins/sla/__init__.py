@@ -11,17 +11,19 @@ from typing import Any
 
 import meshd
 from meshd import Service, hookimpl
-from meshd.config import ConfigIssue, LoadedConfig
+from meshd.config import ConfigError, ConfigIssue, LoadedConfig
 
 from .config import SECTION, SlaConfig
 from .latency import PRECISION, Histogram
 from .recorder import Recorder
 from .runtime import Runtime
 from .sli import WindowSLI, effective, window_sli
+from .slo import SLIS, Objective, Slo, SloFile, Window, load_slo, references, slo_path
 from .store import Sample, SampleStore
 
-__all__ = ["PRECISION", "Histogram", "Recorder", "Runtime", "Sample", "SampleStore", "SlaConfig", "SlaPlugin",
-           "WindowSLI", "effective", "window_sli"]
+__all__ = ["PRECISION", "SLIS", "Histogram", "Objective", "Recorder", "Runtime", "Sample", "SampleStore", "SlaConfig",
+           "SlaPlugin", "Slo", "SloFile", "Window", "WindowSLI", "effective", "load_slo", "references", "slo_path",
+           "window_sli"]
 
 
 class SlaPlugin:
@@ -69,4 +71,13 @@ class SlaPlugin:
 
     @hookimpl
     def meshd_validate_config(self, config: LoadedConfig) -> list[ConfigIssue]:
+        settings: SlaConfig = config.plugin(SECTION)
+        try:
+            load_slo(slo_path(config, settings.slo), **references(config))
+        except ConfigError as exc:
+            return list(exc.issues)
         return []
+
+    @hookimpl
+    def meshd_federation_files(self) -> list[str]:
+        return ["slo.yaml"]

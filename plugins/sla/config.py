@@ -26,4 +26,4 @@ class SlaConfig(StrictModel):
     retention: Annotated[Duration, Field(gt=0.0)] = 400 * 86400.0
     """Rows older than this are deleted (400 days: a year of monthly reports and their comparisons)."""
     slo: RelPath | None = None
-    """The objectives file (``slo.yaml``); none: the plans' default objectives."""
+    """The objectives file; default ``slo.yaml`` beside this config if it exists, else the builtin plans' objectives."""
