@@ -12,18 +12,21 @@ from typing import Any
 import meshd
 from meshd import Service, hookimpl
 from meshd.config import ConfigError, ConfigIssue, LoadedConfig
+from meshd.httpapi import Request, Response, Route
 
 from .config import SECTION, SlaConfig
 from .latency import PRECISION, Histogram
+from .period import BadPeriod
 from .recorder import Recorder
-from .runtime import Runtime
-from .sli import WindowSLI, effective, window_sli
+from .runtime import QUERY_KIND, Runtime
+from .sli import WindowSLI, window_sli
 from .slo import SLIS, Objective, Slo, SloFile, Window, load_slo, references, slo_path
 from .store import Sample, SampleStore
+from .summary import Merged, Part, merge, summarize
 
 __all__ = ["PRECISION", "SLIS", "Histogram", "Objective", "Recorder", "Runtime", "Sample", "SampleStore", "SlaConfig",
-           "SlaPlugin", "Slo", "SloFile", "Window", "WindowSLI", "effective", "load_slo", "references", "slo_path",
-           "window_sli"]
+           "Merged", "Part", "SlaPlugin", "Slo", "SloFile", "Window", "WindowSLI", "load_slo", "references", "slo_path",
+           "merge", "summarize", "window_sli"]
 
 
 class SlaPlugin:
@@ -39,6 +42,24 @@ class SlaPlugin:
         runtime = Runtime(daemon)
         await runtime.open()
         self.runtime = runtime
+        await daemon.bus.subscribe(QUERY_KIND, runtime.on_query, target=daemon.region)
+
+    @hookimpl
+    def meshd_http_routes(self, daemon: meshd.Daemon) -> list[Route]:
+        return [Route("GET", "/v1/sla", self._sla_route)]
+
+    async def _sla_route(self, request: Request) -> Response:
+        if self.runtime is None:
+            return Response.json({"error": "the daemon is starting", "code": "not_running"}, 503)
+        period = (request.query.get("period") or ["30d"])[0]
+        plan = (request.query.get("plan") or [None])[0]
+        try:
+            return Response.json(await self.runtime.federation(period, plan))
+        except BadPeriod as exc:
+            return Response.json({"error": str(exc), "code": "bad_period"}, 400)
+        except KeyError:
+            return Response.json({"error": f"unknown plan {plan!r} (known: {', '.join(self.runtime.slo.plans)})",
+                                  "code": "unknown_plan"}, 400)
 
     @hookimpl
     def meshd_services(self, daemon: meshd.Daemon) -> list[Service]:

@@ -25,5 +25,11 @@ class SlaConfig(StrictModel):
     """Rows older than this are folded into 5-minute rows."""
     retention: Annotated[Duration, Field(gt=0.0)] = 400 * 86400.0
     """Rows older than this are deleted (400 days: a year of monthly reports and their comparisons)."""
+    burn_window_scale: Annotated[float, Field(gt=0.0, le=1.0)] = 1.0
+    """Multiplies every burn-rate window (1 h, 5 m...): below 1 only to rehearse alerts in a test federation."""
+    alerts: bool = True
+    """Raise burn-rate alerts through the alerts plugin."""
+    query_timeout: Annotated[Duration, Field(gt=0.0, le=60.0)] = 2.0
+    """How long ``meshd sla`` waits for each region's answer before naming it as missing."""
     slo: RelPath | None = None
     """The objectives file; default ``slo.yaml`` beside this config if it exists, else the builtin plans' objectives."""

@@ -10,11 +10,23 @@ from typing import Any
 import anyio
 from anyio.abc import TaskStatus
 
-from .config import SECTION, SlaConfig
-from .recorder import Recorder
-from .store import SampleStore
+from meshd import Alert, Translator
+from meshd.bus import NoAnswer
+from meshd.envelope import Envelope
+from meshd.transport import Message
 
+from .burn import BurnEngine, Incident, Transition, window_name
+from .config import SECTION, SlaConfig
+from .period import parse_period
+from .recorder import Recorder
+from .slo import Slo, load_slo, references, slo_path
+from .store import Sample, SampleStore
+from .summary import Part, merge, summarize
+
+QUERY_KIND = "sla-query"
 DOWNSAMPLE_EVERY_S = 3600.0
+PRIME_MS = 3 * 86_400_000
+"""History read back at start so the burn windows (the longest is 3 days) continue where they were."""
 
 
 class Runtime:
@@ -27,6 +39,13 @@ class Runtime:
         self.store: SampleStore | None = None
         self.current_ms = self.recorder.bucket(time.time())
         self.written = 0
+        self.t = Translator(daemon.config.daemon.lang)
+        self.slo: Slo = load_slo(slo_path(daemon.config, self.settings.slo), **references(daemon.config))
+        self.engines: dict[str, BurnEngine] = {}
+        for plan in self.slo.plans:
+            objective = self.slo.objective(plan, daemon.region).availability
+            if objective is not None:
+                self.engines[plan] = BurnEngine(daemon.region, objective, scale=self.settings.burn_window_scale)
         m = daemon.metrics
         self.m_samples = m.counter("sla_samples_written_total", "SLI history rows written, by source", ["source"])
         self.m_errors = m.counter("sla_store_errors_total", "SLI history writes that failed")
@@ -37,6 +56,13 @@ class Runtime:
 
     async def open(self) -> None:
         self.store = await anyio.to_thread.run_sync(SampleStore, self.path)
+        now_ms = int(time.time() * 1000)
+        past = await anyio.to_thread.run_sync(self.store.samples, now_ms - PRIME_MS, now_ms, self.daemon.region)
+        for sample in past:
+            if sample.source == "probes":
+                for engine in self.engines.values():
+                    engine.add(sample.t_ms, sample.span_ms, sample.up_ms)
+        # Alerts replayed from the past are not raised again: only what changes from now on is news.
 
     async def run(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
         """Close an interval at each boundary of the wall clock, write its rows, fold old rows hourly."""
@@ -68,6 +94,42 @@ class Runtime:
         self.written += len(rows)
         for r in rows:
             self.m_samples.labels(r.source).inc()
+        await self.judge(rows)
+
+    async def judge(self, rows: list[Sample]) -> None:
+        """Feed this region's new sample to every plan's burn engine; raise or resolve the alerts that changed."""
+        for r in rows:
+            if r.region != self.daemon.region or r.source != "probes":
+                continue
+            for plan, engine in self.engines.items():
+                for change in engine.add(r.t_ms, r.span_ms, r.up_ms):
+                    if self.settings.alerts:
+                        await self.daemon.hooks.alert(self.daemon, self.burn_alert(plan, engine, change))
+                    self.log.log(logging.WARNING if change.firing else logging.INFO,
+                                 "SLO burn %s for plan %s: %s (%.1fx over %s, %.1fx over %s)", change.rule.name, plan,
+                                 "firing" if change.firing else "resolved", change.long_burn,
+                                 window_name(change.rule.long_ms), change.short_burn, window_name(change.rule.short_ms))
+
+    def burn_alert(self, plan: str, engine: BurnEngine, change: Transition) -> Alert:
+        rule = change.rule
+        region = self.daemon.region
+        labels = {"alertname": "SLOErrorBudgetBurn", "severity": "critical" if rule.severity == "page" else "warning",
+                  "region": region, "plan": plan, "rule": rule.name}
+        summary = self.t("sla.alert.burn.summary", region=region, plan=plan, objective=str(engine.objective))
+        if not change.firing:
+            summary = self.t("sla.alert.resolved", summary=summary)
+        description = self.t("sla.alert.burn.description", factor=f"{rule.factor:g}", long=window_name(rule.long_ms),
+                             short=window_name(rule.short_ms), long_burn=f"{change.long_burn:.1f}",
+                             short_burn=f"{change.short_burn:.1f}")
+        return Alert(labels=labels, annotations={"summary": summary, "description": description},
+                     status="firing" if change.firing else "resolved")
+
+    def incidents(self) -> list[Incident]:
+        """This region's incidents, as seen against the strictest plan (the one that notices the most)."""
+        if not self.engines:
+            return []
+        strictest = max(self.engines.values(), key=lambda e: e.objective)
+        return list(strictest.incidents)
 
     async def fold(self) -> None:
         if self.store is None:
@@ -93,4 +155,108 @@ class Runtime:
     def status(self) -> dict[str, Any]:
         return {"history": str(self.path), "sample_interval_s": self.interval_ms / 1000,
                 "rows_written": self.written, "dead_peers": sorted(self.recorder.dead),
-                "failed_over": dict(self.recorder.failed_over)}
+                "failed_over": dict(self.recorder.failed_over),
+                "burn": {plan: {"objective": str(e.objective), "rates": e.burn_rates(),
+                                "firing": sorted(n for n, on in e.firing.items() if on)}
+                         for plan, e in self.engines.items()},
+                "incidents": [i.to_json() for i in self.incidents()]}
+
+
+
+    # ------------------------------------------------------------ the federation view
+
+    async def local_answer(self, since_ms: int, until_ms: int) -> dict[str, Any]:
+        """What this daemon knows about [since, until): its rows summed per region and source, its incidents."""
+        if self.store is None:
+            return {"ok": False, "error": "the SLI history is not open"}
+        rows = await anyio.to_thread.run_sync(self.store.samples, since_ms, until_ms)
+        parts = await anyio.to_thread.run_sync(summarize, rows)
+        incidents = [i.to_json() for i in self.incidents()
+                     if i.opened_ms < until_ms and (i.resolved_ms is None or i.resolved_ms >= since_ms)]
+        return {"ok": True, "region": self.daemon.region,
+                "parts": {r: {src: p.to_json() for src, p in by.items()} for r, by in parts.items()},
+                "incidents": incidents, "burn": self.status()["burn"]}
+
+    async def on_query(self, envelope: Envelope, message: Message) -> None:
+        try:
+            since_ms, until_ms = int(envelope.body["since_ms"]), int(envelope.body["until_ms"])
+        except (KeyError, TypeError, ValueError) as exc:
+            await self.daemon.bus.reply(message, "sla.answer", {"ok": False, "error": f"bad request: {exc}"})
+            return
+        await self.daemon.bus.reply(message, "sla.answer", await self.local_answer(since_ms, until_ms))
+
+    async def _ask(self, region: str, since_ms: int, until_ms: int) -> dict[str, Any]:
+        if region == self.daemon.region:
+            answer = await self.local_answer(since_ms, until_ms)
+            if not answer.get("ok"):
+                raise NoAnswer(str(answer.get("error")))
+            return answer
+        return await self.daemon.bus.ask(QUERY_KIND, "sla.query", {"since_ms": since_ms, "until_ms": until_ms},
+                                         target=region, timeout=self.settings.query_timeout)
+
+    async def federation(self, period: str, plan: str | None = None) -> dict[str, Any]:
+        """Every region's figures over ``period`` merged from every region's answer; who did not answer, and why.
+
+        Raises :class:`~.period.BadPeriod`, or KeyError for an unknown plan.
+        """
+        since_ms, until_ms = parse_period(period, time.time())
+        plans = self.slo.plans if plan is None else [plan]
+        if plan is not None and plan not in self.slo.plans:
+            raise KeyError(plan)
+        regions = list(self.daemon.config.region_map.regions)
+        answers: dict[str, dict[str, Any]] = {}
+        missing: dict[str, str] = {}
+
+        async def one(region: str) -> None:
+            try:
+                answers[region] = await self._ask(region, since_ms, until_ms)
+            except NoAnswer as exc:
+                missing[region] = str(exc)
+
+        async with anyio.create_task_group() as tg:
+            for region in regions:
+                tg.start_soon(one, region)
+        parsed = [{r: {src: Part.from_json(p) for src, p in by.items()} for r, by in a.get("parts", {}).items()}
+                  for a in answers.values()]
+        out_regions: dict[str, Any] = {}
+        for region in regions:
+            if region in missing:
+                # Without its own answer only the bad news would be left: show no number rather than a wrong one.
+                out_regions[region] = {"answered": False, "reason": missing[region]}
+                continue
+            merged = merge(region, parsed)
+            incidents = answers[region].get("incidents", [])
+            out_regions[region] = {"answered": True, **merged.to_json(), "incidents": incidents,
+                                   **incident_means(incidents), "burn": answers[region].get("burn", {})}
+        out_plans: dict[str, Any] = {}
+        for name in plans:
+            per_region = {}
+            for region in regions:
+                objective = self.slo.objective(name, region)
+                figures = out_regions[region]
+                per_region[region] = judge(objective.availability, objective.latency_p95_ms,
+                                           figures.get("availability"), figures.get("p95_ms"))
+            out_plans[name] = {"objective": self.slo.objective(name).to_json(), "regions": per_region}
+        return {"period": period, "since_ms": since_ms, "until_ms": until_ms, "complete": not missing,
+                "missing": missing, "regions": out_regions, "plans": out_plans}
+
+
+def incident_means(incidents: list[dict[str, Any]]) -> dict[str, Any]:
+    """MTTD and MTTR in seconds over the incidents that were detected / resolved."""
+    ttd = [i["ttd_ms"] for i in incidents if i.get("ttd_ms") is not None]
+    ttr = [i["ttr_ms"] for i in incidents if i.get("ttr_ms") is not None]
+    return {"mttd_s": sum(ttd) / len(ttd) / 1000 if ttd else None,
+            "mttr_s": sum(ttr) / len(ttr) / 1000 if ttr else None}
+
+
+def judge(objective: Any, latency_objective: Any, availability: float | None, p95_ms: float | None) -> dict[str, Any]:
+    """Budget left and whether each objective is met (None: not measured)."""
+    from .burn import budget_left
+
+    left = budget_left(availability, objective) if objective is not None else None
+    return {
+        "availability_met": None if availability is None or objective is None
+        else availability * 100 >= float(objective),
+        "budget_left": None if left is None else round(left, 6),
+        "latency_met": None if p95_ms is None or latency_objective is None else p95_ms <= float(latency_objective),
+    }

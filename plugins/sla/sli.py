@@ -1,12 +1,4 @@
-"""From stored samples to SLIs: merging the rows several daemons hold about a region, and window figures.
-
-Each daemon writes rows about its own region (``probes``) and about peers:
-``dead`` while its membership view has a peer dead, ``failover`` for a peer
-failed over to it (its tenants are served here, so the peer's availability
-is this region's). For one region and one interval the effective sample is
-the ``failover`` row if there is one (traffic moved), else the worst of the
-others: a region is never reported better than any daemon saw it.
-"""
+"""From stored samples to one region's window figures (the federation merge is in :mod:`.summary`)."""
 
 from __future__ import annotations
 
@@ -15,25 +7,6 @@ from dataclasses import dataclass
 
 from .latency import Histogram
 from .store import Sample
-
-
-def effective(samples: Iterable[Sample]) -> dict[str, list[Sample]]:
-    """One sample per (region, start), by the rule above; per region, oldest first."""
-    best: dict[tuple[str, int], Sample] = {}
-    for s in samples:
-        key = (s.region, s.t_ms)
-        have = best.get(key)
-        if have is None:
-            best[key] = s
-        elif (s.source == "failover") != (have.source == "failover"):
-            if s.source == "failover":
-                best[key] = s
-        elif s.availability < have.availability:
-            best[key] = s
-    out: dict[str, list[Sample]] = {}
-    for (region, _), s in sorted(best.items(), key=lambda kv: kv[0][1]):
-        out.setdefault(region, []).append(s)
-    return out
 
 
 @dataclass(frozen=True)

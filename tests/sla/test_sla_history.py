@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from meshd_plugins.sla import PRECISION, Histogram, Recorder, Sample, SampleStore, effective, window_sli
+from meshd_plugins.sla import PRECISION, Histogram, Part, Recorder, Sample, SampleStore, merge, summarize, window_sli
 
 MIN = 60_000
 
@@ -81,17 +81,20 @@ def test_downsampling_keeps_availability_and_p95_exact(tmp_path: Path) -> None:
     assert min(r.t_ms for r in store.samples(0, 10**12)) == 5 * MIN
 
 
-def test_a_failed_over_region_follows_its_target_and_otherwise_the_worst_view_wins() -> None:
-    rows = [
-        Sample("eu", 0, 10_000, 10_000.0, 2),                 # its own probes: all fine
-        Sample("eu", 0, 10_000, 0.0, 0, b"", "dead"),          # a peer saw it dead
-        Sample("eu", 10_000, 10_000, 0.0, 0, b"", "dead"),
-        Sample("eu", 10_000, 10_000, 9_000.0, 3, b"", "failover"),  # served by its target
-        Sample("us", 0, 10_000, 10_000.0, 1),
-    ]
-    merged = effective(rows)
-    assert [(s.t_ms, s.availability) for s in merged["eu"]] == [(0, 0.0), (10_000, 0.9)]
-    assert [s.availability for s in merged["us"]] == [1.0]
+def test_the_merge_takes_own_rows_then_the_failover_target_then_peers_seeing_it_dead() -> None:
+    # eu measured itself for 0-30 s; then was dead (a peer says so) for 30-60 s, failed over to us from 50 s.
+    eu_answer = summarize([Sample("eu", t, 10_000, 10_000.0, 2) for t in (0, 10_000, 20_000)])
+    peer_answer = summarize([Sample("eu", t, 10_000, 0.0, 0, b"", "dead") for t in (20_000, 30_000, 40_000)]
+                            + [Sample("eu", 50_000, 10_000, 8_000.0, 3, b"", "failover")])
+    wire = [{r: {src: Part.from_json(p.to_json()) for src, p in by.items()} for r, by in a.items()}
+            for a in (eu_answer, peer_answer)]
+    merged = merge("eu", wire)
+    assert merged.covered_ms == 60_000
+    assert merged.down_seen_by_peers_ms == 20_000  # 20-30 s was measured by eu itself
+    assert merged.served_by_target_ms == 10_000
+    assert merged.availability == pytest.approx((30_000 + 8_000) / 60_000)
+    # A region nobody heard from has no figure at all.
+    assert merge("ap", wire).availability is None
 
 
 def test_the_recorder_turns_results_and_peer_states_into_rows() -> None:
