@@ -57,7 +57,7 @@ def recording_cost(probes: int, probe_interval: float, intervals: int, tmp: Path
     for k in range(intervals):
         for i in range(per_interval):
             call(daemon=None, probe=names[i % probes], kind="http", ok=i % 97 != 0,
-                 latency_ms=latencies[(k * per_interval + i) % 4096], at=0.0)
+                 latency_ms=latencies[(k * per_interval + i) % 4096], at=k * 10.0 + i * 10.0 / per_interval)
         store.add(recorder.close_interval(k * 10_000))
     spent = time.process_time() - began
     store.close()

@@ -287,8 +287,9 @@ def meshd_probe_result(daemon: Daemon, probe: str, kind: str, ok: bool, latency_
 
     Called by the health plugin after every check, before hysteresis is
     applied: ``ok`` is False for a critical result (a failure, a timeout, a
-    crash of the probe), True for ok and warning; ``latency_ms`` is how long
-    the check took, ``at`` the wall-clock time (epoch seconds) it ended.
+    crash of the probe), True for ok and warning; ``latency_ms`` is the
+    latency the probe measured (HTTP, TCP: its ``value`` in seconds), else
+    how long the check took; ``at`` the wall-clock time (epoch seconds) it ended.
     These raw results are the SLIs the sla plugin records. It runs on the
     event loop once per check of every probe: keep it to an append in
     memory, no I/O.

@@ -262,8 +262,11 @@ class HealthEngine:
         self._wake.set()
 
     def _checked(self, runner: ProbeRunner, result: ProbeResult, duration: float) -> None:
+        # A latency the probe measured itself (HTTP, TCP) leaves out the wait for a worker thread, which on a
+        # loaded host is not the service's doing.
+        measured = result.value if runner.probe.unit == "s" and result.value is not None else duration
         self.daemon.hooks.probe_result(self.daemon, runner.name, runner.kind, result.level is not Level.CRITICAL,
-                                       duration * 1000.0, time.time())
+                                       measured * 1000.0, time.time())
 
     async def _publisher(self) -> None:
         while True:

@@ -13,9 +13,10 @@ it each sample as it is written.
 
 An incident opens at the first failing sample (availability below the
 objective) of a run, is detected when a rule first fires during it, and is
-resolved at the start of the first good sample once no rule fires any more;
-a run that no rule ever noticed is not an incident (a blip the budget
-absorbed).
+resolved at the start of the first good sample of a good stretch
+(``recover_samples`` long, 5 minutes by default): intermittent failures of a
+slow burn stay one incident. A run that no rule ever noticed is not an
+incident (a blip the budget absorbed).
 """
 
 from __future__ import annotations
@@ -122,7 +123,8 @@ class Transition:
 class BurnEngine:
     """One region's burn rates against one availability objective; what fires, and its incidents."""
 
-    def __init__(self, region: str, objective: Decimal, rules: Iterable[BurnRule] = RULES, scale: float = 1.0):
+    def __init__(self, region: str, objective: Decimal, rules: Iterable[BurnRule] = RULES, scale: float = 1.0,
+                 recover_samples: int = 30):
         if not Decimal(0) < objective < Decimal(100):
             raise ValueError(f"availability objective {objective} must be above 0 and below 100")
         self.region = region
@@ -132,7 +134,10 @@ class BurnEngine:
         lengths = sorted({ms for r in self.rules for ms in (r.long_ms, r.short_ms)})
         self.windows = {ms: Rolling(ms) for ms in lengths}
         self.firing: dict[str, bool] = {r.name: False for r in self.rules}
+        self.recover_samples = max(1, recover_samples)
         self.run_start: int | None = None
+        self.good_since: int | None = None
+        self.good_run = 0
         self.open: Incident | None = None
         self.incidents: list[Incident] = []
 
@@ -162,27 +167,26 @@ class BurnEngine:
 
     def _incidents(self, t_ms: int, now: int, failing: bool) -> None:
         any_firing = any(self.firing.values())
-        if failing and self.run_start is None:
-            self.run_start = t_ms
-        if self.open is None and any_firing:
-            self.open = Incident(self.region, self.run_start if self.run_start is not None else t_ms, now)
+        if failing:
+            if self.run_start is None:
+                self.run_start = t_ms
+            self.good_since, self.good_run = None, 0
+        if self.open is None and any_firing and self.run_start is not None:
+            self.open = Incident(self.region, self.run_start, now)
             self.incidents.append(self.open)
         if self.open is not None:
             for name, on in self.firing.items():
                 if on and name not in self.open.rules:
                     self.open.rules.append(name)
         if not failing:
-            if self.open is not None and not any_firing:
-                self.open.resolved_ms = self._good_since if self._good_since is not None else t_ms
-                self.open = None
-            if self._good_since is None:
-                self._good_since = t_ms
-            if not any_firing:
+            if self.good_since is None:
+                self.good_since = t_ms
+            self.good_run += 1
+            if self.good_run >= self.recover_samples:
+                if self.open is not None:
+                    self.open.resolved_ms = self.good_since
+                    self.open = None
                 self.run_start = None
-        else:
-            self._good_since = None
-
-    _good_since: int | None = None
 
     def budget_left(self, window: Rolling) -> float | None:
         """The fraction of the budget left over ``window`` (negative: overspent); None without data."""

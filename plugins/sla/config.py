@@ -27,6 +27,8 @@ class SlaConfig(StrictModel):
     """Rows older than this are deleted (400 days: a year of monthly reports and their comparisons)."""
     burn_window_scale: Annotated[float, Field(gt=0.0, le=1.0)] = 1.0
     """Multiplies every burn-rate window (1 h, 5 m...): below 1 only to rehearse alerts in a test federation."""
+    incident_recovery: Annotated[Duration, Field(gt=0.0)] = 300.0
+    """An incident resolves once the SLI has been good this long (at the start of that good stretch)."""
     alerts: bool = True
     """Raise burn-rate alerts through the alerts plugin."""
     query_timeout: Annotated[Duration, Field(gt=0.0, le=60.0)] = 2.0

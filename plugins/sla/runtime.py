@@ -38,6 +38,7 @@ class Runtime:
         self.recorder = Recorder(daemon.region, self.interval_ms, self.settings.probes)
         self.store: SampleStore | None = None
         self.current_ms = self.recorder.bucket(time.time())
+        self.recorder.start_ms = self.current_ms
         self.written = 0
         self.t = Translator(daemon.config.daemon.lang)
         self.slo: Slo = load_slo(slo_path(daemon.config, self.settings.slo), **references(daemon.config))
@@ -45,7 +46,9 @@ class Runtime:
         for plan in self.slo.plans:
             objective = self.slo.objective(plan, daemon.region).availability
             if objective is not None:
-                self.engines[plan] = BurnEngine(daemon.region, objective, scale=self.settings.burn_window_scale)
+                recover = round(self.settings.incident_recovery * 1000 / self.interval_ms)
+                self.engines[plan] = BurnEngine(daemon.region, objective, scale=self.settings.burn_window_scale,
+                                                recover_samples=recover)
         m = daemon.metrics
         self.m_samples = m.counter("sla_samples_written_total", "SLI history rows written, by source", ["source"])
         self.m_errors = m.counter("sla_store_errors_total", "SLI history writes that failed")
@@ -79,10 +82,7 @@ class Runtime:
 
     async def flush(self, boundary_ms: int) -> None:
         start, self.current_ms = self.current_ms, boundary_ms
-        rows = self.recorder.close_interval(start)
-        if boundary_ms - start != self.interval_ms:
-            rows = [r.__class__(r.region, r.t_ms, boundary_ms - start, r.up_ms * (boundary_ms - start) / r.span_ms,
-                                r.checks, r.hist, r.source) for r in rows]
+        rows = self.recorder.close_interval(start, boundary_ms)
         if not rows or self.store is None:
             return
         try:

@@ -97,23 +97,33 @@ def test_the_merge_takes_own_rows_then_the_failover_target_then_peers_seeing_it_
     assert merge("ap", wire).availability is None
 
 
-def test_the_recorder_turns_results_and_peer_states_into_rows() -> None:
+def test_the_recorder_counts_the_time_each_result_stands_for() -> None:
     rec = Recorder("eu", 10_000, probes=["web"])
-    for ok, ms in [(True, 100.0), (True, 300.0), (False, 5000.0), (True, 200.0)]:
-        rec.observe("web", ok, ms)
-    rec.observe("disk", False, 1.0)  # not an SLI probe
+    rec.start_ms = 20_000
+    # web: ok from 20.0 s, down from 22.5 s (request sent then), up again from 25.0 s; 50 ms answers.
+    for ok, at_s in [(True, 20.05), (False, 22.55), (False, 24.05), (True, 25.05)]:
+        rec.observe("web", ok, 50.0, at_s)
+    rec.observe("disk", False, 1.0, 21.0)  # not an SLI probe
     rec.member("us", "dead")
     rec.member("ap", "dead")
     rec.decision("ap", "failover", "eu")
     rows = {(r.region, r.source): r for r in rec.close_interval(20_000)}
     own = rows[("eu", "probes")]
-    assert own.availability == 0.75 and own.checks == 4 and own.t_ms == 20_000
-    assert own.histogram().total == 3  # a failed check has no latency to count
+    assert own.t_ms == 20_000 and own.checks == 4
+    assert own.up_ms == pytest.approx(7_500.0)  # 2.5 s down out of 10 s
+    assert own.histogram().total == 2  # a failed check has no latency to count
     assert rows[("us", "dead")].availability == 0.0
     assert ("ap", "dead") not in rows and rows[("ap", "failover")].up_ms == own.up_ms
     assert rec.ignored == 1
+    # No check ends in the next interval: the last result (up) still stands for it.
+    rows = {(r.region, r.source): r for r in rec.close_interval(30_000)}
+    assert rows[("eu", "probes")].availability == 1.0 and rows[("eu", "probes")].checks == 0
     rec.decision("ap", "failback", None)
-    assert [(r.region, r.source) for r in rec.close_interval(30_000)] == [("ap", "dead"), ("us", "dead")]
+    assert {(r.region, r.source) for r in rec.close_interval(40_000)} == {("eu", "probes"), ("ap", "dead"),
+                                                                          ("us", "dead")}
     rec.member("us", "alive")
     rec.member("ap", "alive")
-    assert rec.close_interval(40_000) == []  # nothing measured is not "up"
+    # A minute after its last result a probe stops counting: nothing measured is not "up".
+    for t in range(50_000, 90_000, 10_000):
+        rec.close_interval(t)
+    assert rec.close_interval(90_000) == []

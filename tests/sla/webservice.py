@@ -36,7 +36,8 @@ class ScheduledServer(ThreadingHTTPServer):
         self.plan: list[tuple[int, float]] = []
         self.default = (200, 0.0)
         self.served = 0
-        self.served_event = threading.Condition(self.lock)
+        self.log: list[tuple[float, int, float]] = []
+        """(wall time the answer was decided, status, delay) of every request."""
 
     @property
     def url(self) -> str:
@@ -46,8 +47,18 @@ class ScheduledServer(ThreadingHTTPServer):
         with self.lock:
             answer = self.plan.pop(0) if self.plan else self.default
             self.served += 1
-            self.served_event.notify_all()
+            self.log.append((time.time(), *answer))
             return answer
+
+    def schedule(self, *phases: tuple[int, int, float]) -> None:
+        """Queue ``count`` answers of (status, delay) per phase; after them, the default answer."""
+        with self.lock:
+            for count, status, delay in phases:
+                self.plan.extend([(status, delay)] * count)
+
+    def pending(self) -> int:
+        with self.lock:
+            return len(self.plan)
 
 
 @contextmanager
