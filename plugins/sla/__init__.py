@@ -100,5 +100,11 @@ class SlaPlugin:
         return []
 
     @hookimpl
+    def meshd_cli_commands(self, subparsers: Any, t: Any) -> None:
+        from .cli import add_commands
+
+        add_commands(subparsers, t)
+
+    @hookimpl
     def meshd_federation_files(self) -> list[str]:
         return ["slo.yaml"]

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
@@ -18,6 +19,7 @@ from typing import Any
 
 import pytest
 
+from meshd.cli import main
 from meshd.testing import LocalFederation
 from meshd_plugins.sla import PRECISION
 from meshd_plugins.sla.burn import RULES, BurnRule
@@ -68,7 +70,8 @@ def status(fed: LocalFederation) -> dict[str, Any]:
     return (fed.status(PROBED) or {}).get("sla", {})
 
 
-def test_achieved_availability_p95_and_the_incident_match_the_schedule(tmp_path: Path, web: ScheduledServer) -> None:
+def test_achieved_availability_p95_and_the_incident_match_the_schedule(tmp_path: Path, web: ScheduledServer,
+                                                                       capsys: pytest.CaptureFixture[str]) -> None:
     config = {"sla": {"sample_interval": f"{int(INTERVAL_S * 1000)}ms", "burn_window_scale": SCALE,
                       "incident_recovery": "1s", "probes": ["web"]}}
     probe = {"health": {"probes": [{"name": "web", "kind": "http", "url": web.url,
@@ -91,6 +94,16 @@ def test_achieved_availability_p95_and_the_incident_match_the_schedule(tmp_path:
         doc = get(fed, "us-east-1", "/v1/sla?period=10m")
         log = list(web.log)
         log_text = fed.log_text(PROBED)
+        # The same through the command line, then with eu-west-1 gone: it is named, not given a better number.
+        asker = str(fed.config_path("us-east-1"))
+        capsys.readouterr()
+        assert main(["--lang", "en", "sla", "--config", asker, "--period", "10m", "--plan", "starter"]) == 0
+        table = capsys.readouterr().out
+        fed.kill(PROBED)
+        assert main(["--lang", "en", "sla", "--config", asker, "--period", "10m", "--json"]) == 1
+        gone = capsys.readouterr()
+        assert main(["--lang", "en", "sla", "--config", asker, "--period", "2026-13"]) == 2
+        bad_period = capsys.readouterr().err
 
     assert doc["complete"] and doc["missing"] == {}
     eu = doc["regions"][PROBED]
@@ -134,3 +147,13 @@ def test_achieved_availability_p95_and_the_incident_match_the_schedule(tmp_path:
     us = doc["regions"]["us-east-1"]
     assert us["checks"] == 0
     assert us["covered_ms"] == us["down_seen_by_peers_ms"] + us["served_by_target_ms"]
+
+    assert "SLA over 10m" in table
+    line = next(ln for ln in table.splitlines() if ln.startswith(PROBED))
+    # Asked a little later than the JSON: more good time, the same outage, still under the objective ("!").
+    assert re.search(r"99\.0 % / 1000 ms\s+\d+\.\d{3} % !", line), line
+    after = json.loads(gone.out)
+    assert after["regions"][PROBED] == {"answered": False, "reason": after["missing"][PROBED]}
+    assert "availability" not in after["regions"][PROBED]
+    assert f"no answer from {PROBED}" in gone.err
+    assert "month 13 is not 01 to 12" in bad_period

@@ -1,0 +1,133 @@
+"""``meshd sla``: objectives, achieved figures, budgets, burn, incidents, MTTD and MTTR per region and plan."""
+
+from __future__ import annotations
+
+import argparse
+import time
+from typing import Any
+from urllib.parse import urlencode
+
+from meshd.cli import EXIT_FAILURE, EXIT_OK, EXIT_USAGE, render_table
+
+WATCH_EVERY_S = 5.0
+
+
+def add_commands(subparsers: Any, t: Any) -> None:
+    p = subparsers.add_parser("sla", help=t("sla.cli.help"), description=t("sla.cli.description"))
+    p.add_argument("--config", help=t("cli.opt.config"))
+    p.add_argument("--period", default="30d", help=t("sla.cli.period_help"))
+    p.add_argument("--plan", help=t("sla.cli.plan_help"))
+    p.add_argument("--json", action="store_true", help=t("cli.opt.json"))
+    p.add_argument("--watch", action="store_true", help=t("sla.cli.watch_help"))
+    p.set_defaults(handler=cmd_sla)
+
+
+def fetch(ctx: Any, config: Any, period: str, plan: str | None) -> tuple[int, Any]:
+    query = {"period": period, **({"plan": plan} if plan else {})}
+    timeout = config.plugin("sla").query_timeout + 10
+    status, doc = ctx.call(config, "GET", "/v1/sla?" + urlencode(query), admin=False, timeout=timeout)
+    return int(status), doc
+
+
+def cmd_sla(args: argparse.Namespace, ctx: Any) -> int:
+    config = ctx.load_config(args.config)
+    status, doc = fetch(ctx, config, args.period, args.plan)
+    if status != 200:
+        return daemon_error(ctx, status, doc)
+    if args.watch:
+        return watch(args, ctx, config)
+    ctx.show(doc, args.json, lambda d: render(ctx.t, d))
+    return report_missing(ctx, doc)
+
+
+def daemon_error(ctx: Any, status: int, body: Any) -> int:
+    body = body if isinstance(body, dict) else {}
+    detail = str(body.get("error", ""))
+    if body.get("code") in ("bad_period", "unknown_plan"):
+        ctx.error(ctx.t("sla.cli.bad_request", detail=detail))
+        return EXIT_USAGE
+    ctx.error(ctx.t("sla.cli.daemon_error", status=status, detail=detail))
+    return EXIT_FAILURE
+
+
+def report_missing(ctx: Any, doc: dict[str, Any]) -> int:
+    if doc.get("complete"):
+        return EXIT_OK
+    missing = ", ".join(f"{r} ({why})" for r, why in sorted(doc.get("missing", {}).items()))
+    ctx.error(ctx.t("sla.cli.incomplete", regions=missing))
+    return EXIT_FAILURE
+
+
+def _pct(value: float | None, places: int = 3) -> str:
+    return "-" if value is None else f"{value * 100:.{places}f} %"
+
+
+def _seconds(value: float | None) -> str:
+    if value is None:
+        return "-"
+    return f"{value / 60:.1f} min" if value >= 60 else f"{value:.1f} s"
+
+
+def rows(t: Any, doc: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
+    headers = [t(f"sla.cli.col.{c}") for c in ("region", "plan", "objective", "achieved", "budget", "p95",
+                                                "burn", "incidents", "mttd", "mttr")]
+    out: list[list[str]] = []
+    for plan, body in doc["plans"].items():
+        for region, judged in body["regions"].items():
+            figures = doc["regions"][region]
+            if not figures.get("answered"):
+                out.append([region, plan, "", t("sla.cli.no_answer", reason=figures.get("reason", "")),
+                            "", "", "", "", "", ""])
+                continue
+            objective = body["objective"]
+            rates = figures.get("burn", {}).get(plan, {}).get("rates", {})
+            worst = max(rates.values(), default=None)
+            p95 = figures.get("p95_ms")
+            out.append([
+                region, plan, f"{objective['availability']} % / {objective['latency_p95_ms']} ms",
+                _pct(figures.get("availability")) + ("" if judged["availability_met"] is not False else " !"),
+                _pct(judged.get("budget_left"), 1),
+                ("-" if p95 is None else f"{p95:.0f} ms") + ("" if judged["latency_met"] is not False else " !"),
+                "-" if worst is None else f"{worst:.1f}x",
+                str(len(figures.get("incidents", []))), _seconds(figures.get("mttd_s")), _seconds(figures.get("mttr_s")),
+            ])
+    return headers, out
+
+
+def render(t: Any, doc: dict[str, Any]) -> str:
+    headers, body = rows(t, doc)
+    title = t("sla.cli.title", period=doc["period"])
+    return title + "\n" + render_table(headers, body)
+
+
+def watch(args: argparse.Namespace, ctx: Any, config: Any) -> int:
+    """Refresh the table in place until Ctrl-C; a failed refresh is shown, not fatal."""
+    from rich.console import Console
+    from rich.live import Live
+    from rich.table import Table
+
+    console = Console(file=ctx.out)
+
+    def table() -> Table:
+        status, doc = fetch(ctx, config, args.period, args.plan)
+        grid = Table(title=ctx.t("sla.cli.title", period=args.period) + f"  {time.strftime('%H:%M:%S')}")
+        if status != 200:
+            grid.add_column(ctx.t("sla.cli.col.region"))
+            grid.add_row(str(doc.get("error", status) if isinstance(doc, dict) else status))
+            return grid
+        headers, body = rows(ctx.t, doc)
+        for h in headers:
+            grid.add_column(h)
+        for row in body:
+            grid.add_row(*row)
+        for region, why in sorted(doc.get("missing", {}).items()):
+            grid.caption = ctx.t("sla.cli.incomplete", regions=f"{region} ({why})")
+        return grid
+
+    try:
+        with Live(table(), console=console, auto_refresh=False) as live:
+            while True:
+                time.sleep(WATCH_EVERY_S)  # the refresh period of a live view, not a synchronisation
+                live.update(table(), refresh=True)
+    except KeyboardInterrupt:
+        return EXIT_OK
