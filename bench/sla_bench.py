@@ -11,6 +11,14 @@ included) per interval over 10 s is the share of one core. Baseline, same
 run: a naive recorder that writes every probe result as its own row in the
 same SQLite mode. The ratio is meshd / naive.
 
+Part 3, ``meshd sla`` over 30 days for 7 regions (``--query``): each region's
+store holds 30 days of 10 s rows; a region's answer is
+:func:`summarize_store` (SQLite sums, gaps-and-islands ranges, hourly
+histograms) encoded as the bus message's JSON; the asking daemon decodes the
+seven answers and merges each region. Regions answer in parallel on their
+own hosts, so the answer time is the slowest region plus the merge. Baseline,
+same run: one region summarised from its rows read into Python.
+
 Part 2, disk: ``--days`` of 10 s rows for one region with a realistic latency
 spread, written to a fresh file and measured after a checkpoint; then the
 same month folded into 5-minute rows (what is kept beyond 35 days).
@@ -19,6 +27,7 @@ same month folded into 5-minute rows (what is kept beyond 35 days).
 from __future__ import annotations
 
 import argparse
+import json
 import random
 import sqlite3
 import tempfile
@@ -30,7 +39,8 @@ import pluggy
 from benchlib import machine_line as machine
 
 from meshd import hookspecs
-from meshd_plugins.sla import Histogram, Recorder, Sample, SampleStore, SlaPlugin
+from meshd_plugins.sla import Histogram, Part, Recorder, Sample, SampleStore, SlaPlugin, merge, summarize
+from meshd_plugins.sla.summary import summarize_store
 
 INTERVAL_S = 10.0
 
@@ -120,13 +130,70 @@ def disk(days: int, checks_per_row: int, tmp: Path) -> tuple[int, int, int]:
     return rows, full, file_bytes(path)
 
 
+def month_store(path: Path, region: str, days: int, seed: int) -> None:
+    store = SampleStore(path)
+    rng = random.Random(seed)
+    batch = []
+    for i in range(days * 8640):
+        h = Histogram()
+        for _ in range(20):
+            h.add(rng.lognormvariate(3.5, 0.6))
+        batch.append(Sample(region, i * 10_000, 10_000, 10_000.0 if rng.random() > 0.001 else 0.0, 20, h.dumps()))
+        if len(batch) == 8640:
+            store.add(batch)
+            batch = []
+    store.add(batch)
+    store.close()
+
+
+def query(days: int, regions: int, tmp: Path) -> None:
+    names = [f"region-{i}" for i in range(regions)]
+    for i, name in enumerate(names):
+        month_store(tmp / f"{name}.sqlite", name, days, i)
+    until = days * 86_400_000
+    answers, per_region = [], []
+    for name in names:
+        store = SampleStore(tmp / f"{name}.sqlite")
+        began = time.perf_counter()
+        parts = summarize_store(store, 0, until)
+        wire = json.dumps({r: {src: p.to_json() for src, p in by.items()} for r, by in parts.items()})
+        per_region.append(time.perf_counter() - began)
+        answers.append(wire)
+        store.close()
+    began = time.perf_counter()
+    decoded = [{r: {src: Part.from_json(p) for src, p in by.items()} for r, by in json.loads(w).items()}
+               for w in answers]
+    merged = {name: merge(name, decoded) for name in names}
+    merging = time.perf_counter() - began
+    store = SampleStore(tmp / f"{names[0]}.sqlite")
+    began = time.perf_counter()
+    summarize(store.samples(0, until))
+    naive = time.perf_counter() - began
+    store.close()
+    slowest = max(per_region)
+    print(f"meshd sla, {regions} regions x {days} days of 10 s rows:")
+    print(f"  one region's answer: median {sorted(per_region)[len(per_region) // 2]:.3f} s, slowest {slowest:.3f} s "
+          f"({max(len(w) for w in answers)} bytes of JSON); merging {regions} answers: {merging * 1000:.1f} ms")
+    print(f"  answer time (slowest region + merge): {slowest + merging:.3f} s (target <= 1 s); "
+          f"all regions one after the other: {sum(per_region) + merging:.3f} s")
+    print(f"  baseline, one region from its rows in Python: {naive:.3f} s; ratio {slowest / naive:.3f}")
+    assert all(m.availability is not None for m in merged.values())
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--probes", type=int, default=20)
     ap.add_argument("--probe-interval", type=float, default=1.0, help="seconds between two checks of one probe")
     ap.add_argument("--intervals", type=int, default=3000)
     ap.add_argument("--days", type=int, default=30)
+    ap.add_argument("--query", action="store_true", help="only part 3: meshd sla over --days for --regions")
+    ap.add_argument("--regions", type=int, default=7)
     args = ap.parse_args()
+    if args.query:
+        print(time.strftime("%Y-%m-%d %H:%M:%S %Z"), "|", machine())
+        with tempfile.TemporaryDirectory() as d:
+            query(args.days, args.regions, Path(d))
+        return
     print(time.strftime("%Y-%m-%d %H:%M:%S %Z"), "|", machine())
     with tempfile.TemporaryDirectory() as d:
         tmp = Path(d)

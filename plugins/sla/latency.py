@@ -93,13 +93,17 @@ class Histogram:
                 out.add_encoded(data)
         return out
 
-    def add_encoded(self, data: bytes) -> None:
+    def add_encoded(self, data: bytes, sign: int = 1) -> None:
+        """Add (``sign=-1``: take away) the counts of an encoded histogram."""
         values = _varints(data)
         low = values[0]
         counts = self.counts
         for offset, n in enumerate(values[1:]):
             if n:
-                counts[low + offset] = counts.get(low + offset, 0) + n
+                b = low + offset
+                counts[b] = counts.get(b, 0) + sign * n
+                if not counts[b]:
+                    del counts[b]
 
 
 def _varint(out: bytearray, n: int) -> None:

@@ -21,7 +21,7 @@ from .period import parse_period
 from .recorder import Recorder
 from .slo import Slo, load_slo, references, slo_path
 from .store import Sample, SampleStore
-from .summary import Part, merge, summarize
+from .summary import Part, merge, summarize_store
 
 QUERY_KIND = "sla-query"
 DOWNSAMPLE_EVERY_S = 3600.0
@@ -169,8 +169,7 @@ class Runtime:
         """What this daemon knows about [since, until): its rows summed per region and source, its incidents."""
         if self.store is None:
             return {"ok": False, "error": "the SLI history is not open"}
-        rows = await anyio.to_thread.run_sync(self.store.samples, since_ms, until_ms)
-        parts = await anyio.to_thread.run_sync(summarize, rows)
+        parts = await anyio.to_thread.run_sync(summarize_store, self.store, since_ms, until_ms)
         incidents = [i.to_json() for i in self.incidents()
                      if i.opened_ms < until_ms and (i.resolved_ms is None or i.resolved_ms >= since_ms)]
         return {"ok": True, "region": self.daemon.region,

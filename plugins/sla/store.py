@@ -20,6 +20,7 @@ import threading
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from .latency import Histogram
 
@@ -38,7 +39,28 @@ CREATE TABLE IF NOT EXISTS samples (
     folded INTEGER NOT NULL DEFAULT 0,
     PRIMARY KEY (region, t_ms, source)
 ) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS hourly (
+    region TEXT NOT NULL,
+    source TEXT NOT NULL,
+    hour_ms INTEGER NOT NULL,
+    span_ms INTEGER NOT NULL,
+    up_ms REAL NOT NULL,
+    checks INTEGER NOT NULL,
+    hist BLOB NOT NULL,
+    PRIMARY KEY (region, source, hour_ms)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS coverage (
+    region TEXT NOT NULL,
+    source TEXT NOT NULL,
+    start_ms INTEGER NOT NULL,
+    end_ms INTEGER NOT NULL,
+    PRIMARY KEY (region, source, start_ms)
+) WITHOUT ROWID;
 """
+
+HOUR_MS = 3_600_000
+
+
 
 DOWNSAMPLED_SPAN_MS = 300_000
 
@@ -99,10 +121,57 @@ class SampleStore:
         rows = [(s.region, s.source, s.t_ms, s.span_ms, s.up_ms, s.checks, s.hist) for s in samples]
         if not rows:
             return
+        # Each hour's sums and latencies are kept merged as well, and the covered time as ranges, so that a
+        # month's answer reads 720 hourly rows and a few ranges, not 259,200 rows.
+        hours: dict[tuple[str, str, int], list[Any]] = {}
+        for s in samples:
+            key = (s.region, s.source, s.t_ms - s.t_ms % HOUR_MS)
+            acc = hours.setdefault(key, [0, 0.0, 0, Histogram()])
+            acc[0] += s.span_ms
+            acc[1] += s.up_ms
+            acc[2] += s.checks
+            if s.hist:
+                acc[3].add_encoded(s.hist)
         with self._lock:
             self._db.execute("BEGIN")
-            self._db.executemany("INSERT OR REPLACE INTO samples VALUES (?,?,?,?,?,?,?,0)", rows)
-            self._db.execute("COMMIT")
+            try:
+                for s in samples:
+                    # A row written again (a restart within the same interval) replaces the old one in the hour too.
+                    old = self._db.execute("SELECT span_ms, up_ms, checks, hist FROM samples WHERE region=? AND "
+                                           "t_ms=? AND source=? AND folded=0", (s.region, s.t_ms, s.source)).fetchone()
+                    if old is not None:
+                        acc = hours[(s.region, s.source, s.t_ms - s.t_ms % HOUR_MS)]
+                        acc[0] -= old[0]
+                        acc[1] -= old[1]
+                        acc[2] -= old[2]
+                        if old[3]:
+                            acc[3].add_encoded(bytes(old[3]), -1)
+                self._db.executemany("INSERT OR REPLACE INTO samples VALUES (?,?,?,?,?,?,?,0)", rows)
+                for (region, source, hour), (span, up, checks, hist) in hours.items():
+                    old = self._db.execute("SELECT span_ms, up_ms, checks, hist FROM hourly "
+                                           "WHERE region=? AND source=? AND hour_ms=?", (region, source, hour)).fetchone()
+                    if old is not None:
+                        span, up, checks = span + old[0], up + old[1], checks + old[2]
+                        if old[3]:
+                            hist.add_encoded(bytes(old[3]))
+                    self._db.execute("INSERT OR REPLACE INTO hourly VALUES (?,?,?,?,?,?,?)",
+                                     (region, source, hour, span, up, checks, hist.dumps()))
+                for s in samples:
+                    self._cover(s.region, s.source, s.t_ms, s.end_ms)
+                self._db.execute("COMMIT")
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+
+    def _cover(self, region: str, source: str, start: int, end: int) -> None:
+        """Add [start, end) to the covered ranges, joining the range it touches (the usual case: the last one)."""
+        touching = self._db.execute(
+            "SELECT start_ms, end_ms FROM coverage WHERE region=? AND source=? AND start_ms <= ? AND end_ms >= ? "
+            "ORDER BY start_ms", (region, source, end, start)).fetchall()
+        for a, b in touching:
+            start, end = min(start, a), max(end, b)
+            self._db.execute("DELETE FROM coverage WHERE region=? AND source=? AND start_ms=?", (region, source, a))
+        self._db.execute("INSERT INTO coverage VALUES (?,?,?,?)", (region, source, start, end))
 
     def samples(self, since_ms: int, until_ms: int, region: str | None = None) -> list[Sample]:
         """Rows starting in [since_ms, until_ms), oldest first."""
@@ -114,6 +183,55 @@ class SampleStore:
         with self._lock:
             rows = self._db.execute(query + " ORDER BY t_ms", args).fetchall()
         return [Sample(*row) for row in rows]
+
+    def _hours(self, since_ms: int, until_ms: int) -> tuple[int, int, list[tuple[int, int]]]:
+        """The whole hours inside [since_ms, until_ms) and the edges left around them."""
+        first = since_ms + (-since_ms % HOUR_MS)
+        last = until_ms - until_ms % HOUR_MS
+        if first >= last:
+            return 0, 0, [(since_ms, until_ms)]
+        return first, last, [(since_ms, first), (last, until_ms)]
+
+    def totals(self, since_ms: int, until_ms: int) -> list[tuple[str, str, int, float, int]]:
+        """(region, source, covered ms, up ms, checks) of the rows starting in [since_ms, until_ms)."""
+        first, last, edges = self._hours(since_ms, until_ms)
+        sums: dict[tuple[str, str], list[Any]] = {}
+        with self._lock:
+            parts = [self._db.execute("SELECT region, source, SUM(span_ms), SUM(up_ms), SUM(checks) FROM hourly "
+                                      "WHERE hour_ms >= ? AND hour_ms < ? GROUP BY region, source", (first, last))]
+            for a, b in edges:
+                parts.append(self._db.execute("SELECT region, source, SUM(span_ms), SUM(up_ms), SUM(checks) FROM samples "
+                                              "WHERE t_ms >= ? AND t_ms < ? GROUP BY region, source", (a, b)))
+            for cursor in parts:
+                for region, source, span, up, checks in cursor:
+                    acc = sums.setdefault((region, source), [0, 0.0, 0])
+                    acc[0] += span
+                    acc[1] += up
+                    acc[2] += checks
+        return [(r, src, int(a[0]), float(a[1]), int(a[2])) for (r, src), a in sorted(sums.items())]
+
+    def ranges(self, region: str, source: str, since_ms: int, until_ms: int) -> list[tuple[int, int]]:
+        """The covered time in [since_ms, until_ms), as sorted ranges."""
+        with self._lock:
+            rows = self._db.execute("SELECT start_ms, end_ms FROM coverage WHERE region=? AND source=? AND end_ms > ? "
+                                    "AND start_ms < ? ORDER BY start_ms", (region, source, since_ms, until_ms)).fetchall()
+        return [(max(int(a), since_ms), min(int(b), until_ms)) for a, b in rows]
+
+    def histogram(self, region: str, source: str, since_ms: int, until_ms: int) -> Histogram:
+        """The latencies of the rows in [since_ms, until_ms): whole hours from the hourly table, the edges from rows."""
+        first, last, edges = self._hours(since_ms, until_ms)
+        out = Histogram()
+        with self._lock:
+            for (blob,) in self._db.execute(
+                    "SELECT hist FROM hourly WHERE region=? AND source=? AND hour_ms>=? AND hour_ms<?",
+                    (region, source, first, last)):
+                out.add_encoded(bytes(blob))
+            for a, b in edges:
+                for (blob,) in self._db.execute(
+                        "SELECT hist FROM samples WHERE region=? AND source=? AND t_ms>=? AND t_ms<? AND hist != x''",
+                        (region, source, a, b)):
+                    out.add_encoded(bytes(blob))
+        return out
 
     def regions(self) -> list[str]:
         with self._lock:
@@ -157,6 +275,9 @@ class SampleStore:
                                      (region, source, start, span, up, checks, hist))
                 if drop_before_ms is not None:
                     self._db.execute("DELETE FROM samples WHERE t_ms < ?", (drop_before_ms,))
+                    self._db.execute("DELETE FROM hourly WHERE hour_ms < ?", (drop_before_ms - drop_before_ms % HOUR_MS,))
+                    self._db.execute("DELETE FROM coverage WHERE end_ms <= ?", (drop_before_ms,))
+                    self._db.execute("UPDATE coverage SET start_ms = ? WHERE start_ms < ?", (drop_before_ms, drop_before_ms))
                 self._db.execute("COMMIT")
             except BaseException:
                 self._db.execute("ROLLBACK")

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .latency import Histogram
-from .store import Sample
+from .store import Sample, SampleStore
 
 Range = tuple[int, int]
 
@@ -72,6 +72,16 @@ class Part:
     def from_json(cls, doc: dict[str, Any]) -> Part:
         return cls(int(doc["span_ms"]), float(doc["up_ms"]), int(doc["checks"]),
                    Histogram.loads(base64.b64decode(doc.get("hist") or "")), [(int(a), int(b)) for a, b in doc["ranges"]])
+
+
+def summarize_store(store: SampleStore, since_ms: int, until_ms: int) -> dict[str, dict[str, Part]]:
+    """What :func:`summarize` gives for the store's rows in [since_ms, until_ms), computed mostly by SQLite."""
+    out: dict[str, dict[str, Part]] = {}
+    for region, source, span, up, checks in store.totals(since_ms, until_ms):
+        out.setdefault(region, {})[source] = Part(
+            int(span), float(up), int(checks), store.histogram(region, source, since_ms, until_ms),
+            store.ranges(region, source, since_ms, until_ms))
+    return out
 
 
 def summarize(samples: Iterable[Sample]) -> dict[str, dict[str, Part]]:

@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from meshd_plugins.sla import PRECISION, Histogram, Part, Recorder, Sample, SampleStore, merge, summarize, window_sli
+from meshd_plugins.sla.summary import summarize_store
 
 MIN = 60_000
 
@@ -52,6 +53,7 @@ def test_rows_survive_reopening_and_replace_by_key(tmp_path: Path) -> None:
     store.close()
     again = SampleStore(path)
     rows = again.samples(0, 10**12)
+    assert again.totals(0, 10**12) == [("eu", "probes", 20_000, 12_500.0, 7)]  # the replaced row counts once
     assert [(r.t_ms, r.up_ms, r.checks) for r in rows] == [(0, 10_000.0, 3), (10_000, 2_500.0, 4)]
     assert again.regions() == ["eu"]
 
@@ -127,3 +129,28 @@ def test_the_recorder_counts_the_time_each_result_stands_for() -> None:
     for t in range(50_000, 90_000, 10_000):
         rec.close_interval(t)
     assert rec.close_interval(90_000) == []
+
+
+def test_the_store_summary_equals_the_summary_of_its_rows(tmp_path: Path) -> None:
+    store = SampleStore(tmp_path / "h.sqlite")
+    rng = random.Random(3)
+    rows = []
+    for i in range(2000):  # 5.5 hours with two gaps, two regions, two sources
+        if i in (700, 701, 1500):
+            continue
+        h = Histogram()
+        h.add(rng.uniform(1, 500))
+        rows.append(Sample("eu" if i % 2 else "us", i * 10_000, 10_000, rng.choice([10_000.0, 0.0]), 1, h.dumps(),
+                           "probes" if i % 3 else "dead"))
+    store.add(rows[:900])
+    store.add(rows[900:])
+    since, until = 1_230_000, 19_000_000  # edges inside hours, on row boundaries (ranges are clipped to the window)
+    want = summarize(r for r in rows if since <= r.t_ms < until)
+    got = summarize_store(store, since, until)
+    assert set(got) == set(want)
+    for region, by in want.items():
+        for source, part in by.items():
+            mine = got[region][source]
+            assert (mine.span_ms, mine.up_ms, mine.checks, mine.ranges) == (part.span_ms, part.up_ms, part.checks,
+                                                                           part.ranges)
+            assert mine.hist.counts == part.hist.counts
