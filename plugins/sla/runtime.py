@@ -52,6 +52,9 @@ class Runtime:
         m = daemon.metrics
         self.m_samples = m.counter("sla_samples_written_total", "SLI history rows written, by source", ["source"])
         self.m_errors = m.counter("sla_store_errors_total", "SLI history writes that failed")
+        # The same SLI as counters, for teams that alert from Prometheus (contrib/prometheus/sla-rules.yml).
+        self.m_covered = m.counter("sla_covered_seconds_total", "Seconds this region's SLI probes covered", ["region"])
+        self.m_up = m.counter("sla_up_seconds_total", "Of those, seconds the region was available", ["region"])
 
     @property
     def path(self) -> Path:
@@ -94,6 +97,9 @@ class Runtime:
         self.written += len(rows)
         for r in rows:
             self.m_samples.labels(r.source).inc()
+            if r.source == "probes":
+                self.m_covered.labels(r.region).inc(r.span_ms / 1000)
+                self.m_up.labels(r.region).inc(r.up_ms / 1000)
         await self.judge(rows)
 
     async def judge(self, rows: list[Sample]) -> None:
