@@ -87,6 +87,12 @@ class SlaPlugin:
             self.runtime.recorder.decision(decision.region, decision.action, decision.target)
 
     @hookimpl
+    async def meshd_invoice_adjustments(self, tenant: str, period: str, lang: str) -> list[Any]:
+        if self.runtime is None:
+            raise RuntimeError("the sla plugin is starting: no credit can be computed yet")
+        return await self.runtime.credits(tenant, period, lang)
+
+    @hookimpl
     def meshd_status(self, daemon: meshd.Daemon) -> dict[str, Any]:
         return {SECTION: self.runtime.status() if self.runtime else {"state": "starting"}}
 

@@ -95,6 +95,8 @@ class Histogram:
 
     def add_encoded(self, data: bytes, sign: int = 1) -> None:
         """Add (``sign=-1``: take away) the counts of an encoded histogram."""
+        if not data:
+            return
         values = _varints(data)
         low = values[0]
         counts = self.counts

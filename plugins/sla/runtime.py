@@ -10,7 +10,7 @@ from typing import Any
 import anyio
 from anyio.abc import TaskStatus
 
-from meshd import Alert, Translator
+from meshd import Alert, InvoiceAdjustment, Translator
 from meshd.bus import NoAnswer
 from meshd.envelope import Envelope
 from meshd.transport import Message
@@ -244,6 +244,60 @@ class Runtime:
             out_plans[name] = {"objective": self.slo.objective(name).to_json(), "regions": per_region}
         return {"period": period, "since_ms": since_ms, "until_ms": until_ms, "complete": not missing,
                 "missing": missing, "regions": out_regions, "plans": out_plans}
+
+
+    # ------------------------------------------------------------ credits
+
+    async def credits(self, tenant: str, period: str, lang: str) -> list[InvoiceAdjustment]:
+        """The service credit ``tenant`` is owed for calendar month ``period`` by its plan's schedule (none: [])."""
+        directory = self.daemon.config.tenants
+        entry = directory.tenants.get(tenant) if directory is not None else None
+        if entry is None or not entry.plan or entry.plan not in self.slo.file.plans:
+            return []
+        steps = self.slo.file.plans[entry.plan].credits
+        if not steps:
+            return []
+        since_ms, until_ms = parse_period(period, time.time())
+        served = [entry.home] if entry.home else directory.residency_regions(tenant, self.daemon.config.region_map)
+        achieved = await self.served_availability(served, since_ms, until_ms)
+        if achieved is None:
+            return []
+        percent = max((s.percent for s in steps if achieved * 100 < float(s.below)), default=None)
+        if percent is None:
+            return []
+        objective = self.slo.objective(entry.plan, tenant=tenant).availability
+        t = Translator(lang)
+        text = t("sla.credit.description", period=period, achieved=f"{achieved * 100:.3f}",
+                 objective=str(objective), percent=str(percent))
+        return [InvoiceAdjustment(source="sla", key=f"sla:{period}", description=text, percent_of_base=-percent)]
+
+    async def served_availability(self, served: list[str], since_ms: int, until_ms: int) -> float | None:
+        """The mean availability of the regions that serve a tenant; NoAnswer if one of them cannot say.
+
+        Peers are asked too (their dead and failover rows count) but may be
+        missing; a serving region may not: its credit would be a guess.
+        """
+        regions = list(self.daemon.config.region_map.regions)
+        answers: dict[str, dict[str, Any]] = {}
+        missing: dict[str, str] = {}
+
+        async def one(region: str) -> None:
+            try:
+                answers[region] = await self._ask(region, since_ms, until_ms)
+            except NoAnswer as exc:
+                missing[region] = str(exc)
+
+        async with anyio.create_task_group() as tg:
+            for region in regions:
+                tg.start_soon(one, region)
+        unanswered = [r for r in served if r in missing]
+        if unanswered:
+            raise NoAnswer("no SLA figures from " + ", ".join(f"{r} ({missing[r]})" for r in unanswered))
+        parsed = [{r: {src: Part.from_json(p) for src, p in by.items()} for r, by in a.get("parts", {}).items()}
+                  for a in answers.values()]
+        figures = [merge(region, parsed).availability for region in served]
+        known = [f for f in figures if f is not None]
+        return sum(known) / len(known) if known else None
 
 
 def incident_means(incidents: list[dict[str, Any]]) -> dict[str, Any]:
