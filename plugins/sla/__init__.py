@@ -7,6 +7,7 @@ daemon; the plugin class wires them to the hooks.
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import meshd
@@ -46,7 +47,19 @@ class SlaPlugin:
 
     @hookimpl
     def meshd_http_routes(self, daemon: meshd.Daemon) -> list[Route]:
-        return [Route("GET", "/v1/sla", self._sla_route)]
+        return [Route("GET", "/v1/sla", self._sla_route), Route("GET", "/v1/sla/credits", self._credits_route)]
+
+    async def _credits_route(self, request: Request) -> Response:
+        if self.runtime is None:
+            return Response.json({"error": "the daemon is starting", "code": "not_running"}, 503)
+        period = (request.query.get("period") or [""])[0]
+        if not re.match(r"^\d{4}-\d{2}$", period):
+            return Response.json({"error": f"period {period!r}: credits are per calendar month (YYYY-MM)",
+                                  "code": "bad_period"}, 400)
+        try:
+            return Response.json(await self.runtime.all_credits(period))
+        except BadPeriod as exc:
+            return Response.json({"error": str(exc), "code": "bad_period"}, 400)
 
     async def _sla_route(self, request: Request) -> Response:
         if self.runtime is None:

@@ -20,6 +20,34 @@ def add_commands(subparsers: Any, t: Any) -> None:
     p.add_argument("--json", action="store_true", help=t("cli.opt.json"))
     p.add_argument("--watch", action="store_true", help=t("sla.cli.watch_help"))
     p.set_defaults(handler=cmd_sla)
+    sub = p.add_subparsers(dest="sla_command", metavar="COMMAND")
+    c = sub.add_parser("credits", help=t("sla.cli.credits.help"))
+    # SUPPRESS: the parent's values (meshd sla --config X credits) must not be reset by these defaults.
+    c.add_argument("--config", default=argparse.SUPPRESS, help=t("cli.opt.config"))
+    c.add_argument("--period", required=True, help=t("sla.cli.credits.period_help"))
+    c.add_argument("--json", action="store_true", default=argparse.SUPPRESS, help=t("cli.opt.json"))
+    c.set_defaults(handler=cmd_credits)
+
+
+def cmd_credits(args: argparse.Namespace, ctx: Any) -> int:
+    config = ctx.load_config(args.config)
+    timeout = config.plugin("sla").query_timeout * 4 + 10
+    status, doc = ctx.call(config, "GET", "/v1/sla/credits?" + urlencode({"period": args.period}), admin=False,
+                           timeout=timeout)
+    if status != 200:
+        return daemon_error(ctx, int(status), doc)
+
+    def render_credits(d: dict[str, Any]) -> str:
+        headers = [ctx.t(f"sla.cli.credits.col.{c}") for c in ("tenant", "plan", "credit", "description")]
+        body = [[c["tenant"], c["plan"], f"{c['percent_of_base']} %", c["description"]] for c in d["credits"]]
+        return ctx.t("sla.cli.credits.title", period=d["period"]) + "\n" + render_table(headers, body)
+
+    ctx.show(doc, getattr(args, "json", False), render_credits)
+    if not doc.get("complete"):
+        failed = ", ".join(f"{k} ({v})" for k, v in sorted(doc.get("failed", {}).items()))
+        ctx.error(ctx.t("sla.cli.credits.incomplete", tenants=failed))
+        return EXIT_FAILURE
+    return EXIT_OK
 
 
 def fetch(ctx: Any, config: Any, period: str, plan: str | None) -> tuple[int, Any]:

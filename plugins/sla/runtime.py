@@ -271,6 +271,24 @@ class Runtime:
                  objective=str(objective), percent=str(percent))
         return [InvoiceAdjustment(source="sla", key=f"sla:{period}", description=text, percent_of_base=-percent)]
 
+    async def all_credits(self, period: str) -> dict[str, Any]:
+        """Every tenant's credit for ``period`` (for federations without the billing plugin)."""
+        directory = self.daemon.config.tenants
+        lang = self.daemon.config.daemon.lang
+        out: list[dict[str, Any]] = []
+        failed: dict[str, str] = {}
+        for tenant in sorted(directory.tenants) if directory is not None else []:
+            try:
+                credits = await self.credits(tenant, period, getattr(directory.tenants[tenant], "lang", None) or lang)
+            except NoAnswer as exc:
+                failed[tenant] = str(exc)
+                continue
+            entry = directory.tenants[tenant]
+            for c in credits:
+                out.append({"tenant": tenant, "plan": entry.plan, "key": c.key,
+                            "percent_of_base": str(c.percent_of_base), "description": c.description})
+        return {"period": period, "credits": out, "complete": not failed, "failed": failed}
+
     async def served_availability(self, served: list[str], since_ms: int, until_ms: int) -> float | None:
         """The mean availability of the regions that serve a tenant; NoAnswer if one of them cannot say.
 

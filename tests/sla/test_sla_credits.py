@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -13,7 +14,7 @@ from meshd.natsserver import free_port
 from meshd.testing import running_daemons, until
 from meshd_plugins.sla import Sample, SampleStore
 
-from ..billing.test_billing_daemon import OTHER_PLUGINS, configs, last_month, plugin
+from ..billing.test_billing_daemon import OTHER_PLUGINS, cli, configs, last_month, plugin
 
 pytestmark = [pytest.mark.anyio, pytest.mark.nats]
 HOUR = 3_600_000
@@ -33,7 +34,8 @@ def record_month(path: Path, region: str, period: str, down_hours: int) -> float
     return 1 - down_hours / hours
 
 
-async def test_credits_land_on_the_right_invoices_once(tmp_path: Path, nats_server: Any) -> None:
+async def test_credits_land_on_the_right_invoices_once(tmp_path: Path, nats_server: Any,
+                                                       capsys: pytest.CaptureFixture[str]) -> None:
     period, _ = last_month()
     paths = configs(tmp_path, nats_server.url, {"eu-west-1": free_port()})
     paths = {r: paths[r] for r in ("eu-west-1", "eu-central-1")}
@@ -64,3 +66,14 @@ async def test_credits_land_on_the_right_invoices_once(tmp_path: Path, nats_serv
         [line] = [x for x in acme["lines"] if x["kind"] == "adjustment"]
         assert line["key"] == f"sla:{period}" and line["description"].startswith("Service credit: availability")
         assert "25 % of the monthly fee" in line["description"]
+
+        # Without going through billing: the list of credits owed, and a period that is not a month refused.
+        code, out, _ = await cli(capsys, "--lang", "en", "sla", "credits", "--config", str(paths["eu-west-1"]),
+                                 "--period", period, "--json")
+        doc = json.loads(out)
+        assert {c["tenant"]: c["percent_of_base"] for c in doc["credits"]} == {"bistro-fr": "-10", "acme-eu": "-25"}
+        # globex-us is served by us-east-1, whose daemon is not running here: named, not given "no credit".
+        assert code == 1 and list(doc["failed"]) == ["globex-us"] and "us-east-1" in doc["failed"]["globex-us"]
+        code, _, err = await cli(capsys, "--lang", "en", "sla", "credits", "--config", str(paths["eu-west-1"]),
+                                 "--period", "30d")
+        assert code == 2 and "credits are per calendar month" in err
