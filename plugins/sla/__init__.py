@@ -47,7 +47,31 @@ class SlaPlugin:
 
     @hookimpl
     def meshd_http_routes(self, daemon: meshd.Daemon) -> list[Route]:
-        return [Route("GET", "/v1/sla", self._sla_route), Route("GET", "/v1/sla/credits", self._credits_route)]
+        return [Route("GET", "/v1/sla", self._sla_route), Route("GET", "/v1/sla/credits", self._credits_route),
+                Route("GET", "/v1/sla/daily", self._daily_route), Route("GET", "/sla", self._page_route),
+                Route("GET", "/sla/chart.umd.min.js", self._chart_route)]
+
+    async def _daily_route(self, request: Request) -> Response:
+        if self.runtime is None:
+            return Response.json({"error": "the daemon is starting", "code": "not_running"}, 503)
+        try:
+            days = int((request.query.get("days") or ["90"])[0])
+        except ValueError:
+            days = 0
+        if not 1 <= days <= 400:
+            return Response.json({"error": "days must be a whole number from 1 to 400", "code": "bad_days"}, 400)
+        return Response.json(await self.runtime.dashboard(days))
+
+    async def _page_route(self, request: Request) -> Response:
+        from .page import render_dashboard
+
+        lang = (request.query.get("lang") or [""])[0]
+        return Response(200, render_dashboard(lang or None, self.runtime).encode(), "text/html; charset=utf-8")
+
+    async def _chart_route(self, request: Request) -> Response:
+        from .page import chart_js
+
+        return Response(200, chart_js(), "text/javascript; charset=utf-8")
 
     async def _credits_route(self, request: Request) -> Response:
         if self.runtime is None:

@@ -171,10 +171,18 @@ class Runtime:
 
     # ------------------------------------------------------------ the federation view
 
-    async def local_answer(self, since_ms: int, until_ms: int) -> dict[str, Any]:
-        """What this daemon knows about [since, until): its rows summed per region and source, its incidents."""
+    async def local_answer(self, since_ms: int, until_ms: int, daily: bool = False) -> dict[str, Any]:
+        """What this daemon knows about [since, until): its rows summed per region and source, its incidents.
+
+        ``daily``: this region's own availability per UTC day instead (the dashboard's uptime bars).
+        """
         if self.store is None:
             return {"ok": False, "error": "the SLI history is not open"}
+        if daily:
+            days = await anyio.to_thread.run_sync(self.store.daily, self.daemon.region, since_ms, until_ms)
+            return {"ok": True, "region": self.daemon.region,
+                    "daily": [{"day_ms": d, "availability": up / span if span else None} for d, span, up in days],
+                    "burn": self.status()["burn"], "incidents": [i.to_json() for i in self.incidents()]}
         parts = await anyio.to_thread.run_sync(summarize_store, self.store, since_ms, until_ms)
         incidents = [i.to_json() for i in self.incidents()
                      if i.opened_ms < until_ms and (i.resolved_ms is None or i.resolved_ms >= since_ms)]
@@ -185,19 +193,46 @@ class Runtime:
     async def on_query(self, envelope: Envelope, message: Message) -> None:
         try:
             since_ms, until_ms = int(envelope.body["since_ms"]), int(envelope.body["until_ms"])
+            daily = bool(envelope.body.get("daily", False))
         except (KeyError, TypeError, ValueError) as exc:
             await self.daemon.bus.reply(message, "sla.answer", {"ok": False, "error": f"bad request: {exc}"})
             return
-        await self.daemon.bus.reply(message, "sla.answer", await self.local_answer(since_ms, until_ms))
+        await self.daemon.bus.reply(message, "sla.answer", await self.local_answer(since_ms, until_ms, daily))
 
-    async def _ask(self, region: str, since_ms: int, until_ms: int) -> dict[str, Any]:
+    async def _ask(self, region: str, since_ms: int, until_ms: int, daily: bool = False) -> dict[str, Any]:
         if region == self.daemon.region:
-            answer = await self.local_answer(since_ms, until_ms)
+            answer = await self.local_answer(since_ms, until_ms, daily)
             if not answer.get("ok"):
                 raise NoAnswer(str(answer.get("error")))
             return answer
-        return await self.daemon.bus.ask(QUERY_KIND, "sla.query", {"since_ms": since_ms, "until_ms": until_ms},
+        return await self.daemon.bus.ask(QUERY_KIND, "sla.query",
+                                         {"since_ms": since_ms, "until_ms": until_ms, "daily": daily},
                                          target=region, timeout=self.settings.query_timeout)
+
+    async def gather(self, since_ms: int, until_ms: int, daily: bool = False
+                     ) -> tuple[dict[str, dict[str, Any]], dict[str, str]]:
+        """Every region's answer, and why each that did not answer did not."""
+        answers: dict[str, dict[str, Any]] = {}
+        missing: dict[str, str] = {}
+
+        async def one(region: str) -> None:
+            try:
+                answers[region] = await self._ask(region, since_ms, until_ms, daily)
+            except NoAnswer as exc:
+                missing[region] = str(exc)
+
+        async with anyio.create_task_group() as tg:
+            for region in self.daemon.config.region_map.regions:
+                tg.start_soon(one, region)
+        return answers, missing
+
+    async def dashboard(self, days: int) -> dict[str, Any]:
+        """The web page's data: per region, availability per day, burn now, incidents; who did not answer."""
+        until_ms = int(time.time() * 1000)
+        until_ms += 86_400_000 - until_ms % 86_400_000
+        answers, missing = await self.gather(until_ms - days * 86_400_000, until_ms, daily=True)
+        return {"days": days, "until_ms": until_ms, "missing": missing,
+                "regions": {r: {k: a.get(k) for k in ("daily", "burn", "incidents")} for r, a in sorted(answers.items())}}
 
     async def federation(self, period: str, plan: str | None = None) -> dict[str, Any]:
         """Every region's figures over ``period`` merged from every region's answer; who did not answer, and why.
@@ -209,18 +244,7 @@ class Runtime:
         if plan is not None and plan not in self.slo.plans:
             raise KeyError(plan)
         regions = list(self.daemon.config.region_map.regions)
-        answers: dict[str, dict[str, Any]] = {}
-        missing: dict[str, str] = {}
-
-        async def one(region: str) -> None:
-            try:
-                answers[region] = await self._ask(region, since_ms, until_ms)
-            except NoAnswer as exc:
-                missing[region] = str(exc)
-
-        async with anyio.create_task_group() as tg:
-            for region in regions:
-                tg.start_soon(one, region)
+        answers, missing = await self.gather(since_ms, until_ms)
         parsed = [{r: {src: Part.from_json(p) for src, p in by.items()} for r, by in a.get("parts", {}).items()}
                   for a in answers.values()]
         out_regions: dict[str, Any] = {}
@@ -295,19 +319,7 @@ class Runtime:
         Peers are asked too (their dead and failover rows count) but may be
         missing; a serving region may not: its credit would be a guess.
         """
-        regions = list(self.daemon.config.region_map.regions)
-        answers: dict[str, dict[str, Any]] = {}
-        missing: dict[str, str] = {}
-
-        async def one(region: str) -> None:
-            try:
-                answers[region] = await self._ask(region, since_ms, until_ms)
-            except NoAnswer as exc:
-                missing[region] = str(exc)
-
-        async with anyio.create_task_group() as tg:
-            for region in regions:
-                tg.start_soon(one, region)
+        answers, missing = await self.gather(since_ms, until_ms)
         unanswered = [r for r in served if r in missing]
         if unanswered:
             raise NoAnswer("no SLA figures from " + ", ".join(f"{r} ({missing[r]})" for r in unanswered))

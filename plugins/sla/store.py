@@ -233,6 +233,13 @@ class SampleStore:
                     out.add_encoded(bytes(blob))
         return out
 
+    def daily(self, region: str, since_ms: int, until_ms: int) -> list[tuple[int, int, float]]:
+        """(day start ms, covered ms, up ms) of the region's own rows per UTC day, from the hourly rollup."""
+        with self._lock:
+            return [(int(d) * 86_400_000, int(span), float(up)) for d, span, up in self._db.execute(
+                "SELECT hour_ms / 86400000, SUM(span_ms), SUM(up_ms) FROM hourly WHERE region=? AND source='probes' "
+                "AND hour_ms >= ? AND hour_ms < ? GROUP BY 1 ORDER BY 1", (region, since_ms, until_ms))]
+
     def regions(self) -> list[str]:
         with self._lock:
             return [r for (r,) in self._db.execute("SELECT DISTINCT region FROM samples ORDER BY region")]
