@@ -54,15 +54,19 @@ def hook_caller(recorder: Recorder) -> pluggy.HookCaller:
     return pm.hook.meshd_probe_result
 
 
+def workload(probes: int, probe_interval: float) -> tuple[int, list[float], list[str]]:
+    """The same results for both recorders: (results per interval, latencies to cycle through, probe names)."""
+    rng = random.Random(1)
+    return (round(probes * INTERVAL_S / probe_interval), [rng.lognormvariate(3.5, 0.6) for _ in range(4096)],
+            [f"probe-{i}" for i in range(probes)])
+
+
 def recording_cost(probes: int, probe_interval: float, intervals: int, tmp: Path) -> float:
     """CPU seconds per 10 s interval, through the hook and the store."""
     recorder = Recorder("eu-west-1", int(INTERVAL_S * 1000))
     store = SampleStore(tmp / "meshd.sqlite")
     call = hook_caller(recorder)
-    per_interval = round(probes * INTERVAL_S / probe_interval)
-    rng = random.Random(1)
-    latencies = [rng.lognormvariate(3.5, 0.6) for _ in range(4096)]
-    names = [f"probe-{i}" for i in range(probes)]
+    per_interval, latencies, names = workload(probes, probe_interval)
     began = time.process_time()
     for k in range(intervals):
         for i in range(per_interval):
@@ -80,10 +84,7 @@ def naive_cost(probes: int, probe_interval: float, intervals: int, tmp: Path) ->
     db.execute("PRAGMA journal_mode=WAL")
     db.execute("PRAGMA synchronous=NORMAL")
     db.execute("CREATE TABLE results (probe TEXT, at REAL, ok INTEGER, latency_ms REAL)")
-    per_interval = round(probes * INTERVAL_S / probe_interval)
-    rng = random.Random(1)
-    latencies = [rng.lognormvariate(3.5, 0.6) for _ in range(4096)]
-    names = [f"probe-{i}" for i in range(probes)]
+    per_interval, latencies, names = workload(probes, probe_interval)
     began = time.process_time()
     for k in range(intervals):
         pending = []
