@@ -27,6 +27,51 @@ def add_commands(subparsers: Any, t: Any) -> None:
     c.add_argument("--period", required=True, help=t("sla.cli.credits.period_help"))
     c.add_argument("--json", action="store_true", default=argparse.SUPPRESS, help=t("cli.opt.json"))
     c.set_defaults(handler=cmd_credits)
+    r = sub.add_parser("report", help=t("sla.report.help"))
+    r.add_argument("--config", default=argparse.SUPPRESS, help=t("cli.opt.config"))
+    r.add_argument("--period", required=True, help=t("sla.cli.period_help"))
+    r.add_argument("--plan", default=argparse.SUPPRESS, help=t("sla.cli.plan_help"))
+    r.add_argument("--format", dest="report_format", choices=("md", "html", "pdf"), help=t("sla.report.format_help"))
+    r.add_argument("--out", help=t("sla.report.out_help"))
+    r.set_defaults(handler=cmd_report)
+
+
+def cmd_report(args: argparse.Namespace, ctx: Any) -> int:
+    from pathlib import Path
+
+    from .report import render_html, render_markdown, render_pdf  # jinja2 and WeasyPrint: only when asked
+
+    out = Path(args.out) if args.out else None
+    fmt = args.report_format or ({".html": "html", ".htm": "html", ".pdf": "pdf"}.get(out.suffix.lower(), "md")
+                                 if out else "md")
+    if fmt == "pdf" and out is None:
+        ctx.error(ctx.t("sla.report.pdf_needs_out"))
+        return EXIT_USAGE
+    config = ctx.load_config(args.config)
+    status, doc = fetch(ctx, config, args.period, getattr(args, "plan", None))
+    if status != 200:
+        return daemon_error(ctx, status, doc)
+    lang = ctx.t.lang
+    if fmt == "md":
+        text: str | None = render_markdown(doc, lang)
+    elif fmt == "html":
+        text = render_html(doc, lang)
+    else:
+        text = None
+    if out is None:
+        assert text is not None
+        ctx.print(text.rstrip("\n"))
+    else:
+        try:
+            if text is not None:
+                out.write_text(text, encoding="utf-8")
+            else:
+                out.write_bytes(render_pdf(render_html(doc, lang)))
+        except OSError as exc:
+            ctx.error(ctx.t("sla.report.failed", path=out, detail=exc.strerror or str(exc)))
+            return EXIT_FAILURE
+        ctx.error(ctx.t("sla.report.written", path=out))
+    return report_missing(ctx, doc)
 
 
 def cmd_credits(args: argparse.Namespace, ctx: Any) -> int:

@@ -99,6 +99,10 @@ def test_achieved_availability_p95_and_the_incident_match_the_schedule(tmp_path:
         capsys.readouterr()
         assert main(["--lang", "en", "sla", "--config", asker, "--period", "10m", "--plan", "starter"]) == 0
         table = capsys.readouterr().out
+        assert main(["--lang", "fr", "sla", "report", "--config", asker, "--period", "10m"]) == 0
+        report = capsys.readouterr().out
+        assert main(["--lang", "en", "sla", "report", "--config", asker, "--period", "10m", "--format", "pdf"]) == 2
+        assert "not written to a terminal" in capsys.readouterr().err
         fed.kill(PROBED)
         assert main(["--lang", "en", "sla", "--config", asker, "--period", "10m", "--json"]) == 1
         gone = capsys.readouterr()
@@ -157,3 +161,4 @@ def test_achieved_availability_p95_and_the_incident_match_the_schedule(tmp_path:
     assert "availability" not in after["regions"][PROBED]
     assert f"no answer from {PROBED}" in gone.err
     assert "month 13 is not 01 to 12" in bad_period
+    assert report.startswith("# Rapport SLA pour 10m") and f"| {PROBED} | starter | 99.0 % / 1000 ms |" in report
