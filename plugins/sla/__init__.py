@@ -109,9 +109,9 @@ class SlaPlugin:
             await self.runtime.stop()
 
     @hookimpl
-    def meshd_probe_result(self, probe: str, ok: bool, latency_ms: float, at: float) -> None:
+    def meshd_probe_result(self, probe: str, kind: str, ok: bool, latency_ms: float, at: float) -> None:
         if self.runtime is not None:
-            self.runtime.recorder.observe(probe, ok, latency_ms, at)
+            self.runtime.recorder.observe(probe, ok, latency_ms, at, kind)
 
     @hookimpl
     def meshd_member_changed(self, member: Any) -> None:

@@ -18,7 +18,7 @@ class SlaConfig(StrictModel):
     sample_interval: Annotated[Duration, Field(gt=0.0, le=3600.0)] = 10.0
     """One history row per region per interval (10 s: 259,200 rows a month before downsampling)."""
     probes: list[str] = []
-    """Names of the health probes whose results are the SLIs; empty: every probe of the region."""
+    """Names of the health probes whose results are the SLIs; empty: every http and tcp probe of the region."""
     history: RelPath | None = None
     """The SQLite history; default ``<state_dir>/sla/history.sqlite``."""
     full_resolution: Annotated[Duration, Field(gt=0.0)] = 35 * 86400.0

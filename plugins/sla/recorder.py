@@ -21,6 +21,9 @@ from collections.abc import Collection
 from .latency import Histogram
 from .store import Sample
 
+SERVICE_KINDS = frozenset({"http", "tcp"})
+"""Probes that ask a service what users ask it; host probes (cpu, disk...) say how the host is, not the service."""
+
 STALE_MS = 60_000
 """A result stands for its probe at most this long: a probe that stops reporting stops counting."""
 
@@ -48,7 +51,7 @@ class Recorder:
         self.region = region
         self.interval_ms = interval_ms
         self.probes = frozenset(probes)
-        """Probe names that count; empty: every probe."""
+        """Probe names that count; empty: every probe of a service kind (:data:`SERVICE_KINDS`)."""
         self.total = 0
         self.hist = Histogram()
         self.times: dict[str, _ProbeTime] = {}
@@ -63,8 +66,8 @@ class Recorder:
         at_ms = int(at_s * 1000)
         return at_ms - at_ms % self.interval_ms
 
-    def observe(self, probe: str, ok: bool, latency_ms: float, at_s: float) -> None:
-        if self.probes and probe not in self.probes:
+    def observe(self, probe: str, ok: bool, latency_ms: float, at_s: float, kind: str = "http") -> None:
+        if (probe not in self.probes) if self.probes else (kind not in SERVICE_KINDS):
             self.ignored += 1
             return
         self.total += 1

@@ -105,7 +105,12 @@ def test_the_recorder_counts_the_time_each_result_stands_for() -> None:
     # web: ok from 20.0 s, down from 22.5 s (request sent then), up again from 25.0 s; 50 ms answers.
     for ok, at_s in [(True, 20.05), (False, 22.55), (False, 24.05), (True, 25.05)]:
         rec.observe("web", ok, 50.0, at_s)
-    rec.observe("disk", False, 1.0, 21.0)  # not an SLI probe
+    rec.observe("disk", False, 1.0, 21.0, "disk")  # not an SLI probe
+    assert rec.ignored == 1
+    anything = Recorder("eu", 10_000)
+    anything.observe("cpu", False, 1.0, 21.0, "cpu")  # a host probe is not an SLI by default
+    anything.observe("db", True, 3.0, 21.0, "tcp")
+    assert anything.ignored == 1 and anything.total == 1
     rec.member("us", "dead")
     rec.member("ap", "dead")
     rec.decision("ap", "failover", "eu")
