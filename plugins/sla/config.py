@@ -12,6 +12,15 @@ from meshd.durations import Duration
 SECTION = "sla"
 
 
+class PrometheusSource(StrictModel):
+    """Prometheus as the SLI source (instant queries); see promsource.py."""
+
+    url: str
+    availability_query: str = Field(min_length=1)
+    latency_query: str | None = None
+    timeout: Annotated[Duration, Field(gt=0.0, le=30.0)] = 2.0
+
+
 class SlaConfig(StrictModel):
     """How often SLIs are sampled, which probes count, where the history lives, and the objectives file."""
 
@@ -33,5 +42,7 @@ class SlaConfig(StrictModel):
     """Raise burn-rate alerts through the alerts plugin."""
     query_timeout: Annotated[Duration, Field(gt=0.0, le=60.0)] = 2.0
     """How long ``meshd sla`` waits for each region's answer before naming it as missing."""
+    prometheus: PrometheusSource | None = None
+    """Read this region's SLIs from Prometheus instead of the probes."""
     slo: RelPath | None = None
     """The objectives file; default ``slo.yaml`` beside this config if it exists, else the builtin plans' objectives."""

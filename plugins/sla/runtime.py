@@ -15,8 +15,10 @@ from meshd.bus import NoAnswer
 from meshd.envelope import Envelope
 from meshd.transport import Message
 
+from . import promsource
 from .burn import BurnEngine, Incident, Transition, window_name
 from .config import SECTION, SlaConfig
+from .latency import Histogram
 from .period import parse_period
 from .recorder import Recorder
 from .slo import Slo, load_slo, references, slo_path
@@ -52,6 +54,7 @@ class Runtime:
         m = daemon.metrics
         self.m_samples = m.counter("sla_samples_written_total", "SLI history rows written, by source", ["source"])
         self.m_errors = m.counter("sla_store_errors_total", "SLI history writes that failed")
+        self.m_prom_errors = m.counter("sla_prometheus_errors_total", "Prometheus SLI queries that failed")
         # The same SLI as counters, for teams that alert from Prometheus (contrib/prometheus/sla-rules.yml).
         self.m_covered = m.counter("sla_covered_seconds_total", "Seconds this region's SLI probes covered", ["region"])
         self.m_up = m.counter("sla_up_seconds_total", "Of those, seconds the region was available", ["region"])
@@ -86,6 +89,12 @@ class Runtime:
     async def flush(self, boundary_ms: int) -> None:
         start, self.current_ms = self.current_ms, boundary_ms
         rows = self.recorder.close_interval(start, boundary_ms)
+        source = self.settings.prometheus
+        if source is not None:
+            rows = [r for r in rows if not (r.region == self.daemon.region and r.source == "probes")]
+            own = await self.from_prometheus(source, start, boundary_ms)
+            if own is not None:
+                rows.append(own)
         if not rows or self.store is None:
             return
         try:
@@ -136,6 +145,23 @@ class Runtime:
             return []
         strictest = max(self.engines.values(), key=lambda e: e.objective)
         return list(strictest.incidents)
+
+    async def from_prometheus(self, source: Any, start: int, end: int) -> Sample | None:
+        """This region's row from Prometheus; None (counted, logged) when it cannot answer: no row is not "up"."""
+        try:
+            reading = await anyio.to_thread.run_sync(promsource.read, source.url, source.availability_query,
+                                                     source.latency_query, source.timeout)
+        except promsource.QueryFailed as exc:
+            self.m_prom_errors.inc()
+            self.log.warning("Prometheus SLI query failed: %s", exc)
+            return None
+        if reading.availability is None:
+            return None
+        hist = Histogram()
+        if reading.p95_ms is not None:
+            hist.add(reading.p95_ms)
+        span = end - start
+        return Sample(self.daemon.region, start, span, span * reading.availability, 1, hist.dumps())
 
     async def fold(self) -> None:
         if self.store is None:
