@@ -8,11 +8,14 @@ import subprocess
 import threading
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
 
 import pytest
 
 from meshd.natsserver import free_port
-from meshd.testing import wait_for
+from meshd.testing import running_daemons, until, wait_for, write_federation
+from meshd_plugins.sla import PRECISION
 from meshd_plugins.sla.promsource import QueryFailed, instant, read
 
 PROMETHEUS = shutil.which("prometheus")
@@ -82,3 +85,19 @@ def test_a_query_that_cannot_be_one_number_is_refused_with_the_reason(prometheus
         read(prometheus, 'svc_good_ratio{region="eu-west-1"} * 3', None, 2.0)
     with pytest.raises(QueryFailed, match="parse error"):
         read(prometheus, "sum(", None, 2.0)
+
+
+@pytest.mark.anyio
+@pytest.mark.nats
+async def test_a_daemon_records_its_rows_from_prometheus(prometheus: str, tmp_path: Path, nats_server: Any) -> None:
+    configs = write_federation(tmp_path, ["eu-west-1"], nats_server.url, patch={"sla": {
+        "sample_interval": "200ms", "history": str(tmp_path / "h.sqlite"),
+        "prometheus": {"url": prometheus, "availability_query": 'svc_good_ratio{region="eu-west-1"}',
+                       "latency_query": 'svc_p95_seconds{region="eu-west-1"}'}}})
+    async with running_daemons(configs) as daemons:
+        runtime = daemons["eu-west-1"].hooks.pm.get_plugin("sla").runtime
+        await until(lambda: runtime.written >= 3, what="three rows from Prometheus")
+        rows = [r for r in runtime.store.samples(0, 2**62, "eu-west-1") if r.source == "probes"]
+    assert len(rows) >= 3
+    assert all(r.up_ms == pytest.approx(0.75 * r.span_ms) and r.checks == 1 for r in rows)
+    assert rows[0].histogram().quantile(0.95) == pytest.approx(240.0, rel=PRECISION)
