@@ -124,6 +124,15 @@ class Runtime:
                                  "SLO burn %s for plan %s: %s (%.1fx over %s, %.1fx over %s)", change.rule.name, plan,
                                  "firing" if change.firing else "resolved", change.long_burn,
                                  window_name(change.rule.long_ms), change.short_burn, window_name(change.rule.short_ms))
+        # The latest incidents (one just resolved, one just opened) are kept on disk: a month's MTTD and MTTR
+        # outlive a restart.
+        latest = self.incidents()[-2:]
+        if latest and self.store is not None:
+            try:
+                await anyio.to_thread.run_sync(self.store.save_incidents, latest)
+            except Exception as exc:
+                self.m_errors.inc()
+                self.log.error("writing incidents failed: %s: %s", type(exc).__name__, exc)
 
     def burn_alert(self, plan: str, engine: BurnEngine, change: Transition) -> Alert:
         rule = change.rule
@@ -208,13 +217,22 @@ class Runtime:
             days = await anyio.to_thread.run_sync(self.store.daily, self.daemon.region, since_ms, until_ms)
             return {"ok": True, "region": self.daemon.region,
                     "daily": [{"day_ms": d, "availability": up / span if span else None} for d, span, up in days],
-                    "burn": self.status()["burn"], "incidents": [i.to_json() for i in self.incidents()]}
+                    "burn": self.status()["burn"], "incidents": await self.stored_incidents(since_ms, until_ms)}
         parts = await anyio.to_thread.run_sync(summarize_store, self.store, since_ms, until_ms)
-        incidents = [i.to_json() for i in self.incidents()
-                     if i.opened_ms < until_ms and (i.resolved_ms is None or i.resolved_ms >= since_ms)]
+        incidents = await self.stored_incidents(since_ms, until_ms)
         return {"ok": True, "region": self.daemon.region,
                 "parts": {r: {src: p.to_json() for src, p in by.items()} for r, by in parts.items()},
                 "incidents": incidents, "burn": self.status()["burn"]}
+
+    async def stored_incidents(self, since_ms: int, until_ms: int) -> list[dict[str, Any]]:
+        """This region's incidents over a period from disk, with the one still open from memory (written soon)."""
+        assert self.store is not None
+        stored = await anyio.to_thread.run_sync(self.store.incidents, self.daemon.region, since_ms, until_ms)
+        by_opening = {i.opened_ms: i for i in stored}
+        for i in self.incidents():
+            if i.opened_ms < until_ms and (i.resolved_ms is None or i.resolved_ms >= since_ms):
+                by_opening[i.opened_ms] = i
+        return [by_opening[k].to_json() for k in sorted(by_opening)]
 
     async def on_query(self, envelope: Envelope, message: Message) -> None:
         try:

@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from .burn import Incident
 from .latency import Histogram
 
 SOURCES = ("probes", "dead", "failover")
@@ -48,6 +49,14 @@ CREATE TABLE IF NOT EXISTS hourly (
     checks INTEGER NOT NULL,
     hist BLOB NOT NULL,
     PRIMARY KEY (region, source, hour_ms)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS incidents (
+    region TEXT NOT NULL,
+    opened_ms INTEGER NOT NULL,
+    detected_ms INTEGER,
+    resolved_ms INTEGER,
+    rules TEXT NOT NULL DEFAULT '',
+    PRIMARY KEY (region, opened_ms)
 ) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS coverage (
     region TEXT NOT NULL,
@@ -239,6 +248,20 @@ class SampleStore:
             return [(int(d) * 86_400_000, int(span), float(up)) for d, span, up in self._db.execute(
                 "SELECT hour_ms / 86400000, SUM(span_ms), SUM(up_ms) FROM hourly WHERE region=? AND source='probes' "
                 "AND hour_ms >= ? AND hour_ms < ? GROUP BY 1 ORDER BY 1", (region, since_ms, until_ms))]
+
+    def save_incidents(self, incidents: Iterable[Incident]) -> None:
+        """Write (or update: an incident is keyed by region and opening) incidents."""
+        rows = [(i.region, i.opened_ms, i.detected_ms, i.resolved_ms, ",".join(i.rules)) for i in incidents]
+        with self._lock:
+            self._db.executemany("INSERT OR REPLACE INTO incidents VALUES (?,?,?,?,?)", rows)
+
+    def incidents(self, region: str, since_ms: int, until_ms: int) -> list[Incident]:
+        """The region's incidents open at some time in [since_ms, until_ms), oldest first."""
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT region, opened_ms, detected_ms, resolved_ms, rules FROM incidents WHERE region=? AND opened_ms < ? "
+                "AND (resolved_ms IS NULL OR resolved_ms >= ?) ORDER BY opened_ms", (region, until_ms, since_ms)).fetchall()
+        return [Incident(r, o, d, res, [x for x in rules.split(",") if x]) for r, o, d, res, rules in rows]
 
     def regions(self) -> list[str]:
         with self._lock:

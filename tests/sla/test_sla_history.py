@@ -159,3 +159,19 @@ def test_the_store_summary_equals_the_summary_of_its_rows(tmp_path: Path) -> Non
             assert (mine.span_ms, mine.up_ms, mine.checks, mine.ranges) == (part.span_ms, part.up_ms, part.checks,
                                                                            part.ranges)
             assert mine.hist.counts == part.hist.counts
+
+
+def test_incidents_are_kept_and_found_by_period(tmp_path: Path) -> None:
+    from meshd_plugins.sla.burn import Incident
+
+    path = tmp_path / "h.sqlite"
+    store = SampleStore(path)
+    store.save_incidents([Incident("eu", 1_000, 61_000, None, ["page_fast"])])
+    store.save_incidents([Incident("eu", 1_000, 61_000, 601_000, ["page_fast", "page_slow"]),
+                          Incident("eu", 900_000, 960_000, None)])
+    store.close()
+    again = SampleStore(path)
+    assert [(i.opened_ms, i.resolved_ms, i.rules) for i in again.incidents("eu", 0, 10**6)] == [
+        (1_000, 601_000, ["page_fast", "page_slow"]), (900_000, None, [])]
+    assert [i.opened_ms for i in again.incidents("eu", 700_000, 10**6)] == [900_000]  # the first ended before
+    assert again.incidents("us", 0, 10**6) == []
