@@ -376,6 +376,10 @@ class Hooks:
             kinds.update(result)
         return kinds
 
+    def probe_result(self, daemon: Daemon, probe: str, kind: str, ok: bool, latency_ms: float, at: float) -> None:
+        self.call_sync("meshd_probe_result", daemon=daemon, probe=probe, kind=kind, ok=ok,
+                       latency_ms=latency_ms, at=at)
+
     async def region_health_changed(self, daemon: Daemon, report: HealthReport,
                                     previous: HealthReport | None) -> None:
         await self.call("meshd_region_health_changed", daemon=daemon, report=report, previous=previous)

@@ -52,7 +52,7 @@ from .tenants import Tenant
 T = TypeVar("T")
 
 BUILTIN_PLUGINS = ("health", "membership", "failover", "routing", "alerts", "keys", "metering", "billing",
-                   "fencing", "partners", "audit", "deploy")
+                   "fencing", "partners", "audit", "deploy", "sla")
 """The first-party plugins; block them to test the core (or one plugin) alone."""
 
 
