@@ -1,4 +1,4 @@
-"""Bus cost of membership per daemon at 7, 25 and 50 members: it must not grow with the federation.
+"""Bus cost of membership per daemon at 7 to 250 members: it must not grow with the federation.
 
 For each size a federation of that many regions is written (a generated
 region map), one nats-server started, and the daemons run in a few worker
@@ -7,13 +7,24 @@ daemon sees every other alive, each daemon's membership messages (sent and
 received, every type including replies) and all its verified bus envelopes
 are counted over ``--window`` seconds.
 
-    python bench/membership_bus.py                    # 7, 25, 50 members
+    python bench/membership_bus.py                    # 7, 25, 50, 100, 250 members
     python bench/membership_bus.py --sizes 7 25 --window 20
+
+Detection at scale (``--kills K``): K daemons run alone in their own
+process; after the window each is SIGKILLed in turn and every other daemon
+reports when it saw the victim dead (first and last observer, from the
+kill). False deaths under load (``--hog``): the window runs with every core
+saturated by busy loops; any daemon declared suspect or dead during it is
+a false positive, since nothing is killed until the window ends:
+
+    python bench/membership_bus.py --sizes 25 100 250 --kills 3
+    python bench/membership_bus.py --sizes 100 --window 300 --hog   # the 5-minute false-death run
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import statistics
 import subprocess
@@ -23,7 +34,7 @@ import time
 from pathlib import Path
 
 import yaml
-from membership_common import machine, table
+from membership_common import cpu_hog, machine, table
 
 from meshd.natsserver import NatsServer
 from meshd.testing import BUILTIN_PLUGINS, deep_merge
@@ -34,7 +45,7 @@ OTHERS = [p for p in BUILTIN_PLUGINS if p != "membership"]
 def write_federation(workdir: Path, size: int, nats_url: str) -> list[Path]:
     from meshd.bootstrap import init_federation
 
-    regions = {f"r{i:02d}": {"location": f"site {i}", "coordinates": {"lat": -60 + (i * 7) % 120, "lon": -170 + i * 6},
+    regions = {f"r{i:02d}": {"location": f"site {i}", "coordinates": {"lat": -60 + (i * 7) % 120, "lon": -170 + (i * 6) % 340},
                              "jurisdiction": "US", "endpoint": f"https://r{i:02d}.example.com", "capacity": 1000}
                for i in range(size)}
     workdir.mkdir(parents=True, exist_ok=True)
@@ -92,10 +103,11 @@ def worker(paths: list[str], size: int, settle: float, window: float) -> None:
                     env = sum(s.value for m in reg.collect() if m.name in ("meshd_envelopes_sent",
                                                                           "meshd_envelopes_received")
                               for s in m.samples if s.name.endswith("_total"))
-                    dead = sum(s.value for m in reg.collect() if m.name == "meshd_membership_transitions"
-                               for s in m.samples if s.name.endswith("_total") and s.labels.get("state") in
-                               ("dead", "suspect"))
-                    out[r] = (mem, env, dead)
+                    changes = [(s.labels.get("state"), s.value) for m in reg.collect()
+                               if m.name == "meshd_membership_transitions" for s in m.samples
+                               if s.name.endswith("_total")]
+                    out[r] = (mem, env, sum(v for st, v in changes if st in ("dead", "suspect")),
+                              sum(v for st, v in changes if st == "dead"))
                 return out
 
             before, types0, t0 = sample(), by_type(), time.monotonic()
@@ -103,11 +115,28 @@ def worker(paths: list[str], size: int, settle: float, window: float) -> None:
             after, types1, wall = sample(), by_type(), time.monotonic() - t0
             result = {r: {"membership_msgs_per_s": (after[r][0] - before[r][0]) / wall,
                           "envelopes_per_s": (after[r][1] - before[r][1]) / wall,
-                          "suspect_or_dead": after[r][2] - before[r][2]} for r in daemons}
+                          "suspect_or_dead": after[r][2] - before[r][2],
+                          "dead": after[r][3] - before[r][3]} for r in daemons}
             result["_types"] = {k: (v - types0.get(k, 0.0)) / wall / len(daemons) for k, v in types1.items()}
             print(json.dumps(result), flush=True)
-            # Keep running until every worker has measured: a leave would show up in their windows.
-            await anyio.to_thread.run_sync(sys.stdin.readline)
+            # Keep running until every worker has measured: a leave would show up in their windows. Then
+            # answer the driver's kills: when did each of this process's daemons see the victim dead?
+            while True:
+                line = (await anyio.to_thread.run_sync(sys.stdin.readline)).split()
+                if not line or line[0] != "dead":
+                    return
+                victim, killed = line[1], float(line[2])
+                seen: dict[str, float] = {}
+                deadline = time.monotonic() + 120
+                while len(seen) < len(daemons) and time.monotonic() < deadline:
+                    for r, d in daemons.items():
+                        member = d.hooks.pm.get_plugin("membership").swim.table.get(victim)
+                        if r not in seen and member is not None and member.state == MemberState.DEAD:
+                            seen[r] = time.time()
+                    await anyio.sleep(0.01)
+                print(json.dumps({"first": min(seen.values(), default=killed) - killed,
+                                  "all": max(seen.values(), default=killed) - killed,
+                                  "missing": len(daemons) - len(seen)}), flush=True)
 
     anyio.run(run, backend="asyncio")
 
@@ -115,18 +144,36 @@ def worker(paths: list[str], size: int, settle: float, window: float) -> None:
 # ---------------------------------------------------------------- driver
 
 
-def measure(size: int, workers: int, settle: float, window: float) -> dict[str, dict[str, float]]:
+def measure(size: int, per_process: int, settle: float, window: float, kills: int = 0,
+            hog: bool = False) -> tuple[dict[str, dict[str, float]], list[dict[str, float]]]:
+    """Per-daemon rates over the window, and per kill the detection times (first, all) in seconds."""
     with tempfile.TemporaryDirectory(prefix=f"bench-bus-{size}-") as tmp:
         server = NatsServer(Path(tmp) / "nats").start()
         try:
             paths = write_federation(Path(tmp), size, server.url)
-            chunks = [paths[i::workers] for i in range(workers)]
-            chunks = [c for c in chunks if c]
+            victims, rest = paths[:kills], paths[kills:]
+            workers = max(1, -(-len(rest) // per_process))
+            chunks = [[v] for v in victims] + [c for c in (rest[i::workers] for i in range(workers)) if c]
             procs = [subprocess.Popen([sys.executable, __file__, "--worker", str(size), str(settle), str(window),
                                        *map(str, chunk)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
                      for chunk in chunks]
-            lines = [p.stdout.readline() for p in procs]  # type: ignore[union-attr]
-            for p in procs:
+            with cpu_hog() if hog else contextlib.nullcontext():
+                lines = [p.stdout.readline() for p in procs]  # type: ignore[union-attr]
+            detections = []
+            for k, victim in enumerate(victims):
+                killed = time.time()
+                procs[k].kill()
+                procs[k].wait()
+                others = procs[len(victims):] + procs[k + 1:len(victims)]
+                for p in others:
+                    p.stdin.write(f"dead {victim.stem} {killed}\n")  # type: ignore[union-attr]
+                    p.stdin.flush()  # type: ignore[union-attr]
+                answers = [json.loads(p.stdout.readline()) for p in others]  # type: ignore[union-attr]
+                detections.append({"first": min(a["first"] for a in answers), "all": max(a["all"] for a in answers),
+                                   "missing": sum(a["missing"] for a in answers)})
+                print(f"{size} members, kill {k + 1}/{kills} {victim.stem}: first {detections[-1]['first']:.2f} s, "
+                      f"all {detections[-1]['all']:.2f} s", flush=True)
+            for p in procs[len(victims):]:
                 p.communicate("stop\n", timeout=60)
                 if p.returncode:
                     raise SystemExit(f"worker failed ({p.returncode})")
@@ -138,7 +185,7 @@ def measure(size: int, workers: int, settle: float, window: float) -> dict[str, 
                     types[key] = types.get(key, 0.0) + rate * len(chunk) / size
                 results.update(part)
             results["_types"] = types
-            return results
+            return results, detections
         finally:
             server.stop()
 
@@ -148,27 +195,40 @@ def main() -> None:
         worker(sys.argv[5:], int(sys.argv[2]), float(sys.argv[3]), float(sys.argv[4]))
         return
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--sizes", type=int, nargs="+", default=[7, 25, 50])
+    parser.add_argument("--sizes", type=int, nargs="+", default=[7, 25, 50, 100, 250])
     parser.add_argument("--per-process", type=int, default=10, help="daemons per worker process")
     parser.add_argument("--settle", type=float, default=5.0)
     parser.add_argument("--window", type=float, default=30.0)
+    parser.add_argument("--kills", type=int, default=0, help="daemons SIGKILLed one after another after the window")
+    parser.add_argument("--hog", action="store_true", help="saturate every core with busy loops during the window")
     args = parser.parse_args()
     print(f"# {time.strftime('%Y-%m-%d %H:%M:%S %Z')}; {machine()}", flush=True)
-    rows = []
+    rows, detect_rows = [], []
     for size in args.sizes:
-        workers = max(1, -(-size // args.per_process))
-        res = measure(size, workers, args.settle, args.window)
+        res, detections = measure(size, args.per_process, args.settle, args.window, args.kills, args.hog)
+        workers = args.kills + max(1, -(-(size - args.kills) // args.per_process))
         types = res.pop("_types")
         print(f"{size} members, per daemon by type: "
               + ", ".join(f"{k} {v:.2f}/s" for k, v in sorted(types.items()) if v >= 0.005), flush=True)
         mem = [r["membership_msgs_per_s"] for r in res.values()]
         env = [r["envelopes_per_s"] for r in res.values()]
         bad = sum(r["suspect_or_dead"] for r in res.values())
-        rows.append([size, workers, statistics.fmean(mem), max(mem), statistics.fmean(env), max(env), int(bad)])
+        dead = sum(r["dead"] for r in res.values())
+        rows.append([size, workers, statistics.fmean(mem), max(mem), statistics.fmean(env), max(env), int(bad),
+                     int(dead)])
+        if detections:
+            detect_rows.append([size, len(detections), statistics.median(d["first"] for d in detections),
+                                statistics.median(d["all"] for d in detections), max(d["all"] for d in detections),
+                                int(sum(d["missing"] for d in detections))])
         print(f"{size} members: {statistics.fmean(mem):.2f} membership msgs/s per daemon", flush=True)
     print(f"# after: {machine()}\n")
+    print(f"window {args.window:g} s{', every core saturated' if args.hog else ''}")
     print(table(["members", "processes", "membership msgs/s per daemon, mean", "max",
-                 "bus envelopes/s per daemon, mean", "max", "suspect/dead transitions"], rows))
+                 "bus envelopes/s per daemon, mean", "max", "suspect/dead transitions", "dead"], rows))
+    if detect_rows:
+        print("\ndetection of a SIGKILLed daemon (seconds from the kill):")
+        print(table(["members", "kills", "first observer, median", "last observer, median", "last, max",
+                     "observers that never saw it"], detect_rows))
 
 
 if __name__ == "__main__":

@@ -15,6 +15,13 @@ What it measures (every figure from this one run, so ratios are comparable):
               each case --rounds times into the same daemon: best and median
 4. sigkill    a backlog, SIGKILL of the daemon mid-drain, restart: the ledger total must
               equal the events sent, exactly; reports the catch-up time
+5. workers    (--workers 1,2) the same backlog drained by 1 ingesting process (one
+              partition, the daemon) and by 2 (two partitions: the daemon ingests
+              partition 0, a `meshd ingest` process partition 1), rounds interleaved;
+              the ratio of the medians, and the CPU seconds of every process
+              (nats-server included) during each drain
+
+    python bench/metering_bench.py --only workers --workers 1,2 --rounds 5
 
 "Deduplicated" here: JetStream drops a message whose Nats-Msg-Id it saw
 within its window (a batch resent as is); the ledger drops every event whose
@@ -43,7 +50,7 @@ from typing import Any
 
 from benchlib import cpu_model
 
-from meshd.testing import wait_for
+from meshd.testing import stop_process, wait_for
 
 ROOT = Path(__file__).resolve().parent.parent
 REGION = "eu-west-1"
@@ -127,7 +134,8 @@ def federation(workdir: Path, nats_url: str, name: str, **metering: Any) -> tupl
 
     base = workdir / name
     base.mkdir(parents=True)
-    (base / "tenants.yaml").write_text("tenants:\n" + "".join(f"  {t}: {{residency: EU}}\n" for t in TENANTS))
+    (base / "tenants.yaml").write_text("tenants:\n" + "".join(f"  {t}: {{residency: EU}}\n"
+                                                              for t in dict.fromkeys(TENANTS + WORKER_TENANTS)))
     port = free_port()
     configs = write_federation(base, [REGION], nats_url, patch={
         "metering": {"meters": METERS, "stream": {"max_bytes": "1GiB"}, **metering},
@@ -135,24 +143,44 @@ def federation(workdir: Path, nats_url: str, name: str, **metering: Any) -> tupl
     return configs[REGION], port
 
 
-def events(n: int, prefix: str) -> list[dict[str, Any]]:
+def balanced_tenants(partitions: int, per_partition: int) -> list[str]:
+    """Tenant ids spread evenly over ``partitions`` by the metering hash, so each worker gets the same share."""
+    from meshd_plugins.metering.subjects import partition_of
+
+    chosen: dict[int, list[str]] = {k: [] for k in range(partitions)}
+    i = 0
+    while any(len(v) < per_partition for v in chosen.values()):
+        tenant = f"tenant-{i:03d}"
+        group = chosen[partition_of(tenant, partitions)]
+        if len(group) < per_partition:
+            group.append(tenant)
+        i += 1
+    return [t for k in range(per_partition) for t in (chosen[p][k] for p in range(partitions))]
+
+
+WORKER_TENANTS = balanced_tenants(2, 5)
+
+
+def events(n: int, prefix: str, tenants: list[str] = TENANTS) -> list[dict[str, Any]]:
     """Realistic events: distinct millisecond timestamps, varied values, ten tenants, UUID-like ids."""
     now = time.time()
     out = []
     for i in range(n):
         stamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(now - 60 - i / 1000)) + f".{i % 1000:03d}Z"
         out.append({"id": f"{prefix}-{i:08d}-7f3a9c2e", "source": "//bench/api-gw/eu-west-1",
-                    "tenant": TENANTS[i % len(TENANTS)], "meter": "api_calls",
+                    "tenant": tenants[i % len(tenants)], "meter": "api_calls",
                     "value": VALUES[i % len(VALUES)], "time": stamp, "specversion": "1.0"})
     return out
 
 
-async def publish(nats_url: str, evs: list[dict[str, Any]], batch: int, receipts: bool = False) -> float:
+async def publish(nats_url: str, evs: list[dict[str, Any]], batch: int, receipts: bool = False,
+                  sort: bool = False) -> float:
     """Publish through the SDK (JetStream acks, pipelined); the seconds it took."""
     from meshd_plugins.metering.sdk import UsageClient
 
     client = await UsageClient.connect([nats_url], federation="test", region=REGION, batch_size=batch,
-                                       receipts=receipts, max_in_flight=256 if batch > 1 else 2000)
+                                       receipts=receipts, max_in_flight=256 if batch > 1 else 2000,
+                                       sorted_by_tenant=sort)
     try:
         began = time.perf_counter()
         result = await client.publish(evs)
@@ -315,6 +343,125 @@ def bench_sigkill(workdir: Path, nats_url: str, n: int) -> dict[str, Any]:
         daemon.stop()
 
 
+# ---------------------------------------------------------------- 5. workers
+
+
+class IngestWorker:
+    """A `meshd ingest --partitions k` process (metering alone, as in systemd's meshd-ingest@)."""
+
+    def __init__(self, config: Path, partition: int, log: Path):
+        self.config, self.partition, self.log = config, partition, log
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        with open(self.log, "ab") as out:
+            self.proc = subprocess.Popen([sys.executable, "-m", "meshd", "ingest", "--config", str(self.config),
+                                          "--partitions", str(self.partition), "--log-format", "json"],
+                                         stdout=out, stderr=out, start_new_session=True)
+
+    def signal(self, signum: int) -> None:
+        assert self.proc is not None
+        self.proc.send_signal(signum)
+
+    def stop(self) -> None:
+        if self.proc is not None:
+            stop_process(self.proc, 15)
+
+
+def cpu_seconds(pids: dict[str, int]) -> dict[str, float]:
+    import psutil
+
+    out = {}
+    for name, pid in pids.items():
+        times = psutil.Process(pid).cpu_times()
+        out[name] = times.user + times.system
+    return out
+
+
+async def fetching(nats_url: str, consumers: list[str]) -> bool:
+    """Every consumer has a fetch waiting on it: its process is bound and idle."""
+    import nats
+
+    from meshd_plugins.metering.subjects import stream_name
+
+    nc = await nats.connect(nats_url)
+    try:
+        js = nc.jetstream()
+        for name in consumers:
+            try:
+                if not (await js.consumer_info(stream_name("test", REGION), name)).num_waiting:
+                    return False
+            except Exception:
+                return False
+        return True
+    finally:
+        await nc.close()
+
+
+def bench_workers(workdir: Path, n: int, counts: list[int], rounds: int) -> dict[str, Any]:
+    """The same backlog drained by 1 and by 2 ingesting processes, rounds interleaved; medians and CPU.
+
+    Each setup has its own nats-server (the same region's stream cannot have two layouts at once).
+    """
+    from meshd.natsserver import NatsServer
+    from meshd_plugins.metering.subjects import partition_consumer
+
+    setups: dict[int, tuple[Any, DaemonProcess, list[IngestWorker]]] = {}
+    try:
+        for w in counts:
+            server = NatsServer(workdir / f"nats-workers{w}").start()
+            config, port = federation(workdir, server.url, f"workers{w}", partitions=w,
+                                      ingest=["0"] if w > 1 else "local")
+            daemon = DaemonProcess(config, port, False, workdir / f"workers{w}.log")
+            setups[w] = (server, daemon, [])
+            daemon.start()
+            for k in range(1, w):
+                worker = IngestWorker(config, k, workdir / f"workers{w}-p{k}.log")
+                setups[w][2].append(worker)
+                worker.start()
+            names = [partition_consumer(k, w) for k in range(w)]
+            wait_for(lambda u=server.url, c=names: asyncio.run(fetching(u, c)), 60, "every partition consumed")
+        drains: dict[int, list[float]] = {w: [] for w in counts}
+        cpu: dict[int, list[dict[str, float]]] = {w: [] for w in counts}
+        for r in range(rounds):
+            for w in counts:
+                server, daemon, extra = setups[w]
+                procs = {"daemon": daemon.proc.pid, **{f"ingest-p{x.partition}": x.proc.pid for x in extra}}  # type: ignore[union-attr]
+                procs["nats-server"] = server.proc.pid
+                backlog = events(n, f"w{w}-{r}", WORKER_TENANTS)
+                counted = daemon.counted()
+                for p in (daemon, *extra):
+                    p.signal(signal.SIGSTOP)
+                try:
+                    asyncio.run(publish(server.url, backlog, 500, sort=True))
+                finally:
+                    before = cpu_seconds(procs)
+                    began = time.perf_counter()
+                    for p in (daemon, *extra):
+                        p.signal(signal.SIGCONT)
+                wait_for(lambda d=daemon, c=counted: d.counted() >= c + n, 600, "backlog drained")
+                took = time.perf_counter() - began
+                after = cpu_seconds(procs)
+                drains[w].append(n / took)
+                cpu[w].append({k: round(after[k] - before[k], 2) for k in procs} | {"wall": round(took, 2)})
+                print(f"  round {r} workers {w}: {n / took:,.0f} ev/s {cpu[w][-1]}", file=sys.stderr)
+        out: dict[str, Any] = {"events": n, "rounds": rounds, "batch": 500, "tenants": WORKER_TENANTS}
+        for w in counts:
+            out[f"workers{w}"] = {"drain_events_per_s": [round(x) for x in drains[w]],
+                                  "median": round(statistics.median(drains[w])), "best": round(max(drains[w])),
+                                  "cpu_seconds_per_drain": cpu[w]}
+        if 1 in counts and 2 in counts:
+            out["ratio_2_vs_1_median"] = round(out["workers2"]["median"] / out["workers1"]["median"], 2)
+            out["ratio_2_vs_1_per_round"] = [round(b / a, 2) for a, b in zip(drains[1], drains[2])]
+        return out
+    finally:
+        for server, daemon, extra in setups.values():
+            for worker in extra:
+                worker.stop()
+            daemon.stop()
+            server.stop()
+
+
 # ---------------------------------------------------------------- main
 
 
@@ -330,6 +477,8 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="smaller counts")
     parser.add_argument("--rounds", type=int, default=3, help="rounds per ingest case (best and median)")
     parser.add_argument("--json", help="also write the results to this file")
+    parser.add_argument("--workers", default="1,2", help="ingesting process counts to compare (section 5)")
+    parser.add_argument("--only", choices=["workers"], help="run only this section")
     args = parser.parse_args()
     if args.serve:
         serve(args.serve, args.keyring)
@@ -340,8 +489,18 @@ def main() -> None:
     big = 50_000 if args.quick else 300_000
     single = 5_000 if args.quick else 20_000
     results: dict[str, Any] = {"machine": machine(), "command": " ".join([Path(sys.executable).name, *sys.argv])}
+    counts = [int(w) for w in args.workers.split(",")]
     with tempfile.TemporaryDirectory(prefix="meshd-metering-bench-") as tmp:
         workdir = Path(tmp)
+        if args.only == "workers":
+            print(f"workers {counts} ...", file=sys.stderr)
+            results["workers"] = bench_workers(workdir, big, counts, args.rounds)
+            results["machine"]["loadavg_at_end"] = os.getloadavg()
+            text = json.dumps(results, indent=2)
+            print(text)
+            if args.json:
+                Path(args.json).write_text(text + "\n")
+            return
         print("ledger only ...", file=sys.stderr)
         results["ledger"] = bench_ledger(workdir, big // 3)
         server = NatsServer(workdir / "nats").start()
@@ -359,6 +518,8 @@ def main() -> None:
             results["sigkill"] = bench_sigkill(workdir, server.url, big)
         finally:
             server.stop()
+        print(f"workers {counts} ...", file=sys.stderr)
+        results["workers"] = bench_workers(workdir, big, counts, args.rounds)
     anchor = results["anchor_js_acked_publish_128B"]["msgs_per_s"]
     for row in results["ingest"]:
         row["live_best_vs_js_acked_anchor"] = round(row["live_events_per_s_best"] / anchor, 2)

@@ -28,7 +28,7 @@ import yaml
 from . import __version__
 from .config import DEFAULT_HTTP_PORT, ConfigError, ConfigIssue, LoadedConfig
 from .i18n import LANGUAGES, Translator, detect_language
-from .plugins import Hooks
+from .plugins import Hooks, disabled_in_config
 from .yamlsource import format_keypath
 
 EXIT_OK, EXIT_FAILURE, EXIT_USAGE = 0, 1, 2
@@ -162,9 +162,6 @@ def cmd_check_config(args: argparse.Namespace, ctx: Context) -> int:
 
 
 def cmd_run(args: argparse.Namespace, ctx: Context) -> int:
-    import anyio
-
-    from .daemon import Daemon, serve
     from .logs import setup_logging
 
     config = ctx.load_config(args.config)
@@ -172,8 +169,17 @@ def cmd_run(args: argparse.Namespace, ctx: Context) -> int:
     log = logging.getLogger("meshd")
     for name in ctx.hooks.disable(config.daemon.plugins.disabled):
         log.warning("plugins.disabled names %r, which is not an installed plugin", name)
+    return run_daemon(config, ctx.hooks, log)
+
+
+def run_daemon(config: LoadedConfig, hooks: Hooks, log: logging.Logger) -> int:
+    """Build a daemon of ``config`` and serve it until SIGTERM; the exit code (also for ``meshd ingest``)."""
+    import anyio
+
+    from .daemon import Daemon, serve
+
     try:
-        daemon = Daemon(config, ctx.hooks)
+        daemon = Daemon(config, hooks)
     except (OSError, ValueError) as exc:
         log.error("cannot start: %s", exc)
         return EXIT_FAILURE
@@ -276,7 +282,7 @@ class _Parser(argparse.ArgumentParser):
         self.exit(EXIT_USAGE, f"{self.prog}: {message}\n")
 
 
-def build_parser(t: Translator, hooks: Hooks) -> argparse.ArgumentParser:
+def build_parser(t: Translator, hooks: Hooks, plugin_commands: bool = True) -> argparse.ArgumentParser:
     parser = _Parser(prog="meshd", description=t("cli.description"))
     parser.add_argument("--lang", choices=LANGUAGES, help=t("cli.opt.lang"))
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
@@ -330,7 +336,8 @@ def build_parser(t: Translator, hooks: Hooks) -> argparse.ArgumentParser:
 
     add_tenant_commands(sub, t)
 
-    hooks.cli_commands(sub, t)
+    if plugin_commands:
+        hooks.cli_commands(sub, t)
     _config_from_environment(parser)
     return parser
 
@@ -348,19 +355,51 @@ def _config_from_environment(parser: argparse.ArgumentParser) -> None:
                 _config_from_environment(child)
 
 
+def _option(argv: Sequence[str], name: str) -> str | None:
+    """The last value of option ``name`` (``--name V`` or ``--name=V``) in ``argv``, read before the parser exists."""
+    found = None
+    for i, arg in enumerate(argv):
+        if arg == name and i + 1 < len(argv):
+            found = argv[i + 1]
+        elif arg.startswith(name + "="):
+            found = arg.split("=", 1)[1]
+    return found
+
+
+def _command(argv: Sequence[str]) -> str | None:
+    """The subcommand of ``argv``, found before the parser exists."""
+    words = [a for i, a in enumerate(argv) if not a.startswith("-") and (i == 0 or argv[i - 1] != "--lang")]
+    return words[0] if words else None
+
+
+def load_hooks(argv: Sequence[str]) -> Hooks:
+    """The plugins for this command line: for ``meshd run``, all but those its config disables.
+
+    The config is only peeked at here (the parser, which plugins extend, does
+    not exist yet); a disabled plugin's modules are then never imported, so
+    the daemon does not carry them. Other commands load every plugin: they
+    may need any plugin's subcommand, and ``check-config`` validates every
+    section, disabled plugins' included.
+    """
+    if _command(argv) != "run":
+        return Hooks.load()
+    from .configpath import ConfigNotFound, find_config
+
+    try:
+        path: Path | None = find_config(_option(argv, "--config"))
+    except ConfigNotFound:
+        path = None  # said properly, in the user's language, when the command loads its config
+    return Hooks.load(blocked=disabled_in_config(path))
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     # --lang must be known before the parser (whose help is translated) exists.
-    explicit = None
-    for i, arg in enumerate(argv):
-        if arg == "--lang" and i + 1 < len(argv):
-            explicit = argv[i + 1]
-        elif arg.startswith("--lang="):
-            explicit = arg.split("=", 1)[1]
-    t = Translator(detect_language(explicit))
+    t = Translator(detect_language(_option(argv, "--lang")))
     logging.basicConfig(level=os.environ.get("MESHD_CLI_LOG", "WARNING"), format="%(levelname)s %(name)s: %(message)s")
-    hooks = Hooks.load()
-    parser = build_parser(t, hooks)
+    hooks = load_hooks(argv)
+    # The daemon needs none of the plugins' subcommands (nor their modules).
+    parser = build_parser(t, hooks, plugin_commands=_command(argv) != "run")
     args = parser.parse_args(argv)
     handler = getattr(args, "handler", None)
     if handler is None:

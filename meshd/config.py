@@ -188,7 +188,7 @@ class StrictModel(BaseModel):
     resolved against the config file's directory too.
     """
 
-    model_config = ConfigDict(extra="forbid", frozen=True, validate_default=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, validate_default=True, defer_build=True)
 
 
 # ---------------------------------------------------------------- daemon config

@@ -283,6 +283,21 @@ def meshd_probe_kinds() -> dict[str, type] | None:
 
 
 @hookspec
+def meshd_probe_result(daemon: Daemon, probe: str, kind: str, ok: bool, latency_ms: float, at: float) -> None:
+    """One check of one of this region's health probes finished. *sync*
+
+    Called by the health plugin after every check, before hysteresis is
+    applied: ``ok`` is False for a critical result (a failure, a timeout, a
+    crash of the probe), True for ok and warning; ``latency_ms`` is the
+    latency the probe measured (HTTP, TCP: its ``value`` in seconds), else
+    how long the check took; ``at`` the wall-clock time (epoch seconds) it ended.
+    These raw results are the SLIs the sla plugin records. It runs on the
+    event loop once per check of every probe: keep it to an append in
+    memory, no I/O.
+    """
+
+
+@hookspec
 def meshd_region_health_changed(daemon: Daemon, report: HealthReport,
                                 previous: HealthReport | None) -> Awaitable[None] | None:
     """This region's own health verdict changed (healthy / degraded / down).

@@ -13,14 +13,14 @@ import os
 from collections.abc import Mapping
 from datetime import datetime, timedelta
 from decimal import Decimal
-from functools import cache
+from functools import cache, cached_property
 from importlib import resources
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import yaml
-from babel import Locale
-from babel.dates import format_datetime, format_timedelta
-from babel.numbers import format_currency, format_decimal
+
+if TYPE_CHECKING:
+    from babel import Locale
 
 LANGUAGES = ("en", "fr", "es", "de", "ar")
 DEFAULT = "en"
@@ -70,9 +70,15 @@ class Translator:
 
     def __init__(self, lang: str = DEFAULT):
         self.lang = lang if lang in LANGUAGES else DEFAULT
-        self.locale = Locale.parse(_BABEL_LOCALE[self.lang])
         self._messages = catalog(self.lang)
         self._fallback = catalog(DEFAULT)
+
+    @cached_property
+    def locale(self) -> Locale:
+        # Babel and its locale data only once something is formatted: a daemon mostly only translates.
+        from babel import Locale
+
+        return Locale.parse(_BABEL_LOCALE[self.lang])
 
     @property
     def rtl(self) -> bool:
@@ -91,6 +97,8 @@ class Translator:
         return key in self._messages
 
     def number(self, value: int | float | Decimal, digits: int | None = None) -> str:
+        from babel.numbers import format_decimal
+
         if digits is not None:
             return format_decimal(value, format=f"#,##0.{'0' * digits}" if digits else "#,##0",
                                   locale=self.locale)
@@ -100,12 +108,18 @@ class Translator:
         """Format an amount already rounded by the caller (Babel rounds half-even otherwise)."""
         if not isinstance(amount, Decimal):
             raise TypeError("money must be a Decimal")
+        from babel.numbers import format_currency
+
         return format_currency(amount, currency, locale=self.locale)
 
     def datetime(self, value: datetime, fmt: str = "medium") -> str:
+        from babel.dates import format_datetime
+
         return format_datetime(value, format=fmt, locale=self.locale)
 
     def duration(self, seconds: float) -> str:
+        from babel.dates import format_timedelta
+
         return format_timedelta(timedelta(seconds=seconds), threshold=1.1, locale=self.locale)
 
     def exact_duration(self, seconds: float) -> str:
@@ -114,6 +128,8 @@ class Translator:
         :meth:`duration` rounds, which suits ages; a configured length must come back as
         written: 3600 s is "1 hour", 5400 s "90 minutes", never "2 hours".
         """
+        from babel.dates import format_timedelta
+
         whole = round(abs(seconds))
         for unit in (604800, 86400, 3600, 60, 1):
             if whole and whole % unit == 0:

@@ -16,9 +16,11 @@ import inspect
 import logging
 from collections.abc import Iterable, Sequence
 from importlib.metadata import entry_points
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
 
 import pluggy
+from pydantic import BaseModel, ConfigDict
 
 from . import hookspecs
 from .config import ConfigError, ConfigIssue, LoadedConfig, load_config
@@ -26,8 +28,6 @@ from .hookcontract import HookContract, describe_value, read_contract
 from .metrics import Metrics
 
 if TYPE_CHECKING:
-    from pydantic import BaseModel
-
     from .alerting import Alert, DeliveryResult, Notification
     from .daemon import Daemon
     from .decisions import Decision, Proposal, Veto
@@ -84,7 +84,8 @@ def load_entry_points(pm: pluggy.PluginManager, *, blocked: Iterable[str] = (),
 
     A plugin that fails to import is logged and skipped (its name goes to
     ``errors``): a broken third-party package must not stop a region's
-    daemon. Returns the names registered.
+    daemon. Returns the names registered. A blocked plugin's module is never
+    imported: a region that disables a plugin does not pay for its code.
     """
     for name in blocked:
         pm.set_blocked(name)
@@ -105,6 +106,40 @@ def load_entry_points(pm: pluggy.PluginManager, *, blocked: Iterable[str] = (),
     return loaded
 
 
+def installed_plugins() -> list[str]:
+    """The names of the ``meshd`` entry-point group, read from package metadata without importing any plugin."""
+    return sorted({ep.name for ep in entry_points(group=ENTRY_POINT_GROUP)})
+
+
+def disabled_in_config(path: str | Path | None) -> list[str]:
+    """``plugins.disabled`` of the daemon config at ``path``, read before any plugin is imported.
+
+    Only a peek, so that disabled plugins are never loaded: anything wrong
+    with the file gives ``[]`` here and is reported, file:line, by the full
+    validation that follows.
+    """
+    if path is None:
+        return []
+    import yaml
+
+    try:
+        with open(path, encoding="utf-8") as f:
+            data = yaml.safe_load(f)
+        names = data["plugins"]["disabled"]
+    except (OSError, yaml.YAMLError, TypeError, KeyError, UnicodeDecodeError):
+        return []
+    return [n for n in names if isinstance(n, str)] if isinstance(names, list) else []
+
+
+class DisabledSection(BaseModel):
+    """The config section of an installed plugin that is disabled: kept, not validated, not imported.
+
+    ``meshd check-config`` loads every plugin and validates such sections too.
+    """
+
+    model_config = ConfigDict(extra="allow", frozen=True)
+
+
 class Hooks:
     """The typed facade over ``pm.hook``; one per daemon (or CLI invocation)."""
 
@@ -114,6 +149,8 @@ class Hooks:
         self.log = logger or log
         self.metrics = metrics
         self.load_errors: list[str] = []
+        self.blocked: frozenset[str] = frozenset()
+        """Plugins not loaded on purpose (``plugins.disabled``): installed, but their modules never imported."""
         self._contracts: dict[str, HookContract] = {}
 
     @classmethod
@@ -127,7 +164,8 @@ class Hooks:
             except PluginRejected as exc:
                 hooks.log.error("plugin %s failed to load: %s: %s", name, type(exc).__name__, exc)
                 hooks.load_errors.append(name)
-        load_entry_points(hooks.pm, blocked=blocked, errors=hooks.load_errors)
+        hooks.blocked = frozenset(blocked)
+        load_entry_points(hooks.pm, blocked=hooks.blocked, errors=hooks.load_errors)
         return hooks
 
     def plugin_names(self) -> list[str]:
@@ -136,9 +174,11 @@ class Hooks:
     def disable(self, names: Iterable[str]) -> list[str]:
         """Unregister and block ``names``; return the names that matched no plugin."""
         unknown = []
+        installed = set(installed_plugins())
         for name in names:
             if self.pm.get_plugin(name) is None:
-                unknown.append(name)
+                if name not in installed:
+                    unknown.append(name)
             else:
                 self.pm.unregister(name=name)
             self.pm.set_blocked(name)
@@ -261,6 +301,9 @@ class Hooks:
                     self.log.error("config section %r is claimed by two plugins; keeping the first", section)
                     continue
                 models[section] = model
+        # An installed plugin left unloaded keeps its section (by convention named after it) valid as written.
+        for name in sorted(self.blocked & set(installed_plugins())):
+            models.setdefault(name, DisabledSection)
         return models
 
     def load_config(self, path: Any) -> LoadedConfig:
@@ -332,6 +375,10 @@ class Hooks:
         for result in self.call_sync("meshd_probe_kinds"):
             kinds.update(result)
         return kinds
+
+    def probe_result(self, daemon: Daemon, probe: str, kind: str, ok: bool, latency_ms: float, at: float) -> None:
+        self.call_sync("meshd_probe_result", daemon=daemon, probe=probe, kind=kind, ok=ok,
+                       latency_ms=latency_ms, at=at)
 
     async def region_health_changed(self, daemon: Daemon, report: HealthReport,
                                     previous: HealthReport | None) -> None:

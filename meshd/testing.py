@@ -52,7 +52,7 @@ from .tenants import Tenant
 T = TypeVar("T")
 
 BUILTIN_PLUGINS = ("health", "membership", "failover", "routing", "alerts", "keys", "metering", "billing",
-                   "fencing", "partners", "audit", "deploy")
+                   "fencing", "partners", "audit", "deploy", "sla")
 """The first-party plugins; block them to test the core (or one plugin) alone."""
 
 
@@ -335,6 +335,20 @@ def _shutdown(*socks: socket.socket) -> None:
 # ---------------------------------------------------------------- the federation
 
 
+def stop_process(proc: subprocess.Popen[bytes], timeout: float = 10.0) -> int:
+    """SIGTERM (after SIGCONT, in case it is paused) and wait; the exit code, or -9 if it had to be killed."""
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGCONT)
+        proc.send_signal(signal.SIGTERM)
+        try:
+            return proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+            return -9
+    return proc.returncode
+
+
 class LocalFederation:
     """Real nats-server(s) and one ``meshd run`` process per region, on loopback."""
 
@@ -488,17 +502,7 @@ class LocalFederation:
 
     def stop_daemon(self, region: str, timeout: float = 10.0) -> int:
         """SIGTERM and wait; the exit code (or -9 if it had to be killed)."""
-        proc = self.procs[region]
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGCONT)
-            proc.send_signal(signal.SIGTERM)
-            try:
-                return proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
-                return -9
-        return proc.returncode
+        return stop_process(self.procs[region], timeout)
 
     def cut(self, region: str, reset: bool = False) -> None:
         self.proxies[region].cut(reset=reset)
@@ -713,3 +717,42 @@ class MemoryTenantDirectory(CopyDirectory):
         self._customers[tenant_id] = data
         tenant = with_customer(current, data)
         self._apply(TenantChange("put", tenant_id, tenant, current.revision))
+
+
+class NotifySocket:
+    """A real AF_UNIX datagram socket standing in for systemd's NOTIFY_SOCKET."""
+
+    def __init__(self, path: Path):
+        self.path = path
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        self.sock.bind(str(path))
+        self.messages: list[str] = []
+
+    def wait_for(self, line: str, timeout: float = 30.0) -> list[str]:
+        """Collect datagrams until one holds ``line``; return everything received so far."""
+        deadline = time.monotonic() + timeout
+        while not any(line in m.splitlines() for m in self.messages):
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise TimeoutError(f"no {line!r} from the daemon; got {self.messages}")
+            self.sock.settimeout(remaining)
+            try:
+                self.messages.append(self.sock.recv(4096).decode())
+            except TimeoutError:
+                continue
+        return self.messages
+
+    def drain(self) -> list[str]:
+        """Everything sent so far, without waiting."""
+        self.sock.setblocking(False)
+        try:
+            while True:
+                self.messages.append(self.sock.recv(4096).decode())
+        except BlockingIOError:
+            pass
+        finally:
+            self.sock.setblocking(True)
+        return self.messages
+
+    def close(self) -> None:
+        self.sock.close()

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import signal
-import socket
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -11,48 +10,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from meshd.testing import LocalFederation
+from meshd.testing import LocalFederation, NotifySocket
 
 REGIONS = ["eu-west-1", "eu-central-1"]
-
-
-class NotifySocket:
-    """A real AF_UNIX datagram socket standing in for systemd's NOTIFY_SOCKET."""
-
-    def __init__(self, path: Path):
-        self.path = path
-        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
-        self.sock.bind(str(path))
-        self.messages: list[str] = []
-
-    def wait_for(self, line: str, timeout: float = 30.0) -> list[str]:
-        """Collect datagrams until one holds ``line``; return everything received so far."""
-        deadline = time.monotonic() + timeout
-        while not any(line in m.splitlines() for m in self.messages):
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                raise TimeoutError(f"no {line!r} from the daemon; got {self.messages}")
-            self.sock.settimeout(remaining)
-            try:
-                self.messages.append(self.sock.recv(4096).decode())
-            except TimeoutError:
-                continue
-        return self.messages
-
-    def drain(self) -> list[str]:
-        """Everything sent so far, without waiting."""
-        self.sock.setblocking(False)
-        try:
-            while True:
-                self.messages.append(self.sock.recv(4096).decode())
-        except BlockingIOError:
-            pass
-        finally:
-            self.sock.setblocking(True)
-        return self.messages
-
-    def close(self) -> None:
-        self.sock.close()
 
 
 @pytest.fixture

@@ -17,12 +17,14 @@ from meshd.yamlsource import parse_yaml
 
 ROOT = Path(__file__).resolve().parent.parent
 UNIT = ROOT / "systemd" / "meshd@.service"
+INGEST_UNIT = ROOT / "systemd" / "meshd-ingest@.service"
+UNITS = [UNIT, INGEST_UNIT]
 
 
-def unit() -> configparser.ConfigParser:
+def unit(path: Path = UNIT) -> configparser.ConfigParser:
     parser = configparser.ConfigParser(strict=False, interpolation=None)
     parser.optionxform = str  # type: ignore[assignment,method-assign]
-    parser.read(UNIT)
+    parser.read(path)
     return parser
 
 
@@ -70,12 +72,29 @@ def test_the_daemon_keeps_its_state_in_the_units_state_directory() -> None:
     assert Path(sample["state_dir"]) == Path("/var/lib") / instance_value("StateDirectory", sample["region"])
 
 
+def test_the_ingest_worker_unit_runs_meshd_ingest_with_the_daemons_config_state_and_hardening() -> None:
+    daemon, ingest = unit()["Service"], unit(INGEST_UNIT)["Service"]
+    assert ingest["Type"] == "notify"
+    assert re.search(r"/meshd ingest --config /etc/meshd/%i\.yaml$", ingest["ExecStart"]), ingest["ExecStart"]
+    assert ingest["ExecStartPre"] == daemon["ExecStartPre"]
+    assert unit(INGEST_UNIT)["Unit"]["ConditionPathExists"] == "/etc/meshd/%i.yaml"
+    # The ledger shards are in the daemon's state directory: the same one, the same user.
+    for key in ("StateDirectory", "User", "Group", "UMask", "WatchdogSec", "KillSignal", "Restart"):
+        assert ingest[key] == daemon[key], key
+    hardening = {k: v for k, v in daemon.items() if k.startswith(("Protect", "Private", "Restrict", "System",
+                                                                   "Capability", "NoNewPrivileges", "Lock",
+                                                                   "MemoryDeny", "DevicePolicy"))}
+    assert len(hardening) > 15
+    assert {k: ingest.get(k) for k in hardening} == hardening
+
+
 @pytest.mark.skipif(shutil.which("systemd-analyze") is None, reason="systemd-analyze is not installed")
-def test_systemd_analyze_verify_finds_nothing_to_say(tmp_path: Path) -> None:
+@pytest.mark.parametrize("path", UNITS, ids=lambda p: p.name)
+def test_systemd_analyze_verify_finds_nothing_to_say(tmp_path: Path, path: Path) -> None:
     # verify checks that every command exists: point them at this interpreter instead of /opt/meshd.
-    text = UNIT.read_text().replace("/opt/meshd/bin/meshd", sys.executable)
-    assert text != UNIT.read_text()
-    instance = tmp_path / "meshd@eu-west-1.service"
+    text = path.read_text().replace("/opt/meshd/bin/meshd", sys.executable)
+    assert text != path.read_text()
+    instance = tmp_path / path.name.replace("@", "@eu-west-1")
     instance.write_text(text)
     proc = subprocess.run(["systemd-analyze", "verify", "--man=no", str(instance)], capture_output=True, text=True,
                           timeout=60)
@@ -84,8 +103,9 @@ def test_systemd_analyze_verify_finds_nothing_to_say(tmp_path: Path) -> None:
 
 
 @pytest.mark.skipif(shutil.which("systemd-analyze") is None, reason="systemd-analyze is not installed")
-def test_hardening_exposure_is_at_most_2() -> None:
-    proc = subprocess.run(["systemd-analyze", "security", "--offline=true", str(UNIT)], capture_output=True,
+@pytest.mark.parametrize("path", UNITS, ids=lambda p: p.name)
+def test_hardening_exposure_is_at_most_2(path: Path) -> None:
+    proc = subprocess.run(["systemd-analyze", "security", "--offline=true", str(path)], capture_output=True,
                           text=True, timeout=60)
     match = re.search(r"Overall exposure level for \S+: (\d+\.\d+)", proc.stdout + proc.stderr)
     assert match, proc.stdout + proc.stderr

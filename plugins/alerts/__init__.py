@@ -24,7 +24,7 @@ from meshd.httpapi import Route
 from meshd.i18n import Translator
 from meshd.service import Service
 
-from . import api, cli
+from . import api
 from .config import ROUTES_FILE, SECTION, AlertsConfig
 from .notify import deliver
 from .routes import load_routes
@@ -92,6 +92,7 @@ class AlertsPlugin:
 
     @hookimpl
     def meshd_cli_commands(self, subparsers: argparse._SubParsersAction, t: Translator) -> None:
+        from . import cli  # only commands that parse a command line need it, not the daemon
         cli.add_commands(subparsers, t)
 
     # ------------------------------------------------------------ lifecycle

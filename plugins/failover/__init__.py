@@ -18,7 +18,7 @@ from meshd import hookimpl
 from meshd.config import ConfigIssue, LoadedConfig
 from meshd.httpapi import Request, Response, Route
 
-from . import cli, status
+from . import status
 from .config import FailoverConfig, dr_config_path, strict_majority, vote_timing
 from .drconfig import load_dr_config
 from .engine import FailoverEngine
@@ -88,6 +88,7 @@ class FailoverPlugin:
 
     @hookimpl
     def meshd_cli_commands(self, subparsers: Any, t: Any) -> None:
+        from . import cli  # only commands that parse a command line need it, not the daemon
         cli.add_commands(subparsers, t)
 
     # ------------------------------------------------------------ lifecycle

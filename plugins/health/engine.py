@@ -118,14 +118,16 @@ class ProbeRunner:
                              "probe %s: %s -> %s%s", self.name, before.value, changed.value, detail)
         return changed
 
-    async def run(self, changed: Callable[[], None]) -> None:
-        """Check forever on the probe's interval; ``changed()`` after every state change."""
+    async def run(self, changed: Callable[[], None],
+                  checked: Callable[[ProbeRunner, ProbeResult, float], None] = lambda *_: None) -> None:
+        """Check forever on the probe's interval; ``checked(...)`` after every check, ``changed()`` after every state change."""
         interval = self.settings.interval
         # A little jitter so that probes configured alike do not all fire on the same tick.
         await anyio.sleep(random.uniform(0, min(0.5, interval / 4)))
         next_at = anyio.current_time()
         while True:
             result, duration, timed_out = await self.check_once()
+            checked(self, result, duration)
             if self.record(result, duration, timed_out) is not None:
                 changed()
             next_at += interval
@@ -245,7 +247,7 @@ class HealthEngine:
                 while True:
                     async with anyio.create_task_group() as probes:
                         for runner in self.runners.values():
-                            probes.start_soon(runner.run, self._changed, name=f"probe {runner.name}")
+                            probes.start_soon(runner.run, self._changed, self._checked, name=f"probe {runner.name}")
                         await self._reconfigure.wait()
                         self._reconfigure = anyio.Event()
                         probes.cancel_scope.cancel()
@@ -258,6 +260,13 @@ class HealthEngine:
 
     def _changed(self) -> None:
         self._wake.set()
+
+    def _checked(self, runner: ProbeRunner, result: ProbeResult, duration: float) -> None:
+        # A latency the probe measured itself (HTTP, TCP) leaves out the wait for a worker thread, which on a
+        # loaded host is not the service's doing.
+        measured = result.value if runner.probe.unit == "s" and result.value is not None else duration
+        self.daemon.hooks.probe_result(self.daemon, runner.name, runner.kind, result.level is not Level.CRITICAL,
+                                       measured * 1000.0, time.time())
 
     async def _publisher(self) -> None:
         while True:

@@ -14,7 +14,6 @@ from meshd.config import ConfigIssue
 from meshd.i18n import Translator
 from meshd.plugins import Hooks
 
-from . import cli
 from .engine import HealthEngine
 from .kind_command import CommandProbe
 from .kind_host import CpuProbe, DiskProbe, LoadProbe, MemoryProbe
@@ -51,6 +50,7 @@ class HealthPlugin:
 
     @hookimpl
     def meshd_cli_commands(self, subparsers: argparse._SubParsersAction, t: Translator) -> None:
+        from . import cli  # only commands that parse a command line need it, not the daemon
         cli.add_commands(subparsers, t)
 
     # ------------------------------------------------------------ lifecycle

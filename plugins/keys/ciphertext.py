@@ -80,10 +80,19 @@ def parse_text(text: object) -> tuple[int, bytes]:
     version = int(digits)
     if version > MAX_VERSION:
         raise CiphertextError("bad_version", version=digits)
-    raw = _canonical_b64(text[colon + 1:])
+    return version, parse_payload(text[colon + 1:])
+
+
+def parse_payload(payload: str) -> bytes:
+    """``nonce || ciphertext || tag`` from the base64 after a text ciphertext's prefix; strict as :func:`parse_text`."""
+    raw = _canonical_b64(payload)
     if len(raw) < MIN_PAYLOAD:
         raise CiphertextError("truncated", size=len(raw), minimum=MIN_PAYLOAD)
-    return version, raw
+    return raw
+
+
+# A prefix "meshd:vN:" ends at most this far in: 7 characters, then up to 10 digits.
+PREFIX_END = len(TEXT_PREFIX) + 11
 
 
 def format_text(version: int, payload: bytes) -> str:

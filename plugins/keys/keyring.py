@@ -41,7 +41,17 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from meshd.kms import KMSProvider, KMSUnavailableError
 
 from .aad import aad_prefix, encode_context
-from .ciphertext import HEADER_SIZE, MIN_BLOB, blob_header, parse_blob, parse_text, text_prefix
+from .ciphertext import (
+    HEADER_SIZE,
+    MIN_BLOB,
+    PREFIX_END,
+    TEXT_PREFIX,
+    blob_header,
+    parse_blob,
+    parse_payload,
+    parse_text,
+    text_prefix,
+)
 from .errors import CiphertextError, KEKError, KeyringError, PolicyError
 from .keyfile import KeyringDoc, KeyringFile, Stamp, VersionRecord
 
@@ -134,7 +144,8 @@ class Keyring:
         self._doc: KeyringDoc = doc
         self._stamp: Stamp = stamp
         self._dec: dict[int, _Dec] = {}
-        self._dec_hdr: dict[bytes, _Dec] = {}
+        self._dec_hdr: dict[bytes | str, _Dec] = {}
+        """Loaded versions by binary header and by text prefix (``meshd:vN:``): one lookup finds the key."""
         self._enc = _exhausted()
         self._pinned: dict[int, _Enc] = {}
         self._ctxc: dict[tuple[tuple[str, str], ...], bytes] = {}
@@ -273,14 +284,16 @@ class Keyring:
     def decrypt(self, ciphertext: str, context: Context = None) -> bytes:
         """The plaintext of a text ciphertext; :class:`CiphertextError` naming the problem otherwise."""
         try:
-            version, raw = parse_text(ciphertext)
-            dec = self._dec.get(version) or self._dec_entry(version)
+            dec, raw = _text_parts(self._dec_hdr, ciphertext)
+            if dec is None:
+                version, raw = parse_text(ciphertext)
+                dec = self._dec.get(version) or self._dec_entry(version)
             last = dec.last
             aad = last[1] if context == last[0] else self._aad(dec, context)
             try:
                 return dec.aead.decrypt(raw[:12], raw[12:], aad)
             except InvalidTag:
-                raise CiphertextError("auth_failed", keyring=self.name, version=version) from None
+                raise CiphertextError("auth_failed", keyring=self.name, version=dec.version) from None
         except CiphertextError as exc:
             self._failed(exc)
             raise
@@ -465,7 +478,7 @@ class Keyring:
     def _drop(self, version: int) -> None:
         """Forget the data key of ``version`` (lock held); the next use unwraps it again or fails."""
         self._dec = {v: d for v, d in self._dec.items() if v != version}
-        self._dec_hdr = {blob_header(v): d for v, d in self._dec.items()}
+        self._dec_hdr = _by_prefix(self._dec)
         self._pinned = {v: e for v, e in self._pinned.items() if v != version}
         if self._enc.version == version:
             self._enc = _exhausted()
@@ -567,9 +580,7 @@ class Keyring:
         # Copy-on-write, so lock-free readers never see a dict being changed.
         by_version = dict(self._dec)
         by_version[dec.version] = dec
-        by_header = dict(self._dec_hdr)
-        by_header[blob_header(dec.version)] = dec
-        self._dec, self._dec_hdr = by_version, by_header
+        self._dec, self._dec_hdr = by_version, _by_prefix(by_version)
 
     def _dec_entry(self, version: int) -> _Dec:
         """The decryption state of ``version``, unwrapping it on first use; the precise error if none."""
@@ -603,7 +614,7 @@ class Keyring:
         if doc.min_decryption_version != old.min_decryption_version:
             keep = {v: d for v, d in self._dec.items() if v >= doc.min_decryption_version}
             self._dec = keep
-            self._dec_hdr = {blob_header(v): d for v, d in keep.items()}
+            self._dec_hdr = _by_prefix(keep)
         if doc.min_decryption_version != old.min_decryption_version or \
                 doc.min_encryption_version != old.min_encryption_version:
             self._pinned = {}
@@ -693,7 +704,31 @@ class Keyring:
 
 
 def _text(prefix: str, nonce: bytes, sealed: bytes) -> str:
-    return prefix + binascii.b2a_base64(nonce + sealed, newline=False).decode("ascii")
+    # 12 bytes are whole base64 quanta, so the nonce encodes on its own and the record is not copied behind it.
+    b2a = binascii.b2a_base64
+    return "".join((prefix, b2a(nonce, newline=False).decode("ascii"), b2a(sealed, newline=False).decode("ascii")))
+
+
+def _by_prefix(versions: dict[int, _Dec]) -> dict[bytes | str, _Dec]:
+    out: dict[bytes | str, _Dec] = {blob_header(v): d for v, d in versions.items()}
+    out.update({text_prefix(v): d for v, d in versions.items()})
+    return out
+
+
+def _text_parts(by_prefix: dict[bytes | str, _Dec], text: object) -> tuple[_Dec | None, bytes]:
+    """The loaded version and payload of a text ciphertext of a loaded version; ``(None, b"")`` otherwise.
+
+    The fast path of decryption: one dict lookup on the ``meshd:vN:`` prefix
+    instead of parsing the version number. Anything else (another version,
+    a malformed prefix) goes to :func:`parse_text`, which names the problem.
+    """
+    if type(text) is not str:
+        return None, b""
+    colon = text.find(":", len(TEXT_PREFIX), PREFIX_END)
+    dec = by_prefix.get(text[:colon + 1]) if colon > 0 else None
+    if dec is None:
+        return None, b""
+    return dec, parse_payload(text[colon + 1:])
 
 
 def _wrap_context(region: str, purpose: str, key_id: str, version: str) -> dict[str, str]:
@@ -752,12 +787,14 @@ class BoundKeyring:
     def decrypt(self, ciphertext: str) -> bytes:
         ring = self._ring
         try:
-            version, raw = parse_text(ciphertext)
-            dec = ring._dec.get(version) or ring._dec_entry(version)
+            dec, raw = _text_parts(ring._dec_hdr, ciphertext)
+            if dec is None:
+                version, raw = parse_text(ciphertext)
+                dec = ring._dec.get(version) or ring._dec_entry(version)
             try:
                 return dec.aead.decrypt(raw[:12], raw[12:], dec.aad + self._ctx)
             except InvalidTag:
-                raise CiphertextError("auth_failed", keyring=ring.name, version=version) from None
+                raise CiphertextError("auth_failed", keyring=ring.name, version=dec.version) from None
         except CiphertextError as exc:
             ring._failed(exc)
             raise

@@ -27,7 +27,6 @@ from meshd.logs import register_secret
 from meshd.plugins import Hooks
 from meshd.transport import Message
 
-from . import cli
 from .ciphertext import looks_like_text
 from .configsecrets import decrypt_config_value, encrypted_values
 from .errors import KEKError, KeyringError, KeysError
@@ -218,6 +217,7 @@ class KeysPlugin:
 
     @hookimpl
     def meshd_cli_commands(self, subparsers: argparse._SubParsersAction, t: Translator) -> None:
+        from . import cli  # only commands that parse a command line need it, not the daemon
         cli.add_commands(subparsers, t, self)
 
     # ------------------------------------------------------------ the envelope-encryption API

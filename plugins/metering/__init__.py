@@ -33,6 +33,8 @@ class MeteringPlugin:
 
     def __init__(self) -> None:
         self.runtime: Runtime | None = None
+        self.worker = False
+        """Set by ``meshd ingest``: this process only ingests its partitions (no queries, no routes)."""
 
     # ------------------------------------------------------------ config
 
@@ -59,12 +61,14 @@ class MeteringPlugin:
 
     @hookimpl
     async def meshd_startup(self, daemon: meshd.Daemon) -> None:
-        runtime = self.runtime = Runtime(daemon)
+        runtime = self.runtime = Runtime(daemon, worker=self.worker)
         if not runtime.settings.enabled:
             runtime.state, runtime.detail = "disabled", NO_METERS
         elif not hasattr(daemon.transport, "nc"):
             runtime.state, runtime.detail = "disabled", "needs a NATS transport with JetStream"
             runtime.log.warning("metering disabled: the daemon's transport has no JetStream")
+        if self.worker:
+            return  # the region's daemon answers queries, from every shard
         # Every region answers totals queries, even one that meters nothing (its share is then empty).
         await daemon.bus.subscribe(QUERY_KIND, runtime.on_query, target=daemon.region)
 
@@ -119,6 +123,8 @@ class MeteringPlugin:
 
     @hookimpl
     def meshd_http_routes(self, daemon: meshd.Daemon) -> list[Route]:
+        if self.worker:
+            return []
         return [
             Route("POST", "/v1/usage/events", self._record_route, admin=True),
             Route("GET", "/v1/usage", self._query_route, admin=True),

@@ -1,4 +1,5 @@
-"""``meshd usage`` (federation-wide totals) and ``meshd usage record`` (one event by hand)."""
+"""``meshd usage`` (federation-wide totals), ``meshd usage record`` (one event by hand), ``meshd ingest``
+(an ingestion worker for some partitions) and ``meshd metering repartition`` (change the partition count)."""
 
 from __future__ import annotations
 
@@ -36,6 +37,21 @@ def add_commands(subparsers: Any, t: Any) -> None:
     r.add_argument("--time", help=t("metering.cli.record.time"))
     r.add_argument("--json", action="store_true", default=argparse.SUPPRESS, help=t("cli.opt.json"))
     r.set_defaults(handler=cmd_record)
+
+    w = subparsers.add_parser("ingest", help=t("metering.cli.ingest.help"), description=t("metering.cli.ingest.help"))
+    w.add_argument("--config", help=t("cli.opt.config"))
+    w.add_argument("--partitions", help=t("metering.cli.ingest.partitions"))
+    w.add_argument("--log-format", choices=["text", "json"], help=argparse.SUPPRESS)
+    w.set_defaults(handler=cmd_ingest)
+
+    m = subparsers.add_parser("metering", help=t("metering.cli.metering.help"))
+    msub = m.add_subparsers(dest="metering_command", metavar="COMMAND", required=True)
+    rp = msub.add_parser("repartition", help=t("metering.cli.repartition.help"),
+                         description=t("metering.cli.repartition.help"))
+    rp.add_argument("--config", help=t("cli.opt.config"))
+    rp.add_argument("--to", type=int, required=True, help=t("metering.cli.repartition.to"))
+    rp.add_argument("--json", action="store_true", help=t("cli.opt.json"))
+    rp.set_defaults(handler=cmd_repartition)
 
 
 def _number(t: Any, value: str) -> str:
@@ -146,4 +162,112 @@ def cmd_record(args: argparse.Namespace, ctx: Any) -> int:
             ctx.print(ctx.t("metering.cli.recorded", id=event["id"], seq=doc.get("stream_seq")))
         else:
             ctx.print(ctx.t("metering.cli.queued", id=event["id"], seq=doc.get("stream_seq")))
+    return EXIT_OK
+
+
+# ---------------------------------------------------------------- scale-out
+
+
+def _keyring_daemon(ctx: Any, config: Any) -> Any:
+    """A daemon of this config, not started, with only what opens the ledger's keyring."""
+    from meshd.daemon import Daemon
+
+    ctx.hooks.disable([name for name in ctx.hooks.plugin_names() if name not in ("metering", "keys")])
+    ctx.hooks.disable(config.daemon.plugins.disabled)
+    return Daemon(config, ctx.hooks)
+
+
+def cmd_ingest(args: argparse.Namespace, ctx: Any) -> int:
+    """Run the ingestion of some partitions as its own process (systemd: meshd-ingest@.service)."""
+    import dataclasses
+    import logging
+
+    from meshd.cli import run_daemon
+    from meshd.logs import setup_logging
+
+    from .config import check_partitions, parse_ranges
+
+    config = ctx.load_config(args.config)
+    settings = config.plugin("metering")
+    try:
+        if args.partitions:
+            wanted = check_partitions(parse_ranges(args.partitions), settings.partitions)
+        else:  # what the daemon leaves to workers (the systemd unit's default)
+            wanted = sorted(set(range(settings.partitions)) - set(settings.local_partitions()))
+    except ValueError as exc:
+        ctx.error(ctx.t("metering.cli.ingest.bad_partitions", detail=str(exc)))
+        return EXIT_USAGE
+    if not wanted:
+        ctx.error(ctx.t("metering.cli.ingest.nothing_left", config=str(config.path)))
+        return EXIT_USAGE
+    if not settings.enabled:
+        ctx.error(ctx.t("metering.cli.ingest.no_meters", config=str(config.path)))
+        return EXIT_USAGE
+    # The worker takes only its partitions, listens on an ephemeral loopback port (the daemon has the
+    # configured one) and runs metering alone, with the keyring that protects the ledger.
+    d = config.daemon
+    worker_config = dataclasses.replace(
+        config, daemon=d.model_copy(update={"http": d.http.model_copy(update={"port": 0, "listen": "127.0.0.1"})}),
+        plugin_sections={**config.plugin_sections, "metering": settings.model_copy(update={"ingest": [
+            str(p) for p in wanted]})})
+    setup_logging(d.log.level, args.log_format or d.log.format)
+    log = logging.getLogger("meshd")
+    metering = ctx.hooks.pm.get_plugin("metering")
+    if metering is None:
+        ctx.error(ctx.t("metering.cli.ingest.no_meters", config=str(config.path)))
+        return EXIT_USAGE
+    metering.worker = True
+    ctx.hooks.disable([name for name in ctx.hooks.plugin_names() if name not in ("metering", "keys")])
+    ctx.hooks.disable(d.plugins.disabled)
+    log.info("ingesting partitions %s of %d", ",".join(map(str, wanted)), settings.partitions)
+    return run_daemon(worker_config, ctx.hooks, log)
+
+
+def cmd_repartition(args: argparse.Namespace, ctx: Any) -> int:
+    """Rewrite the ledger shards for another partition count (ingestion stopped; docs/metering.md)."""
+    from pathlib import Path
+
+    from .atrest import KeyringProtected, Plaintext
+    from .config import MAX_PARTITIONS
+    from .ledger import LedgerError
+    from .shards import Busy, ShardLock, repartition
+
+    config = ctx.load_config(args.config)
+    settings = config.plugin("metering")
+    if not 1 <= args.to <= MAX_PARTITIONS:
+        ctx.error(ctx.t("metering.cli.repartition.bad_to", to=args.to, max=MAX_PARTITIONS))
+        return EXIT_USAGE
+    if settings.partitions != args.to:
+        line = config.line_of(("metering", "partitions"))
+        ctx.error(ctx.t("metering.cli.repartition.config_differs", where=f"{config.path}:{line or 1}",
+                        partitions=settings.partitions, to=args.to))
+        return EXIT_USAGE
+    daemon = _keyring_daemon(ctx, config)
+    base = Path(settings.ledger_path or daemon.state_dir / "metering" / "ledger.sqlite3")
+    keyring = daemon.hooks.keyring(daemon, "metering")
+    if keyring is None and settings.require_encryption:
+        ctx.error(ctx.t("metering.cli.repartition.failed", detail="no keyring for purpose 'metering'"))
+        return EXIT_FAILURE
+    lock = ShardLock(base.parent)
+    try:
+        lock.acquire(exclusive=True)
+    except Busy as exc:
+        ctx.error(ctx.t("metering.cli.repartition.busy", detail=str(exc)))
+        return EXIT_FAILURE
+    try:
+        report = repartition(base, KeyringProtected(keyring) if keyring is not None else Plaintext(),
+                             region=config.region, retention=settings.dedup_retention, to=args.to)
+    except (LedgerError, OSError) as exc:
+        ctx.error(ctx.t("metering.cli.repartition.failed", detail=str(exc)))
+        return EXIT_FAILURE
+    finally:
+        lock.release()
+    if args.json:
+        ctx.print(json.dumps(report, indent=2))
+    elif report.get("unchanged") or report["from"] is None:
+        ctx.print(ctx.t("metering.cli.repartition.unchanged", to=args.to))
+    else:
+        ctx.print(ctx.t("metering.cli.repartition.done", **{"from": report["from"]}, to=args.to,
+                        rows=report["rows"], events=report["events"], dedup=report["dedup_records"],
+                        backup=report["backup"]))
     return EXIT_OK

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import re
 from enum import Enum
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import Field, field_validator
 
@@ -13,6 +14,10 @@ from meshd.durations import Duration, Size
 DAY = 86400.0
 MIN_DEDUP_RETENTION = 32 * DAY
 """(source, id) dedup records live at least this long (OpenMeter keeps them 32 days too)."""
+
+MAX_PARTITIONS = 256
+"""One partition per tenant bucket at most (see subjects.BUCKETS)."""
+_RANGE = re.compile(r"^\s*(\d+)\s*(?:-\s*(\d+)\s*)?$")
 
 MeterName = Annotated[str, Field(pattern=r"^[a-z][a-z0-9_.-]{0,62}$")]
 
@@ -48,6 +53,28 @@ class StreamConfig(StrictModel):
     placement_cluster: str | None = None
 
 
+def parse_ranges(text: str) -> list[int]:
+    """``"0-3,6"`` -> [0, 1, 2, 3, 6]; ValueError naming the piece that is not a partition range."""
+    out: set[int] = set()
+    for piece in str(text).split(","):
+        match = _RANGE.match(piece)
+        if not match:
+            raise ValueError(f"{piece.strip()!r} is not a partition or a range of partitions (like 0-3)")
+        first, last = int(match.group(1)), int(match.group(2) or match.group(1))
+        if last < first:
+            raise ValueError(f"{piece.strip()!r}: the range ends before it starts")
+        out.update(range(first, last + 1))
+    return sorted(out)
+
+
+def check_partitions(wanted: list[int], partitions: int) -> list[int]:
+    beyond = [p for p in wanted if p >= partitions]
+    if beyond:
+        raise ValueError(f"partition {beyond[0]} does not exist: metering.partitions is {partitions} "
+                         f"(partitions 0-{partitions - 1})")
+    return wanted
+
+
 class MeteringConfig(StrictModel):
     """Usage metering: meters, the ingestion stream, the ledger and its guarantees."""
 
@@ -77,6 +104,11 @@ class MeteringConfig(StrictModel):
     alert_resolve_after: Duration = Field(default=600.0, gt=0)
     prune_interval: Duration = Field(default=6 * 3600.0, gt=0)
     """How often expired dedup records are swept (a sweep reads the whole table)."""
+    partitions: int = Field(default=1, ge=1, le=MAX_PARTITIONS)
+    """Ledger shards, each fed by its own consumer; tenants are spread by hash (see docs/metering.md)."""
+    ingest: Literal["local", "none"] | list[str | int] = "local"
+    """Which partitions this daemon ingests itself: every one (local), none (``meshd ingest`` workers
+    do), or a list of partitions and ranges like ``["0-1"]``."""
 
     @field_validator("dedup_retention")
     @classmethod
@@ -86,7 +118,25 @@ class MeteringConfig(StrictModel):
                              f"not {value / DAY:g}d")
         return value
 
+    @field_validator("ingest")
+    @classmethod
+    def _ranges(cls, value: Any) -> Any:
+        if isinstance(value, list):
+            for item in value:
+                parse_ranges(str(item))
+        return value
+
+    def local_partitions(self) -> list[int]:
+        """The partitions this daemon's own ingestion covers."""
+        if self.ingest == "local":
+            return list(range(self.partitions))
+        if self.ingest == "none":
+            return []
+        return sorted({p for item in self.ingest for p in parse_ranges(str(item))})
+
     def model_post_init(self, _context: Any) -> None:
+        if isinstance(self.ingest, list):
+            check_partitions(self.local_partitions(), self.partitions)
         if self.max_event_age + self.future_skew > self.dedup_retention:
             raise ValueError(
                 "max_event_age + future_skew must not exceed dedup_retention, or a late duplicate "

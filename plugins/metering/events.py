@@ -24,7 +24,7 @@ import json
 import re
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from decimal import Context, Decimal, Inexact, InvalidOperation, Overflow
 from enum import Enum
 from typing import Any, NamedTuple
@@ -339,3 +339,16 @@ def _default(value: Any) -> Any:
     if isinstance(value, Decimal):
         return str(value)
     raise TypeError(f"{type(value).__name__} is not JSON serializable")
+
+
+def iso(ts: float) -> str:
+    return datetime.fromtimestamp(ts, tz=UTC).isoformat().replace("+00:00", "Z")
+
+
+def wire(event: UsageEvent) -> dict[str, Any]:
+    """A valid event as it goes into the stream (its time made explicit)."""
+    out: dict[str, Any] = {"id": event.id, "source": event.source, "tenant": event.tenant,
+                           "meter": event.meter, "time": iso(event.time)}
+    if event.value is not None:
+        out["value"] = str(event.value)
+    return out

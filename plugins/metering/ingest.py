@@ -12,6 +12,14 @@ twice. A bad event is rejected and its message acknowledged like any other:
 it never stalls the stream. A batch the ledger cannot commit (disk full, a
 row that does not decrypt) is handed back to JetStream (nak with a delay) and
 retried with backoff, never dropped.
+
+With several partitions (``metering.partitions``) there is one such
+consumer per partition, each filtering its tenant buckets and writing its
+own ledger shard, plus a router that takes what arrived on the unsorted
+subjects. An event that reaches a consumer other than its tenant's (the
+router's, or one a publisher sorted by an outdated hash) is forwarded to its
+bucket subject before the message is acknowledged, so every event is counted
+in the one shard that holds its tenant's dedup records.
 """
 
 from __future__ import annotations
@@ -28,9 +36,23 @@ from anyio.abc import TaskStatus
 from meshd.backoff import Backoff
 
 from .config import MeteringConfig
-from .events import Policy, Reason, Rejection, UsageEvent, check_message
+from .events import Policy, Reason, Rejection, UsageEvent, check_message, encode, wire
 from .ledger import Ledger
-from .subjects import CONSUMER, MSG_ID_HEADER, RECEIPT_HEADER, RECEIPT_TOKEN, stream_name, usage_subjects
+from .subjects import (
+    BUCKETS,
+    CONSUMER,
+    MSG_ID_HEADER,
+    RECEIPT_HEADER,
+    RECEIPT_TOKEN,
+    ROUTER,
+    bucket_of,
+    bucket_subject,
+    partition_consumer,
+    partition_filters,
+    stream_name,
+    unsorted_subjects,
+    usage_subjects,
+)
 
 FETCH_WAIT = 1.0
 GATHER_WAIT = 0.05
@@ -64,6 +86,8 @@ class Outcome:
     accepted: int = 0
     duplicates: int = 0
     rejected: list[Rejection] = field(default_factory=list)
+    forwarded: int = 0
+    """Events of another partition's tenants, sent on to their bucket (each gets its own receipt there)."""
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -73,11 +97,21 @@ class Outcome:
             "duplicates": self.duplicates,
             "rejected": [r.to_json() for r in self.rejected[:MAX_RECEIPT_REJECTIONS]],
             "rejected_total": len(self.rejected),
+            "forwarded": self.forwarded,
         }
 
 
-def process_batch(batch: Sequence[Incoming], policy: Policy, ledger: Ledger) -> list[Outcome]:
-    """Validate and count one batch (blocking: runs in a worker thread)."""
+Forwards = dict[tuple[int, int], list[UsageEvent]]
+"""(index of the message in its batch, bucket) -> the events to send to that bucket."""
+
+
+def process_batch(batch: Sequence[Incoming], policy: Policy, ledger: Ledger | None,
+                  owns: Sequence[bool] | None = None) -> tuple[list[Outcome], Forwards]:
+    """Validate and count one batch (blocking: runs in a worker thread).
+
+    ``owns[bucket]`` says which tenant buckets this ledger holds (None: all of
+    them); events of the others are returned to be forwarded, not counted.
+    """
     cache: dict[str, float] = {}
     checked: list[tuple[list[UsageEvent], list[Rejection]]] = []
     for item in batch:
@@ -85,29 +119,78 @@ def process_batch(batch: Sequence[Incoming], policy: Policy, ledger: Ledger) -> 
             checked.append(check_message(item.data, item.stream_ts, policy, cache))
         except Exception as exc:  # a validator bug must not stall the stream either
             checked.append(([], [Rejection(Reason.MALFORMED_JSON, f"undecodable ({type(exc).__name__})")]))
-    flags = ledger.apply([(events, item.stream_ts) for (events, _), item in zip(checked, batch)])
+    forwards: Forwards = {}
+    if owns is not None:
+        _split(checked, owns, forwards)
+    if ledger is not None:
+        flags = ledger.apply([(events, item.stream_ts) for (events, _), item in zip(checked, batch)])
+    else:
+        flags = [[] for _ in batch]
+    moved = [0] * len(batch)
+    for (index, _), events in forwards.items():
+        moved[index] += len(events)
     outcomes = []
-    for item, (_, rejected), counted in zip(batch, checked, flags):
+    for item, (_, rejected), counted, forwarded in zip(batch, checked, flags, moved):
         headers = item.headers or {}
         token = headers.get(RECEIPT_HEADER)
         n = sum(counted)
         outcomes.append(Outcome(item.stream_seq, headers.get(MSG_ID_HEADER),
                                 token if token and RECEIPT_TOKEN.match(token) else None,
-                                n, len(counted) - n, rejected))
-    return outcomes
+                                n, len(counted) - n, rejected, forwarded))
+    return outcomes, forwards
+
+
+def _split(checked: list[tuple[list[UsageEvent], list[Rejection]]], owns: Sequence[bool],
+           forwards: Forwards) -> None:
+    """Keep in ``checked`` the events of owned buckets; move the others into ``forwards``."""
+    buckets: dict[str, int] = {}  # a batch holds few tenants: hash each once
+    for index, (events, rejected) in enumerate(checked):
+        kept: list[UsageEvent] | None = None
+        for position, event in enumerate(events):
+            bucket = buckets.get(event.tenant)
+            if bucket is None:
+                bucket = buckets[event.tenant] = bucket_of(event.tenant)
+            if owns[bucket]:
+                if kept is not None:
+                    kept.append(event)
+                continue
+            if kept is None:
+                kept = events[:position]
+            forwards.setdefault((index, bucket), []).append(event)
+        if kept is not None:
+            checked[index] = (kept, rejected)
+
+
+def owned_buckets(partition: int | None, partitions: int) -> list[bool] | None:
+    """Which buckets partition ``partition`` holds; None for the one-partition layout (all of them)."""
+    if partitions == 1 and partition is not None:
+        return None
+    return [partition is not None and b % partitions == partition for b in range(BUCKETS)]
 
 
 class Ingestor:
-    """The consumer of one region's usage stream (one per daemon)."""
+    """One consumer of a region's usage stream: a partition's into its ledger shard, or the router.
 
-    def __init__(self, *, nc: Any, federation: str, region: str, settings: MeteringConfig, ledger: Ledger,
+    ``ledger`` None makes the router: it counts nothing and forwards every
+    event of the unsorted subjects to its bucket.
+    """
+
+    def __init__(self, *, nc: Any, federation: str, region: str, settings: MeteringConfig, ledger: Ledger | None,
                  policy: Callable[[], Policy], on_outcomes: Callable[[list[Outcome], float], Any],
-                 on_failure: Callable[[Exception, int], Any], log: logging.Logger):
+                 on_failure: Callable[[Exception, int], Any], log: logging.Logger, partition: int = 0):
         self.nc, self.federation, self.region = nc, federation, region
         self.settings, self.ledger, self.policy = settings, ledger, policy
         self.on_outcomes, self.on_failure = on_outcomes, on_failure
         self.log = log
         self.stream = stream_name(federation, region)
+        self.partitions = settings.partitions
+        self.partition = partition if ledger is not None else None
+        if ledger is None:
+            self.consumer, self.filters = ROUTER, unsorted_subjects(federation, region)
+        else:
+            self.consumer = partition_consumer(partition, self.partitions)
+            self.filters = partition_filters(federation, region, partition, self.partitions)
+        self.owns = owned_buckets(self.partition, self.partitions)
         self.lag = 0
         self.running = False
         self.stopping = False
@@ -155,7 +238,8 @@ class Ingestor:
                 self.log.warning("stream %s exists with settings that cannot change (%s); using it as it is",
                                  self.stream, exc.description)
         consumer = api.ConsumerConfig(
-            durable_name=CONSUMER,
+            durable_name=self.consumer,
+            filter_subjects=self.filters or None,
             ack_policy=api.AckPolicy.EXPLICIT,
             deliver_policy=api.DeliverPolicy.ALL,
             ack_wait=self.settings.ack_wait,
@@ -163,18 +247,43 @@ class Ingestor:
             max_ack_pending=self.settings.max_ack_pending,
         )
         if not self._taken_over:
+            await self._remove_other_layouts(js)
             await self._take_over(js)
         try:
             await js.add_consumer(self.stream, consumer)
         except BadRequestError as exc:
             self.log.warning("consumer %s of %s exists with other settings (%s); using it as it is",
-                             CONSUMER, self.stream, exc.description)
+                             self.consumer, self.stream, exc.description)
         if self._sub is not None:
             try:
                 await self._sub.unsubscribe()
             except Exception:
                 pass
-        self._sub = await js.pull_subscribe_bind(durable=CONSUMER, stream=self.stream)
+        self._sub = await js.pull_subscribe_bind(durable=self.consumer, stream=self.stream)
+
+    async def _remove_other_layouts(self, js: Any) -> None:
+        """Delete the consumers of an earlier partition count: their filters would overlap this layout's.
+
+        Only after ``meshd metering repartition`` (ingestion stopped, shards
+        rewritten) can the layout change, so nothing consumes through them any
+        more. What they had fetched and not acknowledged stays in the stream
+        and comes again through this layout's consumers; the rewritten shards
+        hold every dedup record, so whatever was counted before is a duplicate.
+        """
+        from nats.js.errors import NotFoundError
+
+        current = {partition_consumer(k, self.partitions) for k in range(self.partitions)}
+        if self.partitions > 1:
+            current.add(ROUTER)
+        for info in await js.consumers_info(self.stream):
+            name = info.name
+            if name in current or not (name in (CONSUMER, ROUTER) or name.startswith(f"{CONSUMER}-p")):
+                continue
+            self.log.info("removing the consumer %s of an earlier partition count from %s", name, self.stream)
+            try:
+                await js.delete_consumer(self.stream, name)
+            except NotFoundError:
+                pass  # another partition's ingestor removed it first
 
     async def _take_over(self, js: Any) -> None:
         """Reclaim what a crashed predecessor fetched but never acknowledged, now rather than after ack_wait.
@@ -188,14 +297,14 @@ class Ingestor:
         from nats.js.errors import NotFoundError
 
         try:
-            info = await js.consumer_info(self.stream, CONSUMER)
+            info = await js.consumer_info(self.stream, self.consumer)
         except NotFoundError:
             self._taken_over = True
             return
         pending = info.num_ack_pending or 0
         if pending:
             self.log.info("taking over %d message(s) a previous run fetched but did not acknowledge", pending)
-            await js.delete_consumer(self.stream, CONSUMER)
+            await js.delete_consumer(self.stream, self.consumer)
         self._taken_over = True
 
     # ------------------------------------------------------------ running
@@ -211,7 +320,10 @@ class Ingestor:
                 await anyio.sleep(backoff.next())
         self._fetch_error = None
         self.running = True
-        self.log.info("consuming %s into the ledger %s", self.stream, self.ledger.path)
+        if self.ledger is not None:
+            self.log.info("consuming %s (%s) into the ledger %s", self.stream, self.consumer, self.ledger.path)
+        else:
+            self.log.info("routing the unsorted subjects of %s to their tenant buckets", self.stream)
         task_status.started()
         # No buffer: a batch is handed over only when the commit loop takes it.
         send, receive = anyio.create_memory_object_stream[list[Incoming]](0)
@@ -298,7 +410,10 @@ class Ingestor:
                     return  # unacknowledged: JetStream delivers it again after the restart
                 began = time.perf_counter()
                 try:
-                    outcomes = await anyio.to_thread.run_sync(process_batch, batch, self.policy(), self.ledger)
+                    outcomes, forwards = await anyio.to_thread.run_sync(process_batch, batch, self.policy(),
+                                                                        self.ledger, self.owns)
+                    if forwards:
+                        await self._forward(batch, forwards)
                 except Exception as exc:
                     delay = backoff.next()
                     await self._hand_back(batch, delay)
@@ -314,21 +429,29 @@ class Ingestor:
                         pass  # lost ack: JetStream redelivers, the ledger calls it a duplicate
                 await _maybe_await(self.on_outcomes(outcomes, time.perf_counter() - began))
 
+    async def _forward(self, batch: Sequence[Incoming], forwards: Forwards) -> None:
+        """Store events of other buckets on their subjects, before their message is acknowledged.
+
+        The message id is derived from the original's stream sequence: a
+        forward repeated after a crash is dropped by JetStream within its
+        window, and counted once by the target shard's dedup records after it.
+        """
+        js = self.nc.jetstream(timeout=10)
+        for (index, bucket), events in forwards.items():
+            item = batch[index]
+            headers = {MSG_ID_HEADER: f"fwd-{self.stream}-{item.stream_seq}-{bucket}"}
+            token = (item.headers or {}).get(RECEIPT_HEADER)
+            if token:
+                headers[RECEIPT_HEADER] = token
+            await js.publish(bucket_subject(self.federation, self.region, bucket),
+                             encode([wire(e) for e in events]), headers=headers)
+
     async def _hand_back(self, batch: Sequence[Incoming], delay: float) -> None:
         for item in batch:
             try:
                 await item.handle.nak(delay=delay)
             except Exception:
                 pass  # its ack_wait runs out and JetStream redelivers it anyway
-
-    # ------------------------------------------------------------ publishing (the daemon's own route)
-
-    async def publish(self, data: bytes, msg_id: str, timeout: float = 5.0) -> Any:
-        """Store one message in this region's stream with a JetStream ack; the PubAck."""
-        from .subjects import usage_subject
-
-        js = self.nc.jetstream(timeout=timeout)
-        return await js.publish(usage_subject(self.federation, self.region), data, headers={MSG_ID_HEADER: msg_id})
 
 
 async def _maybe_await(result: Any) -> None:

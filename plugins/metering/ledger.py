@@ -86,6 +86,8 @@ class Ledger:
         self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
         conn = sqlite3.connect(str(self.path), isolation_level=None, check_same_thread=False)
         try:
+            # Another process may hold the write lock: the daemon reading a shard an ingest worker writes.
+            conn.execute("PRAGMA busy_timeout=30000")
             conn.execute("PRAGMA journal_mode=WAL")
             # FULL: a commit survives power loss, so an acknowledged message is never lost.
             conn.execute("PRAGMA synchronous=FULL")
@@ -366,6 +368,20 @@ class Ledger:
             self._set_meta({"pruned_at": now})
         self.pruned_at = now
         return removed
+
+    def stored_mode(self) -> str:
+        """How the file says its rows are stored (``keyring`` or ``plaintext``), read from the file itself."""
+        with self._lock:
+            row = self._db().execute("SELECT value FROM meta WHERE key = 'at_rest'").fetchone()
+        return str(row[0]) if row else self.at_rest.mode
+
+    def reload_counters(self) -> None:
+        """Read the lifetime counters again: another process (an ingest worker) may write this shard."""
+        with self._lock:
+            meta = dict(self._db().execute("SELECT key, value FROM meta").fetchall())
+        for name in _COUNTERS:
+            self.counters[name] = int(meta.get(name, 0))
+        self.watermark = float(meta.get("watermark", 0.0))
 
     def stats(self) -> dict[str, Any]:
         size = 0

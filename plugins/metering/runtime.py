@@ -5,7 +5,7 @@ from __future__ import annotations
 import sqlite3
 import time
 from collections import Counter, OrderedDict
-from datetime import UTC, datetime
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import anyio
@@ -31,11 +31,14 @@ from .events import (
     check_message,
     encode,
     event_msg_id,
+    iso,
+    wire,
 )
 from .ingest import Ingestor, Outcome
 from .ledger import Ledger, LedgerError, LedgerLocked
 from .query import BadPeriod, gather, parse_period, partials_from_json, partials_to_json
-from .subjects import QUERY_KIND, RECEIPT_KIND, stream_name, usage_subjects
+from .shards import ShardLock, check_layout, merge_partials, shard_path
+from .subjects import QUERY_KIND, RECEIPT_KIND, bucket_of, bucket_subject, stream_name, usage_subjects
 
 if TYPE_CHECKING:
     from meshd.daemon import Daemon
@@ -54,31 +57,23 @@ class NotRunning(RuntimeError):
     pass
 
 
-def iso(ts: float) -> str:
-    return datetime.fromtimestamp(ts, tz=UTC).isoformat().replace("+00:00", "Z")
-
-
-def wire(event: UsageEvent) -> dict[str, Any]:
-    """An accepted event as it goes into the stream (its time made explicit)."""
-    out: dict[str, Any] = {"id": event.id, "source": event.source, "tenant": event.tenant,
-                           "meter": event.meter, "time": iso(event.time)}
-    if event.value is not None:
-        out["value"] = str(event.value)
-    return out
-
-
 class Runtime:
     """Created at startup when this daemon meters usage; all state of the plugin for one daemon."""
 
-    def __init__(self, daemon: Daemon):
+    def __init__(self, daemon: Daemon, *, worker: bool = False):
         self.daemon = daemon
         self.log = daemon.log.getChild("metering")
         self.settings: MeteringConfig = daemon.plugin_config("metering")
         self.t = Translator(daemon.config.daemon.lang)
         self.state = "starting"
         self.detail = ""
+        self.worker = worker
         self.ledger: Ledger | None = None
+        """The first shard (the only one with one partition)."""
+        self.ledgers: dict[int, Ledger] = {}
         self.ingestor: Ingestor | None = None
+        self.ingestors: list[Ingestor] = []
+        self._lock = ShardLock(Path(self.ledger_path()).parent)
         self.ledger_ready = anyio.Event()
         self.accepted = 0
         self.duplicates = 0
@@ -97,6 +92,8 @@ class Runtime:
         self.m_rejected = m.counter("metering_events_rejected_total", "Usage events rejected, by reason", ["reason"])
         for reason in Reason:
             self.m_rejected.labels(reason.value)
+        self.m_forwarded = m.counter("metering_events_forwarded_total",
+                                     "Usage events handed on to their tenant's partition (router, or a wrongly sorted publisher)")
         self.m_lag = m.gauge("metering_consumer_lag", "Usage stream messages not yet delivered to the ledger")
         self.m_bytes = m.gauge("metering_ledger_bytes", "Size of the usage ledger on disk, database and WAL")
         self.m_dedup = m.gauge("metering_ledger_dedup_records", "(source, id) dedup records held by the ledger")
@@ -140,36 +137,50 @@ class Runtime:
         old = self.settings
         self.settings = self.daemon.plugin_config("metering")
         self._policy = None
-        for key in ("stream", "ledger_path", "fetch_batch", "ack_wait", "max_ack_pending"):
+        for key in ("stream", "ledger_path", "fetch_batch", "ack_wait", "max_ack_pending", "partitions", "ingest"):
             if getattr(old, key) != getattr(self.settings, key):
                 self.log.warning("metering.%s changed; it takes effect after a restart", key)
 
-    # ------------------------------------------------------------ the ledger
+    # ------------------------------------------------------------ the ledger shards
 
     def ledger_path(self) -> Any:
+        """The one ledger's file with one partition; with several, the name each shard's file derives from."""
         return self.settings.ledger_path or self.daemon.state_dir / "metering" / "ledger.sqlite3"
 
+    def shard_partitions(self) -> list[int]:
+        """The shards this process opens: a worker its own, the daemon all of them (it answers queries)."""
+        return self.settings.local_partitions() if self.worker else list(range(self.settings.partitions))
+
     async def open_ledger(self) -> None:
-        """Open the ledger with the keyring if there is one; wait (logging once) while it cannot be opened."""
+        """Open the ledger shards with the keyring if there is one; wait (logging once) while they cannot be opened."""
         logged = ""
-        path = self.ledger_path()
+        base = Path(self.ledger_path())
+        partitions = self.settings.partitions
         while True:
             keyring = await anyio.to_thread.run_sync(self.daemon.hooks.keyring, self.daemon, "metering")
-            ledger = None
+            ledgers: dict[int, Ledger] = {}
             if keyring is None and self.settings.require_encryption:
                 problem = "no keyring for purpose 'metering' and metering.require_encryption is set"
             else:
                 at_rest = KeyringProtected(keyring) if keyring is not None else Plaintext()
-                ledger = Ledger(path, at_rest, region=self.region, retention=self.settings.dedup_retention)
                 try:
-                    await anyio.to_thread.run_sync(ledger.open)
+                    await anyio.to_thread.run_sync(self._lock.acquire)
+                    await anyio.to_thread.run_sync(check_layout, base, partitions, str(self.daemon.config.path))
+                    for k in self.shard_partitions():
+                        ledger = Ledger(shard_path(base, k, partitions), at_rest, region=self.region,
+                                        retention=self.settings.dedup_retention)
+                        await anyio.to_thread.run_sync(ledger.open)
+                        ledgers[k] = ledger
                     problem = ""
                 except LedgerLocked as exc:
                     problem = str(exc)
                 except (LedgerError, sqlite3.Error, OSError) as exc:
-                    problem = f"{path}: {exc}"
-            if not problem and ledger is not None:
+                    problem = str(exc) if isinstance(exc, LedgerError) else f"{base}: {exc}"
+            if not problem:
                 break
+            for ledger in ledgers.values():
+                ledger.close()
+            self._lock.release()
             self.state, self.detail = "locked", problem
             if problem != logged:
                 self.log.error("metering ledger unavailable: %s; usage waits in the stream (retrying every %.0fs)",
@@ -177,31 +188,63 @@ class Runtime:
                 logged = problem
             await anyio.sleep(LOCKED_RETRY)
         self.m_encrypted.set(1 if keyring is not None else 0)
+        first = next(iter(ledgers.values()), None)
         register = getattr(keyring, "register_rewrap_source", None)
-        if register is not None and ledger.at_rest.mode == KEYRING:
+        if register is not None and first is not None and first.at_rest.mode == KEYRING and not self.worker:
             # `meshd keys rewrap` then moves the ledger's rows to the latest key version too.
-            register("metering-ledger", lambda ring: ledger.rewrap(ring.rewrap))
+            register("metering-ledger", lambda ring: sum(lg.rewrap(ring.rewrap) for lg in ledgers.values()))
         if keyring is None:
             self.log.warning("no keyring for purpose 'metering' (is the keys plugin installed and enabled?): "
-                             "the ledger %s stores tenant ids and values in PLAINTEXT", path)
-        if ledger.migrated:
-            self.log.info("ledger %s encrypted with the region keyring: %d rows rewritten", path, ledger.migrated)
-        self.ledger = ledger
+                             "the ledger %s stores tenant ids and values in PLAINTEXT", base)
+        for ledger in ledgers.values():
+            if ledger.migrated:
+                self.log.info("ledger %s encrypted with the region keyring: %d rows rewritten", ledger.path,
+                              ledger.migrated)
+        self.ledgers = ledgers
+        self.ledger = first
         self._update_ledger_gauges()
         self.ledger_ready.set()
 
+    def _shard_stats(self) -> list[dict[str, Any]]:
+        local = set(self.settings.local_partitions())
+        out = []
+        for k, ledger in self.ledgers.items():
+            if k not in local:
+                try:
+                    ledger.reload_counters()  # a worker process writes this one
+                except (LedgerError, sqlite3.Error):
+                    pass  # shown as last read
+            out.append({"partition": k, "ingested_here": k in local, **ledger.stats()})
+        return out
+
+    def merged_stats(self) -> dict[str, Any] | None:
+        """Every shard's figures added up (the region's ledger as one), and each shard's own."""
+        if not self.ledgers:
+            return None
+        shards = self._shard_stats()
+        marks = [s["watermark"] for s in shards if s["watermark"]]
+        merged: dict[str, Any] = {
+            "path": str(self.ledger_path()), "at_rest": shards[0]["at_rest"],
+            "partitions": self.settings.partitions, "watermark": max(marks) if marks else None}
+        for key in ("bytes", "accepted_total", "duplicates_total", "dedup_records"):
+            merged[key] = sum(s[key] for s in shards)
+        if self.settings.partitions > 1:
+            merged["shards"] = shards
+        return merged
+
     def _update_ledger_gauges(self) -> None:
-        if self.ledger is not None:
-            stats = self.ledger.stats()
-            self.m_bytes.set(stats["bytes"])
-            self.m_dedup.set(stats["dedup_records"])
+        if self.ledgers:
+            stats = [ledger.stats() for ledger in self.ledgers.values()]
+            self.m_bytes.set(sum(s["bytes"] for s in stats))
+            self.m_dedup.set(sum(s["dedup_records"] for s in stats))
 
     async def close(self) -> None:
-        if self.ingestor is not None:
-            await self.ingestor.stop()
-        if self.ledger is not None:
+        for ingestor in self.ingestors:
+            await ingestor.stop()
+        for ledger in self.ledgers.values():
             # Waits for a commit in progress; its acks are then lost and the batch comes back as duplicates.
-            await anyio.to_thread.run_sync(self.ledger.close)
+            await anyio.to_thread.run_sync(ledger.close)
+        self._lock.release()
 
     # ------------------------------------------------------------ services
 
@@ -209,28 +252,48 @@ class Runtime:
         task_status.started()  # readiness does not wait for JetStream; /status shows the consumer
         if self.ledger is None:
             await self.open_ledger()
-        assert self.ledger is not None
-        self.ingestor = Ingestor(
-            nc=self.daemon.transport.nc,  # type: ignore[attr-defined]
-            federation=self.daemon.federation, region=self.region, settings=self.settings, ledger=self.ledger,
-            policy=self.policy, on_outcomes=self._on_outcomes, on_failure=self._on_failure,
-            log=self.log,
-        )
+        local = self.settings.local_partitions()
+        nc = self.daemon.transport.nc  # type: ignore[attr-defined]
+
+        def ingestor(ledger: Ledger | None, partition: int) -> Ingestor:
+            return Ingestor(nc=nc, federation=self.daemon.federation, region=self.region, settings=self.settings,
+                            ledger=ledger, policy=self.policy, on_outcomes=self._on_outcomes,
+                            on_failure=self._on_failure, log=self.log, partition=partition)
+
+        self.ingestors = [ingestor(self.ledgers[k], k) for k in local]
+        if self.settings.partitions > 1 and 0 in local:
+            # The router goes with partition 0, so that exactly one process of the region runs it.
+            self.ingestors.append(ingestor(None, 0))
+        self.ingestor = self.ingestors[0] if self.ingestors else None
+        if not self.ingestors:
+            self.state, self.detail = "running", "ingestion by `meshd ingest` workers (metering.ingest: none)"
+            return
         self.state, self.detail = "running", ""
-        await self.ingestor.run()
+        async with anyio.create_task_group() as tg:
+            for one in self.ingestors:
+                tg.start_soon(one.run)
+
+    def consuming(self) -> bool:
+        """Every consumer this process runs is bound to the stream."""
+        return bool(self.ingestors) and all(i.running for i in self.ingestors)
 
     async def run_prune(self) -> None:
         await self.ledger_ready.wait()
-        assert self.ledger is not None
+        local = [self.ledgers[k] for k in self.settings.local_partitions() if k in self.ledgers]
+        if not local:
+            return  # the shards' writers prune them
         while True:
             # A sweep reads the whole dedup table: once per interval, remembered across restarts.
-            await anyio.sleep(max(0.0, self.ledger.pruned_at + self.settings.prune_interval - time.time()))
-            try:
-                removed = await anyio.to_thread.run_sync(self.ledger.prune)
-            except LedgerError:
-                if self.ingestor is not None and self.ingestor.stopping:
-                    return  # the ledger closed for shutdown
-                raise
+            due = min(ledger.pruned_at for ledger in local) + self.settings.prune_interval
+            await anyio.sleep(max(0.0, due - time.time()))
+            removed = 0
+            for ledger in local:
+                try:
+                    removed += await anyio.to_thread.run_sync(ledger.prune)
+                except LedgerError:
+                    if any(i.stopping for i in self.ingestors):
+                        return  # the ledger closed for shutdown
+                    raise
             if removed:
                 self.log.info("forgot %d dedup records older than %.0f days", removed,
                               self.settings.dedup_retention / 86400)
@@ -280,6 +343,8 @@ class Runtime:
             self.duplicates += o.duplicates
             self.m_accepted.inc(o.accepted)
             self.m_duplicates.inc(o.duplicates)
+            if o.forwarded:
+                self.m_forwarded.inc(o.forwarded)
             self.count_rejections(o.rejected)
             self._recent[o.stream_seq] = o
             waiter = self._waiters.pop(o.stream_seq, None)
@@ -287,8 +352,8 @@ class Runtime:
                 waiter.set()
         while len(self._recent) > RECENT_OUTCOMES:
             self._recent.popitem(last=False)
-        if self.ingestor is not None:
-            self.m_lag.set(self.ingestor.lag)
+        if self.ingestors:
+            self.m_lag.set(sum(i.lag for i in self.ingestors))
         self._update_ledger_gauges()
         if self.failures:
             self.log.info("ledger commits again after %d failed attempt(s)", self.failures)
@@ -325,40 +390,72 @@ class Runtime:
     # ------------------------------------------------------------ recording (local route)
 
     async def record(self, body: bytes) -> tuple[int, dict[str, Any]]:
-        """Validate events, store the valid ones in this region's stream and wait for their commit."""
-        if self.ingestor is None or not self.ingestor.running:
+        """Validate events, store the valid ones in this region's stream and wait for their commit.
+
+        With several partitions the events go to their tenants' bucket subjects, one message per
+        bucket; the commit is waited for only where this daemon ingests (a worker's is not seen here).
+        """
+        if self.ledger is None or (self.ingestors and not self.consuming()):
             return 503, {"error": f"metering is not consuming ({self.state}{': ' + self.detail if self.detail else ''})"}
         events, rejected = check_message(body, time.time(), self.policy())
         self.count_rejections(rejected)
         result: dict[str, Any] = {"rejected": [r.to_json() for r in rejected], "stored": 0}
         if not events:
             return (400 if rejected else 200), result
-        if len(events) == 1:
-            msg_id = event_msg_id(events[0].source, events[0].id)
-        else:
-            msg_id = batch_msg_id((e.source, e.id) for e in events)
-        try:
-            ack = await self.ingestor.publish(encode([wire(e) for e in events]), msg_id)
-        except Exception as exc:
-            return 503, {**result, "error": f"the usage stream did not take the events: {type(exc).__name__}: {exc}"}
-        result.update(stored=len(events), stream_seq=ack.seq, duplicate_message=bool(ack.duplicate))
-        if ack.duplicate:
-            return 200, result  # JetStream already had this very message: it is (or will be) counted once
-        outcome = await self.wait_outcome(ack.seq, self.settings.record_wait)
-        result["committed"] = outcome is not None
-        if outcome is not None:
-            result.update(accepted=outcome.accepted, duplicates=outcome.duplicates)
-            result["rejected"] += [r.to_json() for r in outcome.rejected]
+        groups: dict[int | None, list[UsageEvent]] = {}
+        for e in events:
+            groups.setdefault(bucket_of(e.tenant) if self.settings.partitions > 1 else None, []).append(e)
+        local = set(self.settings.local_partitions())
+        waits: list[int] = []
+        for bucket, group in groups.items():
+            if len(group) == 1:
+                msg_id = event_msg_id(group[0].source, group[0].id)
+            else:
+                msg_id = batch_msg_id((e.source, e.id) for e in group)
+            subject = None if bucket is None else bucket_subject(self.daemon.federation, self.region, bucket)
+            try:
+                ack = await self._publish(encode([wire(e) for e in group]), msg_id, subject)
+            except Exception as exc:
+                return 503, {**result, "error": f"the usage stream did not take the events: {type(exc).__name__}: {exc}"}
+            result["stored"] += len(group)
+            result.setdefault("stream_seq", ack.seq)
+            result["duplicate_message"] = result.get("duplicate_message", False) or bool(ack.duplicate)
+            if not ack.duplicate and (bucket is None or bucket % self.settings.partitions in local):
+                waits.append(ack.seq)
+        if not waits:
+            return 200, result  # already stored (and counted once), or counted by a worker
+        outcomes = [await self.wait_outcome(seq, self.settings.record_wait) for seq in waits]
+        result["committed"] = all(o is not None for o in outcomes)
+        for outcome in outcomes:
+            if outcome is not None:
+                result["accepted"] = result.get("accepted", 0) + outcome.accepted
+                result["duplicates"] = result.get("duplicates", 0) + outcome.duplicates
+                result["rejected"] += [r.to_json() for r in outcome.rejected]
         return 200, result
+
+    async def _publish(self, data: bytes, msg_id: str, subject: str | None) -> Any:
+        """Store one message in this region's stream with a JetStream ack; the PubAck."""
+        from .subjects import MSG_ID_HEADER, usage_subject
+
+        js = self.daemon.transport.nc.jetstream(timeout=5.0)  # type: ignore[attr-defined]
+        return await js.publish(subject or usage_subject(self.daemon.federation, self.region), data,
+                                headers={MSG_ID_HEADER: msg_id})
 
     # ------------------------------------------------------------ queries
 
     async def local_totals(self, tenant: str, start: float, end: float) -> dict[str, Partial]:
         if self.ledger is None and self.state == "disabled":
             return {}  # this region meters nothing, so it holds nothing
-        if self.ledger is None:
+        if self.ledger is None or self.worker:
             raise NotRunning(f"ledger {self.state}{': ' + self.detail if self.detail else ''}")
-        return await anyio.to_thread.run_sync(self.ledger.totals, tenant, start, end)
+        ledgers = list(self.ledgers.values())
+
+        def read() -> dict[str, Partial]:
+            # A tenant's rows are in one shard; every shard is read all the same, so a shard
+            # holding rows it should not (a layout bug) shows up as a total, not as a loss.
+            return merge_partials(ledger.totals(tenant, start, end) for ledger in ledgers)
+
+        return await anyio.to_thread.run_sync(read)
 
     async def on_query(self, envelope: Envelope, message: Message) -> None:
         body = envelope.body
@@ -418,10 +515,11 @@ class Runtime:
             "meters": {name: kind.value for name, kind in self.settings.kinds().items()},
             "stream": stream_name(self.daemon.federation, self.region),
             "subjects": usage_subjects(self.daemon.federation, self.region),
-            "consumer": {"running": bool(ingestor and ingestor.running), "lag": ingestor.lag if ingestor else None,
-                         "last_commit_at": ingestor.last_commit if ingestor else None},
+            "consumer": {"running": self.consuming(), "lag": sum(i.lag for i in self.ingestors) if ingestor else None,
+                         "last_commit_at": max((i.last_commit or 0 for i in self.ingestors), default=0) or None,
+                         "partitions": self.settings.partitions, "ingested_here": self.settings.local_partitions()},
             "events": {"accepted": self.accepted, "duplicates": self.duplicates, "rejected": dict(self.rejected)},
-            "ledger": self.ledger.stats() if self.ledger is not None else None,
+            "ledger": self.merged_stats(),
             "at_rest": self.ledger.at_rest.mode if self.ledger is not None else None,
         }
 

@@ -38,7 +38,15 @@ from typing import Any
 from meshd.transport import close_connection, round_trip
 
 from .events import Policy, Reason, Rejection, UsageEvent, batch_msg_id, check_event, encode, event_msg_id
-from .subjects import MSG_ID_HEADER, RECEIPT_HEADER, receipt_subject, service_inbox_prefix, usage_subject
+from .subjects import (
+    MSG_ID_HEADER,
+    RECEIPT_HEADER,
+    bucket_of,
+    bucket_subject,
+    receipt_subject,
+    service_inbox_prefix,
+    usage_subject,
+)
 
 
 @dataclass
@@ -75,6 +83,7 @@ class _Batch:
     indexes: list[int]
     data: bytes
     msg_id: str
+    subject: str
 
 
 class UsageClient:
@@ -83,8 +92,11 @@ class UsageClient:
     def __init__(self, nc: Any, *, federation: str, region: str, batch_size: int = 500,
                  max_batch_bytes: int = 512 * 1024, max_in_flight: int = 64, publish_timeout: float = 5.0,
                  retries: int = 3, meters: Mapping[str, Any] | None = None, future_skew: float = 300.0,
-                 receipts: bool = True, trust_bundle: Path | None = None):
+                 receipts: bool = True, trust_bundle: Path | None = None, sorted_by_tenant: bool = False):
+        """``sorted_by_tenant``: publish each tenant bucket's events on its own subject, so that with
+        ``metering.partitions`` > 1 each partition's consumer takes them directly (no forwarding hop)."""
         self.nc = nc
+        self.sorted_by_tenant = sorted_by_tenant
         self.federation, self.region = federation, region
         self.batch_size, self.max_batch_bytes = batch_size, max_batch_bytes
         self.max_in_flight, self.publish_timeout, self.retries = max_in_flight, publish_timeout, retries
@@ -199,22 +211,36 @@ class UsageClient:
         return result
 
     def _batches(self, valid: list[tuple[int, dict[str, Any], UsageEvent]]) -> Iterable[_Batch]:
-        for i in range(0, len(valid), self.batch_size):
-            yield from self._fit(valid[i:i + self.batch_size])
+        if not self.sorted_by_tenant:
+            for i in range(0, len(valid), self.batch_size):
+                yield from self._fit(valid[i:i + self.batch_size], self.subject)
+            return
+        buckets: dict[str, int] = {}
+        groups: dict[int, list[tuple[int, dict[str, Any], UsageEvent]]] = {}
+        for item in valid:
+            tenant = item[2].tenant
+            bucket = buckets.get(tenant)
+            if bucket is None:
+                bucket = buckets[tenant] = bucket_of(tenant)
+            groups.setdefault(bucket, []).append(item)
+        for bucket, group in groups.items():
+            subject = bucket_subject(self.federation, self.region, bucket)
+            for i in range(0, len(group), self.batch_size):
+                yield from self._fit(group[i:i + self.batch_size], subject)
 
-    def _fit(self, chunk: list[tuple[int, dict[str, Any], UsageEvent]]) -> Iterable[_Batch]:
+    def _fit(self, chunk: list[tuple[int, dict[str, Any], UsageEvent]], subject: str) -> Iterable[_Batch]:
         """One message for ``chunk``, or halves of it until each fits ``max_batch_bytes``."""
         if len(chunk) == 1:
             index, obj, event = chunk[0]
-            yield _Batch([index], encode(obj), event_msg_id(event.source, event.id))
+            yield _Batch([index], encode(obj), event_msg_id(event.source, event.id), subject)
             return
         data = encode([obj for _, obj, _ in chunk])  # one encoder call per batch, not per event
         if len(data) > self.max_batch_bytes:
             half = len(chunk) // 2
-            yield from self._fit(chunk[:half])
-            yield from self._fit(chunk[half:])
+            yield from self._fit(chunk[:half], subject)
+            yield from self._fit(chunk[half:], subject)
             return
-        yield _Batch([i for i, _, _ in chunk], data, batch_msg_id((e.source, e.id) for _, _, e in chunk))
+        yield _Batch([i for i, _, _ in chunk], data, batch_msg_id((e.source, e.id) for _, _, e in chunk), subject)
 
     async def _store(self, batch: _Batch) -> tuple[str | None, bool]:
         """(error or None, duplicate) after up to ``retries`` resends with the same message id."""
@@ -229,10 +255,10 @@ class UsageClient:
             if attempt:
                 await asyncio.sleep(min(0.2 * 2 ** attempt, 5.0))
             try:
-                ack = await js.publish(self.subject, batch.data, headers=dict(headers))
+                ack = await js.publish(batch.subject, batch.data, headers=dict(headers))
                 return None, bool(ack.duplicate)
             except NoStreamResponseError:
-                error = (f"no stream captures {self.subject}: is the {self.region} daemon running "
+                error = (f"no stream captures {batch.subject}: is the {self.region} daemon running "
                          "with meters configured?")
             except APIError as exc:
                 error = f"the stream refused the batch: {exc.description or exc}"

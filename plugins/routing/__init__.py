@@ -25,7 +25,7 @@ from meshd.envelope import Envelope
 from meshd.httpapi import Request, Response, Route
 from meshd.transport import Message
 
-from . import api, cli
+from . import api
 from .config import RoutingConfig, rtt_table, validate
 from .engine import RoutingEngine, RoutingError
 
@@ -124,6 +124,7 @@ class RoutingPlugin:
 
     @hookimpl
     def meshd_cli_commands(self, subparsers: argparse._SubParsersAction, t: meshd.Translator) -> None:
+        from . import cli  # only commands that parse a command line need it, not the daemon
         cli.add_commands(subparsers, t)
 
     # ------------------------------------------------------------ lifecycle

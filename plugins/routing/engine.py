@@ -280,11 +280,73 @@ class _Template:
         """Indices into ``eligible`` of the chosen tier."""
         self.degraded = False
         self.fixed_idx: int | None = None
-        """Index into ``eligible`` of a region chosen wherever the client is (home, or home's failover target)."""
+        """Index into ``eligible`` of a region chosen wherever the client is (home, home's failover target, or
+        the only region of the tier)."""
         self.fixed_reason = HOME
         self.redirect: dict[str, int] = {}
         """Failed-over region -> index into ``eligible`` of its target in the pool: when it is the nearest."""
 
+
+
+def _estimates(tmpl: _Template, lat: float, lon: float,
+               rows: Sequence[tuple[str, float, float, float]] | None = None) -> tuple[float, ...]:
+    """Estimated RTTs (ms) from ``lat, lon`` to ``rows`` (default: every region of the template), in order.
+
+    great_circle_km and LatencyModel.rtt_ms inlined, operation for operation
+    (the same floats), with the regions' side precomputed.
+    """
+    model = tmpl.model
+    overhead, factor, fiber = model.overhead_ms, 2.0 * model.path_inflation, model.fiber_km_per_ms
+    p1 = math.radians(lat)
+    c1 = math.cos(p1)
+    sin, radians = math.sin, math.radians
+    asin, sqrt = math.asin, math.sqrt
+    return tuple([overhead + factor * (2 * EARTH_RADIUS_KM * asin(min(1.0, sqrt(
+        sin((p2 - p1) / 2) ** 2 + c1 * c2 * sin(radians(rlon - lon) / 2) ** 2)))) / fiber
+        for _, p2, c2, rlon in (tmpl.rows if rows is None else rows)])
+
+
+def _estimated_choice(tmpl: _Template, ms: Sequence[float]) -> tuple[RouteResult | None, tuple[RouteResult, ...]]:
+    """What :meth:`RoutingEngine._choose` decides from the template and every row's latency ``ms``.
+
+    ``(result, ())`` for one region, ``(None, rotation)`` for a weighted round-robin.
+    """
+    eligible, degraded = tmpl.eligible, tmpl.degraded
+    pick = tmpl.fixed_idx
+    reason = tmpl.fixed_reason
+    if pick is None and tmpl.redirect:
+        nearest = min(zip(ms, (row[0] for row in tmpl.rows)))[1]
+        pick = tmpl.redirect.get(nearest)
+        reason = FAILOVER
+    if pick is not None:
+        e = eligible[pick]
+        return RouteResult(e[1], e[3], ms[e[0]], reason, e[2], ESTIMATED, degraded), ()
+    pool = sorted((ms[eligible[i][0]], eligible[i][1], i) for i in tmpl.pool_idx)
+    best = pool[0][0]
+    limit = best + max(tmpl.tolerance_ms, best * tmpl.tolerance_ratio)
+    near = [eligible[i] for m, _, i in pool if m <= limit]
+    weighted = [e for e in near if e[4] > 0] or near[:1]
+    reason = NEAREST if len(weighted) == 1 else WEIGHTED
+    if tmpl.carbon_aware and len(weighted) > 1:
+        known = [e[5] for e in weighted if e[5] is not None]
+        if known:
+            floor = min(known) + tmpl.carbon_tolerance
+            greener = [e for e in weighted if e[5] is not None and e[5] <= floor]
+            if len(greener) < len(weighted):
+                weighted, reason = greener, CARBON
+    results = [RouteResult(e[1], e[3], ms[e[0]], reason, e[2], ESTIMATED, degraded) for e in weighted]
+    if len(results) == 1:
+        return results[0], ()
+    return None, tuple(results[k] for k in _wrr_order(tuple(max(1, e[4]) for e in weighted)))
+
+
+def _template_plan(plan: _Plan, tmpl: _Template, ms: tuple[float, ...], fixed: RouteResult | None,
+                   seq: tuple[RouteResult, ...]) -> _Plan:
+    """``plan`` filled from its class's template, every row's latency and the choice made from them."""
+    plan.template, plan.latencies = tmpl, ms
+    plan.pool, plan.degraded = tmpl.pool, tmpl.degraded
+    plan.fixed, plan.seq, plan.n, plan.i = fixed, seq, len(seq), 0
+    return plan
 
 
 class _Plan:
@@ -638,6 +700,12 @@ class RoutingEngine:
             client_location = tuple(client_location)
             plan = cls.plans.get(client_location)
         if plan is None:
+            if session is None and self.route_filter is None and type(client_location) is str:
+                # Coordinates never seen before: most are answered without building (or caching) a plan.
+                result = self._cold_route(cls, client_location)
+                if result is not None:
+                    self.decisions[result.region] += 1
+                    return result
             plan = self._plan(cls, client_location)
         if self.route_filter is not None:
             plan = self._filtered(cls, plan, tenant_id, sovereignty, session)
@@ -674,10 +742,13 @@ class RoutingEngine:
                 return plan
         else:
             plan = self._exact_plan(cls, location)
+        self._keep(cls, client_location, plan)
+        return plan
+
+    def _keep(self, cls: _Class, client_location: Any, plan: _Plan) -> None:
         if len(cls.plans) >= self.settings.max_cached_locations:
             cls.plans.clear()
         cls.plans[client_location] = plan
-        return plan
 
     def _exact_plan(self, cls: _Class, location: Location) -> _Plan:
         """The plan of ``location``, from scratch: any latency source."""
@@ -743,6 +814,8 @@ class RoutingEngine:
                 target = self._follow(name, cls.residency)
                 if target is not None and target in in_pool:
                     tmpl.redirect[name] = in_pool[target]
+        if not tmpl.redirect and len(tmpl.pool_idx) == 1:
+            tmpl.fixed_idx, tmpl.fixed_reason = tmpl.pool_idx[0], NEAREST  # alone in its tier: nearest from anywhere
         return tmpl
 
     def _estimated_plan(self, cls: _Class, location: Location) -> _Plan:
@@ -754,50 +827,48 @@ class RoutingEngine:
         if tmpl.error is not None:
             plan.error, plan._by_region = tmpl.error, {}
             return plan
-        # great_circle_km and LatencyModel.rtt_ms inlined, operation for operation (same floats),
-        # with the regions' side precomputed.
-        model = tmpl.model
-        overhead, factor, fiber = model.overhead_ms, 2.0 * model.path_inflation, model.fiber_km_per_ms
-        p1 = math.radians(location.lat)
-        c1, lon = math.cos(p1), location.lon
-        sin, radians = math.sin, math.radians
-        asin, sqrt = math.asin, math.sqrt
-        ms = tuple([overhead + factor * (2 * EARTH_RADIUS_KM * asin(min(1.0, sqrt(
-            sin((p2 - p1) / 2) ** 2 + c1 * c2 * sin(radians(rlon - lon) / 2) ** 2)))) / fiber
-            for _, p2, c2, rlon in tmpl.rows])
-        plan.template, plan.latencies = tmpl, ms
-        plan.pool, plan.degraded = tmpl.pool, tmpl.degraded
-        eligible, degraded = tmpl.eligible, tmpl.degraded
-        pick = tmpl.fixed_idx
-        reason = tmpl.fixed_reason
-        if pick is None and tmpl.redirect:
-            nearest = min(zip(ms, (row[0] for row in tmpl.rows)))[1]
-            pick = tmpl.redirect.get(nearest)
-            reason = FAILOVER
-        if pick is not None:
-            e = eligible[pick]
-            plan.fixed = RouteResult(e[1], e[3], ms[e[0]], reason, e[2], ESTIMATED, degraded)
-            return plan
-        pool = sorted((ms[eligible[i][0]], eligible[i][1], i) for i in tmpl.pool_idx)
-        best = pool[0][0]
-        limit = best + max(tmpl.tolerance_ms, best * tmpl.tolerance_ratio)
-        near = [eligible[i] for m, _, i in pool if m <= limit]
-        weighted = [e for e in near if e[4] > 0] or near[:1]
-        reason = NEAREST if len(weighted) == 1 else WEIGHTED
-        if tmpl.carbon_aware and len(weighted) > 1:
-            known = [e[5] for e in weighted if e[5] is not None]
-            if known:
-                floor = min(known) + tmpl.carbon_tolerance
-                greener = [e for e in weighted if e[5] is not None and e[5] <= floor]
-                if len(greener) < len(weighted):
-                    weighted, reason = greener, CARBON
-        results = [RouteResult(e[1], e[3], ms[e[0]], reason, e[2], ESTIMATED, degraded) for e in weighted]
-        if len(results) == 1:
-            plan.fixed = results[0]
-            return plan
-        seq = tuple(results[k] for k in _wrr_order(tuple(max(1, e[4]) for e in weighted)))
-        plan.seq, plan.n, plan.i = seq, len(seq), 0
-        return plan
+        ms = _estimates(tmpl, location.lat, location.lon)
+        return _template_plan(plan, tmpl, ms, *_estimated_choice(tmpl, ms))
+
+    def _cold_route(self, cls: _Class, text: str) -> RouteResult | None:
+        """The route from ``"lat,lon"`` never seen before, without a plan; None where a plan is needed.
+
+        What :meth:`_estimated_plan` would pick, minus what only a kept plan
+        uses (a Location, every candidate): a region chosen wherever the
+        client is (home, a failover target) costs one distance, not one per
+        region. None (the caller plans) for anything else than plain
+        coordinates estimated from distance, an error to raise, or a
+        rotation among regions (whose position a cached plan keeps).
+        """
+        m = _COORDS.match(text)
+        if m is None:
+            return None
+        lat, lon = float(m.group(1)), float(m.group(2))
+        if not (-90.0 <= lat <= 90.0 and -180.0 <= lon <= 180.0):
+            return None
+        if text in self.regions or (self.places and text.strip() in self.places):
+            return None  # a region's or an operator's place name, however it is spelled, wins over coordinates
+        if self.rtt or self.settings.use_measured_rtt:
+            key = f"{lat:g},{lon:g}"
+            if key in self.rtt or key == self.local_region:
+                return None
+        tmpl = cls.template
+        if tmpl is None:
+            tmpl = cls.template = self._template(cls)
+        if tmpl.error is not None:
+            return None
+        if tmpl.fixed_idx is not None:
+            e = tmpl.eligible[tmpl.fixed_idx]
+            ms = _estimates(tmpl, lat, lon, (tmpl.rows[e[0]],))[0]
+            return RouteResult(e[1], e[3], ms, tmpl.fixed_reason, e[2], ESTIMATED, tmpl.degraded)
+        ms = _estimates(tmpl, lat, lon)
+        fixed, seq = _estimated_choice(tmpl, ms)
+        if fixed is not None:
+            return fixed
+        # A rotation among regions: its position lives in a kept plan, as from _plan.
+        plan = _template_plan(_Plan(Location(f"{lat:g},{lon:g}", lat, lon, "coordinates")), tmpl, ms, None, seq)
+        self._keep(cls, text, plan)
+        return plan.pick()
 
     def _choose(self, cls: _Class, plan: _Plan, candidates: Sequence[Candidate], excluded: Mapping[str, str],
                 nearest_raw: str | None) -> None:

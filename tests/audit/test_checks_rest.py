@@ -44,6 +44,26 @@ async def test_ledger_encrypted_with_the_keyring_or_not(tmp_path: Path, nats_ser
         assert result.evidence["at_rest"] == "keyring"
 
 
+async def test_ledger_check_reads_every_shard_and_names_a_plaintext_one(tmp_path: Path, nats_server: NatsServer) -> None:
+    patch = metering_patch(tmp_path)
+    patch["metering"] = {**METERING, "partitions": 3}
+    blocked = ("health", "membership", "failover", "routing", "alerts", "billing", "fencing", "partners")
+    async with daemons(tmp_path, nats_server.url, patch=patch, blocked=blocked) as running:
+        daemon = running["eu-west-1"]
+        runtime = daemon.hooks.pm.get_plugin("metering").runtime
+        await until(lambda: len(runtime.ledgers) == 3, what="the shards to open")
+        result = await run_check("rest.ledger_encrypted", daemon)
+        assert result.status == "pass", result.detail
+        assert "3 shards" in result.detail
+        assert sorted(Path(p).name for p in result.evidence["shards"]) == [
+            f"ledger.p{k}of3.sqlite3" for k in range(3)]
+        # A shard whose file says plaintext (as a worker without the keyring would have written it).
+        third = runtime.ledgers[2]
+        third._set_meta({"at_rest": "plaintext"})
+        result = await run_check("rest.ledger_encrypted", daemon)
+    assert result.status == "fail" and "ledger.p2of3.sqlite3" in result.detail, result.detail
+
+
 async def test_ledger_check_is_not_applicable_without_metering(tmp_path: Path, nats_server: NatsServer) -> None:
     async with daemons(tmp_path, nats_server.url, blocked=ONLY_KEYS) as running:
         result = await run_check("rest.ledger_encrypted", running["eu-west-1"])

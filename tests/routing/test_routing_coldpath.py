@@ -18,7 +18,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from meshd.routefilter import Location
-from meshd_plugins.routing.engine import RoutingEngine, resolve_location
+from meshd_plugins.routing.engine import RoutingEngine, RoutingError, resolve_location
 
 from .test_routing_engine import REGIONS, TENANTS, decision, region
 from .test_routing_properties import HEALTH, STATES, federations, lat, lon, settings_strategy
@@ -91,3 +91,46 @@ def test_sample_federation_cold_routes_match_the_general_planner() -> None:
     for la in range(-80, 81, 20):
         for lo in range(-180, 181, 30):
             assert_same_plans(engine, resolve_location(f"{la},{lo}"))
+
+
+def exact_picks(engine: RoutingEngine, tenant: str, text: str, calls: int) -> list[Any]:
+    """What ``calls`` routes of ``tenant`` from ``text`` give by the general planner, or the error's code."""
+    plan = engine._exact_plan(engine._by_tenant[tenant], resolve_location(text))
+    if plan.error is not None:
+        return ["no_eligible_region"] * calls
+    return [plan.pick() for _ in range(calls)]
+
+
+def routed(engine: RoutingEngine, tenant: str, text: str, calls: int) -> list[Any]:
+    out: list[Any] = []
+    for _ in range(calls):
+        try:
+            out.append(engine.route(text, tenant))
+        except RoutingError as exc:
+            out.append(exc.code)
+    return out
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(fed=federations(), cfg=settings_strategy, data=st.data())
+def test_unseen_coordinates_route_as_the_general_planner_across_membership_changes(fed: Any, cfg: Any,
+                                                                                 data: Any) -> None:
+    """route() answers most unseen coordinates without a plan; its answers (rotations included) are the planner's."""
+    regions, tenants = fed
+    engine = RoutingEngine(regions, tenants, settings=cfg)
+    names = sorted(regions)
+    seen: set[str] = set()
+    for term in range(1, 4):  # the federation changes between rounds: templates must follow it
+        for name in data.draw(st.lists(st.sampled_from(names), max_size=3)):
+            engine.set_member(name, data.draw(st.sampled_from([s for s in STATES if s])),
+                              data.draw(st.sampled_from(HEALTH)))
+        if data.draw(st.booleans()):
+            engine.apply_decision(decision(data.draw(st.sampled_from(names)), term, "failover",
+                                           data.draw(st.one_of(st.none(), st.sampled_from(names)))))
+        for tenant in sorted(tenants):
+            text = f"{data.draw(lat):.4f},{data.draw(lon):.4f}"
+            if text in seen:
+                continue  # not unseen: a kept rotation goes on turning, as it should
+            seen.add(text)
+            expected = exact_picks(engine, tenant, text, 3)
+            assert routed(engine, tenant, text, 3) == expected, (tenant, text)

@@ -40,11 +40,18 @@ def ledger_encrypted(daemon: Daemon) -> CheckResult:
     if ledger is None:
         return failed(f"the metering ledger is not open ({runtime.state}: {runtime.detail or 'starting'})",
                       **evidence)
+    # Every shard, as stored: with several partitions, workers write some of them in other processes.
+    shards = {str(lg.path): lg.stored_mode() for lg in getattr(runtime, "ledgers", {}).values()} or \
+        {str(ledger.path): ledger.stored_mode()}
     evidence["at_rest"] = ledger.at_rest.mode
-    if ledger.at_rest.mode != "keyring":
-        return failed(f"the metering ledger {evidence['ledger']} is stored in plaintext: no keyring for purpose "
+    evidence["shards"] = shards
+    plain = sorted(path for path, mode in shards.items() if mode != "keyring")
+    if ledger.at_rest.mode != "keyring" or plain:
+        which = ", ".join(plain) or evidence["ledger"]
+        return failed(f"the metering ledger {which} is stored in plaintext: no keyring for purpose "
                       "'metering'", **evidence)
-    return passed(f"the metering ledger {evidence['ledger']} is encrypted with the region's keyring", **evidence)
+    what = "ledger" if len(shards) == 1 else f"ledger ({len(shards)} shards)"
+    return passed(f"the metering {what} {evidence['ledger']} is encrypted with the region's keyring", **evidence)
 
 
 def invoices_encrypted(daemon: Daemon) -> CheckResult:

@@ -1,0 +1,395 @@
+"""The sla plugin inside a daemon: the recorder's interval clock and the history file."""
+
+from __future__ import annotations
+
+import logging
+import time
+from pathlib import Path
+from typing import Any
+
+import anyio
+from anyio.abc import TaskStatus
+
+from meshd import Alert, InvoiceAdjustment, Translator
+from meshd.bus import NoAnswer
+from meshd.envelope import Envelope
+from meshd.transport import Message
+
+from . import promsource
+from .burn import BurnEngine, Incident, Transition, window_name
+from .config import SECTION, SlaConfig
+from .latency import Histogram
+from .period import parse_period
+from .recorder import Recorder
+from .slo import Slo, load_slo, references, slo_path
+from .store import Sample, SampleStore
+from .summary import Part, merge, summarize_store
+
+QUERY_KIND = "sla-query"
+DOWNSAMPLE_EVERY_S = 3600.0
+PRIME_MS = 3 * 86_400_000
+"""History read back at start so the burn windows (the longest is 3 days) continue where they were."""
+
+
+class Runtime:
+    def __init__(self, daemon: Any):
+        self.daemon = daemon
+        self.settings: SlaConfig = daemon.plugin_config(SECTION)
+        self.log = logging.getLogger(f"meshd.{daemon.region}.sla")
+        self.interval_ms = max(1, round(self.settings.sample_interval * 1000))
+        self.recorder = Recorder(daemon.region, self.interval_ms, self.settings.probes)
+        self.store: SampleStore | None = None
+        self.current_ms = self.recorder.bucket(time.time())
+        self.recorder.start_ms = self.current_ms
+        self.written = 0
+        self.t = Translator(daemon.config.daemon.lang)
+        self.slo: Slo = load_slo(slo_path(daemon.config, self.settings.slo), **references(daemon.config))
+        self.engines: dict[str, BurnEngine] = {}
+        for plan in self.slo.plans:
+            objective = self.slo.objective(plan, daemon.region).availability
+            if objective is not None:
+                recover = round(self.settings.incident_recovery * 1000 / self.interval_ms)
+                self.engines[plan] = BurnEngine(daemon.region, objective, scale=self.settings.burn_window_scale,
+                                                recover_samples=recover)
+        m = daemon.metrics
+        self.m_samples = m.counter("sla_samples_written_total", "SLI history rows written, by source", ["source"])
+        self.m_errors = m.counter("sla_store_errors_total", "SLI history writes that failed")
+        self.m_prom_errors = m.counter("sla_prometheus_errors_total", "Prometheus SLI queries that failed")
+        # The same SLI as counters, for teams that alert from Prometheus (contrib/prometheus/sla-rules.yml).
+        self.m_covered = m.counter("sla_covered_seconds_total", "Seconds this region's SLI probes covered", ["region"])
+        self.m_up = m.counter("sla_up_seconds_total", "Of those, seconds the region was available", ["region"])
+
+    @property
+    def path(self) -> Path:
+        return self.settings.history or self.daemon.state_dir / "sla" / "history.sqlite"
+
+    async def open(self) -> None:
+        self.store = await anyio.to_thread.run_sync(SampleStore, self.path)
+        now_ms = int(time.time() * 1000)
+        past = await anyio.to_thread.run_sync(self.store.samples, now_ms - PRIME_MS, now_ms, self.daemon.region)
+        for sample in past:
+            if sample.source == "probes":
+                for engine in self.engines.values():
+                    engine.add(sample.t_ms, sample.span_ms, sample.up_ms)
+        # Alerts replayed from the past are not raised again: only what changes from now on is news.
+
+    async def run(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
+        """Close an interval at each boundary of the wall clock, write its rows, fold old rows hourly."""
+        task_status.started()
+        next_fold = 0.0
+        while True:
+            boundary_ms = self.current_ms + self.interval_ms
+            # Sleeping to the wall-clock boundary keeps every region's rows aligned on the same starts.
+            await anyio.sleep(max(0.0, boundary_ms / 1000 - time.time()))
+            await self.flush(boundary_ms)
+            if anyio.current_time() >= next_fold:
+                next_fold = anyio.current_time() + DOWNSAMPLE_EVERY_S
+                await self.fold()
+
+    async def flush(self, boundary_ms: int) -> None:
+        start, self.current_ms = self.current_ms, boundary_ms
+        rows = self.recorder.close_interval(start, boundary_ms)
+        source = self.settings.prometheus
+        if source is not None:
+            rows = [r for r in rows if not (r.region == self.daemon.region and r.source == "probes")]
+            own = await self.from_prometheus(source, start, boundary_ms)
+            if own is not None:
+                rows.append(own)
+        if not rows or self.store is None:
+            return
+        try:
+            await anyio.to_thread.run_sync(self.store.add, rows)
+        except Exception as exc:  # a full disk must not stop the recording of later samples
+            self.m_errors.inc()
+            self.log.error("writing SLI samples failed: %s: %s", type(exc).__name__, exc)
+            return
+        self.written += len(rows)
+        for r in rows:
+            self.m_samples.labels(r.source).inc()
+            if r.source == "probes":
+                self.m_covered.labels(r.region).inc(r.span_ms / 1000)
+                self.m_up.labels(r.region).inc(r.up_ms / 1000)
+        await self.judge(rows)
+
+    async def judge(self, rows: list[Sample]) -> None:
+        """Feed this region's new sample to every plan's burn engine; raise or resolve the alerts that changed."""
+        for r in rows:
+            if r.region != self.daemon.region or r.source != "probes":
+                continue
+            for plan, engine in self.engines.items():
+                for change in engine.add(r.t_ms, r.span_ms, r.up_ms):
+                    if self.settings.alerts:
+                        await self.daemon.hooks.alert(self.daemon, self.burn_alert(plan, engine, change))
+                    self.log.log(logging.WARNING if change.firing else logging.INFO,
+                                 "SLO burn %s for plan %s: %s (%.1fx over %s, %.1fx over %s)", change.rule.name, plan,
+                                 "firing" if change.firing else "resolved", change.long_burn,
+                                 window_name(change.rule.long_ms), change.short_burn, window_name(change.rule.short_ms))
+        # The latest incidents (one just resolved, one just opened) are kept on disk: a month's MTTD and MTTR
+        # outlive a restart.
+        latest = self.incidents()[-2:]
+        if latest and self.store is not None:
+            try:
+                await anyio.to_thread.run_sync(self.store.save_incidents, latest)
+            except Exception as exc:
+                self.m_errors.inc()
+                self.log.error("writing incidents failed: %s: %s", type(exc).__name__, exc)
+
+    def burn_alert(self, plan: str, engine: BurnEngine, change: Transition) -> Alert:
+        rule = change.rule
+        region = self.daemon.region
+        labels = {"alertname": "SLOErrorBudgetBurn", "severity": "critical" if rule.severity == "page" else "warning",
+                  "region": region, "plan": plan, "rule": rule.name}
+        summary = self.t("sla.alert.burn.summary", region=region, plan=plan, objective=str(engine.objective))
+        if not change.firing:
+            summary = self.t("sla.alert.resolved", summary=summary)
+        description = self.t("sla.alert.burn.description", factor=f"{rule.factor:g}", long=window_name(rule.long_ms),
+                             short=window_name(rule.short_ms), long_burn=f"{change.long_burn:.1f}",
+                             short_burn=f"{change.short_burn:.1f}")
+        return Alert(labels=labels, annotations={"summary": summary, "description": description},
+                     status="firing" if change.firing else "resolved")
+
+    def incidents(self) -> list[Incident]:
+        """This region's incidents, as seen against the strictest plan (the one that notices the most)."""
+        if not self.engines:
+            return []
+        strictest = max(self.engines.values(), key=lambda e: e.objective)
+        return list(strictest.incidents)
+
+    async def from_prometheus(self, source: Any, start: int, end: int) -> Sample | None:
+        """This region's row from Prometheus; None (counted, logged) when it cannot answer: no row is not "up"."""
+        try:
+            reading = await anyio.to_thread.run_sync(promsource.read, source.url, source.availability_query,
+                                                     source.latency_query, source.timeout)
+        except promsource.QueryFailed as exc:
+            self.m_prom_errors.inc()
+            self.log.warning("Prometheus SLI query failed: %s", exc)
+            return None
+        if reading.availability is None:
+            return None
+        hist = Histogram()
+        if reading.p95_ms is not None:
+            hist.add(reading.p95_ms)
+        span = end - start
+        return Sample(self.daemon.region, start, span, span * reading.availability, 1, hist.dumps())
+
+    async def fold(self) -> None:
+        if self.store is None:
+            return
+        now_ms = int(time.time() * 1000)
+        try:
+            await anyio.to_thread.run_sync(self.store.downsample, now_ms - int(self.settings.full_resolution * 1000),
+                                           now_ms - int(self.settings.retention * 1000))
+        except Exception as exc:
+            self.m_errors.inc()
+            self.log.error("downsampling the SLI history failed: %s: %s", type(exc).__name__, exc)
+
+    async def stop(self) -> None:
+        """SIGTERM: the interval under way is written with the time it covered, so a clean stop loses nothing."""
+        now_ms = int(time.time() * 1000)
+        if now_ms > self.current_ms:
+            await self.flush(now_ms)
+        self.log.info("SLI history closed: %d row(s) written by this process", self.written)
+        if self.store is not None:
+            self.store.close()
+            self.store = None
+
+    def status(self) -> dict[str, Any]:
+        return {"history": str(self.path), "sample_interval_s": self.interval_ms / 1000,
+                "rows_written": self.written, "dead_peers": sorted(self.recorder.dead),
+                "failed_over": dict(self.recorder.failed_over),
+                "burn": {plan: {"objective": str(e.objective), "rates": e.burn_rates(),
+                                "firing": sorted(n for n, on in e.firing.items() if on)}
+                         for plan, e in self.engines.items()},
+                "incidents": [i.to_json() for i in self.incidents()]}
+
+
+
+    # ------------------------------------------------------------ the federation view
+
+    async def local_answer(self, since_ms: int, until_ms: int, daily: bool = False) -> dict[str, Any]:
+        """What this daemon knows about [since, until): its rows summed per region and source, its incidents.
+
+        ``daily``: this region's own availability per UTC day instead (the dashboard's uptime bars).
+        """
+        if self.store is None:
+            return {"ok": False, "error": "the SLI history is not open"}
+        if daily:
+            days = await anyio.to_thread.run_sync(self.store.daily, self.daemon.region, since_ms, until_ms)
+            return {"ok": True, "region": self.daemon.region,
+                    "daily": [{"day_ms": d, "availability": up / span if span else None} for d, span, up in days],
+                    "burn": self.status()["burn"], "incidents": await self.stored_incidents(since_ms, until_ms)}
+        parts = await anyio.to_thread.run_sync(summarize_store, self.store, since_ms, until_ms)
+        incidents = await self.stored_incidents(since_ms, until_ms)
+        return {"ok": True, "region": self.daemon.region,
+                "parts": {r: {src: p.to_json() for src, p in by.items()} for r, by in parts.items()},
+                "incidents": incidents, "burn": self.status()["burn"]}
+
+    async def stored_incidents(self, since_ms: int, until_ms: int) -> list[dict[str, Any]]:
+        """This region's incidents over a period from disk, with the one still open from memory (written soon)."""
+        assert self.store is not None
+        stored = await anyio.to_thread.run_sync(self.store.incidents, self.daemon.region, since_ms, until_ms)
+        by_opening = {i.opened_ms: i for i in stored}
+        for i in self.incidents():
+            if i.opened_ms < until_ms and (i.resolved_ms is None or i.resolved_ms >= since_ms):
+                by_opening[i.opened_ms] = i
+        return [by_opening[k].to_json() for k in sorted(by_opening)]
+
+    async def on_query(self, envelope: Envelope, message: Message) -> None:
+        try:
+            since_ms, until_ms = int(envelope.body["since_ms"]), int(envelope.body["until_ms"])
+            daily = bool(envelope.body.get("daily", False))
+        except (KeyError, TypeError, ValueError) as exc:
+            await self.daemon.bus.reply(message, "sla.answer", {"ok": False, "error": f"bad request: {exc}"})
+            return
+        await self.daemon.bus.reply(message, "sla.answer", await self.local_answer(since_ms, until_ms, daily))
+
+    async def _ask(self, region: str, since_ms: int, until_ms: int, daily: bool = False) -> dict[str, Any]:
+        if region == self.daemon.region:
+            answer = await self.local_answer(since_ms, until_ms, daily)
+            if not answer.get("ok"):
+                raise NoAnswer(str(answer.get("error")))
+            return answer
+        return await self.daemon.bus.ask(QUERY_KIND, "sla.query",
+                                         {"since_ms": since_ms, "until_ms": until_ms, "daily": daily},
+                                         target=region, timeout=self.settings.query_timeout)
+
+    async def gather(self, since_ms: int, until_ms: int, daily: bool = False
+                     ) -> tuple[dict[str, dict[str, Any]], dict[str, str]]:
+        """Every region's answer, and why each that did not answer did not."""
+        answers: dict[str, dict[str, Any]] = {}
+        missing: dict[str, str] = {}
+
+        async def one(region: str) -> None:
+            try:
+                answers[region] = await self._ask(region, since_ms, until_ms, daily)
+            except NoAnswer as exc:
+                missing[region] = str(exc)
+
+        async with anyio.create_task_group() as tg:
+            for region in self.daemon.config.region_map.regions:
+                tg.start_soon(one, region)
+        return answers, missing
+
+    async def dashboard(self, days: int) -> dict[str, Any]:
+        """The web page's data: per region, availability per day, burn now, incidents; who did not answer."""
+        until_ms = int(time.time() * 1000)
+        until_ms += 86_400_000 - until_ms % 86_400_000
+        answers, missing = await self.gather(until_ms - days * 86_400_000, until_ms, daily=True)
+        return {"days": days, "until_ms": until_ms, "missing": missing,
+                "regions": {r: {k: a.get(k) for k in ("daily", "burn", "incidents")} for r, a in sorted(answers.items())}}
+
+    async def federation(self, period: str, plan: str | None = None) -> dict[str, Any]:
+        """Every region's figures over ``period`` merged from every region's answer; who did not answer, and why.
+
+        Raises :class:`~.period.BadPeriod`, or KeyError for an unknown plan.
+        """
+        since_ms, until_ms = parse_period(period, time.time())
+        plans = self.slo.plans if plan is None else [plan]
+        if plan is not None and plan not in self.slo.plans:
+            raise KeyError(plan)
+        regions = list(self.daemon.config.region_map.regions)
+        answers, missing = await self.gather(since_ms, until_ms)
+        parsed = [{r: {src: Part.from_json(p) for src, p in by.items()} for r, by in a.get("parts", {}).items()}
+                  for a in answers.values()]
+        out_regions: dict[str, Any] = {}
+        for region in regions:
+            if region in missing:
+                # Without its own answer only the bad news would be left: show no number rather than a wrong one.
+                out_regions[region] = {"answered": False, "reason": missing[region]}
+                continue
+            merged = merge(region, parsed)
+            incidents = answers[region].get("incidents", [])
+            out_regions[region] = {"answered": True, **merged.to_json(), "incidents": incidents,
+                                   **incident_means(incidents), "burn": answers[region].get("burn", {})}
+        out_plans: dict[str, Any] = {}
+        for name in plans:
+            per_region = {}
+            for region in regions:
+                objective = self.slo.objective(name, region)
+                figures = out_regions[region]
+                per_region[region] = judge(objective.availability, objective.latency_p95_ms,
+                                           figures.get("availability"), figures.get("p95_ms"))
+            out_plans[name] = {"objective": self.slo.objective(name).to_json(), "regions": per_region}
+        return {"period": period, "since_ms": since_ms, "until_ms": until_ms, "complete": not missing,
+                "missing": missing, "regions": out_regions, "plans": out_plans}
+
+
+    # ------------------------------------------------------------ credits
+
+    async def credits(self, tenant: str, period: str, lang: str) -> list[InvoiceAdjustment]:
+        """The service credit ``tenant`` is owed for calendar month ``period`` by its plan's schedule (none: [])."""
+        directory = self.daemon.config.tenants
+        entry = directory.tenants.get(tenant) if directory is not None else None
+        if entry is None or not entry.plan or entry.plan not in self.slo.file.plans:
+            return []
+        steps = self.slo.file.plans[entry.plan].credits
+        if not steps:
+            return []
+        since_ms, until_ms = parse_period(period, time.time())
+        served = [entry.home] if entry.home else directory.residency_regions(tenant, self.daemon.config.region_map)
+        achieved = await self.served_availability(served, since_ms, until_ms)
+        if achieved is None:
+            return []
+        percent = max((s.percent for s in steps if achieved * 100 < float(s.below)), default=None)
+        if percent is None:
+            return []
+        objective = self.slo.objective(entry.plan, tenant=tenant).availability
+        t = Translator(lang)
+        text = t("sla.credit.description", period=period, achieved=f"{achieved * 100:.3f}",
+                 objective=str(objective), percent=str(percent))
+        return [InvoiceAdjustment(source="sla", key=f"sla:{period}", description=text, percent_of_base=-percent)]
+
+    async def all_credits(self, period: str) -> dict[str, Any]:
+        """Every tenant's credit for ``period`` (for federations without the billing plugin)."""
+        directory = self.daemon.config.tenants
+        lang = self.daemon.config.daemon.lang
+        out: list[dict[str, Any]] = []
+        failed: dict[str, str] = {}
+        for tenant in sorted(directory.tenants) if directory is not None else []:
+            try:
+                credits = await self.credits(tenant, period, getattr(directory.tenants[tenant], "lang", None) or lang)
+            except NoAnswer as exc:
+                failed[tenant] = str(exc)
+                continue
+            entry = directory.tenants[tenant]
+            for c in credits:
+                out.append({"tenant": tenant, "plan": entry.plan, "key": c.key,
+                            "percent_of_base": str(c.percent_of_base), "description": c.description})
+        return {"period": period, "credits": out, "complete": not failed, "failed": failed}
+
+    async def served_availability(self, served: list[str], since_ms: int, until_ms: int) -> float | None:
+        """The mean availability of the regions that serve a tenant; NoAnswer if one of them cannot say.
+
+        Peers are asked too (their dead and failover rows count) but may be
+        missing; a serving region may not: its credit would be a guess.
+        """
+        answers, missing = await self.gather(since_ms, until_ms)
+        unanswered = [r for r in served if r in missing]
+        if unanswered:
+            raise NoAnswer("no SLA figures from " + ", ".join(f"{r} ({missing[r]})" for r in unanswered))
+        parsed = [{r: {src: Part.from_json(p) for src, p in by.items()} for r, by in a.get("parts", {}).items()}
+                  for a in answers.values()]
+        figures = [merge(region, parsed).availability for region in served]
+        known = [f for f in figures if f is not None]
+        return sum(known) / len(known) if known else None
+
+
+def incident_means(incidents: list[dict[str, Any]]) -> dict[str, Any]:
+    """MTTD and MTTR in seconds over the incidents that were detected / resolved."""
+    ttd = [i["ttd_ms"] for i in incidents if i.get("ttd_ms") is not None]
+    ttr = [i["ttr_ms"] for i in incidents if i.get("ttr_ms") is not None]
+    return {"mttd_s": sum(ttd) / len(ttd) / 1000 if ttd else None,
+            "mttr_s": sum(ttr) / len(ttr) / 1000 if ttr else None}
+
+
+def judge(objective: Any, latency_objective: Any, availability: float | None, p95_ms: float | None) -> dict[str, Any]:
+    """Budget left and whether each objective is met (None: not measured)."""
+    from .burn import budget_left
+
+    left = budget_left(availability, objective) if objective is not None else None
+    return {
+        "availability_met": None if availability is None or objective is None
+        else availability * 100 >= float(objective),
+        "budget_left": None if left is None else round(left, 6),
+        "latency_met": None if p95_ms is None or latency_objective is None else p95_ms <= float(latency_objective),
+    }
