@@ -47,7 +47,10 @@ FAILED_OVER = "failed over"
 
 def dr_pairs(config: Any) -> list[tuple[str, str]]:
     """The DR pairs of the failover plugin's dr_config.yaml, when that plugin is loaded."""
-    if "failover" not in config.plugin_sections:
+    from meshd.plugins import DisabledSection
+
+    # A failover plugin left unloaded keeps its section as written, unvalidated: no DR pairs to read from it.
+    if isinstance(config.plugin_sections.get("failover", DisabledSection()), DisabledSection):
         return []
     from meshd_plugins.failover.config import dr_config_path
     from meshd_plugins.failover.drconfig import load_dr_config
