@@ -17,6 +17,7 @@ import shutil
 import socket
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from collections import Counter
@@ -144,7 +145,9 @@ class HAProxy:
     def __init__(self, workdir: Path, stable: Version, canary: Version):
         self.workdir = workdir
         workdir.mkdir(parents=True, exist_ok=True)
-        self.socket = workdir / "admin.sock"
+        # HAProxy refuses a socket path over 97 bytes, which pytest's per-worker tmp paths pass easily.
+        self.socket_dir = Path(tempfile.mkdtemp(prefix="hap-"))
+        self.socket = self.socket_dir / "admin.sock"
         self.port = free_port()
         self.config = workdir / "haproxy.cfg"
         self.config.write_text(CONFIG.format(socket=self.socket, port=self.port, stable=stable.port,
@@ -184,6 +187,7 @@ class HAProxy:
     def stop(self) -> None:
         stop_process(self.proc)
         self.log.close()
+        shutil.rmtree(self.socket_dir, ignore_errors=True)
 
 
 class Client:

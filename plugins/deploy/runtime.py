@@ -32,11 +32,11 @@ import anyio
 from meshd.alerting import Alert
 from meshd.config import ConfigError
 from meshd.deploydriver import DriverError, ServerCounters, TrafficDriver, TrafficStep
+from meshd.prometheus import PrometheusUnreachable, QueryError, instant_query
 
 from .analysis import Check, judge, judge_probes, judge_readings
 from .config import DeployConfig, pipeline_path
 from .pipeline import Pipeline, Plan, check_service, load_pipeline
-from .promquery import PrometheusUnreachable, QueryError, instant_query
 from .record import ABORTED, ACTIVE, FAILED, GATED, PAUSED, PROMOTED, ROLLED_BACK, RUNNING, RegionRun, Rollout
 from .store import Conflict, RolloutStore
 

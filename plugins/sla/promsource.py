@@ -12,12 +12,9 @@ distribution: a window's p95 is then the p95 of the interval p95s.
 
 from __future__ import annotations
 
-import json
-import math
-import urllib.error
-import urllib.parse
-import urllib.request
 from dataclasses import dataclass
+
+from meshd.prometheus import PrometheusError, query_blocking
 
 
 class QueryFailed(Exception):
@@ -31,32 +28,11 @@ class Reading:
 
 
 def instant(base_url: str, query: str, timeout: float) -> float | None:
-    """The single value of an instant query (None: an empty result); QueryFailed naming why otherwise. Blocking."""
-    url = base_url.rstrip("/") + "/api/v1/query?" + urllib.parse.urlencode({"query": query})
+    """The single value of an instant query (None: an empty result); QueryFailed naming the query otherwise. Blocking."""
     try:
-        with urllib.request.urlopen(url, timeout=timeout) as r:
-            doc = json.loads(r.read())
-    except urllib.error.HTTPError as exc:
-        # Prometheus says what is wrong with a query in the body of its 400/422 answer.
-        try:
-            detail = json.loads(exc.read()).get("error") or str(exc)
-        except ValueError:
-            detail = str(exc)
-        raise QueryFailed(f"{query!r}: {detail}") from None
-    except (OSError, ValueError) as exc:
+        return query_blocking(base_url, query, timeout)
+    except PrometheusError as exc:
         raise QueryFailed(f"{query!r}: {exc}") from None
-    if doc.get("status") != "success":
-        raise QueryFailed(f"{query!r}: {doc.get('error') or 'not a success'}")
-    data = doc.get("data", {})
-    result = data.get("result")
-    if data.get("resultType") == "scalar":
-        result = [{"value": result}]
-    if not result:
-        return None
-    if len(result) != 1:
-        raise QueryFailed(f"{query!r}: {len(result)} series, expected one (aggregate with sum or avg)")
-    value = float(result[0]["value"][1])
-    return None if math.isnan(value) else value
 
 
 def read(base_url: str, availability_query: str, latency_query: str | None, timeout: float) -> Reading:

@@ -5,10 +5,10 @@ from __future__ import annotations
 import pytest
 
 from meshd.deploydriver import ServerCounters
+from meshd.prometheus import QueryError, parse_answer
 from meshd_plugins.deploy import judge
 from meshd_plugins.deploy.analysis import judge_probes, judge_readings, p99
 from meshd_plugins.deploy.pipeline import Analysis
-from meshd_plugins.deploy.promquery import QueryError, parse_answer
 
 ANALYSIS = Analysis(min_requests=100)
 

@@ -11,9 +11,9 @@ from prometheus_lab import Prometheus, canary_queries
 
 from meshd.deploydriver import ServerCounters
 from meshd.natsserver import free_port
+from meshd.prometheus import PrometheusUnreachable, QueryError, instant_query
 from meshd.testing import until
 from meshd_plugins.deploy import HAProxyDriver, judge
-from meshd_plugins.deploy.promquery import PrometheusUnreachable, QueryError, instant_query
 
 from .rolloutlab import Lab, write_pipeline
 from .test_deploy_rollout import REGION, ended_version, federation, finished, rollout, runtime, started

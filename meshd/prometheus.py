@@ -1,10 +1,12 @@
-"""Prometheus as an analysis source: one instant query over its HTTP API, answering one number or nothing.
+"""One instant query over Prometheus's HTTP API, answering one number or nothing.
 
-Three outcomes are kept apart because the rollout treats them differently:
-a number; *no data* (an empty vector, NaN from a quantile over no traffic) or
-a :class:`QueryError` (Prometheus answered but refused the query), both
-inconclusive; and :class:`PrometheusUnreachable`, an error the daemon counts
-and reports with the URL, also inconclusive. None of them ever promotes.
+Plugins that read a team's existing request metrics (the deploy plugin's
+canary analysis, the sla plugin's SLI source) share this client. Three
+outcomes are kept apart because callers treat them differently: a number;
+*no data* (None: an empty vector, NaN from a quantile over no traffic); and a
+:class:`PrometheusError`, either a :class:`QueryError` (Prometheus answered
+but refused the query) or :class:`PrometheusUnreachable` (no answer at all;
+the message names the URL).
 """
 
 from __future__ import annotations
@@ -18,11 +20,15 @@ import urllib.request
 import anyio
 
 
-class QueryError(Exception):
+class PrometheusError(Exception):
+    """A query that gave no number for a reason worth reporting."""
+
+
+class QueryError(PrometheusError):
     """Prometheus answered, but not with one number (bad query, several series, unexpected payload)."""
 
 
-class PrometheusUnreachable(Exception):
+class PrometheusUnreachable(PrometheusError):
     """No answer from Prometheus at all; the message names the URL."""
 
 
@@ -71,9 +77,12 @@ def parse_answer(body: bytes) -> float | None:
     return None if math.isnan(value) or math.isinf(value) else value
 
 
-async def instant_query(base_url: str, query: str, timeout: float) -> float | None:
-    """``query`` evaluated now by the Prometheus at ``base_url``; None when it has no data."""
+def query_blocking(base_url: str, query: str, timeout: float) -> float | None:
+    """``query`` evaluated now by the Prometheus at ``base_url``; None when it has no data. Blocks."""
     url = f"{base_url.rstrip('/')}/api/v1/query?{urllib.parse.urlencode({'query': query})}"
-    # urllib blocks: a worker thread keeps the daemon's event loop (and its heartbeats) running meanwhile.
-    body = await anyio.to_thread.run_sync(_get, url, timeout, abandon_on_cancel=True)
-    return parse_answer(body)
+    return parse_answer(_get(url, timeout))
+
+
+async def instant_query(base_url: str, query: str, timeout: float) -> float | None:
+    """:func:`query_blocking` off the event loop, so the daemon's heartbeats keep running meanwhile."""
+    return await anyio.to_thread.run_sync(query_blocking, base_url, query, timeout, abandon_on_cancel=True)
