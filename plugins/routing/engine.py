@@ -357,7 +357,7 @@ def _estimated_choice(tmpl: _Template, ms: Sequence[float]) -> tuple[RouteResult
     if pick is not None:
         e = eligible[pick]
         return RouteResult(e[1], e[3], ms[e[0]], reason, e[2], ESTIMATED, degraded), ()
-    pool = sorted((ms[eligible[i][0]], eligible[i][1], i) for i in tmpl.pool_idx)
+    pool = sorted([(ms[eligible[i][0]], eligible[i][1], i) for i in tmpl.pool_idx])
     best = pool[0][0]
     limit = best + max(tmpl.tolerance_ms, best * tmpl.tolerance_ratio)
     near = [eligible[i] for m, _, i in pool if m <= limit]
@@ -373,7 +373,7 @@ def _estimated_choice(tmpl: _Template, ms: Sequence[float]) -> tuple[RouteResult
     results = [RouteResult(e[1], e[3], ms[e[0]], reason, e[2], ESTIMATED, degraded) for e in weighted]
     if len(results) == 1:
         return results[0], ()
-    return None, tuple(results[k] for k in _wrr_order(tuple(max(1, e[4]) for e in weighted)))
+    return None, tuple([results[k] for k in _wrr_order(tuple([max(1, e[4]) for e in weighted]))])
 
 
 def _template_plan(plan: _Plan, tmpl: _Template, ms: tuple[float, ...], fixed: RouteResult | None,
@@ -388,11 +388,12 @@ def _template_plan(plan: _Plan, tmpl: _Template, ms: tuple[float, ...], fixed: R
 class _Plan:
     """The precomputed choice for one tenant class from one client location."""
 
-    __slots__ = ("location", "fixed", "seq", "n", "i", "error", "_candidates", "pool", "sticky", "subplans",
+    __slots__ = ("_location", "fixed", "seq", "n", "i", "error", "_candidates", "pool", "sticky", "subplans",
                  "_by_region", "degraded", "template", "latencies")
 
-    def __init__(self, location: Location):
-        self.location = location
+    def __init__(self, location: Location | tuple[float, float]):
+        self._location = location
+        """The Location, or a cold plan's ``(lat, lon)`` until a route filter first needs the Location."""
         self.fixed: RouteResult | None = None
         self.seq: tuple[RouteResult, ...] = ()
         self.n = 0
@@ -411,7 +412,15 @@ class _Plan:
         self.template: _Template | None = None
         self.latencies: tuple[float, ...] = ()
 
-    # Most plans never see a filter or a session: the candidates those need are built on first use.
+    # Most plans never see a filter or a session: the location and candidates those need are built on first use.
+
+    @property
+    def location(self) -> Location:
+        loc = self._location
+        if type(loc) is tuple:
+            lat, lon = loc
+            loc = self._location = Location(f"{lat:g},{lon:g}", lat, lon, "coordinates")
+        return loc  # type: ignore[return-value]
 
     @property
     def candidates(self) -> tuple[Candidate, ...]:
@@ -907,7 +916,7 @@ class RoutingEngine:
         if fixed is not None:
             return fixed
         # A rotation among regions: its position lives in a kept plan, as from _plan.
-        plan = _template_plan(_Plan(Location(f"{lat:g},{lon:g}", lat, lon, "coordinates")), tmpl, ms, None, seq)
+        plan = _template_plan(_Plan((lat, lon)), tmpl, ms, None, seq)
         self._keep(cls, text, plan)
         return plan.pick()
 
