@@ -31,7 +31,6 @@ MIN_BLOB = HEADER_SIZE + MIN_PAYLOAD
 MAX_VERSION = 2**32 - 1
 
 _B64 = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/"
-_B64_INDEX = {c: i for i, c in enumerate(_B64)}
 
 
 def text_prefix(version: int) -> str:
@@ -45,26 +44,6 @@ def blob_header(version: int) -> bytes:
 def looks_like_text(value: object) -> bool:
     """Cheap check used to tell our values from others (``meshd_decrypt_secret`` is firstresult)."""
     return isinstance(value, str) and value.startswith(TEXT_PREFIX)
-
-
-def _canonical_b64(payload: str) -> bytes:
-    n = len(payload)
-    if n == 0 or n % 4:
-        raise CiphertextError("not_base64")
-    pad = 2 if payload.endswith("==") else 1 if payload.endswith("=") else 0
-    try:
-        raw = binascii.a2b_base64(payload, strict_mode=True)
-    except (binascii.Error, ValueError):
-        raise CiphertextError("not_base64") from None
-    if len(raw) != n // 4 * 3 - pad:
-        raise CiphertextError("not_base64")  # e.g. extra "=" after full quanta
-    if pad:
-        # The unused low bits of the last character must be zero, or two
-        # spellings would decode to the same bytes.
-        last = _B64_INDEX.get(payload[n - pad - 1], 0)
-        if last & (0b1111 if pad == 2 else 0b11):
-            raise CiphertextError("not_base64")
-    return raw
 
 
 def parse_text(text: object) -> tuple[int, bytes]:
@@ -83,10 +62,37 @@ def parse_text(text: object) -> tuple[int, bytes]:
     return version, parse_payload(text[colon + 1:])
 
 
+# A padded payload's last data character carries unused low bits (2 before
+# one "=", 4 before "=="): they must be zero, or two spellings would decode
+# to the same bytes. The characters whose index has those bits clear:
+_ENDS_BEFORE_ONE_PAD = frozenset(c for i, c in enumerate(_B64) if not i & 0b11)
+_ENDS_BEFORE_TWO_PADS = frozenset(c for i, c in enumerate(_B64) if not i & 0b1111)
+
+
 def parse_payload(payload: str) -> bytes:
-    """``nonce || ciphertext || tag`` from the base64 after a text ciphertext's prefix; strict as :func:`parse_text`."""
-    raw = _canonical_b64(payload)
+    """``nonce || ciphertext || tag`` from the base64 after a text ciphertext's prefix; strict as :func:`parse_text`.
+
+    ``strict_mode`` already refuses characters outside the standard alphabet
+    (whitespace too), padding inside the data and data that stops short of a
+    quantum, but not "=" in excess after it; so the length is compared with
+    the canonical one, and the unused bits of a padded end are looked up:
+    the decryption hot path's whole validation.
+    """
+    try:
+        raw = binascii.a2b_base64(payload, strict_mode=True)
+    except (binascii.Error, ValueError):  # ValueError: a character outside ASCII
+        raise CiphertextError("not_base64") from None
+    if len(payload) != (len(raw) + 2) // 3 * 4:
+        raise CiphertextError("not_base64")
+    if payload[-1:] == "=":
+        if payload[-2] == "=":
+            if payload[-3] not in _ENDS_BEFORE_TWO_PADS:
+                raise CiphertextError("not_base64")
+        elif payload[-2] not in _ENDS_BEFORE_ONE_PAD:
+            raise CiphertextError("not_base64")
     if len(raw) < MIN_PAYLOAD:
+        if not payload:
+            raise CiphertextError("not_base64")
         raise CiphertextError("truncated", size=len(raw), minimum=MIN_PAYLOAD)
     return raw
 

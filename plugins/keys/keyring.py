@@ -65,6 +65,8 @@ FailureCallback = Callable[["Keyring", str], None]
 
 _urandom = os.urandom
 _NONCE_END = HEADER_SIZE + 12
+_VERSION_AT = len(TEXT_PREFIX)
+_b2a = binascii.b2a_base64
 _CONTEXT_CACHE_SIZE = 4096
 
 
@@ -264,7 +266,7 @@ class Keyring:
             sealed = enc.aead.encrypt(nonce, plaintext, aad)
         except TypeError:
             raise CiphertextError("not_bytes", what="plaintext", kind=type(plaintext).__name__) from None
-        return _text(enc.prefix, nonce, sealed)
+        return enc.prefix + _b2a(nonce + sealed, newline=False).decode("ascii")
 
     def seal(self, plaintext: bytes, context: Context = None) -> bytes:
         """The binary form (``MSK1 || version || nonce || ciphertext``) of :meth:`encrypt`, for records kept as bytes."""
@@ -284,10 +286,17 @@ class Keyring:
     def decrypt(self, ciphertext: str, context: Context = None) -> bytes:
         """The plaintext of a text ciphertext; :class:`CiphertextError` naming the problem otherwise."""
         try:
-            dec, raw = _text_parts(self._dec_hdr, ciphertext)
+            # The fast path: the "meshd:vN:" prefix of a loaded version is a key of _dec_hdr. Anything else
+            # (another version, a malformed prefix, not a string) goes to parse_text, which names the problem.
+            dec = None
+            if type(ciphertext) is str:
+                colon = ciphertext.find(":", _VERSION_AT, PREFIX_END)
+                dec = self._dec_hdr.get(ciphertext[:colon + 1])
             if dec is None:
                 version, raw = parse_text(ciphertext)
                 dec = self._dec.get(version) or self._dec_entry(version)
+            else:
+                raw = parse_payload(ciphertext[colon + 1:])
             last = dec.last
             aad = last[1] if context == last[0] else self._aad(dec, context)
             try:
@@ -703,32 +712,10 @@ class Keyring:
                 self.log.error("after rotating keyring %s: %s: %s", self.name, type(exc).__name__, exc)
 
 
-def _text(prefix: str, nonce: bytes, sealed: bytes) -> str:
-    # 12 bytes are whole base64 quanta, so the nonce encodes on its own and the record is not copied behind it.
-    b2a = binascii.b2a_base64
-    return "".join((prefix, b2a(nonce, newline=False).decode("ascii"), b2a(sealed, newline=False).decode("ascii")))
-
-
 def _by_prefix(versions: dict[int, _Dec]) -> dict[bytes | str, _Dec]:
     out: dict[bytes | str, _Dec] = {blob_header(v): d for v, d in versions.items()}
     out.update({text_prefix(v): d for v, d in versions.items()})
     return out
-
-
-def _text_parts(by_prefix: dict[bytes | str, _Dec], text: object) -> tuple[_Dec | None, bytes]:
-    """The loaded version and payload of a text ciphertext of a loaded version; ``(None, b"")`` otherwise.
-
-    The fast path of decryption: one dict lookup on the ``meshd:vN:`` prefix
-    instead of parsing the version number. Anything else (another version,
-    a malformed prefix) goes to :func:`parse_text`, which names the problem.
-    """
-    if type(text) is not str:
-        return None, b""
-    colon = text.find(":", len(TEXT_PREFIX), PREFIX_END)
-    dec = by_prefix.get(text[:colon + 1]) if colon > 0 else None
-    if dec is None:
-        return None, b""
-    return dec, parse_payload(text[colon + 1:])
 
 
 def _wrap_context(region: str, purpose: str, key_id: str, version: str) -> dict[str, str]:
@@ -782,15 +769,20 @@ class BoundKeyring:
             sealed = enc.aead.encrypt(nonce, plaintext, enc.aad + self._ctx)
         except TypeError:
             raise CiphertextError("not_bytes", what="plaintext", kind=type(plaintext).__name__) from None
-        return _text(enc.prefix, nonce, sealed)
+        return enc.prefix + _b2a(nonce + sealed, newline=False).decode("ascii")
 
     def decrypt(self, ciphertext: str) -> bytes:
         ring = self._ring
         try:
-            dec, raw = _text_parts(ring._dec_hdr, ciphertext)
+            dec = None
+            if type(ciphertext) is str:  # the fast path of Keyring.decrypt
+                colon = ciphertext.find(":", _VERSION_AT, PREFIX_END)
+                dec = ring._dec_hdr.get(ciphertext[:colon + 1])
             if dec is None:
                 version, raw = parse_text(ciphertext)
                 dec = ring._dec.get(version) or ring._dec_entry(version)
+            else:
+                raw = parse_payload(ciphertext[colon + 1:])
             try:
                 return dec.aead.decrypt(raw[:12], raw[12:], dec.aad + self._ctx)
             except InvalidTag:

@@ -267,7 +267,7 @@ class _Template:
 
     __slots__ = ("rows", "eligible", "error", "pool", "pool_idx", "degraded", "fixed_idx", "fixed_reason",
                  "redirect", "weight_by", "tolerance_ms", "tolerance_ratio", "carbon_aware", "carbon_tolerance",
-                 "model")
+                 "model", "pool_rows")
 
     def __init__(self) -> None:
         self.rows: list[tuple[str, float, float, float]] = []
@@ -285,6 +285,8 @@ class _Template:
         self.fixed_reason = HOME
         self.redirect: dict[str, int] = {}
         """Failed-over region -> index into ``eligible`` of its target in the pool: when it is the nearest."""
+        self.pool_rows: tuple[tuple[str, float, float, float, int], ...] = ()
+        """The pool's rows (region, latitude in radians, its cosine, longitude, index into ``eligible``)."""
 
 
 
@@ -306,6 +308,40 @@ def _estimates(tmpl: _Template, lat: float, lon: float,
         for _, p2, c2, rlon in (tmpl.rows if rows is None else rows)])
 
 
+def _estimate(tmpl: _Template, p1: float, c1: float, lon: float, row: tuple[str, float, float, float]) -> float:
+    """One row's entry of :func:`_estimates` (the same operations, so the same float), from ``p1 = radians(lat)``
+    and ``c1 = cos(p1)``."""
+    model = tmpl.model
+    _, p2, c2, rlon = row
+    return model.overhead_ms + 2.0 * model.path_inflation * (2 * EARTH_RADIUS_KM * math.asin(min(1.0, math.sqrt(
+        math.sin((p2 - p1) / 2) ** 2 + c1 * c2 * math.sin(math.radians(rlon - lon) / 2) ** 2)))) / \
+        model.fiber_km_per_ms
+
+
+def _nearest_alone(tmpl: _Template, lat: float, lon: float) -> RouteResult | None:
+    """:func:`_estimated_choice` when one region of the pool is nearer than every other by more than the
+    tolerance (then no weight nor carbon rule applies); None otherwise, or when a failover redirect may.
+
+    The pool's distances only: no tuple of every row, no sort, no list of candidates.
+    """
+    if tmpl.redirect:
+        return None
+    p1 = math.radians(lat)
+    c1 = math.cos(p1)
+    best = second = math.inf
+    pick: tuple[str, float, float, float, int] | None = None
+    for row in tmpl.pool_rows:
+        ms = _estimate(tmpl, p1, c1, lon, row[:4])
+        if ms < best:  # a tie leaves second == best: within the tolerance, so None below
+            best, second, pick = ms, best, row
+        elif ms < second:
+            second = ms
+    if pick is None or second <= best + max(tmpl.tolerance_ms, best * tmpl.tolerance_ratio):
+        return None
+    e = tmpl.eligible[pick[4]]
+    return RouteResult(e[1], e[3], best, NEAREST, e[2], ESTIMATED, tmpl.degraded)
+
+
 def _estimated_choice(tmpl: _Template, ms: Sequence[float]) -> tuple[RouteResult | None, tuple[RouteResult, ...]]:
     """What :meth:`RoutingEngine._choose` decides from the template and every row's latency ``ms``.
 
@@ -321,7 +357,7 @@ def _estimated_choice(tmpl: _Template, ms: Sequence[float]) -> tuple[RouteResult
     if pick is not None:
         e = eligible[pick]
         return RouteResult(e[1], e[3], ms[e[0]], reason, e[2], ESTIMATED, degraded), ()
-    pool = sorted((ms[eligible[i][0]], eligible[i][1], i) for i in tmpl.pool_idx)
+    pool = sorted([(ms[eligible[i][0]], eligible[i][1], i) for i in tmpl.pool_idx])
     best = pool[0][0]
     limit = best + max(tmpl.tolerance_ms, best * tmpl.tolerance_ratio)
     near = [eligible[i] for m, _, i in pool if m <= limit]
@@ -337,7 +373,7 @@ def _estimated_choice(tmpl: _Template, ms: Sequence[float]) -> tuple[RouteResult
     results = [RouteResult(e[1], e[3], ms[e[0]], reason, e[2], ESTIMATED, degraded) for e in weighted]
     if len(results) == 1:
         return results[0], ()
-    return None, tuple(results[k] for k in _wrr_order(tuple(max(1, e[4]) for e in weighted)))
+    return None, tuple([results[k] for k in _wrr_order(tuple([max(1, e[4]) for e in weighted]))])
 
 
 def _template_plan(plan: _Plan, tmpl: _Template, ms: tuple[float, ...], fixed: RouteResult | None,
@@ -352,11 +388,12 @@ def _template_plan(plan: _Plan, tmpl: _Template, ms: tuple[float, ...], fixed: R
 class _Plan:
     """The precomputed choice for one tenant class from one client location."""
 
-    __slots__ = ("location", "fixed", "seq", "n", "i", "error", "_candidates", "pool", "sticky", "subplans",
+    __slots__ = ("_location", "fixed", "seq", "n", "i", "error", "_candidates", "pool", "sticky", "subplans",
                  "_by_region", "degraded", "template", "latencies")
 
-    def __init__(self, location: Location):
-        self.location = location
+    def __init__(self, location: Location | tuple[float, float]):
+        self._location = location
+        """The Location, or a cold plan's ``(lat, lon)`` until a route filter first needs the Location."""
         self.fixed: RouteResult | None = None
         self.seq: tuple[RouteResult, ...] = ()
         self.n = 0
@@ -375,7 +412,15 @@ class _Plan:
         self.template: _Template | None = None
         self.latencies: tuple[float, ...] = ()
 
-    # Most plans never see a filter or a session: the candidates those need are built on first use.
+    # Most plans never see a filter or a session: the location and candidates those need are built on first use.
+
+    @property
+    def location(self) -> Location:
+        loc = self._location
+        if type(loc) is tuple:
+            lat, lon = loc
+            loc = self._location = Location(f"{lat:g},{lon:g}", lat, lon, "coordinates")
+        return loc  # type: ignore[return-value]
 
     @property
     def candidates(self) -> tuple[Candidate, ...]:
@@ -800,6 +845,7 @@ class RoutingEngine:
         tmpl.pool_idx = healthy or list(range(len(tmpl.eligible)))
         tmpl.degraded = not healthy
         tmpl.pool = frozenset(tmpl.eligible[i][1] for i in tmpl.pool_idx)
+        tmpl.pool_rows = tuple(tmpl.rows[tmpl.eligible[i][0]] + (i,) for i in tmpl.pool_idx)
         in_pool = {tmpl.eligible[i][1]: i for i in tmpl.pool_idx}
         if cls.home is not None and cls.home in in_pool:
             tmpl.fixed_idx = in_pool[cls.home]
@@ -859,14 +905,18 @@ class RoutingEngine:
             return None
         if tmpl.fixed_idx is not None:
             e = tmpl.eligible[tmpl.fixed_idx]
-            ms = _estimates(tmpl, lat, lon, (tmpl.rows[e[0]],))[0]
-            return RouteResult(e[1], e[3], ms, tmpl.fixed_reason, e[2], ESTIMATED, tmpl.degraded)
+            p1 = math.radians(lat)
+            ms1 = _estimate(tmpl, p1, math.cos(p1), lon, tmpl.rows[e[0]])
+            return RouteResult(e[1], e[3], ms1, tmpl.fixed_reason, e[2], ESTIMATED, tmpl.degraded)
+        alone = _nearest_alone(tmpl, lat, lon)
+        if alone is not None:
+            return alone
         ms = _estimates(tmpl, lat, lon)
         fixed, seq = _estimated_choice(tmpl, ms)
         if fixed is not None:
             return fixed
         # A rotation among regions: its position lives in a kept plan, as from _plan.
-        plan = _template_plan(_Plan(Location(f"{lat:g},{lon:g}", lat, lon, "coordinates")), tmpl, ms, None, seq)
+        plan = _template_plan(_Plan((lat, lon)), tmpl, ms, None, seq)
         self._keep(cls, text, plan)
         return plan.pick()
 
