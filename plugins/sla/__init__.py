@@ -88,7 +88,8 @@ class SlaPlugin:
     async def _sla_route(self, request: Request) -> Response:
         if self.runtime is None:
             return Response.json({"error": "the daemon is starting", "code": "not_running"}, 503)
-        period = (request.query.get("period") or ["30d"])[0]
+        # No period: each plan over its own windows from slo.yaml.
+        period: str | None = (request.query.get("period") or [None])[0]  # type: ignore[list-item]
         plan = (request.query.get("plan") or [None])[0]
         try:
             return Response.json(await self.runtime.federation(period, plan))

@@ -51,6 +51,18 @@ RULES = (
 )
 """The workbook's four rules for a 30-day SLO: 2 % of the budget in 1 h, 5 % in 6 h, 10 % in 1 d, 10 % in 3 d."""
 
+WORKBOOK_PERIOD_MS = 30 * 24 * HOUR_MS
+
+
+def rules_for_period(period_ms: int, rules: Iterable[BurnRule] = RULES) -> list[BurnRule]:
+    """The rules for an objective judged over ``period_ms``: the same share of *its* budget in the same windows.
+
+    A factor f spends f * window / period of the budget; keeping that share
+    when the period is 28 days instead of 30 scales every factor by 28/30.
+    """
+    ratio = period_ms / WORKBOOK_PERIOD_MS
+    return [BurnRule(r.name, r.severity, r.factor * ratio, r.long_ms, r.short_ms) for r in rules]
+
 
 class Rolling:
     """Sums of covered and up time over the last ``length_ms``, updated per sample."""

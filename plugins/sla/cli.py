@@ -15,7 +15,7 @@ WATCH_EVERY_S = 5.0
 def add_commands(subparsers: Any, t: Any) -> None:
     p = subparsers.add_parser("sla", help=t("sla.cli.help"), description=t("sla.cli.description"))
     p.add_argument("--config", help=t("cli.opt.config"))
-    p.add_argument("--period", default="30d", help=t("sla.cli.period_help"))
+    p.add_argument("--period", help=t("sla.cli.period_help"))
     p.add_argument("--plan", help=t("sla.cli.plan_help"))
     p.add_argument("--json", action="store_true", help=t("cli.opt.json"))
     p.add_argument("--watch", action="store_true", help=t("sla.cli.watch_help"))
@@ -95,8 +95,8 @@ def cmd_credits(args: argparse.Namespace, ctx: Any) -> int:
     return EXIT_OK
 
 
-def fetch(ctx: Any, config: Any, period: str, plan: str | None) -> tuple[int, Any]:
-    query = {"period": period, **({"plan": plan} if plan else {})}
+def fetch(ctx: Any, config: Any, period: str | None, plan: str | None) -> tuple[int, Any]:
+    query = {**({"period": period} if period else {}), **({"plan": plan} if plan else {})}
     timeout = config.plugin("sla").query_timeout + 10
     status, doc = ctx.call(config, "GET", "/v1/sla?" + urlencode(query), admin=False, timeout=timeout)
     return int(status), doc
@@ -142,29 +142,33 @@ def _seconds(value: float | None) -> str:
 
 
 def rows(t: Any, doc: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
-    headers = [t(f"sla.cli.col.{c}") for c in ("region", "plan", "objective", "achieved", "budget", "p95",
+    headers = [t(f"sla.cli.col.{c}") for c in ("region", "plan", "window", "objective", "achieved", "budget", "p95",
                                                 "burn", "incidents", "mttd", "mttr")]
     out: list[list[str]] = []
     for plan, body in doc["plans"].items():
-        for region, judged in body["regions"].items():
-            figures = doc["regions"][region]
-            if not figures.get("answered"):
-                out.append([region, plan, "", t("sla.cli.no_answer", reason=figures.get("reason", "")),
-                            "", "", "", "", "", ""])
-                continue
-            objective = body["objective"]
-            rates = figures.get("burn", {}).get(plan, {}).get("rates", {})
-            worst = max(rates.values(), default=None)
-            p95 = figures.get("p95_ms")
-            out.append([
-                region, plan, f"{objective['availability']} % / {objective['latency_p95_ms']} ms",
-                _pct(figures.get("availability")) + ("" if judged["availability_met"] is not False else " !"),
-                _pct(judged.get("budget_left"), 1),
-                ("-" if p95 is None else f"{p95:.0f} ms") + ("" if judged["latency_met"] is not False else " !"),
-                "-" if worst is None else f"{worst:.1f}x",
-                str(len(figures.get("incidents", []))), _seconds(figures.get("mttd_s")), _seconds(figures.get("mttr_s")),
-            ])
+        for window, judged_regions in body.get("windows", {doc["period"]: body["regions"]}).items():
+            figures_of = doc.get("windows", {}).get(window, {}).get("regions", doc["regions"])
+            for region, judged in judged_regions.items():
+                out.append(_row(region, plan, window, body["objective"], judged, figures_of[region], t))
     return headers, out
+
+
+def _row(region: str, plan: str, window: str, objective: dict[str, Any], judged: dict[str, Any],
+         figures: dict[str, Any], t: Any) -> list[str]:
+    if not figures.get("answered"):
+        return [region, plan, window, "", t("sla.cli.no_answer", reason=figures.get("reason", "")),
+                "", "", "", "", "", ""]
+    rates = figures.get("burn", {}).get(plan, {}).get("rates", {})
+    worst = max(rates.values(), default=None)
+    p95 = figures.get("p95_ms")
+    return [
+        region, plan, window, f"{objective['availability']} % / {objective['latency_p95_ms']} ms",
+        _pct(figures.get("availability")) + ("" if judged["availability_met"] is not False else " !"),
+        _pct(judged.get("budget_left"), 1),
+        ("-" if p95 is None else f"{p95:.0f} ms") + ("" if judged["latency_met"] is not False else " !"),
+        "-" if worst is None else f"{worst:.1f}x",
+        str(len(figures.get("incidents", []))), _seconds(figures.get("mttd_s")), _seconds(figures.get("mttr_s")),
+    ]
 
 
 def render(t: Any, doc: dict[str, Any]) -> str:
@@ -183,7 +187,8 @@ def watch(args: argparse.Namespace, ctx: Any, config: Any) -> int:
 
     def table() -> Table:
         status, doc = fetch(ctx, config, args.period, args.plan)
-        grid = Table(title=ctx.t("sla.cli.title", period=args.period) + f"  {time.strftime('%H:%M:%S')}")
+        title_period = doc.get("period", args.period) if isinstance(doc, dict) else args.period
+        grid = Table(title=ctx.t("sla.cli.title", period=title_period) + f"  {time.strftime('%H:%M:%S')}")
         if status != 200:
             grid.add_column(ctx.t("sla.cli.col.region"))
             grid.add_row(str(doc.get("error", status) if isinstance(doc, dict) else status))

@@ -16,7 +16,7 @@ from meshd.envelope import Envelope
 from meshd.transport import Message
 
 from . import promsource
-from .burn import BurnEngine, Incident, Transition, window_name
+from .burn import BurnEngine, Incident, Transition, rules_for_period, window_name
 from .config import SECTION, SlaConfig
 from .latency import Histogram
 from .period import parse_period
@@ -49,7 +49,9 @@ class Runtime:
             objective = self.slo.objective(plan, daemon.region).availability
             if objective is not None:
                 recover = round(self.settings.incident_recovery * 1000 / self.interval_ms)
-                self.engines[plan] = BurnEngine(daemon.region, objective, scale=self.settings.burn_window_scale,
+                # The budget the alerts spend is the one of the plan's first window (28 days: factors x 28/30).
+                rules = rules_for_period(self.slo.windows_for(plan)[0].length_ms)
+                self.engines[plan] = BurnEngine(daemon.region, objective, rules, scale=self.settings.burn_window_scale,
                                                 recover_samples=recover)
         m = daemon.metrics
         self.m_samples = m.counter("sla_samples_written_total", "SLI history rows written, by source", ["source"])
@@ -278,41 +280,75 @@ class Runtime:
         return {"days": days, "until_ms": until_ms, "missing": missing,
                 "regions": {r: {k: a.get(k) for k in ("daily", "burn", "incidents")} for r, a in sorted(answers.items())}}
 
-    async def federation(self, period: str, plan: str | None = None) -> dict[str, Any]:
-        """Every region's figures over ``period`` merged from every region's answer; who did not answer, and why.
+    async def federation(self, period: str | None, plan: str | None = None, now_s: float | None = None
+                         ) -> dict[str, Any]:
+        """Every region's figures merged from every region's answer, per window; who did not answer, and why.
 
-        Raises :class:`~.period.BadPeriod`, or KeyError for an unknown plan.
+        ``period`` None: each plan over its own windows from slo.yaml (the
+        first one is also given as the plan's ``regions``); a period string
+        judges every plan over that one period instead. Raises
+        :class:`~.period.BadPeriod`, or KeyError for an unknown plan.
         """
-        since_ms, until_ms = parse_period(period, time.time())
-        plans = self.slo.plans if plan is None else [plan]
+        now_s = time.time() if now_s is None else now_s
         if plan is not None and plan not in self.slo.plans:
             raise KeyError(plan)
-        regions = list(self.daemon.config.region_map.regions)
+        plans = self.slo.plans if plan is None else [plan]
+        spans: dict[str, tuple[int, int]] = {}
+        plan_windows: dict[str, list[str]] = {}
+        if period is not None:
+            spans[period] = parse_period(period, now_s)
+            plan_windows = {name: [period] for name in plans}
+        else:
+            for name in plans:
+                for w in self.slo.windows_for(name):
+                    spans.setdefault(w.name, w.bounds(now_s))
+                    plan_windows.setdefault(name, []).append(w.name)
+        figures: dict[str, tuple[dict[str, Any], dict[str, str]]] = {}
+
+        async def one(window: str) -> None:
+            figures[window] = await self.window_figures(*spans[window])
+
+        async with anyio.create_task_group() as tg:
+            for window in spans:
+                tg.start_soon(one, window)
+        missing: dict[str, str] = {}
+        for _, why in figures.values():
+            missing.update(why)
+        out_plans: dict[str, Any] = {}
+        for name in plans:
+            judged = {w: self.judge_regions(name, figures[w][0]) for w in plan_windows[name]}
+            first = plan_windows[name][0]
+            out_plans[name] = {"objective": self.slo.objective(name).to_json(), "window": first,
+                               "regions": judged[first], "windows": judged}
+        first_window = next(iter(spans))
+        since_ms, until_ms = spans[first_window]
+        return {"period": period if period is not None else ", ".join(spans), "since_ms": since_ms,
+                "until_ms": until_ms, "complete": not missing, "missing": missing,
+                "regions": figures[first_window][0],
+                "windows": {w: {"since_ms": a, "until_ms": b, "regions": figures[w][0]} for w, (a, b) in spans.items()},
+                "plans": out_plans}
+
+    def judge_regions(self, plan: str, regions: dict[str, Any], tenant: str | None = None) -> dict[str, Any]:
+        return {region: judge(self.slo.objective(plan, region, tenant).availability,
+                              self.slo.objective(plan, region, tenant).latency_p95_ms,
+                              f.get("availability"), f.get("p95_ms"))
+                for region, f in regions.items()}
+
+    async def window_figures(self, since_ms: int, until_ms: int) -> tuple[dict[str, Any], dict[str, str]]:
+        """Every region's merged figures over [since, until), and the regions that did not answer."""
         answers, missing = await self.gather(since_ms, until_ms)
         parsed = [{r: {src: Part.from_json(p) for src, p in by.items()} for r, by in a.get("parts", {}).items()}
                   for a in answers.values()]
-        out_regions: dict[str, Any] = {}
-        for region in regions:
+        out: dict[str, Any] = {}
+        for region in self.daemon.config.region_map.regions:
             if region in missing:
                 # Without its own answer only the bad news would be left: show no number rather than a wrong one.
-                out_regions[region] = {"answered": False, "reason": missing[region]}
+                out[region] = {"answered": False, "reason": missing[region]}
                 continue
-            merged = merge(region, parsed)
             incidents = answers[region].get("incidents", [])
-            out_regions[region] = {"answered": True, **merged.to_json(), "incidents": incidents,
-                                   **incident_means(incidents), "burn": answers[region].get("burn", {})}
-        out_plans: dict[str, Any] = {}
-        for name in plans:
-            per_region = {}
-            for region in regions:
-                objective = self.slo.objective(name, region)
-                figures = out_regions[region]
-                per_region[region] = judge(objective.availability, objective.latency_p95_ms,
-                                           figures.get("availability"), figures.get("p95_ms"))
-            out_plans[name] = {"objective": self.slo.objective(name).to_json(), "regions": per_region}
-        return {"period": period, "since_ms": since_ms, "until_ms": until_ms, "complete": not missing,
-                "missing": missing, "regions": out_regions, "plans": out_plans}
-
+            out[region] = {"answered": True, **merge(region, parsed).to_json(), "incidents": incidents,
+                           **incident_means(incidents), "burn": answers[region].get("burn", {})}
+        return out, missing
 
     # ------------------------------------------------------------ credits
 
