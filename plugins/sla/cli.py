@@ -17,6 +17,7 @@ def add_commands(subparsers: Any, t: Any) -> None:
     p.add_argument("--config", help=t("cli.opt.config"))
     p.add_argument("--period", help=t("sla.cli.period_help"))
     p.add_argument("--plan", help=t("sla.cli.plan_help"))
+    p.add_argument("--tenant", help=t("sla.cli.tenant_help"))
     p.add_argument("--json", action="store_true", help=t("cli.opt.json"))
     p.add_argument("--watch", action="store_true", help=t("sla.cli.watch_help"))
     p.set_defaults(handler=cmd_sla)
@@ -95,8 +96,9 @@ def cmd_credits(args: argparse.Namespace, ctx: Any) -> int:
     return EXIT_OK
 
 
-def fetch(ctx: Any, config: Any, period: str | None, plan: str | None) -> tuple[int, Any]:
-    query = {**({"period": period} if period else {}), **({"plan": plan} if plan else {})}
+def fetch(ctx: Any, config: Any, period: str | None, plan: str | None, tenant: str | None = None) -> tuple[int, Any]:
+    query = {**({"period": period} if period else {}), **({"plan": plan} if plan else {}),
+             **({"tenant": tenant} if tenant else {})}
     timeout = config.plugin("sla").query_timeout + 10
     status, doc = ctx.call(config, "GET", "/v1/sla?" + urlencode(query), admin=False, timeout=timeout)
     return int(status), doc
@@ -104,6 +106,12 @@ def fetch(ctx: Any, config: Any, period: str | None, plan: str | None) -> tuple[
 
 def cmd_sla(args: argparse.Namespace, ctx: Any) -> int:
     config = ctx.load_config(args.config)
+    if args.tenant:
+        status, doc = fetch(ctx, config, args.period, None, args.tenant)
+        if status != 200:
+            return daemon_error(ctx, status, doc)
+        ctx.show(doc, args.json, lambda d: render_tenant(ctx.t, d))
+        return report_missing(ctx, doc)
     status, doc = fetch(ctx, config, args.period, args.plan)
     if status != 200:
         return daemon_error(ctx, status, doc)
@@ -116,7 +124,7 @@ def cmd_sla(args: argparse.Namespace, ctx: Any) -> int:
 def daemon_error(ctx: Any, status: int, body: Any) -> int:
     body = body if isinstance(body, dict) else {}
     detail = str(body.get("error", ""))
-    if body.get("code") in ("bad_period", "unknown_plan"):
+    if body.get("code") in ("bad_period", "unknown_plan", "unknown_tenant"):
         ctx.error(ctx.t("sla.cli.bad_request", detail=detail))
         return EXIT_USAGE
     ctx.error(ctx.t("sla.cli.daemon_error", status=status, detail=detail))
@@ -169,6 +177,23 @@ def _row(region: str, plan: str, window: str, objective: dict[str, Any], judged:
         "-" if worst is None else f"{worst:.1f}x",
         str(len(figures.get("incidents", []))), _seconds(figures.get("mttd_s")), _seconds(figures.get("mttr_s")),
     ]
+
+
+def render_tenant(t: Any, doc: dict[str, Any]) -> str:
+    """One row per window: the tenant's weighted SLI against its own objective, and the weights used."""
+    headers = [t(f"sla.cli.col.{c}") for c in ("window", "objective", "achieved", "budget", "p95", "weights")]
+    objective = doc["objective"]
+    body = []
+    for window, w in doc["windows"].items():
+        weights = ", ".join(f"{r} {share * 100:.0f} %" for r, share in sorted(w["weights"].items()))
+        p95 = w.get("p95_ms")
+        body.append([window, f"{objective['availability']} % / {objective['latency_p95_ms']} ms",
+                     _pct(w.get("availability")) + ("" if w["availability_met"] is not False else " !"),
+                     _pct(w.get("budget_left"), 1),
+                     ("-" if p95 is None else f"{p95:.0f} ms") + ("" if w["latency_met"] is not False else " !"),
+                     f"{weights} ({t('sla.cli.weighting.' + w['weighting'])})"])
+    title = t("sla.cli.tenant_title", tenant=doc["tenant"], plan=doc.get("plan") or "-", period=doc["period"])
+    return title + "\n" + render_table(headers, body)
 
 
 def render(t: Any, doc: dict[str, Any]) -> str:

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Awaitable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import anyio
 from anyio.abc import TaskStatus
@@ -23,12 +24,32 @@ from .period import parse_period
 from .recorder import Recorder
 from .slo import Slo, load_slo, references, slo_path
 from .store import Sample, SampleStore
-from .summary import Part, merge, summarize_store
+from .summary import Merged, Part, merge, summarize_store
+from .tenant import shares, tenant_sli
 
+A = TypeVar("A")
+B = TypeVar("B")
 QUERY_KIND = "sla-query"
 DOWNSAMPLE_EVERY_S = 3600.0
 PRIME_MS = 3 * 86_400_000
 """History read back at start so the burn windows (the longest is 3 days) continue where they were."""
+
+
+class UnknownTenant(KeyError):
+    pass
+
+
+async def _both(a: Awaitable[A], b: Awaitable[B]) -> tuple[A, B]:
+    """Two awaitables at once (the SLI answers and the metering counts go to the same regions)."""
+    results: dict[int, Any] = {}
+
+    async def run(i: int, aw: Awaitable[Any]) -> None:
+        results[i] = await aw
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(run, 0, a)
+        tg.start_soon(run, 1, b)
+    return results[0], results[1]
 
 
 class Runtime:
@@ -334,11 +355,18 @@ class Runtime:
                               f.get("availability"), f.get("p95_ms"))
                 for region, f in regions.items()}
 
-    async def window_figures(self, since_ms: int, until_ms: int) -> tuple[dict[str, Any], dict[str, str]]:
-        """Every region's merged figures over [since, until), and the regions that did not answer."""
+    async def merged(self, since_ms: int, until_ms: int
+                     ) -> tuple[dict[str, Merged], dict[str, dict[str, Any]], dict[str, str]]:
+        """Every answering region's merged figures over [since, until), the raw answers, who did not answer and why."""
         answers, missing = await self.gather(since_ms, until_ms)
         parsed = [{r: {src: Part.from_json(p) for src, p in by.items()} for r, by in a.get("parts", {}).items()}
                   for a in answers.values()]
+        merged = {r: merge(r, parsed) for r in self.daemon.config.region_map.regions if r not in missing}
+        return merged, answers, missing
+
+    async def window_figures(self, since_ms: int, until_ms: int) -> tuple[dict[str, Any], dict[str, str]]:
+        """Every region's merged figures over [since, until), and the regions that did not answer."""
+        merged, answers, missing = await self.merged(since_ms, until_ms)
         out: dict[str, Any] = {}
         for region in self.daemon.config.region_map.regions:
             if region in missing:
@@ -346,9 +374,82 @@ class Runtime:
                 out[region] = {"answered": False, "reason": missing[region]}
                 continue
             incidents = answers[region].get("incidents", [])
-            out[region] = {"answered": True, **merge(region, parsed).to_json(), "incidents": incidents,
+            out[region] = {"answered": True, **merged[region].to_json(), "incidents": incidents,
                            **incident_means(incidents), "burn": answers[region].get("burn", {})}
         return out, missing
+
+    # ------------------------------------------------------------ tenants
+
+    def tenant_entry(self, tenant: str) -> Any:
+        directory = self.daemon.config.tenants
+        entry = directory.tenants.get(tenant) if directory is not None else None
+        if entry is None:
+            raise UnknownTenant(f"tenant {tenant!r} is not in the tenant directory")
+        return entry
+
+    def served_by(self, tenant: str) -> list[str]:
+        """The regions that may serve a tenant: its residency's, and its home region."""
+        entry = self.tenant_entry(tenant)
+        served = list(self.daemon.config.tenants.residency_regions(tenant, self.daemon.config.region_map))
+        if entry.home and entry.home not in served:
+            served.append(entry.home)
+        return served
+
+    async def routed_events(self, tenant: str, served: list[str], since_ms: int, until_ms: int) -> dict[str, int] | None:
+        """The tenant's metered usage events per serving region, None when metering is absent or one cannot say."""
+        plugin = self.daemon.hooks.pm.get_plugin("metering")
+        metering = getattr(plugin, "runtime", None)
+        if metering is None or not hasattr(metering, "events_by_region"):
+            return None
+        counts = await metering.events_by_region(tenant, since_ms / 1000, until_ms / 1000, served)
+        if any(v is None for v in counts.values()):
+            return None
+        return {r: int(v) for r, v in counts.items() if v is not None}
+
+    async def tenant_window(self, tenant: str, since_ms: int, until_ms: int) -> dict[str, Any]:
+        """A tenant's figures over [since, until): the weighted SLI, the weights and how they were found."""
+        entry = self.tenant_entry(tenant)
+        served = self.served_by(tenant)
+        (merged, _, missing), events = await _both(self.merged(since_ms, until_ms),
+                                                   self.routed_events(tenant, served, since_ms, until_ms))
+        weights, how = shares(served, events, entry.home)
+        unanswered = {r: missing[r] for r in weights if r in missing}
+        sli = tenant_sli(weights, merged) if not unanswered else None
+        return {"since_ms": since_ms, "until_ms": until_ms, "weighting": how, "events": events,
+                "weights": sli.weights if sli is not None else weights,
+                "availability": None if sli is None else sli.availability,
+                "p95_ms": None if sli is None else sli.p95_ms, "missing": unanswered,
+                "regions": {r: {"availability": merged[r].availability, "p95_ms": merged[r].p95_ms}
+                            for r in weights if r in merged}}
+
+    async def tenant_view(self, tenant: str, period: str | None, now_s: float | None = None) -> dict[str, Any]:
+        """``meshd sla --tenant``: the tenant's SLI over each window of its plan (or ``period``), judged
+        against its own objective (tenant beats plan). Raises UnknownTenant or BadPeriod."""
+        now_s = time.time() if now_s is None else now_s
+        entry = self.tenant_entry(tenant)
+        plan = entry.plan or None
+        if period is not None:
+            spans = {period: parse_period(period, now_s)}
+        else:
+            windows = self.slo.windows_for(plan) if plan else self.slo.windows
+            spans = {w.name: w.bounds(now_s) for w in windows}
+        objective = self.slo.objective(plan, tenant=tenant)
+        out: dict[str, Any] = {}
+
+        async def one(name: str) -> None:
+            figures = await self.tenant_window(tenant, *spans[name])
+            out[name] = {**figures, **judge(objective.availability, objective.latency_p95_ms,
+                                            figures["availability"], figures["p95_ms"])}
+
+        async with anyio.create_task_group() as tg:
+            for name in spans:
+                tg.start_soon(one, name)
+        missing: dict[str, str] = {}
+        for w in out.values():
+            missing.update(w["missing"])
+        return {"tenant": tenant, "plan": plan, "objective": objective.to_json(),
+                "period": period if period is not None else ", ".join(spans), "complete": not missing,
+                "missing": missing, "windows": {name: out[name] for name in spans}}
 
     # ------------------------------------------------------------ credits
 
@@ -362,8 +463,11 @@ class Runtime:
         if not steps:
             return []
         since_ms, until_ms = parse_period(period, time.time())
-        served = [entry.home] if entry.home else directory.residency_regions(tenant, self.daemon.config.region_map)
-        achieved = await self.served_availability(served, since_ms, until_ms)
+        # The same tenant SLI as meshd sla --tenant: a serving region that cannot say makes no credit a guess.
+        figures = await self.tenant_window(tenant, since_ms, until_ms)
+        if figures["missing"]:
+            raise NoAnswer("no SLA figures from " + ", ".join(f"{r} ({why})" for r, why in figures["missing"].items()))
+        achieved = figures["availability"]
         if achieved is None:
             return []
         percent = max((s.percent for s in steps if achieved * 100 < float(s.below)), default=None)
@@ -392,22 +496,6 @@ class Runtime:
                 out.append({"tenant": tenant, "plan": entry.plan, "key": c.key,
                             "percent_of_base": str(c.percent_of_base), "description": c.description})
         return {"period": period, "credits": out, "complete": not failed, "failed": failed}
-
-    async def served_availability(self, served: list[str], since_ms: int, until_ms: int) -> float | None:
-        """The mean availability of the regions that serve a tenant; NoAnswer if one of them cannot say.
-
-        Peers are asked too (their dead and failover rows count) but may be
-        missing; a serving region may not: its credit would be a guess.
-        """
-        answers, missing = await self.gather(since_ms, until_ms)
-        unanswered = [r for r in served if r in missing]
-        if unanswered:
-            raise NoAnswer("no SLA figures from " + ", ".join(f"{r} ({missing[r]})" for r in unanswered))
-        parsed = [{r: {src: Part.from_json(p) for src, p in by.items()} for r, by in a.get("parts", {}).items()}
-                  for a in answers.values()]
-        figures = [merge(region, parsed).availability for region in served]
-        known = [f for f in figures if f is not None]
-        return sum(known) / len(known) if known else None
 
 
 def incident_means(incidents: list[dict[str, Any]]) -> dict[str, Any]:

@@ -107,6 +107,8 @@ class Merged:
     down_seen_by_peers_ms: int
     served_by_target_ms: int
     checks: int
+    hist: Histogram = field(default_factory=Histogram, compare=False)
+    """The latencies the p95 came from (a tenant's SLI mixes several regions'); not sent."""
 
     def to_json(self) -> dict[str, Any]:
         return {"availability": self.availability, "p95_ms": self.p95_ms, "covered_ms": self.covered_ms,
@@ -142,7 +144,7 @@ def merge(region: str, answers: Iterable[dict[str, dict[str, Part]]]) -> Merged:
             covered = _union(covered, extra)
     down = length(subtract(dead, covered))
     span += down
-    return Merged(up / span if span else None, hist.quantile(0.95), span, down, served, checks)
+    return Merged(up / span if span else None, hist.quantile(0.95), span, down, served, checks, hist)
 
 
 def _union(a: list[Range], b: list[Range]) -> list[Range]:
