@@ -24,7 +24,7 @@ from .period import parse_period
 from .recorder import Recorder
 from .slo import Slo, load_slo, references, slo_path
 from .store import Sample, SampleStore
-from .summary import Merged, Part, merge, summarize_store
+from .summary import Merged, Part, condemned, intersect, merge, quorum_of, summarize_store
 from .tenant import shares, tenant_sli
 
 A = TypeVar("A")
@@ -33,6 +33,15 @@ QUERY_KIND = "sla-query"
 DOWNSAMPLE_EVERY_S = 3600.0
 PRIME_MS = 3 * 86_400_000
 """History read back at start so the burn windows (the longest is 3 days) continue where they were."""
+
+
+def parsed_own(region: str, answers: dict[str, dict[str, Any]], parsed: list[dict[str, dict[str, Part]]]
+               ) -> Part | None:
+    """The region's own probes part among the parsed answers (the answers keep their order)."""
+    for name, by in zip(answers, parsed, strict=True):
+        if name == region:
+            return by.get(region, {}).get("probes")
+    return None
 
 
 class UnknownTenant(KeyError):
@@ -361,8 +370,32 @@ class Runtime:
         answers, missing = await self.gather(since_ms, until_ms)
         parsed = [{r: {src: Part.from_json(p) for src, p in by.items()} for r, by in a.get("parts", {}).items()}
                   for a in answers.values()]
-        merged = {r: merge(r, parsed) for r in self.daemon.config.region_map.regions if r not in missing}
+        regions = list(self.daemon.config.region_map.regions)
+        quorum = quorum_of(len(regions))
+        merged: dict[str, Merged] = {}
+        for region in regions:
+            if region in missing:
+                continue
+            own = parsed_own(region, answers, parsed)
+            cut = intersect(own.ranges, condemned(region, parsed, quorum)) if own is not None else []
+            overruled = await self.own_rows_over(region, cut) if cut else None
+            merged[region] = merge(region, parsed, quorum=quorum, overruled=overruled)
         return merged, answers, missing
+
+    async def own_rows_over(self, region: str, ranges: list[tuple[int, int]]) -> Part:
+        """The sums of ``region``'s own rows over ``ranges`` (a second, rare question: only partitions need it)."""
+        total = Part()
+        for since_ms, until_ms in ranges:
+            answer = await self._ask(region, since_ms, until_ms)
+            doc = answer.get("parts", {}).get(region, {}).get("probes")
+            if doc is None:
+                continue
+            part = Part.from_json(doc)
+            total.span_ms += part.span_ms
+            total.up_ms += part.up_ms
+            total.checks += part.checks
+            total.hist.merge(part.hist)
+        return total
 
     async def window_figures(self, since_ms: int, until_ms: int) -> tuple[dict[str, Any], dict[str, str]]:
         """Every region's merged figures over [since, until), and the regions that did not answer."""
