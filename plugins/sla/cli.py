@@ -20,6 +20,7 @@ def add_commands(subparsers: Any, t: Any) -> None:
     p.add_argument("--tenant", help=t("sla.cli.tenant_help"))
     p.add_argument("--json", action="store_true", help=t("cli.opt.json"))
     p.add_argument("--watch", action="store_true", help=t("sla.cli.watch_help"))
+    p.add_argument("--refresh", type=float, default=WATCH_EVERY_S, metavar="SECONDS", help=t("sla.cli.refresh_help"))
     p.set_defaults(handler=cmd_sla)
     sub = p.add_subparsers(dest="sla_command", metavar="COMMAND")
     c = sub.add_parser("credits", help=t("sla.cli.credits.help"))
@@ -105,6 +106,9 @@ def fetch(ctx: Any, config: Any, period: str | None, plan: str | None, tenant: s
 
 
 def cmd_sla(args: argparse.Namespace, ctx: Any) -> int:
+    if not args.refresh > 0:
+        ctx.error(ctx.t("sla.cli.bad_refresh", value=args.refresh))
+        return EXIT_USAGE
     config = ctx.load_config(args.config)
     if args.tenant:
         status, doc = fetch(ctx, config, args.period, None, args.tenant)
@@ -230,7 +234,7 @@ def watch(args: argparse.Namespace, ctx: Any, config: Any) -> int:
     try:
         with Live(table(), console=console, auto_refresh=False) as live:
             while True:
-                time.sleep(WATCH_EVERY_S)  # the refresh period of a live view, not a synchronisation
+                time.sleep(args.refresh)  # the refresh period of a live view, not a synchronisation
                 live.update(table(), refresh=True)
     except KeyboardInterrupt:
         return EXIT_OK
