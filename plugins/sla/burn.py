@@ -161,12 +161,18 @@ class BurnEngine:
     def burn_rates(self) -> dict[str, float]:
         return {window_name(ms): round(self.burn(ms), 4) for ms in self.windows}
 
-    def add(self, t_ms: int, span_ms: int, up_ms: float) -> list[Transition]:
-        """Feed one sample; the rules that changed state at its end."""
+    def add(self, t_ms: int, span_ms: int, up_ms: float, *, events: int | None = None) -> list[Transition]:
+        """Feed one sample; the rules that changed state at its end.
+
+        ``events``: the sample weighs that many events of which ``up_ms`` were
+        good (latency: checks, and those within the objective) instead of its
+        time; the windows still slide on time.
+        """
         now = t_ms + span_ms
+        weight = span_ms if events is None else events
         for w in self.windows.values():
-            w.add(t_ms, span_ms, up_ms, now)
-        failing = span_ms > 0 and up_ms / span_ms * 100 < float(self.objective)
+            w.add(t_ms, weight, up_ms, now)
+        failing = weight > 0 and up_ms / weight * 100 < float(self.objective)
         changes: list[Transition] = []
         for rule in self.rules:
             long_burn, short_burn = self.burn(rule.long_ms), self.burn(rule.short_ms)

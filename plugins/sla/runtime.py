@@ -20,6 +20,7 @@ from . import promsource
 from .burn import BurnEngine, Incident, Transition, rules_for_period, window_name
 from .config import SECTION, SlaConfig
 from .latency import Histogram
+from .latencyburn import LatencyBurn
 from .period import parse_period
 from .recorder import Recorder
 from .slo import Slo, load_slo, references, slo_path
@@ -75,14 +76,18 @@ class Runtime:
         self.t = Translator(daemon.config.daemon.lang)
         self.slo: Slo = load_slo(slo_path(daemon.config, self.settings.slo), **references(daemon.config))
         self.engines: dict[str, BurnEngine] = {}
+        self.latency: dict[str, LatencyBurn] = {}
+        recover = round(self.settings.incident_recovery * 1000 / self.interval_ms)
         for plan in self.slo.plans:
-            objective = self.slo.objective(plan, daemon.region).availability
-            if objective is not None:
-                recover = round(self.settings.incident_recovery * 1000 / self.interval_ms)
-                # The budget the alerts spend is the one of the plan's first window (28 days: factors x 28/30).
-                rules = rules_for_period(self.slo.windows_for(plan)[0].length_ms)
-                self.engines[plan] = BurnEngine(daemon.region, objective, rules, scale=self.settings.burn_window_scale,
-                                                recover_samples=recover)
+            objective = self.slo.objective(plan, daemon.region)
+            # The budget the alerts spend is the one of the plan's first window (28 days: factors x 28/30).
+            rules = rules_for_period(self.slo.windows_for(plan)[0].length_ms)
+            if objective.availability is not None:
+                self.engines[plan] = BurnEngine(daemon.region, objective.availability, rules,
+                                                scale=self.settings.burn_window_scale, recover_samples=recover)
+            if objective.latency_p95_ms is not None:
+                self.latency[plan] = LatencyBurn(daemon.region, objective.latency_p95_ms, rules,
+                                                 self.settings.burn_window_scale, recover)
         m = daemon.metrics
         self.m_samples = m.counter("sla_samples_written_total", "SLI history rows written, by source", ["source"])
         self.m_errors = m.counter("sla_store_errors_total", "SLI history writes that failed")
@@ -103,6 +108,10 @@ class Runtime:
             if sample.source == "probes":
                 for engine in self.engines.values():
                     engine.add(sample.t_ms, sample.span_ms, sample.up_ms)
+                if sample.hist:
+                    hist = sample.histogram()
+                    for latency in self.latency.values():
+                        latency.add(sample.t_ms, sample.span_ms, hist)
         # Alerts replayed from the past are not raised again: only what changes from now on is news.
 
     async def run(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
@@ -148,14 +157,18 @@ class Runtime:
         for r in rows:
             if r.region != self.daemon.region or r.source != "probes":
                 continue
-            for plan, engine in self.engines.items():
-                for change in engine.add(r.t_ms, r.span_ms, r.up_ms):
-                    if self.settings.alerts:
-                        await self.daemon.hooks.alert(self.daemon, self.burn_alert(plan, engine, change))
-                    self.log.log(logging.WARNING if change.firing else logging.INFO,
-                                 "SLO burn %s for plan %s: %s (%.1fx over %s, %.1fx over %s)", change.rule.name, plan,
-                                 "firing" if change.firing else "resolved", change.long_burn,
-                                 window_name(change.rule.long_ms), change.short_burn, window_name(change.rule.short_ms))
+            changes = [(plan, "availability", engine.objective, c) for plan, engine in self.engines.items()
+                       for c in engine.add(r.t_ms, r.span_ms, r.up_ms)]
+            hist = r.histogram()
+            changes += [(plan, "latency", latency.objective_ms, c) for plan, latency in self.latency.items()
+                        for c in latency.add(r.t_ms, r.span_ms, hist)]
+            for plan, sli, objective, change in changes:
+                if self.settings.alerts:
+                    await self.daemon.hooks.alert(self.daemon, self.burn_alert(plan, objective, change, sli))
+                self.log.log(logging.WARNING if change.firing else logging.INFO,
+                             "SLO %s burn %s for plan %s: %s (%.1fx over %s, %.1fx over %s)", sli, change.rule.name,
+                             plan, "firing" if change.firing else "resolved", change.long_burn,
+                             window_name(change.rule.long_ms), change.short_burn, window_name(change.rule.short_ms))
         # The latest incidents (one just resolved, one just opened) are kept on disk: a month's MTTD and MTTR
         # outlive a restart.
         latest = self.incidents()[-2:]
@@ -166,12 +179,15 @@ class Runtime:
                 self.m_errors.inc()
                 self.log.error("writing incidents failed: %s: %s", type(exc).__name__, exc)
 
-    def burn_alert(self, plan: str, engine: BurnEngine, change: Transition) -> Alert:
+    def burn_alert(self, plan: str, objective: Any, change: Transition, sli: str = "availability") -> Alert:
+        """``SLOErrorBudgetBurn`` (availability) or ``SLOLatencyBudgetBurn`` (checks slower than the p95 objective)."""
         rule = change.rule
         region = self.daemon.region
-        labels = {"alertname": "SLOErrorBudgetBurn", "severity": "critical" if rule.severity == "page" else "warning",
+        name = "SLOErrorBudgetBurn" if sli == "availability" else "SLOLatencyBudgetBurn"
+        labels = {"alertname": name, "severity": "critical" if rule.severity == "page" else "warning",
                   "region": region, "plan": plan, "rule": rule.name}
-        summary = self.t("sla.alert.burn.summary", region=region, plan=plan, objective=str(engine.objective))
+        key = "sla.alert.burn.summary" if sli == "availability" else "sla.alert.latency.summary"
+        summary = self.t(key, region=region, plan=plan, objective=str(objective))
         if not change.firing:
             summary = self.t("sla.alert.resolved", summary=summary)
         description = self.t("sla.alert.burn.description", factor=f"{rule.factor:g}", long=window_name(rule.long_ms),
@@ -232,6 +248,9 @@ class Runtime:
                 "burn": {plan: {"objective": str(e.objective), "rates": e.burn_rates(),
                                 "firing": sorted(n for n, on in e.firing.items() if on)}
                          for plan, e in self.engines.items()},
+                "latency_burn": {plan: {"objective_ms": str(lb.objective_ms), "rates": lb.engine.burn_rates(),
+                                        "firing": sorted(n for n, on in lb.engine.firing.items() if on)}
+                                 for plan, lb in self.latency.items()},
                 "incidents": [i.to_json() for i in self.incidents()]}
 
 
