@@ -187,6 +187,8 @@ def render_tenant(t: Any, doc: dict[str, Any]) -> str:
     """One row per window: the tenant's weighted SLI against its own objective, and the weights used."""
     headers = [t(f"sla.cli.col.{c}") for c in ("window", "objective", "achieved", "budget", "p95", "weights")]
     objective = doc["objective"]
+    how = {"metered": t("sla.cli.weighting.metered"), "home": t("sla.cli.weighting.home"),
+           "equal": t("sla.cli.weighting.equal")}
     body = []
     for window, w in doc["windows"].items():
         weights = ", ".join(f"{r} {share * 100:.0f} %" for r, share in sorted(w["weights"].items()))
@@ -195,7 +197,7 @@ def render_tenant(t: Any, doc: dict[str, Any]) -> str:
                      _pct(w.get("availability")) + ("" if w["availability_met"] is not False else " !"),
                      _pct(w.get("budget_left"), 1),
                      ("-" if p95 is None else f"{p95:.0f} ms") + ("" if w["latency_met"] is not False else " !"),
-                     f"{weights} ({t('sla.cli.weighting.' + w['weighting'])})"])
+                     f"{weights} ({how[w['weighting']]})"])
     title = t("sla.cli.tenant_title", tenant=doc["tenant"], plan=doc.get("plan") or "-", period=doc["period"])
     return title + "\n" + render_table(headers, body)
 

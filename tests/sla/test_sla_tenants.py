@@ -30,7 +30,7 @@ def merged(availability: float | None, *latencies: float) -> Merged:
     hist = Histogram()
     for ms in latencies:
         hist.add(ms)
-    return Merged(availability, hist.quantile(0.95), 1, 0, 0, len(latencies), hist)
+    return Merged(availability, hist.quantile(0.95), 1, 0, 0, len(latencies), hist=hist)
 
 
 def test_the_tenant_sli_is_the_weighted_mixture() -> None:
