@@ -485,6 +485,28 @@ class Runtime:
             raise NotRunning(str(exc)) from None
         return partials_from_json(body.get("meters") or {})
 
+    async def events_by_region(self, tenant: str, start: float, end: float, regions: list[str]
+                               ) -> dict[str, int | None]:
+        """``tenant``'s usage events per region over [start, end) (epoch s); None where a region could not say.
+
+        Where a tenant's usage was metered is where it was served: the sla
+        plugin weighs a tenant's SLI by these counts.
+        """
+        out: dict[str, int | None] = {}
+
+        async def one(region: str) -> None:
+            try:
+                partials, _ = await self._ask(region, tenant, start, end)
+            except (NotRunning, LedgerError, sqlite3.Error):
+                out[region] = None
+                return
+            out[region] = sum(p.aggregate.events for p in partials.values())
+
+        async with anyio.create_task_group() as tg:
+            for region in regions:
+                tg.start_soon(one, region)
+        return out
+
     async def query(self, tenant: str, period: str) -> dict[str, Any]:
         """Totals of ``tenant`` over ``period`` from every region of its residency.
 

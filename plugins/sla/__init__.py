@@ -19,15 +19,17 @@ from .config import SECTION, SlaConfig
 from .latency import PRECISION, Histogram
 from .period import BadPeriod
 from .recorder import Recorder
-from .runtime import QUERY_KIND, Runtime
+from .runtime import QUERY_KIND, Runtime, UnknownTenant
 from .sli import WindowSLI, window_sli
 from .slo import SLIS, Objective, Slo, SloFile, Window, load_slo, references, slo_path
 from .store import Sample, SampleStore
 from .summary import Merged, Part, merge, summarize
+from .tenant import TenantSLI, mixture_quantile, shares, tenant_sli
 
 __all__ = ["PRECISION", "SLIS", "Histogram", "Objective", "Recorder", "Runtime", "Sample", "SampleStore", "SlaConfig",
            "Merged", "Part", "SlaPlugin", "Slo", "SloFile", "Window", "WindowSLI", "load_slo", "references", "slo_path",
-           "merge", "summarize", "window_sli"]
+           "merge", "summarize", "window_sli", "TenantSLI", "UnknownTenant", "mixture_quantile", "shares",
+           "tenant_sli"]
 
 
 class SlaPlugin:
@@ -88,12 +90,18 @@ class SlaPlugin:
     async def _sla_route(self, request: Request) -> Response:
         if self.runtime is None:
             return Response.json({"error": "the daemon is starting", "code": "not_running"}, 503)
-        period = (request.query.get("period") or ["30d"])[0]
+        # No period: each plan over its own windows from slo.yaml.
+        period: str | None = (request.query.get("period") or [None])[0]  # type: ignore[list-item]
         plan = (request.query.get("plan") or [None])[0]
+        tenant = (request.query.get("tenant") or [None])[0]
         try:
+            if tenant:
+                return Response.json(await self.runtime.tenant_view(tenant, period))
             return Response.json(await self.runtime.federation(period, plan))
         except BadPeriod as exc:
             return Response.json({"error": str(exc), "code": "bad_period"}, 400)
+        except UnknownTenant as exc:
+            return Response.json({"error": str(exc.args[0]), "code": "unknown_tenant"}, 400)
         except KeyError:
             return Response.json({"error": f"unknown plan {plan!r} (known: {', '.join(self.runtime.slo.plans)})",
                                   "code": "unknown_plan"}, 400)

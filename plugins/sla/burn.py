@@ -51,6 +51,18 @@ RULES = (
 )
 """The workbook's four rules for a 30-day SLO: 2 % of the budget in 1 h, 5 % in 6 h, 10 % in 1 d, 10 % in 3 d."""
 
+WORKBOOK_PERIOD_MS = 30 * 24 * HOUR_MS
+
+
+def rules_for_period(period_ms: int, rules: Iterable[BurnRule] = RULES) -> list[BurnRule]:
+    """The rules for an objective judged over ``period_ms``: the same share of *its* budget in the same windows.
+
+    A factor f spends f * window / period of the budget; keeping that share
+    when the period is 28 days instead of 30 scales every factor by 28/30.
+    """
+    ratio = period_ms / WORKBOOK_PERIOD_MS
+    return [BurnRule(r.name, r.severity, r.factor * ratio, r.long_ms, r.short_ms) for r in rules]
+
 
 class Rolling:
     """Sums of covered and up time over the last ``length_ms``, updated per sample."""
@@ -149,12 +161,18 @@ class BurnEngine:
     def burn_rates(self) -> dict[str, float]:
         return {window_name(ms): round(self.burn(ms), 4) for ms in self.windows}
 
-    def add(self, t_ms: int, span_ms: int, up_ms: float) -> list[Transition]:
-        """Feed one sample; the rules that changed state at its end."""
+    def add(self, t_ms: int, span_ms: int, up_ms: float, *, events: int | None = None) -> list[Transition]:
+        """Feed one sample; the rules that changed state at its end.
+
+        ``events``: the sample weighs that many events of which ``up_ms`` were
+        good (latency: checks, and those within the objective) instead of its
+        time; the windows still slide on time.
+        """
         now = t_ms + span_ms
+        weight = span_ms if events is None else events
         for w in self.windows.values():
-            w.add(t_ms, span_ms, up_ms, now)
-        failing = span_ms > 0 and up_ms / span_ms * 100 < float(self.objective)
+            w.add(t_ms, weight, up_ms, now)
+        failing = weight > 0 and up_ms / weight * 100 < float(self.objective)
         changes: list[Transition] = []
         for rule in self.rules:
             long_burn, short_burn = self.burn(rule.long_ms), self.burn(rule.short_ms)

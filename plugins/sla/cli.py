@@ -15,10 +15,12 @@ WATCH_EVERY_S = 5.0
 def add_commands(subparsers: Any, t: Any) -> None:
     p = subparsers.add_parser("sla", help=t("sla.cli.help"), description=t("sla.cli.description"))
     p.add_argument("--config", help=t("cli.opt.config"))
-    p.add_argument("--period", default="30d", help=t("sla.cli.period_help"))
+    p.add_argument("--period", help=t("sla.cli.period_help"))
     p.add_argument("--plan", help=t("sla.cli.plan_help"))
+    p.add_argument("--tenant", help=t("sla.cli.tenant_help"))
     p.add_argument("--json", action="store_true", help=t("cli.opt.json"))
     p.add_argument("--watch", action="store_true", help=t("sla.cli.watch_help"))
+    p.add_argument("--refresh", type=float, default=WATCH_EVERY_S, metavar="SECONDS", help=t("sla.cli.refresh_help"))
     p.set_defaults(handler=cmd_sla)
     sub = p.add_subparsers(dest="sla_command", metavar="COMMAND")
     c = sub.add_parser("credits", help=t("sla.cli.credits.help"))
@@ -95,15 +97,25 @@ def cmd_credits(args: argparse.Namespace, ctx: Any) -> int:
     return EXIT_OK
 
 
-def fetch(ctx: Any, config: Any, period: str, plan: str | None) -> tuple[int, Any]:
-    query = {"period": period, **({"plan": plan} if plan else {})}
+def fetch(ctx: Any, config: Any, period: str | None, plan: str | None, tenant: str | None = None) -> tuple[int, Any]:
+    query = {**({"period": period} if period else {}), **({"plan": plan} if plan else {}),
+             **({"tenant": tenant} if tenant else {})}
     timeout = config.plugin("sla").query_timeout + 10
     status, doc = ctx.call(config, "GET", "/v1/sla?" + urlencode(query), admin=False, timeout=timeout)
     return int(status), doc
 
 
 def cmd_sla(args: argparse.Namespace, ctx: Any) -> int:
+    if not args.refresh > 0:
+        ctx.error(ctx.t("sla.cli.bad_refresh", value=args.refresh))
+        return EXIT_USAGE
     config = ctx.load_config(args.config)
+    if args.tenant:
+        status, doc = fetch(ctx, config, args.period, None, args.tenant)
+        if status != 200:
+            return daemon_error(ctx, status, doc)
+        ctx.show(doc, args.json, lambda d: render_tenant(ctx.t, d))
+        return report_missing(ctx, doc)
     status, doc = fetch(ctx, config, args.period, args.plan)
     if status != 200:
         return daemon_error(ctx, status, doc)
@@ -116,7 +128,7 @@ def cmd_sla(args: argparse.Namespace, ctx: Any) -> int:
 def daemon_error(ctx: Any, status: int, body: Any) -> int:
     body = body if isinstance(body, dict) else {}
     detail = str(body.get("error", ""))
-    if body.get("code") in ("bad_period", "unknown_plan"):
+    if body.get("code") in ("bad_period", "unknown_plan", "unknown_tenant"):
         ctx.error(ctx.t("sla.cli.bad_request", detail=detail))
         return EXIT_USAGE
     ctx.error(ctx.t("sla.cli.daemon_error", status=status, detail=detail))
@@ -142,29 +154,52 @@ def _seconds(value: float | None) -> str:
 
 
 def rows(t: Any, doc: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
-    headers = [t(f"sla.cli.col.{c}") for c in ("region", "plan", "objective", "achieved", "budget", "p95",
+    headers = [t(f"sla.cli.col.{c}") for c in ("region", "plan", "window", "objective", "achieved", "budget", "p95",
                                                 "burn", "incidents", "mttd", "mttr")]
     out: list[list[str]] = []
     for plan, body in doc["plans"].items():
-        for region, judged in body["regions"].items():
-            figures = doc["regions"][region]
-            if not figures.get("answered"):
-                out.append([region, plan, "", t("sla.cli.no_answer", reason=figures.get("reason", "")),
-                            "", "", "", "", "", ""])
-                continue
-            objective = body["objective"]
-            rates = figures.get("burn", {}).get(plan, {}).get("rates", {})
-            worst = max(rates.values(), default=None)
-            p95 = figures.get("p95_ms")
-            out.append([
-                region, plan, f"{objective['availability']} % / {objective['latency_p95_ms']} ms",
-                _pct(figures.get("availability")) + ("" if judged["availability_met"] is not False else " !"),
-                _pct(judged.get("budget_left"), 1),
-                ("-" if p95 is None else f"{p95:.0f} ms") + ("" if judged["latency_met"] is not False else " !"),
-                "-" if worst is None else f"{worst:.1f}x",
-                str(len(figures.get("incidents", []))), _seconds(figures.get("mttd_s")), _seconds(figures.get("mttr_s")),
-            ])
+        for window, judged_regions in body.get("windows", {doc["period"]: body["regions"]}).items():
+            figures_of = doc.get("windows", {}).get(window, {}).get("regions", doc["regions"])
+            for region, judged in judged_regions.items():
+                out.append(_row(region, plan, window, body["objective"], judged, figures_of[region], t))
     return headers, out
+
+
+def _row(region: str, plan: str, window: str, objective: dict[str, Any], judged: dict[str, Any],
+         figures: dict[str, Any], t: Any) -> list[str]:
+    if not figures.get("answered"):
+        return [region, plan, window, "", t("sla.cli.no_answer", reason=figures.get("reason", "")),
+                "", "", "", "", "", ""]
+    rates = figures.get("burn", {}).get(plan, {}).get("rates", {})
+    worst = max(rates.values(), default=None)
+    p95 = figures.get("p95_ms")
+    return [
+        region, plan, window, f"{objective['availability']} % / {objective['latency_p95_ms']} ms",
+        _pct(figures.get("availability")) + ("" if judged["availability_met"] is not False else " !"),
+        _pct(judged.get("budget_left"), 1),
+        ("-" if p95 is None else f"{p95:.0f} ms") + ("" if judged["latency_met"] is not False else " !"),
+        "-" if worst is None else f"{worst:.1f}x",
+        str(len(figures.get("incidents", []))), _seconds(figures.get("mttd_s")), _seconds(figures.get("mttr_s")),
+    ]
+
+
+def render_tenant(t: Any, doc: dict[str, Any]) -> str:
+    """One row per window: the tenant's weighted SLI against its own objective, and the weights used."""
+    headers = [t(f"sla.cli.col.{c}") for c in ("window", "objective", "achieved", "budget", "p95", "weights")]
+    objective = doc["objective"]
+    how = {"metered": t("sla.cli.weighting.metered"), "home": t("sla.cli.weighting.home"),
+           "equal": t("sla.cli.weighting.equal")}
+    body = []
+    for window, w in doc["windows"].items():
+        weights = ", ".join(f"{r} {share * 100:.0f} %" for r, share in sorted(w["weights"].items()))
+        p95 = w.get("p95_ms")
+        body.append([window, f"{objective['availability']} % / {objective['latency_p95_ms']} ms",
+                     _pct(w.get("availability")) + ("" if w["availability_met"] is not False else " !"),
+                     _pct(w.get("budget_left"), 1),
+                     ("-" if p95 is None else f"{p95:.0f} ms") + ("" if w["latency_met"] is not False else " !"),
+                     f"{weights} ({how[w['weighting']]})"])
+    title = t("sla.cli.tenant_title", tenant=doc["tenant"], plan=doc.get("plan") or "-", period=doc["period"])
+    return title + "\n" + render_table(headers, body)
 
 
 def render(t: Any, doc: dict[str, Any]) -> str:
@@ -183,7 +218,8 @@ def watch(args: argparse.Namespace, ctx: Any, config: Any) -> int:
 
     def table() -> Table:
         status, doc = fetch(ctx, config, args.period, args.plan)
-        grid = Table(title=ctx.t("sla.cli.title", period=args.period) + f"  {time.strftime('%H:%M:%S')}")
+        title_period = doc.get("period", args.period) if isinstance(doc, dict) else args.period
+        grid = Table(title=ctx.t("sla.cli.title", period=title_period) + f"  {time.strftime('%H:%M:%S')}")
         if status != 200:
             grid.add_column(ctx.t("sla.cli.col.region"))
             grid.add_row(str(doc.get("error", status) if isinstance(doc, dict) else status))
@@ -200,7 +236,7 @@ def watch(args: argparse.Namespace, ctx: Any, config: Any) -> int:
     try:
         with Live(table(), console=console, auto_refresh=False) as live:
             while True:
-                time.sleep(WATCH_EVERY_S)  # the refresh period of a live view, not a synchronisation
+                time.sleep(args.refresh)  # the refresh period of a live view, not a synchronisation
                 live.update(table(), refresh=True)
     except KeyboardInterrupt:
         return EXIT_OK

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Awaitable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import anyio
 from anyio.abc import TaskStatus
@@ -16,19 +17,49 @@ from meshd.envelope import Envelope
 from meshd.transport import Message
 
 from . import promsource
-from .burn import BurnEngine, Incident, Transition, window_name
+from .burn import BurnEngine, Incident, Transition, rules_for_period, window_name
 from .config import SECTION, SlaConfig
 from .latency import Histogram
+from .latencyburn import LatencyBurn
 from .period import parse_period
 from .recorder import Recorder
 from .slo import Slo, load_slo, references, slo_path
 from .store import Sample, SampleStore
-from .summary import Part, merge, summarize_store
+from .summary import Merged, Part, condemned, intersect, merge, quorum_of, summarize_store
+from .tenant import shares, tenant_sli
 
+A = TypeVar("A")
+B = TypeVar("B")
 QUERY_KIND = "sla-query"
 DOWNSAMPLE_EVERY_S = 3600.0
 PRIME_MS = 3 * 86_400_000
 """History read back at start so the burn windows (the longest is 3 days) continue where they were."""
+
+
+def parsed_own(region: str, answers: dict[str, dict[str, Any]], parsed: list[dict[str, dict[str, Part]]]
+               ) -> Part | None:
+    """The region's own probes part among the parsed answers (the answers keep their order)."""
+    for name, by in zip(answers, parsed, strict=True):
+        if name == region:
+            return by.get(region, {}).get("probes")
+    return None
+
+
+class UnknownTenant(KeyError):
+    pass
+
+
+async def _both(a: Awaitable[A], b: Awaitable[B]) -> tuple[A, B]:
+    """Two awaitables at once (the SLI answers and the metering counts go to the same regions)."""
+    results: dict[int, Any] = {}
+
+    async def run(i: int, aw: Awaitable[Any]) -> None:
+        results[i] = await aw
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(run, 0, a)
+        tg.start_soon(run, 1, b)
+    return results[0], results[1]
 
 
 class Runtime:
@@ -45,12 +76,18 @@ class Runtime:
         self.t = Translator(daemon.config.daemon.lang)
         self.slo: Slo = load_slo(slo_path(daemon.config, self.settings.slo), **references(daemon.config))
         self.engines: dict[str, BurnEngine] = {}
+        self.latency: dict[str, LatencyBurn] = {}
+        recover = round(self.settings.incident_recovery * 1000 / self.interval_ms)
         for plan in self.slo.plans:
-            objective = self.slo.objective(plan, daemon.region).availability
-            if objective is not None:
-                recover = round(self.settings.incident_recovery * 1000 / self.interval_ms)
-                self.engines[plan] = BurnEngine(daemon.region, objective, scale=self.settings.burn_window_scale,
-                                                recover_samples=recover)
+            objective = self.slo.objective(plan, daemon.region)
+            # The budget the alerts spend is the one of the plan's first window (28 days: factors x 28/30).
+            rules = rules_for_period(self.slo.windows_for(plan)[0].length_ms)
+            if objective.availability is not None:
+                self.engines[plan] = BurnEngine(daemon.region, objective.availability, rules,
+                                                scale=self.settings.burn_window_scale, recover_samples=recover)
+            if objective.latency_p95_ms is not None:
+                self.latency[plan] = LatencyBurn(daemon.region, objective.latency_p95_ms, rules,
+                                                 self.settings.burn_window_scale, recover)
         m = daemon.metrics
         self.m_samples = m.counter("sla_samples_written_total", "SLI history rows written, by source", ["source"])
         self.m_errors = m.counter("sla_store_errors_total", "SLI history writes that failed")
@@ -71,6 +108,10 @@ class Runtime:
             if sample.source == "probes":
                 for engine in self.engines.values():
                     engine.add(sample.t_ms, sample.span_ms, sample.up_ms)
+                if sample.hist:
+                    hist = sample.histogram()
+                    for latency in self.latency.values():
+                        latency.add(sample.t_ms, sample.span_ms, hist)
         # Alerts replayed from the past are not raised again: only what changes from now on is news.
 
     async def run(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
@@ -116,14 +157,18 @@ class Runtime:
         for r in rows:
             if r.region != self.daemon.region or r.source != "probes":
                 continue
-            for plan, engine in self.engines.items():
-                for change in engine.add(r.t_ms, r.span_ms, r.up_ms):
-                    if self.settings.alerts:
-                        await self.daemon.hooks.alert(self.daemon, self.burn_alert(plan, engine, change))
-                    self.log.log(logging.WARNING if change.firing else logging.INFO,
-                                 "SLO burn %s for plan %s: %s (%.1fx over %s, %.1fx over %s)", change.rule.name, plan,
-                                 "firing" if change.firing else "resolved", change.long_burn,
-                                 window_name(change.rule.long_ms), change.short_burn, window_name(change.rule.short_ms))
+            changes = [(plan, "availability", engine.objective, c) for plan, engine in self.engines.items()
+                       for c in engine.add(r.t_ms, r.span_ms, r.up_ms)]
+            hist = r.histogram()
+            changes += [(plan, "latency", latency.objective_ms, c) for plan, latency in self.latency.items()
+                        for c in latency.add(r.t_ms, r.span_ms, hist)]
+            for plan, sli, objective, change in changes:
+                if self.settings.alerts:
+                    await self.daemon.hooks.alert(self.daemon, self.burn_alert(plan, objective, change, sli))
+                self.log.log(logging.WARNING if change.firing else logging.INFO,
+                             "SLO %s burn %s for plan %s: %s (%.1fx over %s, %.1fx over %s)", sli, change.rule.name,
+                             plan, "firing" if change.firing else "resolved", change.long_burn,
+                             window_name(change.rule.long_ms), change.short_burn, window_name(change.rule.short_ms))
         # The latest incidents (one just resolved, one just opened) are kept on disk: a month's MTTD and MTTR
         # outlive a restart.
         latest = self.incidents()[-2:]
@@ -134,12 +179,15 @@ class Runtime:
                 self.m_errors.inc()
                 self.log.error("writing incidents failed: %s: %s", type(exc).__name__, exc)
 
-    def burn_alert(self, plan: str, engine: BurnEngine, change: Transition) -> Alert:
+    def burn_alert(self, plan: str, objective: Any, change: Transition, sli: str = "availability") -> Alert:
+        """``SLOErrorBudgetBurn`` (availability) or ``SLOLatencyBudgetBurn`` (checks slower than the p95 objective)."""
         rule = change.rule
         region = self.daemon.region
-        labels = {"alertname": "SLOErrorBudgetBurn", "severity": "critical" if rule.severity == "page" else "warning",
+        name = "SLOErrorBudgetBurn" if sli == "availability" else "SLOLatencyBudgetBurn"
+        labels = {"alertname": name, "severity": "critical" if rule.severity == "page" else "warning",
                   "region": region, "plan": plan, "rule": rule.name}
-        summary = self.t("sla.alert.burn.summary", region=region, plan=plan, objective=str(engine.objective))
+        key = "sla.alert.burn.summary" if sli == "availability" else "sla.alert.latency.summary"
+        summary = self.t(key, region=region, plan=plan, objective=str(objective))
         if not change.firing:
             summary = self.t("sla.alert.resolved", summary=summary)
         description = self.t("sla.alert.burn.description", factor=f"{rule.factor:g}", long=window_name(rule.long_ms),
@@ -200,6 +248,9 @@ class Runtime:
                 "burn": {plan: {"objective": str(e.objective), "rates": e.burn_rates(),
                                 "firing": sorted(n for n, on in e.firing.items() if on)}
                          for plan, e in self.engines.items()},
+                "latency_burn": {plan: {"objective_ms": str(lb.objective_ms), "rates": lb.engine.burn_rates(),
+                                        "firing": sorted(n for n, on in lb.engine.firing.items() if on)}
+                                 for plan, lb in self.latency.items()},
                 "incidents": [i.to_json() for i in self.incidents()]}
 
 
@@ -278,41 +329,179 @@ class Runtime:
         return {"days": days, "until_ms": until_ms, "missing": missing,
                 "regions": {r: {k: a.get(k) for k in ("daily", "burn", "incidents")} for r, a in sorted(answers.items())}}
 
-    async def federation(self, period: str, plan: str | None = None) -> dict[str, Any]:
-        """Every region's figures over ``period`` merged from every region's answer; who did not answer, and why.
+    async def federation(self, period: str | None, plan: str | None = None, now_s: float | None = None
+                         ) -> dict[str, Any]:
+        """Every region's figures merged from every region's answer, per window; who did not answer, and why.
 
-        Raises :class:`~.period.BadPeriod`, or KeyError for an unknown plan.
+        ``period`` None: each plan over its own windows from slo.yaml (the
+        first one is also given as the plan's ``regions``); a period string
+        judges every plan over that one period instead. Raises
+        :class:`~.period.BadPeriod`, or KeyError for an unknown plan.
         """
-        since_ms, until_ms = parse_period(period, time.time())
-        plans = self.slo.plans if plan is None else [plan]
+        now_s = time.time() if now_s is None else now_s
         if plan is not None and plan not in self.slo.plans:
             raise KeyError(plan)
-        regions = list(self.daemon.config.region_map.regions)
+        plans = self.slo.plans if plan is None else [plan]
+        spans: dict[str, tuple[int, int]] = {}
+        plan_windows: dict[str, list[str]] = {}
+        if period is not None:
+            spans[period] = parse_period(period, now_s)
+            plan_windows = {name: [period] for name in plans}
+        else:
+            for name in plans:
+                for w in self.slo.windows_for(name):
+                    spans.setdefault(w.name, w.bounds(now_s))
+                    plan_windows.setdefault(name, []).append(w.name)
+        figures: dict[str, tuple[dict[str, Any], dict[str, str]]] = {}
+
+        async def one(window: str) -> None:
+            figures[window] = await self.window_figures(*spans[window])
+
+        async with anyio.create_task_group() as tg:
+            for window in spans:
+                tg.start_soon(one, window)
+        missing: dict[str, str] = {}
+        for _, why in figures.values():
+            missing.update(why)
+        out_plans: dict[str, Any] = {}
+        for name in plans:
+            judged = {w: self.judge_regions(name, figures[w][0]) for w in plan_windows[name]}
+            first = plan_windows[name][0]
+            out_plans[name] = {"objective": self.slo.objective(name).to_json(), "window": first,
+                               "regions": judged[first], "windows": judged}
+        first_window = next(iter(spans))
+        since_ms, until_ms = spans[first_window]
+        return {"period": period if period is not None else ", ".join(spans), "since_ms": since_ms,
+                "until_ms": until_ms, "complete": not missing, "missing": missing,
+                "regions": figures[first_window][0],
+                "windows": {w: {"since_ms": a, "until_ms": b, "regions": figures[w][0]} for w, (a, b) in spans.items()},
+                "plans": out_plans}
+
+    def judge_regions(self, plan: str, regions: dict[str, Any], tenant: str | None = None) -> dict[str, Any]:
+        return {region: judge(self.slo.objective(plan, region, tenant).availability,
+                              self.slo.objective(plan, region, tenant).latency_p95_ms,
+                              f.get("availability"), f.get("p95_ms"))
+                for region, f in regions.items()}
+
+    async def merged(self, since_ms: int, until_ms: int
+                     ) -> tuple[dict[str, Merged], dict[str, dict[str, Any]], dict[str, str]]:
+        """Every answering region's merged figures over [since, until), the raw answers, who did not answer and why."""
         answers, missing = await self.gather(since_ms, until_ms)
         parsed = [{r: {src: Part.from_json(p) for src, p in by.items()} for r, by in a.get("parts", {}).items()}
                   for a in answers.values()]
-        out_regions: dict[str, Any] = {}
+        regions = list(self.daemon.config.region_map.regions)
+        quorum = quorum_of(len(regions))
+        merged: dict[str, Merged] = {}
         for region in regions:
             if region in missing:
-                # Without its own answer only the bad news would be left: show no number rather than a wrong one.
-                out_regions[region] = {"answered": False, "reason": missing[region]}
                 continue
-            merged = merge(region, parsed)
-            incidents = answers[region].get("incidents", [])
-            out_regions[region] = {"answered": True, **merged.to_json(), "incidents": incidents,
-                                   **incident_means(incidents), "burn": answers[region].get("burn", {})}
-        out_plans: dict[str, Any] = {}
-        for name in plans:
-            per_region = {}
-            for region in regions:
-                objective = self.slo.objective(name, region)
-                figures = out_regions[region]
-                per_region[region] = judge(objective.availability, objective.latency_p95_ms,
-                                           figures.get("availability"), figures.get("p95_ms"))
-            out_plans[name] = {"objective": self.slo.objective(name).to_json(), "regions": per_region}
-        return {"period": period, "since_ms": since_ms, "until_ms": until_ms, "complete": not missing,
-                "missing": missing, "regions": out_regions, "plans": out_plans}
+            own = parsed_own(region, answers, parsed)
+            cut = intersect(own.ranges, condemned(region, parsed, quorum)) if own is not None else []
+            overruled = await self.own_rows_over(region, cut) if cut else None
+            merged[region] = merge(region, parsed, quorum=quorum, overruled=overruled)
+        return merged, answers, missing
 
+    async def own_rows_over(self, region: str, ranges: list[tuple[int, int]]) -> Part:
+        """The sums of ``region``'s own rows over ``ranges`` (a second, rare question: only partitions need it)."""
+        total = Part()
+        for since_ms, until_ms in ranges:
+            answer = await self._ask(region, since_ms, until_ms)
+            doc = answer.get("parts", {}).get(region, {}).get("probes")
+            if doc is None:
+                continue
+            part = Part.from_json(doc)
+            total.span_ms += part.span_ms
+            total.up_ms += part.up_ms
+            total.checks += part.checks
+            total.hist.merge(part.hist)
+        return total
+
+    async def window_figures(self, since_ms: int, until_ms: int) -> tuple[dict[str, Any], dict[str, str]]:
+        """Every region's merged figures over [since, until), and the regions that did not answer."""
+        merged, answers, missing = await self.merged(since_ms, until_ms)
+        out: dict[str, Any] = {}
+        for region in self.daemon.config.region_map.regions:
+            if region in missing:
+                # Without its own answer only the bad news would be left: show no number rather than a wrong one.
+                out[region] = {"answered": False, "reason": missing[region]}
+                continue
+            incidents = answers[region].get("incidents", [])
+            out[region] = {"answered": True, **merged[region].to_json(), "incidents": incidents,
+                           **incident_means(incidents), "burn": answers[region].get("burn", {})}
+        return out, missing
+
+    # ------------------------------------------------------------ tenants
+
+    def tenant_entry(self, tenant: str) -> Any:
+        directory = self.daemon.config.tenants
+        entry = directory.tenants.get(tenant) if directory is not None else None
+        if entry is None:
+            raise UnknownTenant(f"tenant {tenant!r} is not in the tenant directory")
+        return entry
+
+    def served_by(self, tenant: str) -> list[str]:
+        """The regions that may serve a tenant: its residency's, and its home region."""
+        entry = self.tenant_entry(tenant)
+        served = list(self.daemon.config.tenants.residency_regions(tenant, self.daemon.config.region_map))
+        if entry.home and entry.home not in served:
+            served.append(entry.home)
+        return served
+
+    async def routed_events(self, tenant: str, served: list[str], since_ms: int, until_ms: int) -> dict[str, int] | None:
+        """The tenant's metered usage events per serving region, None when metering is absent or one cannot say."""
+        plugin = self.daemon.hooks.pm.get_plugin("metering")
+        metering = getattr(plugin, "runtime", None)
+        if metering is None or not hasattr(metering, "events_by_region"):
+            return None
+        counts = await metering.events_by_region(tenant, since_ms / 1000, until_ms / 1000, served)
+        if any(v is None for v in counts.values()):
+            return None
+        return {r: int(v) for r, v in counts.items() if v is not None}
+
+    async def tenant_window(self, tenant: str, since_ms: int, until_ms: int) -> dict[str, Any]:
+        """A tenant's figures over [since, until): the weighted SLI, the weights and how they were found."""
+        entry = self.tenant_entry(tenant)
+        served = self.served_by(tenant)
+        (merged, _, missing), events = await _both(self.merged(since_ms, until_ms),
+                                                   self.routed_events(tenant, served, since_ms, until_ms))
+        weights, how = shares(served, events, entry.home)
+        unanswered = {r: missing[r] for r in weights if r in missing}
+        sli = tenant_sli(weights, merged) if not unanswered else None
+        return {"since_ms": since_ms, "until_ms": until_ms, "weighting": how, "events": events,
+                "weights": sli.weights if sli is not None else weights,
+                "availability": None if sli is None else sli.availability,
+                "p95_ms": None if sli is None else sli.p95_ms, "missing": unanswered,
+                "regions": {r: {"availability": merged[r].availability, "p95_ms": merged[r].p95_ms}
+                            for r in weights if r in merged}}
+
+    async def tenant_view(self, tenant: str, period: str | None, now_s: float | None = None) -> dict[str, Any]:
+        """``meshd sla --tenant``: the tenant's SLI over each window of its plan (or ``period``), judged
+        against its own objective (tenant beats plan). Raises UnknownTenant or BadPeriod."""
+        now_s = time.time() if now_s is None else now_s
+        entry = self.tenant_entry(tenant)
+        plan = entry.plan or None
+        if period is not None:
+            spans = {period: parse_period(period, now_s)}
+        else:
+            windows = self.slo.windows_for(plan) if plan else self.slo.windows
+            spans = {w.name: w.bounds(now_s) for w in windows}
+        objective = self.slo.objective(plan, tenant=tenant)
+        out: dict[str, Any] = {}
+
+        async def one(name: str) -> None:
+            figures = await self.tenant_window(tenant, *spans[name])
+            out[name] = {**figures, **judge(objective.availability, objective.latency_p95_ms,
+                                            figures["availability"], figures["p95_ms"])}
+
+        async with anyio.create_task_group() as tg:
+            for name in spans:
+                tg.start_soon(one, name)
+        missing: dict[str, str] = {}
+        for w in out.values():
+            missing.update(w["missing"])
+        return {"tenant": tenant, "plan": plan, "objective": objective.to_json(),
+                "period": period if period is not None else ", ".join(spans), "complete": not missing,
+                "missing": missing, "windows": {name: out[name] for name in spans}}
 
     # ------------------------------------------------------------ credits
 
@@ -326,8 +515,11 @@ class Runtime:
         if not steps:
             return []
         since_ms, until_ms = parse_period(period, time.time())
-        served = [entry.home] if entry.home else directory.residency_regions(tenant, self.daemon.config.region_map)
-        achieved = await self.served_availability(served, since_ms, until_ms)
+        # The same tenant SLI as meshd sla --tenant: a serving region that cannot say makes no credit a guess.
+        figures = await self.tenant_window(tenant, since_ms, until_ms)
+        if figures["missing"]:
+            raise NoAnswer("no SLA figures from " + ", ".join(f"{r} ({why})" for r, why in figures["missing"].items()))
+        achieved = figures["availability"]
         if achieved is None:
             return []
         percent = max((s.percent for s in steps if achieved * 100 < float(s.below)), default=None)
@@ -356,22 +548,6 @@ class Runtime:
                 out.append({"tenant": tenant, "plan": entry.plan, "key": c.key,
                             "percent_of_base": str(c.percent_of_base), "description": c.description})
         return {"period": period, "credits": out, "complete": not failed, "failed": failed}
-
-    async def served_availability(self, served: list[str], since_ms: int, until_ms: int) -> float | None:
-        """The mean availability of the regions that serve a tenant; NoAnswer if one of them cannot say.
-
-        Peers are asked too (their dead and failover rows count) but may be
-        missing; a serving region may not: its credit would be a guess.
-        """
-        answers, missing = await self.gather(since_ms, until_ms)
-        unanswered = [r for r in served if r in missing]
-        if unanswered:
-            raise NoAnswer("no SLA figures from " + ", ".join(f"{r} ({missing[r]})" for r in unanswered))
-        parsed = [{r: {src: Part.from_json(p) for src, p in by.items()} for r, by in a.get("parts", {}).items()}
-                  for a in answers.values()]
-        figures = [merge(region, parsed).availability for region in served]
-        known = [f for f in figures if f is not None]
-        return sum(known) / len(known) if known else None
 
 
 def incident_means(incidents: list[dict[str, Any]]) -> dict[str, Any]:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -59,6 +60,19 @@ class Window(StrictModel):
         return self
 
     @property
+    def length_ms(self) -> int:
+        """The period a budget is spread over: a calendar month counts as the workbook's nominal 30 days."""
+        return round((self.rolling or 30 * 86400.0) * 1000)
+
+    def bounds(self, now_s: float) -> tuple[int, int]:
+        """[start, end) in epoch ms at ``now_s``: the last ``rolling`` up to now, or the UTC month so far."""
+        end = int(now_s * 1000)
+        if self.calendar:
+            day = datetime.fromtimestamp(now_s, UTC)
+            return int(datetime(day.year, day.month, 1, tzinfo=UTC).timestamp() * 1000), end
+        return end - self.length_ms, end
+
+    @property
     def name(self) -> str:
         if self.calendar:
             return "month"
@@ -77,6 +91,8 @@ class CreditStep(StrictModel):
 class PlanObjectives(StrictModel):
     objectives: dict[str, Number] = {}
     credits: list[CreditStep] = []
+    windows: list[Window] | None = None
+    """The plan's own windows (a contract judged over the calendar month only); None: the file's."""
 
 
 class Override(StrictModel):
@@ -130,6 +146,11 @@ class Slo:
     def windows(self) -> list[Window]:
         return self.file.windows
 
+    def windows_for(self, plan: str) -> list[Window]:
+        """The windows a plan's objectives are judged over, the first one driving its burn-rate alerts."""
+        body = self.file.plans.get(plan)
+        return body.windows if body is not None and body.windows else self.file.windows
+
     @property
     def plans(self) -> list[str]:
         return list(self.file.plans)
@@ -142,13 +163,12 @@ def check_slo(slo: SloFile, issue: Reporter, *, plans: Iterable[str] | None, reg
               tenants: Iterable[str] | None) -> None:
     """Report what a valid model can still get wrong; a None reference set is not checked."""
     known_plans = set(plans) if plans is not None else None
-    seen: dict[tuple[str, float], int] = {}
-    for i, w in enumerate(slo.windows):
-        key = ("calendar", 0.0) if w.calendar else ("rolling", float(w.rolling or 0))
-        if key in seen:
-            issue(("windows", i), f"window {w.name} overlaps windows[{seen[key]}], the same period: list it once")
-        seen.setdefault(key, i)
+    _check_windows(slo.windows, ("windows",), issue)
     for plan, body in slo.plans.items():
+        if body.windows is not None:
+            _check_windows(body.windows, ("plans", plan, "windows"), issue)
+            if not body.windows:
+                issue(("plans", plan, "windows"), "an empty list of windows: leave the key out to use the file's")
         if known_plans is not None and plan not in known_plans:
             issue(("plans", plan), f"unknown plan {plan!r} (known: {', '.join(sorted(known_plans))})")
         _check_objectives(body.objectives, ("plans", plan, "objectives"), issue)
@@ -156,11 +176,20 @@ def check_slo(slo: SloFile, issue: Reporter, *, plans: Iterable[str] | None, reg
     for section, names in (("regions", regions), ("tenants", tenants)):
         known = set(names) if names is not None else None
         overrides: dict[str, Override] = getattr(slo, section)
-        for name, body in overrides.items():
+        for name, override in overrides.items():
             if known is not None and name not in known:
                 what = "region" if section == "regions" else "tenant"
                 issue((section, name), f"unknown {what} {name!r} (known: {', '.join(sorted(known)) or 'none'})")
-            _check_objectives(body.objectives, (section, name, "objectives"), issue)
+            _check_objectives(override.objectives, (section, name, "objectives"), issue)
+
+
+def _check_windows(windows: list[Window], at: KeyPath, issue: Reporter) -> None:
+    seen: dict[tuple[str, float], int] = {}
+    for i, w in enumerate(windows):
+        key = ("calendar", 0.0) if w.calendar else ("rolling", float(w.rolling or 0))
+        if key in seen:
+            issue((*at, i), f"window {w.name} overlaps windows[{seen[key]}], the same period: list it once")
+        seen.setdefault(key, i)
 
 
 def _check_objectives(objectives: dict[str, Decimal], at: KeyPath, issue: Reporter) -> None:

@@ -4,8 +4,9 @@ Sent over the bus for ``meshd sla``, so it is small whatever the period:
 sums, one merged histogram, and the covered time as ranges (a month of
 contiguous 10 s rows is one range). :func:`merge` applies the rule of
 :mod:`.sli` to the answers of several daemons: a region's own rows first,
-time it did not cover filled by a failover target's rows, and time only a
-peer saw (it was dead) counted as down.
+except over time a quorum of peers saw it dead (a partition: it was cut off
+whatever it measured), time it did not cover filled by a failover target's
+rows, and time only peers saw (it was dead) counted as down.
 """
 
 from __future__ import annotations
@@ -52,6 +53,34 @@ def subtract(ranges: list[Range], cut: list[Range]) -> list[Range]:
 
 def length(ranges: Iterable[Range]) -> int:
     return sum(b - a for a, b in ranges)
+
+
+def intersect(a: list[Range], b: list[Range]) -> list[Range]:
+    return subtract(a, subtract(a, b))
+
+
+def quorum_of(regions: int) -> int:
+    """A strict majority of the configured regions, as for failover decisions (7 regions: 4)."""
+    return regions // 2 + 1
+
+
+def condemned(region: str, answers: Iterable[dict[str, dict[str, Part]]], quorum: int) -> list[Range]:
+    """The time at least ``quorum`` peers each saw ``region`` dead (each answer is one daemon's own rows)."""
+    edges: list[tuple[int, int]] = []
+    for answer in answers:
+        part = answer.get(region, {}).get("dead")
+        if part is not None:
+            for a, b in _union([], part.ranges):
+                edges += [(a, 1), (b, -1)]
+    out: list[Range] = []
+    seen, start = 0, 0
+    for t, step in sorted(edges):  # at equal times the -1 sorts first: touching ranges do not stack
+        before, seen = seen, seen + step
+        if before < quorum <= seen:
+            start = t
+        elif seen < quorum <= before and t > start:
+            out.append((start, t))
+    return _union([], out)
 
 
 @dataclass
@@ -107,14 +136,26 @@ class Merged:
     down_seen_by_peers_ms: int
     served_by_target_ms: int
     checks: int
+    overruled_ms: int = 0
+    """Own rows of time a quorum of peers saw the region dead: replaced by down (or its failover target)."""
+    hist: Histogram = field(default_factory=Histogram, compare=False)
+    """The latencies the p95 came from (a tenant's SLI mixes several regions'); not sent."""
 
     def to_json(self) -> dict[str, Any]:
         return {"availability": self.availability, "p95_ms": self.p95_ms, "covered_ms": self.covered_ms,
                 "down_seen_by_peers_ms": self.down_seen_by_peers_ms, "served_by_target_ms": self.served_by_target_ms,
-                "checks": self.checks}
+                "checks": self.checks, "overruled_ms": self.overruled_ms}
 
 
-def merge(region: str, answers: Iterable[dict[str, dict[str, Part]]]) -> Merged:
+def merge(region: str, answers: Iterable[dict[str, dict[str, Part]]], *, quorum: int | None = None,
+          overruled: Part | None = None) -> Merged:
+    """The rule of :mod:`.sli`, with partitions: where a quorum of peers saw the region dead, it was down.
+
+    ``overruled``: the region's own rows over :func:`condemned` time (asked
+    of it separately, see ``Runtime.merged``); they are taken out of its
+    figures and that time is judged like time it did not cover.
+    """
+    answers = list(answers)
     own = Part()
     failover: list[Part] = []
     dead: list[Range] = []
@@ -128,8 +169,23 @@ def merge(region: str, answers: Iterable[dict[str, dict[str, Part]]]) -> Merged:
             dead = _union(dead, parts["dead"].ranges)
     span, up, checks = own.span_ms, own.up_ms, own.checks
     hist = Histogram(own.hist.counts)
-    served = 0
     covered = list(own.ranges)
+    overruled_ms = 0
+    if quorum is not None and overruled is not None and overruled.span_ms:
+        # A region that measured itself fine while a majority could not reach it was cut off from the
+        # federation (and from the clients the majority routes): its own view is not the SLI for that time.
+        covered = subtract(covered, condemned(region, answers, quorum))
+        span -= overruled.span_ms
+        up -= overruled.up_ms
+        checks -= overruled.checks
+        for b, n in overruled.hist.counts.items():
+            left = hist.counts.get(b, 0) - n
+            if left > 0:
+                hist.counts[b] = left
+            else:
+                hist.counts.pop(b, None)
+        overruled_ms = overruled.span_ms
+    served = 0
     for part in failover:
         extra = subtract(part.ranges, covered)
         extra_ms = length(extra)
@@ -142,7 +198,7 @@ def merge(region: str, answers: Iterable[dict[str, dict[str, Part]]]) -> Merged:
             covered = _union(covered, extra)
     down = length(subtract(dead, covered))
     span += down
-    return Merged(up / span if span else None, hist.quantile(0.95), span, down, served, checks)
+    return Merged(up / span if span else None, hist.quantile(0.95), span, down, served, checks, overruled_ms, hist)
 
 
 def _union(a: list[Range], b: list[Range]) -> list[Range]:

@@ -22,7 +22,8 @@ import pytest
 from meshd.cli import main
 from meshd.testing import LocalFederation
 from meshd_plugins.sla import PRECISION
-from meshd_plugins.sla.burn import RULES, BurnRule
+from meshd_plugins.sla.burn import BurnRule, rules_for_period
+from meshd_plugins.sla.slo import DEFAULT_WINDOWS
 
 from .webservice import ScheduledServer, scheduled_server
 
@@ -38,7 +39,9 @@ plans:
     objectives: {availability: 99.0, latency_p95_ms: 1000}
 """
 FAILURES, SLOW, SLOW_DELAY_S = 60, 40, 0.1
-LOOPBACK_ALLOWANCE_MS = 100
+OVERHEAD_FACTOR = 4
+OVERHEAD_FLOOR_MS = 5
+"""A measured overhead of 1 ms (one histogram bucket) still leaves the slow answers a few ms of scheduling."""
 
 
 @pytest.fixture
@@ -83,6 +86,9 @@ def test_achieved_availability_p95_and_the_incident_match_the_schedule(tmp_path:
         # Healthy long enough to fill the 7.2 s window of the fast page.
         fed.wait_for(lambda: status(fed).get("rows_written", 0) >= 40, timeout=60, what="a healthy history")
         history_s = status(fed)["rows_written"] * INTERVAL_S
+        # Every answer so far had no delay: their p95 is what probing itself adds (loopback, scheduling) in
+        # this run, under this run's load.
+        overhead_ms = get(fed, PROBED, "/v1/sla?period=10m")["regions"][PROBED]["p95_ms"]
         web.schedule((FAILURES, 500, 0.0), (SLOW, 200, SLOW_DELAY_S))
         fed.wait_for(lambda: web.pending() == 0, timeout=60, what="the schedule played")
         fed.wait_for(lambda: [i for i in status(fed).get("incidents", []) if i["resolved_ms"]], timeout=60,
@@ -93,6 +99,7 @@ def test_achieved_availability_p95_and_the_incident_match_the_schedule(tmp_path:
         # Asked of the other region: the figures cross the bus.
         doc = get(fed, "us-east-1", "/v1/sla?period=10m")
         log = list(web.log)
+        took = list(web.took)
         log_text = fed.log_text(PROBED)
         # The same through the command line, then with eu-west-1 gone: it is named, not given a better number.
         asker = str(fed.config_path("us-east-1"))
@@ -126,23 +133,35 @@ def test_achieved_availability_p95_and_the_incident_match_the_schedule(tmp_path:
     delays = sorted(d for t, code, d in log if code == 200 and t >= since)
     want_ms = delays[math.ceil(0.95 * len(delays)) - 1] * 1000
     assert want_ms == SLOW_DELAY_S * 1000  # the schedule makes the slow answers more than 5 % of them
-    # The probe's latency is the delay plus a loopback round trip, which on a host loaded by other test runs
-    # (load average 8-13 seen) reached 45 ms; the histogram adds its 2.2 %.
-    assert want_ms * (1 - PRECISION) <= eu["p95_ms"] <= want_ms * (1 + PRECISION) + LOOPBACK_ALLOWANCE_MS, eu["p95_ms"]
+    # The probe's latency is what the service took (the scheduled delay, plus oversleeping under load: measured
+    # by the service for each answer) plus what probing adds, measured above on the zero-delay answers of the
+    # same run. The p95 lands among the slow answers, so it is within the slow answers' own times widened by
+    # the overhead: four times its p95, since at load average 15 one run's p95 was 62 ms over the delay with
+    # an overhead p95 of 22 ms (a load spike mid-run); the histogram adds its 2.2 % on each side.
+    slow_took_ms = sorted(d * 1000 for _, code, d in took if code == 200 and d >= SLOW_DELAY_S)
+    assert overhead_ms is not None and len(slow_took_ms) >= SLOW - 1  # the last may still be on its way out
+    lower = min(want_ms, slow_took_ms[0]) * (1 - PRECISION)
+    upper = (slow_took_ms[-1] + OVERHEAD_FACTOR * overhead_ms) * (1 + PRECISION) + OVERHEAD_FLOOR_MS
+    assert lower <= eu["p95_ms"] <= upper, (eu["p95_ms"], overhead_ms, slow_took_ms)
 
     [incident] = eu["incidents"]
     # Opened at the first failing sample: the one the first failure fell in.
     assert abs(incident["opened_ms"] / 1000 - fail_start) <= INTERVAL_S
     # Detected when the first rule's windows both burnt at its factor: with the fast page's 7.2 s window full
     # that is 14.4 x 1 % x 7.2 s = 1.037 s of outage; the longer windows, not full yet, may fire first.
-    expected_ttd = min(detection_s(rule, history_s) for rule in RULES)
-    assert abs(incident["ttd_ms"] / 1000 - expected_ttd) <= INTERVAL_S + PROBE_INTERVAL_S, incident
+    # The SLO file lists no windows: the default ones, the first (28 days) setting the factors.
+    expected_ttd = min(detection_s(rule, history_s) for rule in rules_for_period(DEFAULT_WINDOWS[0].length_ms))
+    # The rule fires at the end of the sample in which the outage reached that length: compared as instants, since
+    # the reported TTD also counts from the start of the opening sample, up to one sample before the first failure.
+    detected_s = incident["detected_ms"] / 1000
+    assert -PROBE_INTERVAL_S <= detected_s - (fail_start + expected_ttd) <= INTERVAL_S + PROBE_INTERVAL_S, incident
+    assert abs(incident["ttd_ms"] / 1000 - expected_ttd) <= 2 * INTERVAL_S + PROBE_INTERVAL_S, incident
     assert abs(incident["ttr_ms"] / 1000 - outage_s) <= INTERVAL_S + PROBE_INTERVAL_S, (incident, outage_s)
     assert "page_fast" in incident["rules"]
     assert eu["mttd_s"] == incident["ttd_ms"] / 1000 and eu["mttr_s"] == incident["ttr_ms"] / 1000
     # Raised through the alerts hook and resolved.
-    assert "SLO burn page_fast for plan starter: firing" in log_text
-    assert "SLO burn page_fast for plan starter: resolved" in log_text
+    assert "SLO availability burn page_fast for plan starter: firing" in log_text
+    assert "SLO availability burn page_fast for plan starter: resolved" in log_text
     judged = doc["plans"]["starter"]["regions"][PROBED]
     assert judged["availability_met"] is (eu["availability"] * 100 >= OBJECTIVE)
     assert judged["latency_met"] is True

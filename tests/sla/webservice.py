@@ -15,6 +15,7 @@ class Scheduled(BaseHTTPRequestHandler):
     server: ScheduledServer
 
     def do_GET(self) -> None:
+        started = time.monotonic()
         status, delay = self.server.next_answer()
         if delay:
             time.sleep(delay)
@@ -22,6 +23,10 @@ class Scheduled(BaseHTTPRequestHandler):
         self.send_header("Content-Length", "2")
         self.end_headers()
         self.wfile.write(b"ok")
+        with self.server.lock:
+            # What the service itself took, oversleeping under load included: the part of a probe's latency
+            # that is the service's, not the probe's.
+            self.server.took.append((started, status, time.monotonic() - started))
 
     def log_message(self, *args: object) -> None:
         pass
@@ -38,6 +43,8 @@ class ScheduledServer(ThreadingHTTPServer):
         self.served = 0
         self.log: list[tuple[float, int, float]] = []
         """(wall time the answer was decided, status, delay) of every request."""
+        self.took: list[tuple[float, int, float]] = []
+        """(monotonic start, status, seconds the service took) of every request answered."""
 
     @property
     def url(self) -> str:
