@@ -283,20 +283,22 @@ class Keyring:
         except TypeError:
             raise CiphertextError("not_bytes", what="plaintext", kind=type(plaintext).__name__) from None
 
+    def _locate(self, ciphertext: str) -> tuple[_Dec, bytes]:
+        """The loaded version a text ciphertext names, and its raw nonce + sealed record."""
+        # The fast path: the "meshd:vN:" prefix of a loaded version is a key of _dec_hdr. Anything else
+        # (another version, a malformed prefix, not a string) goes to parse_text, which names the problem.
+        if type(ciphertext) is str:
+            colon = ciphertext.find(":", _VERSION_AT, PREFIX_END)
+            dec = self._dec_hdr.get(ciphertext[:colon + 1])
+            if dec is not None:
+                return dec, parse_payload(ciphertext[colon + 1:])
+        version, raw = parse_text(ciphertext)
+        return self._dec.get(version) or self._dec_entry(version), raw
+
     def decrypt(self, ciphertext: str, context: Context = None) -> bytes:
         """The plaintext of a text ciphertext; :class:`CiphertextError` naming the problem otherwise."""
         try:
-            # The fast path: the "meshd:vN:" prefix of a loaded version is a key of _dec_hdr. Anything else
-            # (another version, a malformed prefix, not a string) goes to parse_text, which names the problem.
-            dec = None
-            if type(ciphertext) is str:
-                colon = ciphertext.find(":", _VERSION_AT, PREFIX_END)
-                dec = self._dec_hdr.get(ciphertext[:colon + 1])
-            if dec is None:
-                version, raw = parse_text(ciphertext)
-                dec = self._dec.get(version) or self._dec_entry(version)
-            else:
-                raw = parse_payload(ciphertext[colon + 1:])
+            dec, raw = self._locate(ciphertext)
             last = dec.last
             aad = last[1] if context == last[0] else self._aad(dec, context)
             try:
@@ -774,15 +776,7 @@ class BoundKeyring:
     def decrypt(self, ciphertext: str) -> bytes:
         ring = self._ring
         try:
-            dec = None
-            if type(ciphertext) is str:  # the fast path of Keyring.decrypt
-                colon = ciphertext.find(":", _VERSION_AT, PREFIX_END)
-                dec = ring._dec_hdr.get(ciphertext[:colon + 1])
-            if dec is None:
-                version, raw = parse_text(ciphertext)
-                dec = ring._dec.get(version) or ring._dec_entry(version)
-            else:
-                raw = parse_payload(ciphertext[colon + 1:])
+            dec, raw = ring._locate(ciphertext)
             try:
                 return dec.aead.decrypt(raw[:12], raw[12:], dec.aad + self._ctx)
             except InvalidTag:
