@@ -57,20 +57,30 @@ class Spreading(SwimBase):
         return True
 
     async def _sync_all(self, why: str) -> None:
-        """Sync with every configured region at once: after start, a rejoin or a stall."""
-        answered = 0
-        limiter = anyio.CapacityLimiter(SYNC_CONCURRENCY)
+        """Full state exchange with a few random regions: after start, a rejoin or a stall.
 
-        async def one(peer: str) -> None:
-            nonlocal answered
-            async with limiter:
-                if await self._sync(peer):
-                    answered += 1
+        Peers are tried in random order, ``SYNC_CONCURRENCY`` at a time, until
+        ``Timing.join_syncs`` of them answered: one that is down or still
+        starting only costs its timeout, and the exchanges stay O(log N) per
+        daemon instead of one per configured region.
+        """
+        wanted = self.timing.join_syncs(len(self.regions))
+        order = list(self.others)
+        self.rng.shuffle(order)
+        answered = tried = 0
+        while order and answered < wanted:
+            batch = [order.pop() for _ in range(min(len(order), SYNC_CONCURRENCY, wanted - answered))]
+            tried += len(batch)
+            results: list[bool] = []
+            async with anyio.create_task_group() as tg:
+                for peer in batch:
+                    tg.start_soon(self._sync_into, peer, results)
+            answered += sum(results)
+        self.log.info("%s: full state exchanged with %d of %d region(s) tried (%d configured)", why, answered,
+                      tried, len(self.others))
 
-        async with anyio.create_task_group() as tg:
-            for peer in self.others:
-                tg.start_soon(one, peer)
-        self.log.info("%s: full state exchanged with %d of %d region(s)", why, answered, len(self.others))
+    async def _sync_into(self, peer: str, results: list[bool]) -> None:
+        results.append(await self._sync(peer))
 
     def _full_state(self) -> list[Claim]:
         out = [self._alive_claim()]
@@ -151,7 +161,11 @@ class Spreading(SwimBase):
         elif m.state != SUSPECT:
             self.suspicions.pop(m.region, None)
             self._confirmed = {key for key in self._confirmed if key[0] != m.region}
-        self._spread(claim)
+        if prev is not None or m.state != ALIVE:
+            # A region seen alive for the first time announced itself to every daemon (one broadcast)
+            # and every daemon that joins after it pulls it in its join sync: gossiping each first
+            # sighting again was N x N piggybacked claims while a large federation starts.
+            self._spread(claim)
         if not change.transition:
             if prev is not None and prev.health != m.health:
                 # Not a transition, but plugins that route or fail over need the region's own verdict.
