@@ -126,7 +126,8 @@ class Spreading(SwimBase):
             await self._announce([self._alive_claim()])
             await self._persist()
 
-    async def _merge(self, claims: Iterable[Claim], relay: str) -> None:
+    async def _merge(self, claims: Iterable[Claim], relay: str, *, broadcast: bool = False) -> None:
+        """Apply ``claims`` heard from ``relay``; ``broadcast`` if they came in a message every daemon got."""
         for claim in claims:
             if claim.region == self.region:
                 await self._about_self(claim)
@@ -135,9 +136,10 @@ class Spreading(SwimBase):
                 claim = Claim(claim.region, claim.state, claim.incarnation, relay, claim.health)
             change = self.table.apply(claim)
             if change is not None:
-                await self._on_change(change, claim)
+                heard_by_all = broadcast and claim.region == relay and claim.state == ALIVE
+                await self._on_change(change, claim, heard_by_all=heard_by_all)
 
-    async def _on_change(self, change: Change, claim: Claim) -> None:
+    async def _on_change(self, change: Change, claim: Claim, *, heard_by_all: bool = False) -> None:
         m, prev = change.member, change.previous
         newly_suspect = m.state == SUSPECT and (prev is None or prev.state != SUSPECT
                                                 or prev.incarnation != m.incarnation)
@@ -161,10 +163,15 @@ class Spreading(SwimBase):
         elif m.state != SUSPECT:
             self.suspicions.pop(m.region, None)
             self._confirmed = {key for key in self._confirmed if key[0] != m.region}
-        if prev is not None or m.state != ALIVE:
-            # A region seen alive for the first time announced itself to every daemon (one broadcast)
-            # and every daemon that joins after it pulls it in its join sync: gossiping each first
-            # sighting again was N x N piggybacked claims while a large federation starts.
+        # A region seen alive for the first time announced itself to every daemon (one broadcast)
+        # and every daemon that joins after it pulls it in its join sync: gossiping each first
+        # sighting again was N x N piggybacked claims while a large federation starts. Likewise a
+        # new incarnation of a region we already held alive, in its own broadcast (a stall, a health
+        # change): every daemon got that message, and re-gossiping each one fed the stalls it follows.
+        # A refutation of a suspicion or death we held is still gossiped: it must reach everyone.
+        first_sight = prev is None and m.state == ALIVE
+        known_to_all = heard_by_all and prev is not None and prev.state == ALIVE
+        if not (first_sight or known_to_all):
             self._spread(claim)
         if not change.transition:
             if prev is not None and prev.health != m.health:

@@ -21,6 +21,7 @@ from meshd.bootstrap import init_federation
 from meshd.members import MemberState
 from meshd.testing import BUILTIN_PLUGINS, deep_merge, running_daemons
 from plugins.membership.settings import PROFILES
+from plugins.membership.table import Claim
 
 OTHERS = [p for p in BUILTIN_PLUGINS if p != "membership"]
 MEMBERS = 32
@@ -90,3 +91,33 @@ async def test_32_members_join_with_log_n_exchanges_and_no_gossip_storm(tmp_path
         # First sightings are not gossiped again: before, every daemon queued 31 claims x 8 retransmits.
         assert _total(daemons, "membership_messages_total", direction="out", type="gossip") <= 2 * MEMBERS
         assert _total(daemons, "membership_transitions_total", state="dead") == 0
+
+
+@pytest.mark.anyio
+async def test_a_region_s_own_broadcast_is_not_gossiped_again_unless_it_refutes(tmp_path: Path) -> None:
+    from meshd.members import Member
+
+    from .test_membership_inprocess import converged, memory_federation, swim, wait_for
+
+    async with memory_federation(tmp_path) as (_, daemons):
+        await wait_for(lambda: converged(daemons), what="convergence")
+        a, b = swim(daemons["us-east-1"]), swim(daemons["us-west-2"])
+        pushed: list[Any] = []
+        push = a.queue.push
+        a.queue.push = lambda claim: (pushed.append(claim), push(claim))
+
+        # A new incarnation of a region held alive, in its own broadcast (what a stall does): every
+        # daemon got that message, so a does not gossip it again.
+        inc = b.incarnation
+        await b.set_health("degraded")
+        await wait_for(lambda: a.table.get("us-west-2").incarnation > inc, what="the new incarnation")
+        assert [c for c in pushed if c.region == "us-west-2"] == []
+
+        # A refutation of a suspicion a holds is gossiped: it must reach whoever missed it.
+        held = a.table.get("us-west-2")
+        a.table.apply(Claim(held.region, MemberState.SUSPECT, held.incarnation, "eu-west-1"))
+        assert isinstance(held, Member) and a.table.get("us-west-2").state == MemberState.SUSPECT
+        await b._announce([Claim("us-west-2", MemberState.ALIVE, held.incarnation + 1, "us-west-2", b.health)])
+        await wait_for(lambda: a.table.get("us-west-2").state == MemberState.ALIVE, what="the refutation")
+        assert [(c.state, c.incarnation) for c in pushed if c.region == "us-west-2"] == \
+            [(MemberState.ALIVE, held.incarnation + 1)]
