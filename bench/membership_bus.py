@@ -76,13 +76,6 @@ def worker(paths: list[str], size: int, settle: float, window: float) -> None:
                 return all(len(d.hooks.pm.get_plugin("membership").swim.table.in_states(MemberState.ALIVE))
                            == size - 1 for d in daemons.values())
 
-            deadline = time.monotonic() + 120
-            while not converged():
-                if time.monotonic() > deadline:
-                    raise SystemExit("no convergence")
-                await anyio.sleep(0.2)
-            await anyio.sleep(settle)
-
             def by_type() -> dict[str, float]:
                 out: dict[str, float] = {}
                 for d in daemons.values():
@@ -93,6 +86,16 @@ def worker(paths: list[str], size: int, settle: float, window: float) -> None:
                                     key = f"{s.labels['direction']} {s.labels['type']}"
                                     out[key] = out.get(key, 0.0) + s.value
                 return out
+
+            began = time.monotonic()
+            deadline = began + 300  # on a loaded machine a large federation takes minutes
+            while not converged():
+                if time.monotonic() > deadline:
+                    raise SystemExit("no convergence")
+                await anyio.sleep(0.2)
+            # What the join itself cost, until this process's daemons all saw everyone alive.
+            join = {"seconds": time.monotonic() - began, "types": by_type(), "daemons": len(daemons)}
+            await anyio.sleep(settle)
 
             def sample() -> dict[str, tuple[float, float, float]]:
                 out = {}
@@ -118,6 +121,7 @@ def worker(paths: list[str], size: int, settle: float, window: float) -> None:
                           "suspect_or_dead": after[r][2] - before[r][2],
                           "dead": after[r][3] - before[r][3]} for r in daemons}
             result["_types"] = {k: (v - types0.get(k, 0.0)) / wall / len(daemons) for k, v in types1.items()}
+            result["_join"] = join
             print(json.dumps(result), flush=True)
             # Keep running until every worker has measured: a leave would show up in their windows. Then
             # answer the driver's kills: when did each of this process's daemons see the victim dead?
@@ -179,12 +183,18 @@ def measure(size: int, per_process: int, settle: float, window: float, kills: in
                     raise SystemExit(f"worker failed ({p.returncode})")
             results: dict[str, dict[str, float]] = {}
             types: dict[str, float] = {}
+            join_seconds, join_types = 0.0, dict[str, float]()
             for line, chunk in zip(lines, chunks):
                 part = json.loads(line)
+                join = part.pop("_join")
+                join_seconds = max(join_seconds, join["seconds"])
+                for key, count in join["types"].items():
+                    join_types[key] = join_types.get(key, 0.0) + count / size
                 for key, rate in part.pop("_types").items():  # per-daemon rates, weighted by daemons
                     types[key] = types.get(key, 0.0) + rate * len(chunk) / size
                 results.update(part)
             results["_types"] = types
+            results["_join"] = {"seconds": join_seconds, "types": join_types}
             return results, detections
         finally:
             server.stop()
@@ -208,6 +218,10 @@ def main() -> None:
         res, detections = measure(size, args.per_process, args.settle, args.window, args.kills, args.hog)
         workers = args.kills + max(1, -(-(size - args.kills) // args.per_process))
         types = res.pop("_types")
+        join = res.pop("_join")
+        print(f"{size} members, join: every worker converged within {join['seconds']:.1f} s, "
+              f"{sum(join['types'].values()):.0f} membership messages per daemon until then ("
+              + ", ".join(f"{k} {v:.0f}" for k, v in sorted(join["types"].items()) if v >= 0.5) + ")", flush=True)
         print(f"{size} members, per daemon by type: "
               + ", ".join(f"{k} {v:.2f}/s" for k, v in sorted(types.items()) if v >= 0.005), flush=True)
         mem = [r["membership_msgs_per_s"] for r in res.values()]

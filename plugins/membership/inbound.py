@@ -70,7 +70,7 @@ class Inbound(SwimBase):
         self._touch(env.sender)
         # What a daemon broadcasts it says in its own name.
         await self._merge([Claim(c.region, c.state, c.incarnation, env.sender if c.state != ALIVE else c.source,
-                                 c.health) for c in claims], env.sender)
+                                 c.health) for c in claims], env.sender, broadcast=True)
 
     async def _on_leave(self, env: Envelope, msg: Message) -> None:
         """The core's signed leave (SIGTERM): the sender is ``left``, never ``dead``."""

@@ -214,12 +214,13 @@ class Prober(SwimBase):
     async def _reconnect_once(self) -> None:
         """Never give up on a region: ping one dead, left or never-seen region per interval."""
         unseen = [r for r in self.others if r not in self.table]
-        if unseen and self.can_accuse() and time.monotonic() - self.started_at >= self.timing.join_timeout:
+        join_deadline = self.timing.join_deadline(len(self.regions))
+        if unseen and self.can_accuse() and time.monotonic() - self.started_at >= join_deadline:
             for region in unseen:
                 claim = Claim(region, DEAD, 0, self.region)
                 change = self.table.apply(claim)
                 if change is not None:
-                    self.log.warning("%s never answered in %gs; marking it dead", region, self.timing.join_timeout)
+                    self.log.warning("%s never answered in %gs; marking it dead", region, join_deadline)
                     await self._on_change(change, claim)
             unseen = []
         candidates = unseen + [m.region for m in self.table.in_states(DEAD, LEFT)]

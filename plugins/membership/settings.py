@@ -55,7 +55,7 @@ class Timing:
     rejoin_grace: float
     """After this daemon rejoins (bus back, or its event loop was frozen) it accuses no one for this long."""
     join_timeout: float
-    """A configured region never heard from this long after start is marked dead."""
+    """A configured region never heard from this long after start is marked dead (x max(1, log10 N))."""
     bus_check_timeout: float
     """How long this daemon waits for its own echo through NATS before it calls itself isolated."""
 
@@ -66,6 +66,26 @@ class Timing:
 
     def retransmits(self, members: int) -> int:
         return max(1, self.retransmit_mult * math.ceil(math.log10(members + 1)))
+
+    def join_syncs(self, members: int) -> int:
+        """How many peers a joining (or rejoining) daemon exchanges full state with.
+
+        Not every peer: with N daemons starting together that was N x (N - 1)
+        exchanges of N claims each, which stalled 100 daemons for tens of
+        seconds. A few answered exchanges (log2 N, at least 3 for the odd
+        peer that is itself still joining) plus the join broadcast and
+        gossip reach everyone; push-pull mends what they miss.
+        """
+        return min(max(0, members - 1), max(3, math.ceil(math.log2(max(members, 2)))))
+
+    def join_deadline(self, members: int) -> float:
+        """How long a configured region may stay unheard of after start before it is marked dead.
+
+        Grows like the gossip's own spread (log N rounds), so that a large
+        federation starting on a busy machine does not condemn the daemons
+        that are merely last to start.
+        """
+        return self.join_timeout * max(1.0, math.log10(max(members, 1)))
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)

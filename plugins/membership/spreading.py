@@ -57,20 +57,30 @@ class Spreading(SwimBase):
         return True
 
     async def _sync_all(self, why: str) -> None:
-        """Sync with every configured region at once: after start, a rejoin or a stall."""
-        answered = 0
-        limiter = anyio.CapacityLimiter(SYNC_CONCURRENCY)
+        """Full state exchange with a few random regions: after start, a rejoin or a stall.
 
-        async def one(peer: str) -> None:
-            nonlocal answered
-            async with limiter:
-                if await self._sync(peer):
-                    answered += 1
+        Peers are tried in random order, ``SYNC_CONCURRENCY`` at a time, until
+        ``Timing.join_syncs`` of them answered: one that is down or still
+        starting only costs its timeout, and the exchanges stay O(log N) per
+        daemon instead of one per configured region.
+        """
+        wanted = self.timing.join_syncs(len(self.regions))
+        order = list(self.others)
+        self.rng.shuffle(order)
+        answered = tried = 0
+        while order and answered < wanted:
+            batch = [order.pop() for _ in range(min(len(order), SYNC_CONCURRENCY, wanted - answered))]
+            tried += len(batch)
+            results: list[bool] = []
+            async with anyio.create_task_group() as tg:
+                for peer in batch:
+                    tg.start_soon(self._sync_into, peer, results)
+            answered += sum(results)
+        self.log.info("%s: full state exchanged with %d of %d region(s) tried (%d configured)", why, answered,
+                      tried, len(self.others))
 
-        async with anyio.create_task_group() as tg:
-            for peer in self.others:
-                tg.start_soon(one, peer)
-        self.log.info("%s: full state exchanged with %d of %d region(s)", why, answered, len(self.others))
+    async def _sync_into(self, peer: str, results: list[bool]) -> None:
+        results.append(await self._sync(peer))
 
     def _full_state(self) -> list[Claim]:
         out = [self._alive_claim()]
@@ -116,7 +126,8 @@ class Spreading(SwimBase):
             await self._announce([self._alive_claim()])
             await self._persist()
 
-    async def _merge(self, claims: Iterable[Claim], relay: str) -> None:
+    async def _merge(self, claims: Iterable[Claim], relay: str, *, broadcast: bool = False) -> None:
+        """Apply ``claims`` heard from ``relay``; ``broadcast`` if they came in a message every daemon got."""
         for claim in claims:
             if claim.region == self.region:
                 await self._about_self(claim)
@@ -125,9 +136,10 @@ class Spreading(SwimBase):
                 claim = Claim(claim.region, claim.state, claim.incarnation, relay, claim.health)
             change = self.table.apply(claim)
             if change is not None:
-                await self._on_change(change, claim)
+                heard_by_all = broadcast and claim.region == relay and claim.state == ALIVE
+                await self._on_change(change, claim, heard_by_all=heard_by_all)
 
-    async def _on_change(self, change: Change, claim: Claim) -> None:
+    async def _on_change(self, change: Change, claim: Claim, *, heard_by_all: bool = False) -> None:
         m, prev = change.member, change.previous
         newly_suspect = m.state == SUSPECT and (prev is None or prev.state != SUSPECT
                                                 or prev.incarnation != m.incarnation)
@@ -151,7 +163,16 @@ class Spreading(SwimBase):
         elif m.state != SUSPECT:
             self.suspicions.pop(m.region, None)
             self._confirmed = {key for key in self._confirmed if key[0] != m.region}
-        self._spread(claim)
+        # A region seen alive for the first time announced itself to every daemon (one broadcast)
+        # and every daemon that joins after it pulls it in its join sync: gossiping each first
+        # sighting again was N x N piggybacked claims while a large federation starts. Likewise a
+        # new incarnation of a region we already held alive, in its own broadcast (a stall, a health
+        # change): every daemon got that message, and re-gossiping each one fed the stalls it follows.
+        # A refutation of a suspicion or death we held is still gossiped: it must reach everyone.
+        first_sight = prev is None and m.state == ALIVE
+        known_to_all = heard_by_all and prev is not None and prev.state == ALIVE
+        if not (first_sight or known_to_all):
+            self._spread(claim)
         if not change.transition:
             if prev is not None and prev.health != m.health:
                 # Not a transition, but plugins that route or fail over need the region's own verdict.

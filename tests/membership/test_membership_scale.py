@@ -1,0 +1,123 @@
+"""Membership as the federation grows: the formulas that scale with N, and a 32-member join over real NATS.
+
+The join test runs 32 daemons in one event loop (as bench/membership_bus.py
+does with its worker processes): before the join was bounded, each daemon
+exchanged full state with every other and gossiped every first sighting
+again, which is what kept 100 daemons from ever converging.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from pathlib import Path
+from typing import Any
+
+import anyio
+import pytest
+import yaml
+
+from meshd.bootstrap import init_federation
+from meshd.members import MemberState
+from meshd.testing import BUILTIN_PLUGINS, deep_merge, running_daemons
+from plugins.membership.settings import PROFILES
+from plugins.membership.table import Claim
+
+OTHERS = [p for p in BUILTIN_PLUGINS if p != "membership"]
+MEMBERS = 32
+
+
+def test_join_syncs_grow_with_log2_members_and_never_exceed_the_peers() -> None:
+    lan = PROFILES["lan"]
+    assert [lan.join_syncs(n) for n in (1, 2, 3, 4, 7, 25, 100, 250)] == [0, 1, 2, 3, 3, 5, 7, 8]
+    for n in range(2, 1000, 37):
+        assert lan.join_syncs(n) <= max(3, math.ceil(math.log2(n)))
+        assert lan.join_syncs(n) <= n - 1
+
+
+def test_join_deadline_grows_with_log10_members() -> None:
+    lan, wan = PROFILES["lan"], PROFILES["wan"]
+    assert lan.join_deadline(3) == lan.join_deadline(10) == 30.0
+    assert lan.join_deadline(100) == pytest.approx(60.0)
+    assert lan.join_deadline(250) == pytest.approx(30.0 * math.log10(250))
+    assert wan.join_deadline(100) == pytest.approx(240.0)
+
+
+def test_retransmits_and_suspicion_floor_grow_with_log_members() -> None:
+    lan = PROFILES["lan"]
+    assert [lan.retransmits(n) for n in (7, 9, 10, 99, 100, 250)] == [4, 4, 8, 8, 12, 12]
+    floors = [lan.suspicion_bounds(n)[0] for n in (10, 100, 1000)]
+    assert floors == pytest.approx([1.0, 2.0, 3.0])  # one more floor per decade: SWIM's log N
+
+
+def _federation(tmp_path: Path, size: int, nats_url: str) -> dict[str, Path]:
+    regions = {f"r{i:02d}": {"location": f"site {i}", "coordinates": {"lat": -60 + (i * 7) % 120,
+                                                                      "lon": -170 + (i * 6) % 340},
+                             "jurisdiction": "US", "endpoint": f"https://r{i:02d}.example.com", "capacity": 1000}
+               for i in range(size)}
+    (tmp_path / "regions.yaml").write_text(yaml.safe_dump({"regions": regions}))
+    result = init_federation(federation="scale", regions_file=tmp_path / "regions.yaml", nats_url=nats_url,
+                             out=tmp_path / "federation", http_base_port=0, force=True, samples=False)
+    # Push-pull off for the test's length, so every full-state exchange counted is a join's.
+    patch = {"nats": {"servers": [nats_url]}, "http": {"port": 0}, "plugins": {"disabled": OTHERS},
+             "membership": {"push_pull_interval": "1h"}}
+    for path in result.configs.values():
+        path.write_text(yaml.safe_dump(deep_merge(yaml.safe_load(path.read_text()), patch)))
+    return result.configs
+
+
+def _total(daemons: dict[str, Any], name: str, **labels: str) -> float:
+    return sum(d.metrics.value(name, **labels) for d in daemons.values())
+
+
+@pytest.mark.anyio
+@pytest.mark.nats
+async def test_32_members_join_with_log_n_exchanges_and_no_gossip_storm(tmp_path: Path, nats_server: Any) -> None:
+    configs = _federation(tmp_path, MEMBERS, nats_server.url)
+    async with running_daemons(configs, blocked=OTHERS) as daemons:
+        def converged() -> bool:
+            return all(len(d.hooks.pm.get_plugin("membership").swim.table.in_states(MemberState.ALIVE))
+                       == MEMBERS - 1 for d in daemons.values())
+
+        deadline = time.monotonic() + 60
+        while not converged():
+            assert time.monotonic() < deadline, "32 daemons did not all see each other alive in 60 s"
+            await anyio.sleep(0.05)
+
+        # Every answered exchange shows as a request received and a reply received ("in sync"), so
+        # twice the answered exchanges; exchanging with every peer was 32 x 31 of them.
+        wanted = PROFILES["lan"].join_syncs(MEMBERS)
+        assert _total(daemons, "membership_messages_total", direction="in", type="sync") <= 2 * MEMBERS * wanted
+        # First sightings are not gossiped again: before, every daemon queued 31 claims x 8 retransmits.
+        assert _total(daemons, "membership_messages_total", direction="out", type="gossip") <= 2 * MEMBERS
+        assert _total(daemons, "membership_transitions_total", state="dead") == 0
+
+
+@pytest.mark.anyio
+async def test_a_region_s_own_broadcast_is_not_gossiped_again_unless_it_refutes(tmp_path: Path) -> None:
+    from meshd.members import Member
+
+    from .test_membership_inprocess import converged, memory_federation, swim, wait_for
+
+    async with memory_federation(tmp_path) as (_, daemons):
+        await wait_for(lambda: converged(daemons), what="convergence")
+        a, b = swim(daemons["us-east-1"]), swim(daemons["us-west-2"])
+        pushed: list[Any] = []
+        push = a.queue.push
+        a.queue.push = lambda claim: (pushed.append(claim), push(claim))
+
+        # A new incarnation of a region held alive, in its own broadcast (what a stall does): every
+        # daemon got that message, so a does not gossip it again.
+        inc = b.incarnation
+        await b.set_health("degraded")
+        await wait_for(lambda: a.table.get("us-west-2").incarnation > inc, what="the new incarnation")
+        assert [c for c in pushed if c.region == "us-west-2"] == []
+
+        # A refutation of a suspicion a holds is gossiped: it must reach whoever missed it.
+        held = a.table.get("us-west-2")
+        a.table.apply(Claim(held.region, MemberState.SUSPECT, held.incarnation, "eu-west-1"))
+        assert isinstance(held, Member) and a.table.get("us-west-2").state == MemberState.SUSPECT
+        await b._announce([Claim("us-west-2", MemberState.ALIVE, held.incarnation + 1, "us-west-2", b.health)])
+        await wait_for(lambda: a.table.get("us-west-2").state == MemberState.ALIVE, what="the refutation")
+        assert [(c.state, c.incarnation) for c in pushed if c.region == "us-west-2"] == \
+            [(MemberState.ALIVE, held.incarnation + 1)]
