@@ -163,15 +163,14 @@ class Spreading(SwimBase):
         elif m.state != SUSPECT:
             self.suspicions.pop(m.region, None)
             self._confirmed = {key for key in self._confirmed if key[0] != m.region}
-        # A region seen alive for the first time announced itself to every daemon (one broadcast)
-        # and every daemon that joins after it pulls it in its join sync: gossiping each first
-        # sighting again was N x N piggybacked claims while a large federation starts. Likewise a
-        # new incarnation of a region we already held alive, in its own broadcast (a stall, a health
-        # change): every daemon got that message, and re-gossiping each one fed the stalls it follows.
-        # A refutation of a suspicion or death we held is still gossiped: it must reach everyone.
-        first_sight = prev is None and m.state == ALIVE
-        known_to_all = heard_by_all and prev is not None and prev.state == ALIVE
-        if not (first_sight or known_to_all):
+        # What a region said in its own broadcast reached every daemon that was up: gossiping it again
+        # (a first sighting while a large federation starts, a new incarnation after a stall or a
+        # health change) was N x N piggybacked claims that fed the stalls it followed. A first sighting
+        # learned from a third party (a join sync, gossip) is still spread: a daemon that started after
+        # the broadcast, and cannot reach that region itself, has no other way to hear of it. A
+        # refutation of a suspicion or death we held is always spread: it must reach everyone.
+        heard_alive = heard_by_all and m.state == ALIVE and (prev is None or prev.state == ALIVE)
+        if not heard_alive:
             self._spread(claim)
         if not change.transition:
             if prev is not None and prev.health != m.health:

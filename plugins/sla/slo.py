@@ -255,15 +255,18 @@ def references(config: Any) -> dict[str, list[str] | None]:
         tenants = list(directory.tenants)
         plans |= {t.plan for t in directory.tenants.values() if t.plan}
     billing = config.plugin_sections.get("billing")
-    matrix_plans = _matrix_plans(billing)
+    matrix_plans = _matrix_plans(getattr(billing, "matrix", None))
     if matrix_plans is not None:
         plans = set(matrix_plans)
+    else:
+        # Billing is idle in this region, but the federation's plans are still those of the matrix
+        # `meshd init` put beside the region map: the sample slo.yaml names them all.
+        plans |= set(_matrix_plans(Path(config.daemon.region_map).parent / "billing_matrix.yaml") or ())
     return {"plans": sorted(plans), "regions": list(config.region_map.regions), "tenants": tenants}
 
 
-def _matrix_plans(billing: Any) -> list[str] | None:
-    matrix = getattr(billing, "matrix", None)
-    if matrix is None:
+def _matrix_plans(matrix: Path | None) -> list[str] | None:
+    if matrix is None or not Path(matrix).is_file():
         return None
     try:
         source = load_yaml(matrix)

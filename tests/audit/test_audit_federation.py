@@ -31,6 +31,7 @@ from cryptography.x509.oid import NameOID
 
 from meshd.natsserver import NatsServer, authorization_block, free_port, render_config
 from meshd.testing import deep_merge, running_daemons, until, write_federation
+from meshd_plugins.audit.checks.facts import plugin
 from meshd_plugins.audit.frameworks import load_frameworks
 from meshd_plugins.keys.configsecrets import encrypt_config_value
 from meshd_plugins.keys.manager import KeyManager
@@ -419,6 +420,14 @@ WEAKENINGS = [
 ]
 
 
+def stores_settled(daemon: Any) -> bool:
+    """The metering ledger and the invoice store are open, or will not open (disabled, locked, failing)."""
+    metering = getattr(plugin(daemon, "metering"), "runtime", None)
+    billing = getattr(plugin(daemon, "billing"), "runtime", None)
+    return ((metering is None or metering.ledger is not None or metering.state != "starting")
+            and (billing is None or billing.state != "starting"))
+
+
 async def audited(fed: Federation, weakening: Weakening | None = None,
                   down: tuple[str, ...] = ()) -> list[dict[str, Any]]:
     fed.setup()
@@ -430,6 +439,8 @@ async def audited(fed: Federation, weakening: Weakening | None = None,
     async with running_daemons(configs, extra_plugins=plugins) as ds:
         for d in ds.values():
             await until(lambda d=d: d.transport.nc.is_connected, what=f"{d.region} connected")
+            # The stores open in the plugins' own tasks; an audit while one still starts reads "not open".
+            await until(lambda d=d: stores_settled(d), what=f"{d.region} opened its ledger and invoice store")
         await record_drills(ds)
         for region, daemon in ds.items():
             await until(lambda daemon=daemon: deadman_sent(daemon), what=f"{region} delivered its dead man's switch")

@@ -2,7 +2,7 @@
 
 The join test runs 32 daemons in one event loop (as bench/membership_bus.py
 does with its worker processes): before the join was bounded, each daemon
-exchanged full state with every other and gossiped every first sighting
+exchanged full state with every other and gossiped every broadcast it heard
 again, which is what kept 100 daemons from ever converging.
 """
 
@@ -88,8 +88,10 @@ async def test_32_members_join_with_log_n_exchanges_and_no_gossip_storm(tmp_path
         # twice the answered exchanges; exchanging with every peer was 32 x 31 of them.
         wanted = PROFILES["lan"].join_syncs(MEMBERS)
         assert _total(daemons, "membership_messages_total", direction="in", type="sync") <= 2 * MEMBERS * wanted
-        # First sightings are not gossiped again: before, every daemon queued 31 claims x 8 retransmits.
-        assert _total(daemons, "membership_messages_total", direction="out", type="gossip") <= 2 * MEMBERS
+        # Broadcasts heard by all are not gossiped again; before, every daemon queued 31 claims x 8
+        # retransmits (thousands of gossip messages here). First sightings learned in a join sync still
+        # spread, a few per daemon: a late joiner that cannot reach a region has no other way to hear of it.
+        assert _total(daemons, "membership_messages_total", direction="out", type="gossip") <= 8 * MEMBERS
         assert _total(daemons, "membership_transitions_total", state="dead") == 0
 
 
