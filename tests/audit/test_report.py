@@ -13,20 +13,12 @@ from typing import Any
 import pytest
 
 from meshd.i18n import LANGUAGES, Translator, catalog
+from meshd_plugins.audit.catalog import CHECK_IDS as catalog_check_ids
 from meshd_plugins.audit.report import check_key, render_html, render_markdown, render_pdf
 
 EXAMPLE = Path(__file__).with_name("example_result.json")
-# Every check id of the shared contract: the report names each in every language.
-CHECK_IDS = [
-    "transit.nats_tls", "transit.partner_api_tls",
-    "rest.ledger_encrypted", "rest.invoices_encrypted", "rest.config_secrets_encrypted", "rest.kek_protected",
-    "keys.rotation", "keys.retired_versions",
-    "access.region_impersonation", "access.nats_broad_publish", "access.admin_token_mode", "access.api_keys_hashed",
-    "residency.dr_targets", "residency.routes", "residency.placement",
-    "logging.audit_chains", "logging.deadman", "logging.receivers",
-    "continuity.replicas", "continuity.dr_pairs", "continuity.failover_drill",
-    "host.not_root", "host.state_dir_modes", "host.systemd_exposure",
-]
+# Every check id of the catalog: the report names each in every language.
+CHECK_IDS = sorted(catalog_check_ids)
 
 
 @pytest.fixture
