@@ -99,9 +99,13 @@ async def test_a_manual_failback_waits_for_the_hold_down(make_federation: Any) -
         await fed.until(lambda: fed.decided("us-east-1", "us-west-2"))
         await fed.see("us-west-2", "alive")
         await fed.engine("us-east-1").request("us-west-2", "failback", "back from the outage")
-        # Heard at once, but nobody votes while it has been alive for less than the hold-down.
+        # Heard at once, but no peer votes while it has been alive for less than the hold-down in
+        # its view. us-west-2 itself may: its own bus connection never dropped in this test, and
+        # on a slow start it has been connected for longer than the hold-down already.
         await fed.weighed("eu-west-1", "us-west-2", "awaiting_operators")
-        assert votes_on(fed, "us-west-2") == [v for v in votes_on(fed, "us-west-2") if v["data"]["term"] == 1]
+        peers = [v for r in fed.daemons if r != "us-west-2" for v in audit(fed, r, "vote")
+                 if v["data"]["region"] == "us-west-2"]
+        assert peers and all(v["data"]["term"] == 1 for v in peers)
         await fed.until(lambda: fed.decided("us-east-1", "us-west-2", 2), what="failback after the hold-down")
         assert fed.decisions("us-east-1")[-1]["requesters"] == ["us-east-1"]
         failback = [v for v in votes_on(fed, "us-west-2") if v["data"]["term"] == 2]
