@@ -26,8 +26,14 @@ class Committer:
     def live_votes(self, ledger: RegionLedger, term: int, action: str) -> list[Vote]:
         """Yes votes cast within ``vote_timeout`` and renewed by their voters within the lease."""
         engine = self.engine
-        return ledger.yes_votes(term, action, time.time() - engine.cfg.vote_timeout,
-                                time.monotonic() - engine.lease)
+        votes = ledger.yes_votes(term, action, time.time() - engine.cfg.vote_timeout,
+                                 time.monotonic() - engine.lease)
+        # Our own vote is renewed when it is sent, but a cut this daemon has not noticed yet (a silent
+        # TCP path) takes those copies nowhere. Once the bus is back, only a copy sent since counts:
+        # otherwise this daemon could commit on a vote that no peer received while it was cut off.
+        if ledger.seen.get(term, {}).get(engine.region, float("inf")) < engine.connected_since:
+            votes = [v for v in votes if v.voter != engine.region]
+        return votes
 
     def check_quorum(self, region: str) -> None:
         engine = self.engine

@@ -305,3 +305,26 @@ async def test_a_vote_counts_only_while_its_voter_renews_it(make_federation: Any
         await fed.until(lambda: fed.decided("me-south-1", "ap-southeast-1"))
         assert set(fed.decisions("me-south-1")[0]["voters"]) == {"us-east-1", "eu-west-1", "eu-central-1",
                                                                   "ca-central-1"}
+
+
+async def test_a_daemon_counts_its_own_vote_only_once_renewed_after_its_bus_came_back(make_federation: Any) -> None:
+    # Behind a silent cut a daemon keeps renewing its own vote into nowhere; when the bus comes back
+    # those copies must not count, or it commits on a vote no peer received (chaos seed 48).
+    async with make_federation(patch={"failover": {"vote_timeout": "30s", "lease": "10s"}}) as fed:
+        await fed.start_all()
+        await fed.see("ap-southeast-1", "dead", observers=["us-east-1"])
+        engine = fed.engine("us-east-1")
+        ledger = engine.ledgers["ap-southeast-1"]
+
+        def live() -> set[str]:
+            return {v.voter for v in engine.committer.live_votes(ledger, 1, "failover")}
+
+        await fed.until(lambda: live() == {"us-east-1"}, what="its own vote counts")
+        before = engine.connected_since
+        await fed.cut(["us-east-1"])
+        await fed.heal(["us-east-1"])
+        assert engine.connected_since > before
+        assert ledger.seen[1]["us-east-1"] < engine.connected_since  # still inside the 10 s lease
+        assert "us-east-1" not in live()
+        await fed.until(lambda: live() == {"us-east-1"}, what="a copy sent since the bus came back")
+        assert ledger.seen[1]["us-east-1"] >= engine.connected_since
