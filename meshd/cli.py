@@ -409,6 +409,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if handler is None:
         parser.print_help()
         return EXIT_USAGE
+    del parser  # `meshd run` would otherwise keep every command's parser for the daemon's lifetime
     ctx = Context(t, hooks)
     try:
         return int(handler(args, ctx) or 0)
