@@ -92,20 +92,23 @@ def start(*_):
 
 def dump(*_):
     started[0] = False
-    by_file, calls = collections.Counter(), collections.Counter()
+    by_file, calls, cumulative = collections.Counter(), collections.Counter(), collections.Counter()
     if profiler is not None:
         profiler.disable()
         import pstats
-        for (path, _line, name), (_cc, nc, tt, _ct, _callers) in pstats.Stats(profiler).stats.items():
+        for (path, line, name), (_cc, nc, tt, ct, _callers) in pstats.Stats(profiler).stats.items():
             if "epoll" not in name:  # the idle wait itself
                 key = name if path == "~" else "/".join(path.split("/")[-2:])
                 by_file[key] += tt
                 calls[key] += nc
+                if path != "~" and "/site-packages/" not in path and "/lib/python3" not in path:
+                    cumulative[f"{key}:{line} {name}"] = ct
     mods = collections.Counter(m.split(".")[0] for m in list(sys.modules))
     with open(os.environ["MESHD_BENCH_WAKEUPS"], "w") as f:
         json.dump({"wakeups": counts.most_common(), "modules": len(sys.modules),
                    "packages": mods.most_common(), "names": sorted(sys.modules),
-                   "profile": [(k, t, calls[k]) for k, t in by_file.most_common(40)]}, f)
+                   "profile": [(k, t, calls[k]) for k, t in by_file.most_common(40)],
+                   "cumulative": cumulative.most_common(40)}, f)
 
 signal.signal(signal.SIGUSR1, start)
 signal.signal(signal.SIGUSR2, dump)
@@ -208,6 +211,9 @@ def main() -> None:
         print(f"\nown CPU time by file over the window (cProfile, its overhead included), top {args.top}:")
         for path, seconds, ncalls in seen["profile"][:args.top]:
             print(f"  {seconds / wall * 100:6.3f} %  {ncalls / wall:9.1f} calls/s  {path}")
+        print(f"\nmeshd's own functions by cumulative CPU time over the window, top {args.top}:")
+        for function, seconds in seen["cumulative"][:args.top]:
+            print(f"  {seconds / wall * 100:6.3f} %  {function}")
     if args.names:
         Path(args.names).write_text("\n".join(seen["names"]) + "\n")
 
