@@ -32,8 +32,13 @@ class Spreading(SwimBase):
         self._count("out", "event")
         await self.bus.publish(wire.KIND, "event", {"g": wire.encode_claims(claims)})
 
+    def _no_one_to_tell(self) -> bool:
+        """No live peer may take any queued claim: none is live, or the one live peer is all they are about."""
+        peers = set(self._live_peers())
+        return not peers or (len(peers) == 1 and self.queue.subjects() <= peers)
+
     async def _gossip_once(self) -> int:
-        """One gossip round; the number of messages sent (0: nothing queued can go to any live peer)."""
+        """One gossip round; the number of messages sent."""
         peers = self._live_peers()
         self.rng.shuffle(peers)
         limit = self.timing.retransmits(len(self.regions))

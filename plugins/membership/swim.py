@@ -286,7 +286,7 @@ class Swim(Prober, SelfCheck, Inbound, Spreading):
             await anyio.sleep(self.timing.gossip_interval)
             stuck = False
             if len(self.queue) and not self.isolated:
-                stuck = await self._guarded("gossip", self._gossip_once) == 0
+                stuck = await self._guarded("gossip", self._gossip_once) == 0 and self._no_one_to_tell()
 
     async def _reconnect_loop(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
         task_status.started()
