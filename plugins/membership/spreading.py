@@ -188,8 +188,8 @@ class Spreading(SwimBase):
                               m.incarnation)
                 self._emit(m, prev)
             return
-        if m.state == ALIVE:
-            self._news.set()  # a peer to gossip to: claims no live peer could take may go now
+        if m.state in (ALIVE, SUSPECT):
+            self._news.set()  # a live peer more: claims no live peer could take may go now
         if prev is None and m.state in (ALIVE, SUSPECT) and self._probe_order:
             self._probe_order.insert(self.rng.randrange(len(self._probe_order) + 1), m.region)
         self.m_transitions.labels(m.region, m.state.value).inc()
