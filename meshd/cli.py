@@ -283,6 +283,11 @@ class _Parser(argparse.ArgumentParser):
 
 
 def build_parser(t: Translator, hooks: Hooks, plugin_commands: bool = True) -> argparse.ArgumentParser:
+    """The ``meshd`` parser; without ``plugin_commands``, only the core commands whose modules the daemon loads.
+
+    ``meshd tenants`` and the plugins' commands bring their own modules (tenant files, clients, report
+    builders): ``meshd run`` neither parses them nor keeps those modules for its lifetime.
+    """
     parser = _Parser(prog="meshd", description=t("cli.description"))
     parser.add_argument("--lang", choices=LANGUAGES, help=t("cli.opt.lang"))
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
@@ -332,11 +337,10 @@ def build_parser(t: Translator, hooks: Hooks, plugin_commands: bool = True) -> a
     p = sub.add_parser("version", help=t("cli.version.help"))
     p.set_defaults(handler=cmd_version)
 
-    from .tenantcli import add_commands as add_tenant_commands  # a core command: the directory is core
-
-    add_tenant_commands(sub, t)
-
     if plugin_commands:
+        from .tenantcli import add_commands as add_tenant_commands  # a core command: the directory is core
+
+        add_tenant_commands(sub, t)
         hooks.cli_commands(sub, t)
     _config_from_environment(parser)
     return parser
@@ -398,13 +402,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     t = Translator(detect_language(_option(argv, "--lang")))
     logging.basicConfig(level=os.environ.get("MESHD_CLI_LOG", "WARNING"), format="%(levelname)s %(name)s: %(message)s")
     hooks = load_hooks(argv)
-    # The daemon needs none of the plugins' subcommands (nor their modules).
+    # The daemon needs none of the plugins' subcommands nor `meshd tenants` (nor their modules).
     parser = build_parser(t, hooks, plugin_commands=_command(argv) != "run")
     args = parser.parse_args(argv)
     handler = getattr(args, "handler", None)
     if handler is None:
         parser.print_help()
         return EXIT_USAGE
+    del parser  # `meshd run` would otherwise keep every command's parser for the daemon's lifetime
     ctx = Context(t, hooks)
     try:
         return int(handler(args, ctx) or 0)

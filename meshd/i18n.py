@@ -37,6 +37,20 @@ def _flatten(prefix: str, node: Any, out: dict[str, str]) -> None:
 
 
 @cache
+def domain_catalog(lang: str, domain: str) -> Mapping[str, str]:
+    """The messages of one catalog file (``locales/<lang>/<domain>.yaml``), keyed ``domain.key.path``.
+
+    Read on first use: a daemon that only ever says its ``cli`` messages does not parse and keep
+    the other fifteen files of every language it speaks.
+    """
+    out: dict[str, str] = {}
+    entry = resources.files("meshd_locales") / lang / f"{domain}.yaml"
+    if domain and "/" not in domain and entry.is_file():
+        _flatten(domain, yaml.safe_load(entry.read_text(encoding="utf-8")) or {}, out)
+    return out
+
+
+@cache
 def catalog(lang: str) -> Mapping[str, str]:
     """Every message of ``lang``, keyed ``domain.key.path``."""
     out: dict[str, str] = {}
@@ -45,7 +59,7 @@ def catalog(lang: str) -> Mapping[str, str]:
         return out
     for entry in sorted(root.iterdir(), key=lambda e: e.name):
         if entry.name.endswith(".yaml"):
-            _flatten(entry.name[: -len(".yaml")], yaml.safe_load(entry.read_text(encoding="utf-8")) or {}, out)
+            out.update(domain_catalog(lang, entry.name[: -len(".yaml")]))
     return out
 
 
@@ -70,8 +84,6 @@ class Translator:
 
     def __init__(self, lang: str = DEFAULT):
         self.lang = lang if lang in LANGUAGES else DEFAULT
-        self._messages = catalog(self.lang)
-        self._fallback = catalog(DEFAULT)
 
     @cached_property
     def locale(self) -> Locale:
@@ -84,8 +96,11 @@ class Translator:
     def rtl(self) -> bool:
         return self.locale.character_order == "right-to-left"
 
+    def _message(self, key: str, lang: str) -> str | None:
+        return domain_catalog(lang, key.partition(".")[0]).get(key)
+
     def __call__(self, key: str, **kwargs: Any) -> str:
-        text = self._messages.get(key) or self._fallback.get(key)
+        text = self._message(key, self.lang) or self._message(key, DEFAULT)
         if text is None:
             return key
         try:
@@ -94,7 +109,7 @@ class Translator:
             return text
 
     def has(self, key: str) -> bool:
-        return key in self._messages
+        return self._message(key, self.lang) is not None
 
     def number(self, value: int | float | Decimal, digits: int | None = None) -> str:
         from babel.numbers import format_decimal

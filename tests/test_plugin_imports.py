@@ -76,3 +76,54 @@ def test_an_idle_daemon_without_apprise_targets_does_not_import_apprise(tmp_path
     assert builtin(seen) == sorted(BUILTIN_PLUGINS)
     assert "meshd_plugins.alerts" in seen["modules"]
     assert [m for m in seen["modules"] if m == "apprise" or m.startswith("apprise.")] == []
+
+
+RUN_UNTIL_READY = r"""
+import json, sys
+from meshd import daemon
+
+set_state = daemon.Daemon._set_state
+
+def report_when_ready(self, state, detail=""):
+    set_state(self, state, detail)
+    if state == "ready":  # everything a plugin loads at start is loaded by now
+        print(json.dumps({"modules": sorted(sys.modules), "plugins": self.hooks.plugin_names()}), flush=True)
+        self.stop()
+
+daemon.Daemon._set_state = report_when_ready
+from meshd.cli import main
+raise SystemExit(main(sys.argv[1:]))
+"""
+
+HEAVY = [
+    # libraries only some work needs: invoice pages, number formatting, the partner API, notifications,
+    # partner API key hashing, the KMS providers' cloud SDKs (installed beside meshd under CI)
+    "jinja2", "weasyprint", "babel", "starlette", "uvicorn", "apprise", "argon2", "boto3", "botocore",
+    "google.cloud", "azure", "hvac", "kmip",
+    # meshd's own modules for commands and reports, not for the daemon
+    "meshd.pages", "meshd.tenantcli", "meshd.statusview", "meshd.client", "meshd.demo", "meshd.prometheus",
+    "meshd_plugins.sla.page", "meshd_plugins.sla.report", "meshd_plugins.sla.promsource",
+    "meshd_plugins.billing.render", "meshd_plugins.billing.output", "meshd_plugins.billing.reports",
+    "meshd_plugins.audit.report", "meshd_plugins.audit.oscal", "meshd_plugins.partners.server",
+    "meshd_plugins.partners.app",
+]
+
+
+def test_meshd_run_when_ready_holds_no_module_an_idle_daemon_does_not_use(tmp_path: Path,
+                                                                          nats_server: NatsServer) -> None:
+    path = write_federation(tmp_path, ["eu-west-1"], nats_server.url)["eu-west-1"]
+    partners = yaml.safe_load(path.read_text()).get("partners") or {}
+    assert not partners.get("enabled")  # no partner API served: no ASGI stack needed
+
+    # `meshd run` itself (its command line included), reporting its modules once READY and then leaving.
+    done = subprocess.run([sys.executable, "-c", RUN_UNTIL_READY, "run", "--config", str(path)],
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-3000:]
+    seen = json.loads(done.stdout.strip().splitlines()[0])
+
+    assert builtin(seen) == sorted(BUILTIN_PLUGINS)
+    loaded = set(seen["modules"])
+    assert [m for m in HEAVY if m in loaded or any(n.startswith(m + ".") for n in loaded)] == []
+    assert [m for m in loaded if m.startswith("meshd_plugins.") and m.endswith(".cli")] == []
+    # The check sees what the daemon does load: its HTTP parser, a plugin's runtime.
+    assert {"h11", "meshd_plugins.alerts.runtime", "meshd_plugins.keys.keyring"} <= loaded

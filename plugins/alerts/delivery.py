@@ -78,6 +78,10 @@ class Delivery:
         self._broken: dict[str, str] = {}
         self._fence_ok = True
         self._limiter = anyio.CapacityLimiter(rt.settings.delivery.concurrency)
+        self._added = 0
+        """Rows this daemon put in the outbox (only it writes there): counted when each is handed over."""
+        self._empty = False
+        """True once housekeeping found no pending row and none was added since: it then skips its query."""
 
     # ------------------------------------------------------------ policy from config
 
@@ -91,6 +95,7 @@ class Delivery:
     async def run(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
         """The service: resume pending rows, then keep the gauges fresh and restart idle keys."""
         self._running.clear()  # tasks of a previous run of this service died with it
+        self._empty = False
         async with anyio.create_task_group() as tg:
             self._tg = tg
             for key in await self.rt.outbox.run(self.rt.outbox.sync.pending_keys):
@@ -110,20 +115,29 @@ class Delivery:
                     self.log.error("outbox housekeeping failed: %s: %s", type(exc).__name__, exc)
 
     async def _housekeeping(self) -> None:
+        if self._empty:
+            return  # an idle daemon's outbox stays empty: no thread hop and query every second for it
+        added = self._added
         depth, oldest = await self.rt.outbox.run(self.rt.outbox.sync.stats)
         self.rt.metrics.outbox_depth.set(depth)
         self.rt.metrics.outbox_oldest.set(max(0.0, time.time() - oldest) if oldest else 0.0)
+        self._empty = depth == 0 and self._added == added
         if depth:
             for key in await self.rt.outbox.run(self.rt.outbox.sync.pending_keys):
                 self.kick(key)  # a key task that ended on an error starts again
 
     def kick(self, key: str) -> None:
         """Make sure a task works on ``key``'s rows (called after every new row)."""
+        self._row_added()
         self.wake(key)
         if key in self._running or self._tg is None:
             return
         self._running.add(key)
         self._tg.start_soon(self._work_key, key, name=f"alerts-key-{key[:8]}")
+
+    def _row_added(self) -> None:
+        self._added += 1
+        self._empty = False
 
     def wake(self, key: str) -> None:
         event = self._wakeups.pop(key, None)
@@ -342,6 +356,7 @@ class Delivery:
         adopted = await self.rt.outbox.run(self.rt.outbox.sync.add, key=row.key, receiver=row.receiver,
                                            group_key=row.group_key, content=entry.content, claim_seq=entry.seq,
                                            origin="takeover")
+        self._row_added()
         await self._deliver(adopted, fenced=True)
 
     async def _mark_done(self, key: str, seq: int) -> None:

@@ -32,7 +32,6 @@ import anyio
 from meshd.alerting import Alert
 from meshd.config import ConfigError
 from meshd.deploydriver import DriverError, ServerCounters, TrafficDriver, TrafficStep
-from meshd.prometheus import PrometheusUnreachable, QueryError, instant_query
 
 from .analysis import Check, judge, judge_probes, judge_readings
 from .config import DeployConfig, pipeline_path
@@ -440,6 +439,8 @@ class Runtime:
 
     async def prometheus_check(self, rollout: Rollout, plan: Plan, watch: Watch, now: float) -> Check:
         """Prometheus's answers to the service's two instant queries; any doubt is inconclusive."""
+        from meshd.prometheus import PrometheusUnreachable, QueryError, instant_query  # only canaries judged by it
+
         queries = plan.analysis.prometheus
         assert queries is not None  # load_pipeline refuses source prometheus without its queries
         watch.baseline, watch.at = watch.baseline or ServerCounters(0, 0), now

@@ -87,6 +87,7 @@ class FailoverEngine:
 
     def __init__(self, daemon: Daemon):
         self.daemon = daemon
+        self._vote_timing_of: tuple[object, tuple[float, float]] = (None, (0.0, 0.0))
         self.region = daemon.region
         self.log = daemon.log.getChild("failover")
         self.states = StateLog(self.log)
@@ -144,13 +145,21 @@ class FailoverEngine:
 
     bus_kind = BUS_KIND
 
+    def _vote_timing(self) -> tuple[float, float]:
+        # Read for every region on every tick (quorum checks): derived once per config, not each time
+        # (the membership section's timing is a model dump and a dataclass copy). A reload brings a new config.
+        config = self.daemon.config
+        if self._vote_timing_of[0] is not config:
+            self._vote_timing_of = (config, vote_timing(config))
+        return self._vote_timing_of[1]
+
     @property
     def rebroadcast(self) -> float:
-        return vote_timing(self.daemon.config)[0]
+        return self._vote_timing()[0]
 
     @property
     def lease(self) -> float:
-        return vote_timing(self.daemon.config)[1]
+        return self._vote_timing()[1]
 
     @property
     def kv(self) -> Any:

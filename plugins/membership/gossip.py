@@ -29,6 +29,10 @@ class TransmitQueue:
     def __len__(self) -> int:
         return len(self._entries)
 
+    def subjects(self) -> set[str]:
+        """The regions the queued claims are about."""
+        return set(self._entries)
+
     def push(self, claim: Claim) -> None:
         """Queue ``claim`` unless a claim already queued about the same region outranks it."""
         current = self._entries.get(claim.region)

@@ -32,15 +32,24 @@ class Spreading(SwimBase):
         self._count("out", "event")
         await self.bus.publish(wire.KIND, "event", {"g": wire.encode_claims(claims)})
 
-    async def _gossip_once(self) -> None:
+    def _no_one_to_tell(self) -> bool:
+        """No live peer may take any queued claim: none is live, or the one live peer is all they are about."""
+        peers = set(self._live_peers())
+        return not peers or (len(peers) == 1 and self.queue.subjects() <= peers)
+
+    async def _gossip_once(self) -> int:
+        """One gossip round; the number of messages sent."""
         peers = self._live_peers()
         self.rng.shuffle(peers)
         limit = self.timing.retransmits(len(self.regions))
+        sent = 0
         for peer in peers[: self.timing.gossip_nodes]:
             claims = self.queue.take(self.timing.max_piggyback, limit, exclude=peer)
             if claims:
                 self._count("out", "gossip")
                 await self.bus.publish(wire.KIND, "gossip", {"g": wire.encode_claims(claims)}, target=peer)
+                sent += 1
+        return sent
 
     async def _sync(self, peer: str) -> bool:
         """Full state exchange with ``peer`` (push-pull); True if it answered."""
@@ -179,6 +188,8 @@ class Spreading(SwimBase):
                               m.incarnation)
                 self._emit(m, prev)
             return
+        if m.state in (ALIVE, SUSPECT):
+            self._news.set()  # a live peer more: claims no live peer could take may go now
         if prev is None and m.state in (ALIVE, SUSPECT) and self._probe_order:
             self._probe_order.insert(self.rng.randrange(len(self._probe_order) + 1), m.region)
         self.m_transitions.labels(m.region, m.state.value).inc()

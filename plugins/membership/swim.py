@@ -266,19 +266,27 @@ class Swim(Prober, SelfCheck, Inbound, Spreading):
             now = time.monotonic()
             for s in [s for s in self.suspicions.values() if s.deadline <= now]:
                 await self._guarded("suspicion timeout", self._expire, s)
-            nearest = min((s.deadline for s in self.suspicions.values()), default=now + 1.0)
+            if not self.suspicions:
+                # Nothing can time out: a new suspicion sets the event (its deadline is only known then).
+                await self._timer_wake.wait()
+                continue
+            nearest = min(s.deadline for s in self.suspicions.values())
             with anyio.move_on_after(min(1.0, max(0.005, nearest - time.monotonic()))):
                 await self._timer_wake.wait()
 
     async def _gossip_loop(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
         task_status.started()
+        stuck = False
         while True:
-            if not len(self.queue):
+            if stuck or not len(self.queue):
+                # Nothing to send, or only claims about the one peer that is alive (a region is never
+                # told its own state by gossip): wait for a new claim or a new live peer, not a timer.
                 self._news = anyio.Event()
                 await self._news.wait()
             await anyio.sleep(self.timing.gossip_interval)
+            stuck = False
             if len(self.queue) and not self.isolated:
-                await self._guarded("gossip", self._gossip_once)
+                stuck = await self._guarded("gossip", self._gossip_once) == 0 and self._no_one_to_tell()
 
     async def _reconnect_loop(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
         task_status.started()

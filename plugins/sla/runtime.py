@@ -16,7 +16,6 @@ from meshd.bus import NoAnswer
 from meshd.envelope import Envelope
 from meshd.transport import Message
 
-from . import promsource
 from .burn import BurnEngine, Incident, Transition, rules_for_period, window_name
 from .config import SECTION, SlaConfig
 from .latency import Histogram
@@ -205,6 +204,8 @@ class Runtime:
 
     async def from_prometheus(self, source: Any, start: int, end: int) -> Sample | None:
         """This region's row from Prometheus; None (counted, logged) when it cannot answer: no row is not "up"."""
+        from . import promsource  # only regions whose SLIs come from Prometheus load its client
+
         try:
             reading = await anyio.to_thread.run_sync(promsource.read, source.url, source.availability_query,
                                                      source.latency_query, source.timeout)

@@ -236,3 +236,33 @@ async def test_reload_applies_new_timing(tmp_path: Path) -> None:
         d.config.path.write_text(yaml.safe_dump(data))
         assert not await d.reload()
         assert swim(d).timing.probe_interval == 2.0
+
+
+@pytest.mark.anyio
+async def test_gossip_waits_for_a_peer_instead_of_retrying_claims_only_their_subject_could_take(
+        tmp_path: Path) -> None:
+    from meshd_plugins.membership.table import Claim
+
+    async with memory_federation(tmp_path, start=REGIONS[:2], patch={"membership": {"join_timeout": "1s"}}) \
+            as (_network, daemons):
+        a = swim(daemons["us-east-1"])
+        await wait_for(lambda: state(daemons["us-east-1"], "us-west-2") == "alive"
+                       and state(daemons["us-east-1"], "eu-west-1") == "dead" and not len(a.queue),
+                       what="one live peer and nothing left to gossip")
+        rounds: list[int] = []
+        gossip_once = a._gossip_once
+
+        async def counted() -> int:
+            rounds.append(await gossip_once())
+            return rounds[-1]
+
+        a._gossip_once = counted
+        # A claim about the one live peer: a region is never told its own state by gossip, so no one can take it.
+        a.queue.push(Claim("us-west-2", MemberState.ALIVE, a.table.get("us-west-2").incarnation, "us-east-1"))
+        a._news.set()
+        pings = daemons["us-east-1"].metrics.value("membership_messages_total", direction="out", type="ping")
+        # Four probe rounds (250 ms each here) are five gossip intervals (200 ms): a retrying loop runs in them.
+        await wait_for(lambda: daemons["us-east-1"].metrics.value("membership_messages_total", direction="out",
+                                                                   type="ping") >= pings + 4, what="four probes")
+        assert rounds == [0]
+        assert len(a.queue) == 1  # still queued, for when a peer that may hear it is alive
