@@ -1,6 +1,7 @@
 """The keys plugin's two numbers: keyring throughput against bare AES-GCM, and rotation propagation.
 
     python bench/keys_bench.py [--records 20000] [--rounds 7] [--rotations 10] [--regions 7] [--skip-federation]
+                               [--baseline-keyring FILE] [--fixed-order]
 
 Part 1, throughput (one process, no NATS): encrypt + decrypt of 4 KiB
 records, each path run ``--rounds`` times interleaved with the others (so
@@ -19,6 +20,13 @@ ratio to the bare baseline of the same run:
 * bare AESGCM+base64 the bare baseline with the same base64 text encoding,
                      to show what base64 itself costs.
 
+Each round starts one path further along this list (round k runs path k
+first), so no path always runs right after the same one; ``--fixed-order``
+runs them in the order above every round, as before 2026-12-07.
+``--baseline-keyring FILE`` adds the three keyring paths of another
+keyring.py (``git show REF:plugins/keys/keyring.py``), on the same keyring
+file, so an earlier version is measured in the same run.
+
 The keyring paths include everything the API does per record: version
 lookup, the count reservation check, the associated data (region, purpose,
 key id, version, context) and the version header.
@@ -34,16 +42,19 @@ from __future__ import annotations
 
 import argparse
 import binascii
+import importlib.util
 import json
 import os
 import platform
 import statistics
+import sys
 import tempfile
 import threading
 import time
 import urllib.request
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from benchlib import cpu_model
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
@@ -54,7 +65,17 @@ from meshd_plugins.keys.settings import KeysConfig
 RECORD = 4096
 
 
-def throughput(records: int, rounds: int) -> None:
+def load_keyring(path: Path) -> Any:
+    """The ``Keyring`` class of another version of keyring.py, importing this tree's helper modules."""
+    spec = importlib.util.spec_from_file_location("meshd_plugins.keys._baseline_keyring", path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+def throughput(records: int, rounds: int, baseline: Path | None = None, fixed_order: bool = False) -> None:
     tmp = Path(tempfile.mkdtemp(prefix="keys-bench-"))
     ring = KeyManager(region="eu-west-1", state_dir=tmp, cfg=KeysConfig()).keyring("metering")
     data = [os.urandom(RECORD) for _ in range(256)]
@@ -95,6 +116,26 @@ def throughput(records: int, rounds: int) -> None:
         "bare AESGCM": bare, "keyring bound": keyring_bound, "keyring seal/open": keyring_seal,
         "keyring text": keyring_text, "bare AESGCM+base64": bare_text,
     }
+    if baseline is not None:
+        old = load_keyring(baseline)
+        old_ring = old.Keyring(ring._file, ring._provider, old.Policy())  # the same key file and versions
+        old_bound = old_ring.bind(context)
+
+        def old_keyring_bound() -> None:
+            for i in range(records):
+                old_bound.open(old_bound.seal(data[i & 255]))
+
+        def old_keyring_seal() -> None:
+            for i in range(records):
+                old_ring.open(old_ring.seal(data[i & 255], context), context)
+
+        def old_keyring_text() -> None:
+            for i in range(records):
+                old_ring.decrypt(old_ring.encrypt(data[i & 255], context), context)
+
+        assert old_ring.decrypt(ring.encrypt(data[0], context), context) == data[0]
+        paths.update({"baseline bound": old_keyring_bound, "baseline seal/open": old_keyring_seal,
+                      "baseline text": old_keyring_text})
     # Correctness first: the paths really round-trip.
     assert bound.open(bound.seal(data[0])) == data[0]
     assert ring.decrypt(ring.encrypt(data[0], context), context) == data[0]
@@ -103,9 +144,12 @@ def throughput(records: int, rounds: int) -> None:
     clocks = {"wall": time.perf_counter, "cpu": time.thread_time}
     best = {clock: {name: float("inf") for name in paths} for clock in clocks}
     ratios: dict[str, dict[str, list[float]]] = {clock: {name: [] for name in paths} for clock in clocks}
-    for _ in range(rounds):
+    names = list(paths)
+    for k in range(rounds):
         took: dict[str, dict[str, float]] = {clock: {} for clock in clocks}
-        for name, fn in paths.items():
+        first = 0 if fixed_order else k % len(names)
+        for name in names[first:] + names[:first]:
+            fn = paths[name]
             start = {clock: read() for clock, read in clocks.items()}
             fn()
             for clock, read in clocks.items():
@@ -122,13 +166,16 @@ def throughput(records: int, rounds: int) -> None:
             rate = records / seconds
             print(f"{name:22} {rate:12,.0f} {rate * RECORD / 2**20:8.1f} {rate / base:10.2f} "
                   f"{statistics.median(ratios[clock][name]):17.2f}")
-        text_vs_text = best[clock]["bare AESGCM+base64"] / best[clock]["keyring text"]
-        text_rounds = statistics.median(t / k for t, k in zip(ratios[clock]["keyring text"],
-                                                             ratios[clock]["bare AESGCM+base64"]))
-        print(f"keyring text vs bare AESGCM+base64 (same encoding), {clock} time: {text_vs_text:.2f} best/best, "
-              f"{text_rounds:.2f} median of rounds")
+        for text_path in ("keyring text", "baseline text") if baseline else ("keyring text",):
+            text_vs_text = best[clock]["bare AESGCM+base64"] / best[clock][text_path]
+            text_rounds = statistics.median(t / k for t, k in zip(ratios[clock][text_path],
+                                                                 ratios[clock]["bare AESGCM+base64"]))
+            print(f"{text_path} vs bare AESGCM+base64 (same encoding), {clock} time: {text_vs_text:.2f} "
+                  f"best/best, {text_rounds:.2f} median of rounds")
     print("(records/s: best round; best/best: best round vs bare's best round; median of rounds: the median "
           "over rounds of (bare's time / this path's time) in the same round; cpu: time.thread_time)")
+    print(f"order of paths: {'the same every round' if fixed_order else 'each round starts one path further'}"
+          + (f"; baseline keyring: {baseline}" if baseline else ""))
     print(f"encryptions counted (reserved, at most): {ring.metadata()['encryptions_reserved']:,}")
 
 
@@ -197,10 +244,13 @@ def main() -> None:
     ap.add_argument("--rotations", type=int, default=10)
     ap.add_argument("--regions", type=int, default=7)
     ap.add_argument("--skip-federation", action="store_true")
+    ap.add_argument("--baseline-keyring", type=Path, default=None, metavar="FILE",
+                    help="also run the keyring paths with this keyring.py (an earlier version), same run")
+    ap.add_argument("--fixed-order", action="store_true", help="run the paths in the same order every round")
     args = ap.parse_args()
     print(f"{time.strftime('%Y-%m-%d %H:%M')}  nproc {os.cpu_count()}  {cpu_model()}  "
           f"Python {platform.python_version()}")
-    throughput(args.records, args.rounds)
+    throughput(args.records, args.rounds, args.baseline_keyring, args.fixed_order)
     if not args.skip_federation:
         propagation(args.regions, args.rotations)
 
