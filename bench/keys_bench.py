@@ -42,12 +42,10 @@ from __future__ import annotations
 
 import argparse
 import binascii
-import importlib.util
 import json
 import os
 import platform
 import statistics
-import sys
 import tempfile
 import threading
 import time
@@ -56,7 +54,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from benchlib import cpu_model
+from benchlib import cpu_model, load_module
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from meshd_plugins.keys.manager import KeyManager
@@ -65,14 +63,26 @@ from meshd_plugins.keys.settings import KeysConfig
 RECORD = 4096
 
 
-def load_keyring(path: Path) -> Any:
-    """The ``Keyring`` class of another version of keyring.py, importing this tree's helper modules."""
-    spec = importlib.util.spec_from_file_location("meshd_plugins.keys._baseline_keyring", path)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
+def keyring_loops(ring: Any, context: dict[str, str], data: list[bytes], records: int) -> list[Callable[[], None]]:
+    """The bound, seal/open and text loops over ``ring`` (this keyring.py's or an earlier one's)."""
+    bound = ring.bind(context)
+    # Correctness first: the paths really round-trip.
+    assert bound.open(bound.seal(data[0])) == data[0]
+    assert ring.decrypt(ring.encrypt(data[0], context), context) == data[0]
+
+    def keyring_bound() -> None:
+        for i in range(records):
+            bound.open(bound.seal(data[i & 255]))
+
+    def keyring_seal() -> None:
+        for i in range(records):
+            ring.open(ring.seal(data[i & 255], context), context)
+
+    def keyring_text() -> None:
+        for i in range(records):
+            ring.decrypt(ring.encrypt(data[i & 255], context), context)
+
+    return [keyring_bound, keyring_seal, keyring_text]
 
 
 def throughput(records: int, rounds: int, baseline: Path | None = None, fixed_order: bool = False) -> None:
@@ -80,7 +90,6 @@ def throughput(records: int, rounds: int, baseline: Path | None = None, fixed_or
     ring = KeyManager(region="eu-west-1", state_dir=tmp, cfg=KeysConfig()).keyring("metering")
     data = [os.urandom(RECORD) for _ in range(256)]
     context = {"tenant": "acme-corp", "field": "usage"}
-    bound = ring.bind(context)
     aead = AESGCM(AESGCM.generate_key(256))
     aad = b"meshd-aad/1" + b"\x00" * 60  # about the size of the keyring's associated data
     urandom = os.urandom
@@ -100,45 +109,17 @@ def throughput(records: int, rounds: int, baseline: Path | None = None, fixed_or
             raw = binascii.a2b_base64(text, strict_mode=True)
             aead.decrypt(raw[:12], raw[12:], aad)
 
-    def keyring_bound() -> None:
-        for i in range(records):
-            bound.open(bound.seal(data[i & 255]))
-
-    def keyring_seal() -> None:
-        for i in range(records):
-            ring.open(ring.seal(data[i & 255], context), context)
-
-    def keyring_text() -> None:
-        for i in range(records):
-            ring.decrypt(ring.encrypt(data[i & 255], context), context)
-
+    keyring_bound, keyring_seal, keyring_text = keyring_loops(ring, context, data, records)
     paths: dict[str, Callable[[], None]] = {
         "bare AESGCM": bare, "keyring bound": keyring_bound, "keyring seal/open": keyring_seal,
         "keyring text": keyring_text, "bare AESGCM+base64": bare_text,
     }
     if baseline is not None:
-        old = load_keyring(baseline)
+        old = load_module(baseline, "meshd_plugins.keys._baseline_keyring")  # imports this tree's helper modules
         old_ring = old.Keyring(ring._file, ring._provider, old.Policy())  # the same key file and versions
-        old_bound = old_ring.bind(context)
-
-        def old_keyring_bound() -> None:
-            for i in range(records):
-                old_bound.open(old_bound.seal(data[i & 255]))
-
-        def old_keyring_seal() -> None:
-            for i in range(records):
-                old_ring.open(old_ring.seal(data[i & 255], context), context)
-
-        def old_keyring_text() -> None:
-            for i in range(records):
-                old_ring.decrypt(old_ring.encrypt(data[i & 255], context), context)
-
         assert old_ring.decrypt(ring.encrypt(data[0], context), context) == data[0]
-        paths.update({"baseline bound": old_keyring_bound, "baseline seal/open": old_keyring_seal,
-                      "baseline text": old_keyring_text})
-    # Correctness first: the paths really round-trip.
-    assert bound.open(bound.seal(data[0])) == data[0]
-    assert ring.decrypt(ring.encrypt(data[0], context), context) == data[0]
+        paths.update(zip(("baseline bound", "baseline seal/open", "baseline text"),
+                         keyring_loops(old_ring, context, data, records)))
     # Wall time, and this thread's CPU time beside it: on a machine shared with other work the wall clock
     # also counts the time the thread waited for a core, which hits whichever path was running.
     clocks = {"wall": time.perf_counter, "cpu": time.thread_time}
