@@ -1,6 +1,7 @@
 """The keys plugin's two numbers: keyring throughput against bare AES-GCM, and rotation propagation.
 
     python bench/keys_bench.py [--records 20000] [--rounds 7] [--rotations 10] [--regions 7] [--skip-federation]
+                               [--baseline-keyring FILE] [--fixed-order]
 
 Part 1, throughput (one process, no NATS): encrypt + decrypt of 4 KiB
 records, each path run ``--rounds`` times interleaved with the others (so
@@ -18,6 +19,13 @@ ratio to the bare baseline of the same run:
 * keyring text       ``ring.encrypt / ring.decrypt``: ``meshd:vN:<base64>``;
 * bare AESGCM+base64 the bare baseline with the same base64 text encoding,
                      to show what base64 itself costs.
+
+Each round starts one path further along this list (round k runs path k
+first), so no path always runs right after the same one; ``--fixed-order``
+runs them in the order above every round, as before 2026-12-07.
+``--baseline-keyring FILE`` adds the three keyring paths of another
+keyring.py (``git show REF:plugins/keys/keyring.py``), on the same keyring
+file, so an earlier version is measured in the same run.
 
 The keyring paths include everything the API does per record: version
 lookup, the count reservation check, the associated data (region, purpose,
@@ -44,8 +52,9 @@ import time
 import urllib.request
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
-from benchlib import cpu_model
+from benchlib import cpu_model, load_module
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from meshd_plugins.keys.manager import KeyManager
@@ -54,12 +63,33 @@ from meshd_plugins.keys.settings import KeysConfig
 RECORD = 4096
 
 
-def throughput(records: int, rounds: int) -> None:
+def keyring_loops(ring: Any, context: dict[str, str], data: list[bytes], records: int) -> list[Callable[[], None]]:
+    """The bound, seal/open and text loops over ``ring`` (this keyring.py's or an earlier one's)."""
+    bound = ring.bind(context)
+    # Correctness first: the paths really round-trip.
+    assert bound.open(bound.seal(data[0])) == data[0]
+    assert ring.decrypt(ring.encrypt(data[0], context), context) == data[0]
+
+    def keyring_bound() -> None:
+        for i in range(records):
+            bound.open(bound.seal(data[i & 255]))
+
+    def keyring_seal() -> None:
+        for i in range(records):
+            ring.open(ring.seal(data[i & 255], context), context)
+
+    def keyring_text() -> None:
+        for i in range(records):
+            ring.decrypt(ring.encrypt(data[i & 255], context), context)
+
+    return [keyring_bound, keyring_seal, keyring_text]
+
+
+def throughput(records: int, rounds: int, baseline: Path | None = None, fixed_order: bool = False) -> None:
     tmp = Path(tempfile.mkdtemp(prefix="keys-bench-"))
     ring = KeyManager(region="eu-west-1", state_dir=tmp, cfg=KeysConfig()).keyring("metering")
     data = [os.urandom(RECORD) for _ in range(256)]
     context = {"tenant": "acme-corp", "field": "usage"}
-    bound = ring.bind(context)
     aead = AESGCM(AESGCM.generate_key(256))
     aad = b"meshd-aad/1" + b"\x00" * 60  # about the size of the keyring's associated data
     urandom = os.urandom
@@ -79,33 +109,28 @@ def throughput(records: int, rounds: int) -> None:
             raw = binascii.a2b_base64(text, strict_mode=True)
             aead.decrypt(raw[:12], raw[12:], aad)
 
-    def keyring_bound() -> None:
-        for i in range(records):
-            bound.open(bound.seal(data[i & 255]))
-
-    def keyring_seal() -> None:
-        for i in range(records):
-            ring.open(ring.seal(data[i & 255], context), context)
-
-    def keyring_text() -> None:
-        for i in range(records):
-            ring.decrypt(ring.encrypt(data[i & 255], context), context)
-
+    keyring_bound, keyring_seal, keyring_text = keyring_loops(ring, context, data, records)
     paths: dict[str, Callable[[], None]] = {
         "bare AESGCM": bare, "keyring bound": keyring_bound, "keyring seal/open": keyring_seal,
         "keyring text": keyring_text, "bare AESGCM+base64": bare_text,
     }
-    # Correctness first: the paths really round-trip.
-    assert bound.open(bound.seal(data[0])) == data[0]
-    assert ring.decrypt(ring.encrypt(data[0], context), context) == data[0]
+    if baseline is not None:
+        old = load_module(baseline, "meshd_plugins.keys._baseline_keyring")  # imports this tree's helper modules
+        old_ring = old.Keyring(ring._file, ring._provider, old.Policy())  # the same key file and versions
+        assert old_ring.decrypt(ring.encrypt(data[0], context), context) == data[0]
+        paths.update(zip(("baseline bound", "baseline seal/open", "baseline text"),
+                         keyring_loops(old_ring, context, data, records)))
     # Wall time, and this thread's CPU time beside it: on a machine shared with other work the wall clock
     # also counts the time the thread waited for a core, which hits whichever path was running.
     clocks = {"wall": time.perf_counter, "cpu": time.thread_time}
     best = {clock: {name: float("inf") for name in paths} for clock in clocks}
     ratios: dict[str, dict[str, list[float]]] = {clock: {name: [] for name in paths} for clock in clocks}
-    for _ in range(rounds):
+    names = list(paths)
+    for k in range(rounds):
         took: dict[str, dict[str, float]] = {clock: {} for clock in clocks}
-        for name, fn in paths.items():
+        first = 0 if fixed_order else k % len(names)
+        for name in names[first:] + names[:first]:
+            fn = paths[name]
             start = {clock: read() for clock, read in clocks.items()}
             fn()
             for clock, read in clocks.items():
@@ -122,13 +147,16 @@ def throughput(records: int, rounds: int) -> None:
             rate = records / seconds
             print(f"{name:22} {rate:12,.0f} {rate * RECORD / 2**20:8.1f} {rate / base:10.2f} "
                   f"{statistics.median(ratios[clock][name]):17.2f}")
-        text_vs_text = best[clock]["bare AESGCM+base64"] / best[clock]["keyring text"]
-        text_rounds = statistics.median(t / k for t, k in zip(ratios[clock]["keyring text"],
-                                                             ratios[clock]["bare AESGCM+base64"]))
-        print(f"keyring text vs bare AESGCM+base64 (same encoding), {clock} time: {text_vs_text:.2f} best/best, "
-              f"{text_rounds:.2f} median of rounds")
+        for text_path in ("keyring text", "baseline text") if baseline else ("keyring text",):
+            text_vs_text = best[clock]["bare AESGCM+base64"] / best[clock][text_path]
+            text_rounds = statistics.median(t / k for t, k in zip(ratios[clock][text_path],
+                                                                 ratios[clock]["bare AESGCM+base64"]))
+            print(f"{text_path} vs bare AESGCM+base64 (same encoding), {clock} time: {text_vs_text:.2f} "
+                  f"best/best, {text_rounds:.2f} median of rounds")
     print("(records/s: best round; best/best: best round vs bare's best round; median of rounds: the median "
           "over rounds of (bare's time / this path's time) in the same round; cpu: time.thread_time)")
+    print(f"order of paths: {'the same every round' if fixed_order else 'each round starts one path further'}"
+          + (f"; baseline keyring: {baseline}" if baseline else ""))
     print(f"encryptions counted (reserved, at most): {ring.metadata()['encryptions_reserved']:,}")
 
 
@@ -197,10 +225,13 @@ def main() -> None:
     ap.add_argument("--rotations", type=int, default=10)
     ap.add_argument("--regions", type=int, default=7)
     ap.add_argument("--skip-federation", action="store_true")
+    ap.add_argument("--baseline-keyring", type=Path, default=None, metavar="FILE",
+                    help="also run the keyring paths with this keyring.py (an earlier version), same run")
+    ap.add_argument("--fixed-order", action="store_true", help="run the paths in the same order every round")
     args = ap.parse_args()
     print(f"{time.strftime('%Y-%m-%d %H:%M')}  nproc {os.cpu_count()}  {cpu_model()}  "
           f"Python {platform.python_version()}")
-    throughput(args.records, args.rounds)
+    throughput(args.records, args.rounds, args.baseline_keyring, args.fixed_order)
     if not args.skip_federation:
         propagation(args.regions, args.rotations)
 

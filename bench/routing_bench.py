@@ -36,6 +36,7 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
+from benchlib import load_module
 from benchlib import machine_line as machine
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -84,14 +85,7 @@ def timed(label: str, calls: list[tuple[Any, ...]], fn: Any, repeat: int) -> dic
 
 def load_engine(path: Path) -> Any:
     """``RoutingEngine`` of another version of engine.py (e.g. ``git show REF:plugins/routing/engine.py``)."""
-    import importlib.util
-
-    spec = importlib.util.spec_from_file_location("meshd_plugins.routing._baseline_engine", path)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module.RoutingEngine
+    return load_module(path, "meshd_plugins.routing._baseline_engine").RoutingEngine
 
 
 def bench_inprocess(total: int, seed: int, RoutingEngine: Any = RoutingEngine) -> list[dict[str, Any]]:

@@ -298,7 +298,14 @@ class Keyring:
     def decrypt(self, ciphertext: str, context: Context = None) -> bytes:
         """The plaintext of a text ciphertext; :class:`CiphertextError` naming the problem otherwise."""
         try:
-            dec, raw = self._locate(ciphertext)
+            # _locate's fast path inline: its call and the tuple it returns were a tenth of the text
+            # API's cost over bare AES-GCM + base64.
+            colon = ciphertext.find(":", _VERSION_AT, PREFIX_END) if type(ciphertext) is str else -1
+            dec = self._dec_hdr.get(ciphertext[:colon + 1]) if colon > 0 else None
+            if dec is not None:
+                raw = parse_payload(ciphertext[colon + 1:])
+            else:
+                dec, raw = self._locate(ciphertext)
             last = dec.last
             aad = last[1] if context == last[0] else self._aad(dec, context)
             try:

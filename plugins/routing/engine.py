@@ -45,8 +45,10 @@ regions are eligible, the tier, home, failover targets), rebuilt on the next
 cold call after the federation's state changes; only the distances are
 computed per location, and route filters' candidates are built on first use.
 That plan is the exact one (tests compare it with the general planner on
-random coordinates and federation states). One engine serves one daemon
-from one thread.
+random coordinates and federation states). Raw coordinates without a
+session or filter get no plan at all: their answer is computed from the
+template, and a weighted rotation keeps only its position per location. One
+engine serves one daemon from one thread.
 """
 
 from __future__ import annotations
@@ -194,6 +196,13 @@ def great_circle_km(lat1: float, lon1: float, lat2: float, lon2: float) -> float
     return 2 * EARTH_RADIUS_KM * math.asin(min(1.0, math.sqrt(a)))
 
 
+# The cold path's arithmetic, bound once (see RoutingEngine._cold_route).
+_radians, _cos, _sin, _sqrt, _asin = math.radians, math.cos, math.sin, math.sqrt, math.asin
+_TWO_R = 2 * EARTH_RADIUS_KM
+_new_result = tuple.__new__
+"""Builds a RouteResult from a tuple of its fields without the named tuple's generated ``__new__`` (a Python
+frame: about half the cost of building one)."""
+
 _COORDS = re.compile(r"^\s*(-?\d+(?:\.\d+)?)\s*[, ]\s*(-?\d+(?:\.\d+)?)\s*$")
 
 
@@ -253,13 +262,20 @@ def _coordinates(lat: float, lon: float, raw: Any) -> Location:
 class _Class:
     """Tenants that route alike: same residency, same home."""
 
-    __slots__ = ("residency", "home", "regions", "plans", "template")
+    __slots__ = ("residency", "home", "regions", "plans", "template", "turns")
 
     def __init__(self, residency: str, home: str | None, regions: tuple[str, ...]):
         self.residency, self.home, self.regions = residency, home, regions
         self.plans: dict[Any, _Plan] = {}
         self.template: _Template | None = None
         """The location-independent part of this class's plans (see :meth:`RoutingEngine._template`)."""
+        self.turns: dict[str, int] = {}
+        """Raw coordinates answered by a weighted rotation without a plan -> the rotation's next position.
+
+        A plan per such location would keep the same integer inside an object
+        the garbage collector walks; the rotation itself is the template's
+        (the same for every request from there until the federation changes).
+        """
 
 
 class _Template:
@@ -267,7 +283,7 @@ class _Template:
 
     __slots__ = ("rows", "eligible", "error", "pool", "pool_idx", "degraded", "fixed_idx", "fixed_reason",
                  "redirect", "weight_by", "tolerance_ms", "tolerance_ratio", "carbon_aware", "carbon_tolerance",
-                 "model", "pool_rows")
+                 "model", "pool_rows", "rtt_terms")
 
     def __init__(self) -> None:
         self.rows: list[tuple[str, float, float, float]] = []
@@ -287,7 +303,8 @@ class _Template:
         """Failed-over region -> index into ``eligible`` of its target in the pool: when it is the nearest."""
         self.pool_rows: tuple[tuple[str, float, float, float, int], ...] = ()
         """The pool's rows (region, latitude in radians, its cosine, longitude, index into ``eligible``)."""
-
+        self.rtt_terms = (0.0, 0.0, 1.0)
+        """The latency model's ``overhead_ms``, ``2 * path_inflation`` and ``fiber_km_per_ms``."""
 
 
 def _estimates(tmpl: _Template, lat: float, lon: float,
@@ -308,38 +325,31 @@ def _estimates(tmpl: _Template, lat: float, lon: float,
         for _, p2, c2, rlon in (tmpl.rows if rows is None else rows)])
 
 
-def _estimate(tmpl: _Template, p1: float, c1: float, lon: float, row: tuple[str, float, float, float]) -> float:
-    """One row's entry of :func:`_estimates` (the same operations, so the same float), from ``p1 = radians(lat)``
-    and ``c1 = cos(p1)``."""
-    model = tmpl.model
-    _, p2, c2, rlon = row
-    return model.overhead_ms + 2.0 * model.path_inflation * (2 * EARTH_RADIUS_KM * math.asin(min(1.0, math.sqrt(
-        math.sin((p2 - p1) / 2) ** 2 + c1 * c2 * math.sin(math.radians(rlon - lon) / 2) ** 2)))) / \
-        model.fiber_km_per_ms
+def _choice(tmpl: _Template, pool: Sequence[tuple[float, str, int]]) -> tuple[list[tuple[float, Any]], str]:
+    """The regions a choice by distance picks among, nearest first, as ``(latency, eligible entry)``, and why.
 
-
-def _nearest_alone(tmpl: _Template, lat: float, lon: float) -> RouteResult | None:
-    """:func:`_estimated_choice` when one region of the pool is nearer than every other by more than the
-    tolerance (then no weight nor carbon rule applies); None otherwise, or when a failover redirect may.
-
-    The pool's distances only: no tuple of every row, no sort, no list of candidates.
+    ``pool`` is the tier as ``(latency, region, index into eligible)``, sorted. The rules of
+    :meth:`RoutingEngine._choose` after home and failover: the latency tolerance, weights, carbon.
     """
-    if tmpl.redirect:
-        return None
-    p1 = math.radians(lat)
-    c1 = math.cos(p1)
-    best = second = math.inf
-    pick: tuple[str, float, float, float, int] | None = None
-    for row in tmpl.pool_rows:
-        ms = _estimate(tmpl, p1, c1, lon, row[:4])
-        if ms < best:  # a tie leaves second == best: within the tolerance, so None below
-            best, second, pick = ms, best, row
-        elif ms < second:
-            second = ms
-    if pick is None or second <= best + max(tmpl.tolerance_ms, best * tmpl.tolerance_ratio):
-        return None
-    e = tmpl.eligible[pick[4]]
-    return RouteResult(e[1], e[3], best, NEAREST, e[2], ESTIMATED, tmpl.degraded)
+    eligible = tmpl.eligible
+    best = pool[0][0]
+    limit = best + max(tmpl.tolerance_ms, best * tmpl.tolerance_ratio)
+    near = [(m, eligible[i]) for m, _, i in pool if m <= limit]
+    weighted = [p for p in near if p[1][4] > 0] or near[:1]
+    reason = NEAREST if len(weighted) == 1 else WEIGHTED
+    if tmpl.carbon_aware and len(weighted) > 1:
+        known = [p[1][5] for p in weighted if p[1][5] is not None]
+        if known:
+            floor = min(known) + tmpl.carbon_tolerance
+            greener = [p for p in weighted if p[1][5] is not None and p[1][5] <= floor]
+            if len(greener) < len(weighted):
+                weighted, reason = greener, CARBON
+    return weighted, reason
+
+
+def _rotation(weighted: Sequence[tuple[float, Any]]) -> tuple[int, ...]:
+    """The order in which a weighted round-robin visits ``weighted`` (indices into it)."""
+    return _wrr_order(tuple([max(1, e[4]) for _, e in weighted]))
 
 
 def _estimated_choice(tmpl: _Template, ms: Sequence[float]) -> tuple[RouteResult | None, tuple[RouteResult, ...]]:
@@ -357,23 +367,11 @@ def _estimated_choice(tmpl: _Template, ms: Sequence[float]) -> tuple[RouteResult
     if pick is not None:
         e = eligible[pick]
         return RouteResult(e[1], e[3], ms[e[0]], reason, e[2], ESTIMATED, degraded), ()
-    pool = sorted([(ms[eligible[i][0]], eligible[i][1], i) for i in tmpl.pool_idx])
-    best = pool[0][0]
-    limit = best + max(tmpl.tolerance_ms, best * tmpl.tolerance_ratio)
-    near = [eligible[i] for m, _, i in pool if m <= limit]
-    weighted = [e for e in near if e[4] > 0] or near[:1]
-    reason = NEAREST if len(weighted) == 1 else WEIGHTED
-    if tmpl.carbon_aware and len(weighted) > 1:
-        known = [e[5] for e in weighted if e[5] is not None]
-        if known:
-            floor = min(known) + tmpl.carbon_tolerance
-            greener = [e for e in weighted if e[5] is not None and e[5] <= floor]
-            if len(greener) < len(weighted):
-                weighted, reason = greener, CARBON
-    results = [RouteResult(e[1], e[3], ms[e[0]], reason, e[2], ESTIMATED, degraded) for e in weighted]
+    weighted, reason = _choice(tmpl, sorted([(ms[eligible[i][0]], eligible[i][1], i) for i in tmpl.pool_idx]))
+    results = [RouteResult(e[1], e[3], m, reason, e[2], ESTIMATED, degraded) for m, e in weighted]
     if len(results) == 1:
         return results[0], ()
-    return None, tuple([results[k] for k in _wrr_order(tuple([max(1, e[4]) for e in weighted]))])
+    return None, tuple([results[k] for k in _rotation(weighted)])
 
 
 def _template_plan(plan: _Plan, tmpl: _Template, ms: tuple[float, ...], fixed: RouteResult | None,
@@ -388,12 +386,11 @@ def _template_plan(plan: _Plan, tmpl: _Template, ms: tuple[float, ...], fixed: R
 class _Plan:
     """The precomputed choice for one tenant class from one client location."""
 
-    __slots__ = ("_location", "fixed", "seq", "n", "i", "error", "_candidates", "pool", "sticky", "subplans",
+    __slots__ = ("location", "fixed", "seq", "n", "i", "error", "_candidates", "pool", "sticky", "subplans",
                  "_by_region", "degraded", "template", "latencies")
 
-    def __init__(self, location: Location | tuple[float, float]):
-        self._location = location
-        """The Location, or a cold plan's ``(lat, lon)`` until a route filter first needs the Location."""
+    def __init__(self, location: Location):
+        self.location = location
         self.fixed: RouteResult | None = None
         self.seq: tuple[RouteResult, ...] = ()
         self.n = 0
@@ -412,15 +409,7 @@ class _Plan:
         self.template: _Template | None = None
         self.latencies: tuple[float, ...] = ()
 
-    # Most plans never see a filter or a session: the location and candidates those need are built on first use.
-
-    @property
-    def location(self) -> Location:
-        loc = self._location
-        if type(loc) is tuple:
-            lat, lon = loc
-            loc = self._location = Location(f"{lat:g},{lon:g}", lat, lon, "coordinates")
-        return loc  # type: ignore[return-value]
+    # Most plans never see a filter or a session: the candidates those need are built on first use.
 
     @property
     def candidates(self) -> tuple[Candidate, ...]:
@@ -587,6 +576,7 @@ class RoutingEngine:
         self.version += 1
         for cls in self._classes.values():
             cls.plans.clear()
+            cls.turns.clear()
             cls.template = None
 
     # ------------------------------------------------------------ federation state
@@ -787,6 +777,11 @@ class RoutingEngine:
                 return plan
         else:
             plan = self._exact_plan(cls, location)
+        if plan.n and cls.turns and type(client_location) is str:
+            # The cold path turned this location's rotation without a plan: the plan goes on from there.
+            i = cls.turns.pop(client_location, None)
+            if i is not None:
+                plan.i = i % plan.n
         self._keep(cls, client_location, plan)
         return plan
 
@@ -824,6 +819,8 @@ class RoutingEngine:
         st = self.settings
         tmpl.tolerance_ms, tmpl.tolerance_ratio = st.latency_tolerance_ms, st.latency_tolerance_ratio
         tmpl.carbon_aware, tmpl.carbon_tolerance, tmpl.model = st.carbon_aware, st.carbon_tolerance, st.latency_model
+        model = st.latency_model
+        tmpl.rtt_terms = (model.overhead_ms, 2.0 * model.path_inflation, model.fiber_km_per_ms)
         excluded: dict[str, str] = {}
         for k, name in enumerate(cls.regions):
             r = self.regions[name]
@@ -881,15 +878,17 @@ class RoutingEngine:
 
         What :meth:`_estimated_plan` would pick, minus what only a kept plan
         uses (a Location, every candidate): a region chosen wherever the
-        client is (home, a failover target) costs one distance, not one per
-        region. None (the caller plans) for anything else than plain
-        coordinates estimated from distance, an error to raise, or a
-        rotation among regions (whose position a cached plan keeps).
+        client is (home, a failover target) costs one distance, a choice
+        among the tier one distance per region of the tier, and a weighted
+        rotation keeps its position per location in ``cls.turns``. None (the
+        caller plans) for anything else than plain coordinates estimated
+        from distance, or an error to raise.
         """
         m = _COORDS.match(text)
         if m is None:
             return None
-        lat, lon = float(m.group(1)), float(m.group(2))
+        la, lo = m.groups()
+        lat, lon = float(la), float(lo)
         if not (-90.0 <= lat <= 90.0 and -180.0 <= lon <= 180.0):
             return None
         if text in self.regions or (self.places and text.strip() in self.places):
@@ -903,22 +902,48 @@ class RoutingEngine:
             tmpl = cls.template = self._template(cls)
         if tmpl.error is not None:
             return None
-        if tmpl.fixed_idx is not None:
-            e = tmpl.eligible[tmpl.fixed_idx]
-            p1 = math.radians(lat)
-            ms1 = _estimate(tmpl, p1, math.cos(p1), lon, tmpl.rows[e[0]])
-            return RouteResult(e[1], e[3], ms1, tmpl.fixed_reason, e[2], ESTIMATED, tmpl.degraded)
-        alone = _nearest_alone(tmpl, lat, lon)
-        if alone is not None:
-            return alone
-        ms = _estimates(tmpl, lat, lon)
-        fixed, seq = _estimated_choice(tmpl, ms)
-        if fixed is not None:
-            return fixed
-        # A rotation among regions: its position lives in a kept plan, as from _plan.
-        plan = _template_plan(_Plan((lat, lon)), tmpl, ms, None, seq)
-        self._keep(cls, text, plan)
-        return plan.pick()
+        if tmpl.redirect:  # the nearest of every region (excluded ones too) decides: the general choice
+            fixed, seq = _estimated_choice(tmpl, _estimates(tmpl, lat, lon))
+            return fixed if fixed is not None else seq[self._turn(cls, text, len(seq))]
+        # great_circle_km and LatencyModel.rtt_ms inlined as in _estimates, operation for operation (the same
+        # floats): a call per distance is a good part of a cold route's cost.
+        overhead, factor, fiber = tmpl.rtt_terms
+        p1 = _radians(lat)
+        c1 = _cos(p1)
+        k = tmpl.fixed_idx
+        if k is not None:
+            e = tmpl.eligible[k]
+            _, p2, c2, rlon = tmpl.rows[e[0]]
+            s = _sqrt(_sin((p2 - p1) / 2) ** 2 + c1 * c2 * _sin(_radians(rlon - lon) / 2) ** 2)
+            ms = overhead + factor * (_TWO_R * _asin(s if s < 1.0 else 1.0)) / fiber
+            return _new_result(RouteResult, (e[1], e[3], ms, tmpl.fixed_reason, e[2], ESTIMATED, tmpl.degraded))
+        pool = []
+        for name, p2, c2, rlon, i in tmpl.pool_rows:
+            s = _sqrt(_sin((p2 - p1) / 2) ** 2 + c1 * c2 * _sin(_radians(rlon - lon) / 2) ** 2)
+            pool.append((overhead + factor * (_TWO_R * _asin(s if s < 1.0 else 1.0)) / fiber, name, i))
+        pool.sort()
+        best = pool[0][0]
+        if len(pool) == 1 or pool[1][0] > best + max(tmpl.tolerance_ms, best * tmpl.tolerance_ratio):
+            e = tmpl.eligible[pool[0][2]]  # one region nearer than the others by more than the tolerance
+            return _new_result(RouteResult, (e[1], e[3], best, NEAREST, e[2], ESTIMATED, tmpl.degraded))
+        weighted, reason = _choice(tmpl, pool)
+        if len(weighted) == 1:
+            ms, e = weighted[0]
+        else:
+            order = _rotation(weighted)
+            ms, e = weighted[order[self._turn(cls, text, len(order))]]
+        return _new_result(RouteResult, (e[1], e[3], ms, reason, e[2], ESTIMATED, tmpl.degraded))
+
+    def _turn(self, cls: _Class, text: str, period: int) -> int:
+        """The position of ``text``'s rotation for this request (0 the first time), advanced for the next."""
+        turns = cls.turns
+        i = turns.get(text, 0)
+        if i >= period:
+            i = 0
+        if len(turns) >= self.settings.max_cached_locations and text not in turns:
+            turns.clear()
+        turns[text] = i + 1 if i + 1 < period else 0
+        return i
 
     def _choose(self, cls: _Class, plan: _Plan, candidates: Sequence[Candidate], excluded: Mapping[str, str],
                 nearest_raw: str | None) -> None:

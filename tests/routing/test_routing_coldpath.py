@@ -18,7 +18,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from meshd.routefilter import Location
-from meshd_plugins.routing.engine import RoutingEngine, RoutingError, resolve_location
+from meshd_plugins.routing.engine import RoutingEngine, RoutingError, RoutingSettings, resolve_location
 
 from .test_routing_engine import REGIONS, TENANTS, decision, region
 from .test_routing_properties import HEALTH, STATES, federations, lat, lon, settings_strategy
@@ -75,11 +75,63 @@ def test_the_template_follows_the_federation_state() -> None:
 
 
 def test_weighted_rotation_from_raw_coordinates_keeps_turning() -> None:
-    """A rotating plan for coordinates is cached, so repeated requests share the load by weight."""
+    """A rotation's position is kept per coordinates, so repeated requests share the load by weight."""
     eu = {"a": region(50.0, 8.0, weight=300), "b": region(50.0, 8.01, weight=100)}
     engine = RoutingEngine(eu, {}, )
     picks = [engine.route("49.0,7.0", "anyone", sovereignty="EU").region for _ in range(400)]
     assert picks.count("a") == 300 and picks.count("b") == 100
+
+
+def test_a_cold_rotation_builds_no_plan_and_its_positions_are_bounded() -> None:
+    """Weighted answers for raw coordinates keep one position each, never a plan, and no more than the cache size."""
+    eu = {"a": region(50.0, 8.0, weight=300), "b": region(50.0, 8.01, weight=100)}
+    engine = RoutingEngine(eu, {}, settings=RoutingSettings(max_cached_locations=3))
+    texts = [f"49.{k},7.0" for k in range(7)]
+    for text in texts:
+        assert engine.route(text, "anyone", sovereignty="EU").reason == "weighted"
+    cls = engine._classes[("EU", None)]
+    assert not cls.plans
+    assert 0 < len(cls.turns) <= 3
+
+
+def test_a_session_from_rotating_coordinates_takes_the_rotation_over() -> None:
+    """A plan built later for the same coordinates (a session needs one) goes on from the kept position."""
+    eu = {"a": region(50.0, 8.0, weight=100), "b": region(50.0, 8.01, weight=100), "c": region(50.0, 8.02)}
+    engine = RoutingEngine(eu, {})
+    text = "49.0,7.0"
+    expected = exact_picks_for(engine, ("EU", None), text, 6)
+    got = [engine.route(text, "anyone", sovereignty="EU") for _ in range(2)]
+    got.append(engine.route(text, "anyone", sovereignty="EU", session="s1"))
+    got += [engine.route(text, "anyone", sovereignty="EU") for _ in range(3)]
+    assert [r.region for r in got] == [r.region for r in expected]
+    assert [r.reason for r in got] == ["weighted"] * 6
+
+
+def exact_picks_for(engine: RoutingEngine, key: tuple[str, str | None], text: str, calls: int) -> list[Any]:
+    plan = engine._exact_plan(engine._class(*key), resolve_location(text))
+    return [plan.pick() for _ in range(calls)]
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(fed=federations(), cfg=settings_strategy, data=st.data())
+def test_interleaved_cold_rotations_turn_as_kept_plans_would(fed: Any, cfg: Any, data: Any) -> None:
+    """Requests from a few coordinates, interleaved: each location's answers are its own plan's, turning
+    from where it was; a change of the federation starts every rotation again, as it drops every plan."""
+    regions, tenants = fed
+    engine = RoutingEngine(regions, tenants, settings=cfg)
+    names = sorted(regions)
+    tenant = data.draw(st.sampled_from(sorted(tenants)))
+    texts = data.draw(st.lists(st.builds(lambda a, b: f"{a:.2f},{b:.2f}", lat, lon), min_size=1, max_size=3,
+                               unique=True))
+    plans = {text: engine._exact_plan(engine._by_tenant[tenant], resolve_location(text)) for text in texts}
+    for _ in range(3):
+        for k in data.draw(st.lists(st.integers(0, len(texts) - 1), max_size=12)):
+            plan = plans[texts[k]]
+            expected = "no_eligible_region" if plan.error is not None else plan.pick()
+            assert routed(engine, tenant, texts[k], 1) == [expected], (tenant, texts[k])
+        if engine.set_member(data.draw(st.sampled_from(names)), data.draw(st.sampled_from([s for s in STATES if s])),
+                             data.draw(st.sampled_from(HEALTH))):
+            plans = {text: engine._exact_plan(engine._by_tenant[tenant], resolve_location(text)) for text in texts}
 
 
 def test_sample_federation_cold_routes_match_the_general_planner() -> None:
