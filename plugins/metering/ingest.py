@@ -37,6 +37,7 @@ from meshd.backoff import Backoff
 
 from .config import MeteringConfig
 from .events import Policy, Reason, Rejection, UsageEvent, check_message, encode, wire
+from .gcpause import collector_paused
 from .ledger import Ledger
 from .subjects import (
     BUCKETS,
@@ -112,6 +113,12 @@ def process_batch(batch: Sequence[Incoming], policy: Policy, ledger: Ledger | No
     ``owns[bucket]`` says which tenant buckets this ledger holds (None: all of
     them); events of the others are returned to be forwarded, not counted.
     """
+    with collector_paused():
+        return _process(batch, policy, ledger, owns)
+
+
+def _process(batch: Sequence[Incoming], policy: Policy, ledger: Ledger | None,
+             owns: Sequence[bool] | None) -> tuple[list[Outcome], Forwards]:
     cache: dict[str, float] = {}
     checked: list[tuple[list[UsageEvent], list[Rejection]]] = []
     for item in batch:
