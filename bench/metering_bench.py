@@ -23,6 +23,14 @@ What it measures (every figure from this one run, so ratios are comparable):
 
     python bench/metering_bench.py --only workers --workers 1,2 --rounds 5
 
+6. ab        (--only ab) section 3's batches of 500, drain and live, into daemons that run
+             other commits' metering plugins (``git archive <commit> plugins/metering``
+             unpacked somewhere, ``--baseline-metering LABEL=DIR``) and into one that runs
+             this tree's, rounds interleaved, each daemon with its own nats-server
+
+    git archive 7a03ad0 plugins/metering | tar -x -C /tmp/m1126
+    python bench/metering_bench.py --only ab --rounds 3 --baseline-metering 2026-11-26=/tmp/m1126/plugins/metering
+
 "Deduplicated" here: JetStream drops a message whose Nats-Msg-Id it saw
 within its window (a batch resent as is); the ledger drops every event whose
 (source, id) it counted before, whatever message carries it, for >= 32 days.
@@ -63,8 +71,27 @@ VALUES = [str(1 + i % 997) if i % 3 else f"{i % 50}.{i % 100:02d}" for i in rang
 # ---------------------------------------------------------------- the daemon process
 
 
-def serve(config: str, keyring: bool) -> None:
+def use_metering_from(directory: str) -> None:
+    """Make ``meshd_plugins.metering`` the package in ``directory`` (another commit's copy), before hooks load."""
+    import importlib.util
+
+    import meshd_plugins
+
+    for name in [m for m in sys.modules if m == "meshd_plugins.metering" or m.startswith("meshd_plugins.metering.")]:
+        del sys.modules[name]  # this module's own imports (the tenant hash) loaded this tree's
+    spec = importlib.util.spec_from_file_location("meshd_plugins.metering", Path(directory) / "__init__.py",
+                                                  submodule_search_locations=[directory])
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["meshd_plugins.metering"] = module
+    meshd_plugins.metering = module  # type: ignore[attr-defined]
+    spec.loader.exec_module(module)
+
+
+def serve(config: str, keyring: bool, metering_from: str | None = None) -> None:
     """``meshd run`` with only metering (and optionally the seeded test keyring)."""
+    if metering_from:
+        use_metering_from(metering_from)
     import anyio
     from metering_keyring import SeededKeyringPlugin
 
@@ -81,12 +108,15 @@ def serve(config: str, keyring: bool) -> None:
 
 
 class DaemonProcess:
-    def __init__(self, config: Path, port: int, keyring: bool, log: Path):
+    def __init__(self, config: Path, port: int, keyring: bool, log: Path, metering_from: Path | None = None):
         self.config, self.port, self.keyring, self.log = config, port, keyring, log
+        self.metering_from = metering_from
         self.proc: subprocess.Popen[bytes] | None = None
 
     def start(self) -> None:
         args = [sys.executable, __file__, "--serve", str(self.config)] + (["--keyring"] if self.keyring else [])
+        if self.metering_from is not None:
+            args += ["--metering-from", str(self.metering_from)]
         with open(self.log, "ab") as out:
             self.proc = subprocess.Popen(args, stdout=out, stderr=out, start_new_session=True)
         wait_for(lambda: (self.metering() or {}).get("consumer", {}).get("running"), 30, "consumer running")
@@ -294,6 +324,68 @@ def bench_ingest(workdir: Path, nats_url: str, name: str, n: int, batch: int, ke
         daemon.stop()
 
 
+def bench_ingest_ab(workdir: Path, n: int, batch: int, rounds: int, baselines: dict[str, Path]) -> dict[str, Any]:
+    """Batches of ``batch`` into daemons running each baseline's metering and this tree's, rounds interleaved.
+
+    Each daemon has its own nats-server (two consumers of one region's stream would split it).
+    """
+    from meshd.natsserver import NatsServer
+
+    variants: dict[str, Path | None] = {**baselines, "this tree": None}
+    sides: dict[str, tuple[Any, DaemonProcess]] = {}
+    figures: dict[str, dict[str, list[float]]] = {label: {"drain": [], "live": []} for label in variants}
+    anchors: list[int] = []
+    try:
+        for i, (label, source) in enumerate(variants.items()):
+            server = NatsServer(workdir / f"nats-ab{i}").start()
+            config, port = federation(workdir, server.url, f"ab{i}")
+            daemon = DaemonProcess(config, port, False, workdir / f"ab{i}.log", source)
+            sides[label] = (server, daemon)
+            daemon.start()
+        order = list(variants)
+        for r in range(rounds):
+            anchors.append(asyncio.run(bench_anchor(sides["this tree"][0].url, 20_000))["msgs_per_s"])
+            for label in order[r % len(order):] + order[:r % len(order)]:  # each goes first in turn
+                server, daemon = sides[label]
+                backlog, live_events = events(n, f"ab-{r}-b"), events(n, f"ab-{r}-l")
+                counted = daemon.counted()
+                daemon.signal(signal.SIGSTOP)
+                try:
+                    asyncio.run(publish(server.url, backlog, batch))
+                finally:
+                    daemon.signal(signal.SIGCONT)
+                began = time.perf_counter()
+                wait_for(lambda d=daemon, c=counted: d.counted() >= c + n, 600, "backlog drained")
+                figures[label]["drain"].append(n / (time.perf_counter() - began))
+                began = time.perf_counter()
+                asyncio.run(publish(server.url, live_events, batch))
+                wait_for(lambda d=daemon, c=counted: d.counted() >= c + 2 * n, 600, "live events counted")
+                figures[label]["live"].append(n / (time.perf_counter() - began))
+                print(f"  round {r} {label}: drain {figures[label]['drain'][-1]:,.0f} ev/s, "
+                      f"live {figures[label]['live'][-1]:,.0f} ev/s", file=sys.stderr)
+        anchor = statistics.median(anchors)
+        out: dict[str, Any] = {"events": n, "batch": batch, "rounds": rounds,
+                               "anchor_js_acked_publish_128B_per_round": anchors, "anchor_median": round(anchor)}
+        ours = figures["this tree"]
+        for label, figs in figures.items():
+            assert sides[label][1].counted() == 2 * n * rounds
+            row: dict[str, Any] = {"metering": str(variants[label] or "this tree")}
+            for key, values in figs.items():
+                row[f"{key}_events_per_s"] = [round(v) for v in values]
+                row[f"{key}_median"] = round(statistics.median(values))
+                row[f"{key}_best"] = round(max(values))
+                if label != "this tree":
+                    row[f"{key}_this_tree_vs_it_median"] = round(statistics.median(ours[key]) / statistics.median(values), 2)
+                    row[f"{key}_this_tree_vs_it_per_round"] = [round(a / b, 2) for a, b in zip(ours[key], values)]
+            row["drain_median_vs_anchor"] = round(row["drain_median"] / anchor, 2)
+            out[label] = row
+        return out
+    finally:
+        for server, daemon in sides.values():
+            daemon.stop()
+            server.stop()
+
+
 # ---------------------------------------------------------------- 4. sigkill
 
 
@@ -470,6 +562,15 @@ def machine() -> dict[str, Any]:
             "python": platform.python_version(), "loadavg_at_start": os.getloadavg()}
 
 
+def report(results: dict[str, Any], path: str | None) -> None:
+    """Print the results (and write them to ``path``), with the load average at the end of the run."""
+    results["machine"]["loadavg_at_end"] = os.getloadavg()
+    text = json.dumps(results, indent=2)
+    print(text)
+    if path:
+        Path(path).write_text(text + "\n")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--serve", help=argparse.SUPPRESS)
@@ -478,10 +579,14 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3, help="rounds per ingest case (best and median)")
     parser.add_argument("--json", help="also write the results to this file")
     parser.add_argument("--workers", default="1,2", help="ingesting process counts to compare (section 5)")
-    parser.add_argument("--only", choices=["workers"], help="run only this section")
+    parser.add_argument("--only", choices=["workers", "ab"], help="run only this section (ab: --baseline-metering)")
+    parser.add_argument("--baseline-metering", action="append", metavar="[LABEL=]DIR",
+                        help="with --only ab: another commit's plugins/metering (git archive) to run beside this "
+                             "tree's; repeat for several")
+    parser.add_argument("--metering-from", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.serve:
-        serve(args.serve, args.keyring)
+        serve(args.serve, args.keyring, args.metering_from)
         return
 
     from meshd.natsserver import NatsServer
@@ -492,14 +597,19 @@ def main() -> None:
     counts = [int(w) for w in args.workers.split(",")]
     with tempfile.TemporaryDirectory(prefix="meshd-metering-bench-") as tmp:
         workdir = Path(tmp)
+        if args.only == "ab":
+            if not args.baseline_metering:
+                parser.error("--only ab needs --baseline-metering DIR")
+            print(f"batches of 500, {args.baseline_metering} and this tree ...", file=sys.stderr)
+            baselines = dict(spec.split("=", 1) if "=" in spec else (spec, spec) for spec in args.baseline_metering)
+            results["ab"] = bench_ingest_ab(workdir, big, 500, args.rounds,
+                                            {label: Path(d).resolve() for label, d in baselines.items()})
+            report(results, args.json)
+            return
         if args.only == "workers":
             print(f"workers {counts} ...", file=sys.stderr)
             results["workers"] = bench_workers(workdir, big, counts, args.rounds)
-            results["machine"]["loadavg_at_end"] = os.getloadavg()
-            text = json.dumps(results, indent=2)
-            print(text)
-            if args.json:
-                Path(args.json).write_text(text + "\n")
+            report(results, args.json)
             return
         print("ledger only ...", file=sys.stderr)
         results["ledger"] = bench_ledger(workdir, big // 3)
@@ -523,10 +633,7 @@ def main() -> None:
     anchor = results["anchor_js_acked_publish_128B"]["msgs_per_s"]
     for row in results["ingest"]:
         row["live_best_vs_js_acked_anchor"] = round(row["live_events_per_s_best"] / anchor, 2)
-    text = json.dumps(results, indent=2)
-    print(text)
-    if args.json:
-        Path(args.json).write_text(text + "\n")
+    report(results, args.json)
 
 
 if __name__ == "__main__":
