@@ -232,6 +232,10 @@ def parse_time(value: Any, cache: dict[str, float] | None = None) -> float:
     return ts
 
 
+Check = Callable[[Any, int], "UsageEvent | Rejection"]
+"""Validates one decoded event (its index in the message for the rejection) against a bound policy."""
+
+
 def check_event(obj: Any, ref: float, policy: Policy, index: int = 0,
                 time_cache: dict[str, float] | None = None) -> UsageEvent | Rejection:
     """Validate one decoded event against ``policy``.
@@ -240,66 +244,83 @@ def check_event(obj: Any, ref: float, policy: Policy, index: int = 0,
     stored the message, in the daemon (so a redelivery gets the same
     verdict), or now, in the SDK. An event without ``time`` takes it.
     """
-    if type(obj) is not dict:
-        return Rejection(Reason.MALFORMED_JSON, "an event must be a JSON object", index)
-    get = obj.get
-    event_id, source, tenant, meter = get("id"), get("source"), get("tenant"), get("meter")
-    try:
-        # One expression for the common case; the per-field checks name what is wrong otherwise.
-        if not (type(event_id) is str and 0 < len(event_id) <= MAX_ID and event_id.isprintable()
-                and type(source) is str and 0 < len(source) <= MAX_SOURCE and source.isprintable()
-                and type(tenant) is str and 0 < len(tenant) <= MAX_TENANT and tenant.isprintable()
-                and type(meter) is str and 0 < len(meter) <= MAX_METER and meter.isprintable()):
-            event_id = _text(obj, "id", Reason.MISSING_ID, MAX_ID)
-            source = _text(obj, "source", Reason.MISSING_SOURCE, MAX_SOURCE)
-            tenant = _text(obj, "tenant", Reason.MISSING_TENANT, MAX_TENANT)
-            meter = _text(obj, "meter", Reason.MISSING_METER, MAX_METER)
-        spec = get("specversion")
-        if spec is not None and spec != "1.0":
-            raise _Bad(Reason.BAD_FIELD, "specversion must be \"1.0\" when present")
-        ctype = get("type")
-        if ctype is not None and (type(ctype) is not str or len(ctype) > 256):
-            raise _Bad(Reason.BAD_FIELD, "type must be a string of at most 256 characters when present")
+    return checker(ref, policy, time_cache)(obj, index)
 
-        raw_time = get("time")
-        when = ref if raw_time is None else parse_time(raw_time, time_cache)
-        if when > ref + policy.future_skew:
-            raise _Bad(Reason.FUTURE_TIME, f"time is {when - ref:.0f}s ahead (more than the "
-                                           f"{policy.future_skew:.0f}s skew allowed)")
-        if policy.max_age is not None and when < ref - policy.max_age:
-            raise _Bad(Reason.TOO_OLD, f"time is older than the {policy.max_age / 86400:g}-day limit")
 
-        kind = None
-        if policy.meters is not None:
-            kind = policy.meters.get(meter)
-            if kind is None:
-                raise _Bad(Reason.UNKNOWN_METER, f"no meter named {meter!r}")
-        raw_value = get("value")
-        value: Decimal | str | None
-        if kind is _COUNT:
-            value = None
-        elif raw_value is None:
-            if kind is not None:
-                raise _Bad(Reason.MISSING_VALUE, f"a {kind.value} meter needs a value")
-            value = None
-        elif kind is _UNIQUE_COUNT:
-            value = _unique_value(raw_value)
-        elif kind is None and type(raw_value) is str and not _DECIMAL_TEXT.fullmatch(raw_value):
-            value = _unique_value(raw_value)  # the SDK does not know the kind; the daemon decides
-        else:
-            value = parse_number(raw_value)
-            if kind is _SUM and value < 0:
-                raise _Bad(Reason.NEGATIVE_VALUE, "a SUM meter takes no negative values")
+def checker(ref: float, policy: Policy, time_cache: dict[str, float] | None = None) -> Check:
+    """:func:`check_event` with ``ref`` and ``policy`` bound once for a message's events.
 
-        if policy.tenant_check is not None:
-            verdict = policy.tenant_check(tenant)
-            if verdict is not None:
-                raise _Bad(*verdict)
-    except _Bad as bad:
-        raw_id, raw_source = get("id"), get("source")
-        return Rejection(bad.reason, bad.detail, index, raw_id if type(raw_id) is str else None,
-                         raw_source if type(raw_source) is str else None)
-    return _new_event(UsageEvent, (event_id, source, tenant, meter, value, when))
+    The policy's fields and the time window are read here, not per event:
+    a batch validates tens of thousands of events against the same ones.
+    """
+    future_skew, max_age = policy.future_skew, policy.max_age
+    latest = ref + future_skew
+    earliest = None if max_age is None else ref - max_age
+    meters, tenant_check = policy.meters, policy.tenant_check
+
+    def check(obj: Any, index: int = 0) -> UsageEvent | Rejection:
+        if type(obj) is not dict:
+            return Rejection(Reason.MALFORMED_JSON, "an event must be a JSON object", index)
+        get = obj.get
+        event_id, source, tenant, meter = get("id"), get("source"), get("tenant"), get("meter")
+        try:
+            # One expression for the common case; the per-field checks name what is wrong otherwise.
+            if not (type(event_id) is str and 0 < len(event_id) <= MAX_ID and event_id.isprintable()
+                    and type(source) is str and 0 < len(source) <= MAX_SOURCE and source.isprintable()
+                    and type(tenant) is str and 0 < len(tenant) <= MAX_TENANT and tenant.isprintable()
+                    and type(meter) is str and 0 < len(meter) <= MAX_METER and meter.isprintable()):
+                event_id = _text(obj, "id", Reason.MISSING_ID, MAX_ID)
+                source = _text(obj, "source", Reason.MISSING_SOURCE, MAX_SOURCE)
+                tenant = _text(obj, "tenant", Reason.MISSING_TENANT, MAX_TENANT)
+                meter = _text(obj, "meter", Reason.MISSING_METER, MAX_METER)
+            spec = get("specversion")
+            if spec is not None and spec != "1.0":
+                raise _Bad(Reason.BAD_FIELD, "specversion must be \"1.0\" when present")
+            ctype = get("type")
+            if ctype is not None and (type(ctype) is not str or len(ctype) > 256):
+                raise _Bad(Reason.BAD_FIELD, "type must be a string of at most 256 characters when present")
+
+            raw_time = get("time")
+            when = ref if raw_time is None else parse_time(raw_time, time_cache)
+            if when > latest:
+                raise _Bad(Reason.FUTURE_TIME, f"time is {when - ref:.0f}s ahead (more than the "
+                                               f"{future_skew:.0f}s skew allowed)")
+            if earliest is not None and when < earliest:
+                raise _Bad(Reason.TOO_OLD, f"time is older than the {max_age / 86400:g}-day limit")
+
+            kind = None
+            if meters is not None:
+                kind = meters.get(meter)
+                if kind is None:
+                    raise _Bad(Reason.UNKNOWN_METER, f"no meter named {meter!r}")
+            raw_value = get("value")
+            value: Decimal | str | None
+            if kind is _COUNT:
+                value = None
+            elif raw_value is None:
+                if kind is not None:
+                    raise _Bad(Reason.MISSING_VALUE, f"a {kind.value} meter needs a value")
+                value = None
+            elif kind is _UNIQUE_COUNT:
+                value = _unique_value(raw_value)
+            elif kind is None and type(raw_value) is str and not _DECIMAL_TEXT.fullmatch(raw_value):
+                value = _unique_value(raw_value)  # the SDK does not know the kind; the daemon decides
+            else:
+                value = parse_number(raw_value)
+                if kind is _SUM and value < 0:
+                    raise _Bad(Reason.NEGATIVE_VALUE, "a SUM meter takes no negative values")
+
+            if tenant_check is not None:
+                verdict = tenant_check(tenant)
+                if verdict is not None:
+                    raise _Bad(*verdict)
+        except _Bad as bad:
+            raw_id, raw_source = get("id"), get("source")
+            return Rejection(bad.reason, bad.detail, index, raw_id if type(raw_id) is str else None,
+                             raw_source if type(raw_source) is str else None)
+        return _new_event(UsageEvent, (event_id, source, tenant, meter, value, when))
+
+    return check
 
 
 def check_message(data: bytes, ref: float, policy: Policy,
@@ -310,8 +331,9 @@ def check_message(data: bytes, ref: float, policy: Policy,
         return [], [decoded]
     events: list[UsageEvent] = []
     rejected: list[Rejection] = []
+    check = checker(ref, policy, time_cache)
     for index, obj in enumerate(decoded):
-        result = check_event(obj, ref, policy, index, time_cache)
+        result = check(obj, index)
         if type(result) is UsageEvent:
             events.append(result)
         else:
