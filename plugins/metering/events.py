@@ -255,7 +255,7 @@ def checker(ref: float, policy: Policy, time_cache: dict[str, float] | None = No
     """
     future_skew, max_age = policy.future_skew, policy.max_age
     latest = ref + future_skew
-    earliest = None if max_age is None else ref - max_age
+    earliest, max_days = (None, 0.0) if max_age is None else (ref - max_age, max_age / 86400)
     meters, tenant_check = policy.meters, policy.tenant_check
 
     def check(obj: Any, index: int = 0) -> UsageEvent | Rejection:
@@ -286,7 +286,7 @@ def checker(ref: float, policy: Policy, time_cache: dict[str, float] | None = No
                 raise _Bad(Reason.FUTURE_TIME, f"time is {when - ref:.0f}s ahead (more than the "
                                                f"{future_skew:.0f}s skew allowed)")
             if earliest is not None and when < earliest:
-                raise _Bad(Reason.TOO_OLD, f"time is older than the {max_age / 86400:g}-day limit")
+                raise _Bad(Reason.TOO_OLD, f"time is older than the {max_days:g}-day limit")
 
             kind = None
             if meters is not None:

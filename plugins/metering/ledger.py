@@ -183,14 +183,17 @@ class Ledger:
 
     # ------------------------------------------------------------ counting
 
-    def apply(self, messages: Sequence[tuple[Sequence[UsageEvent], float]]) -> list[list[bool]]:
+    def apply(self, messages: Sequence[tuple[Sequence[UsageEvent], float]],
+              keys: list[list[bytes]] | None = None) -> list[list[bool]]:
         """Count every event not counted before, in one transaction.
 
-        ``messages`` are (events, stream timestamp) pairs. Returns, per
-        message, one flag per event: True if it was counted now, False if it
-        was a duplicate (counted before, or earlier in this batch).
+        ``messages`` are (events, stream timestamp) pairs; ``keys`` their
+        events' :func:`~.events.dedup_key` if the caller has them already.
+        Returns, per message, one flag per event: True if it was counted now,
+        False if it was a duplicate (counted before, or earlier in this batch).
         """
-        keys = [[dedup_key(e.source, e.id) for e in events] for events, _ in messages]
+        if keys is None:
+            keys = [[dedup_key(e.source, e.id) for e in events] for events, _ in messages]
         rows: list[tuple[bytes, int]] = []
         for ks, (_, ts) in zip(keys, messages):
             rows.extend(zip(ks, repeat(int(ts // DAY))))
