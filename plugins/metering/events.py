@@ -344,9 +344,12 @@ def check_message(data: bytes, ref: float, policy: Policy,
 # ---------------------------------------------------------------- identities
 
 
+DEDUP_KEY_BYTES = 16
+
+
 def dedup_key(source: str, event_id: str) -> bytes:
     """The 16-byte digest of (source, id) that the ledger remembers (validated fields hold no NUL)."""
-    return hashlib.blake2b(f"{source}\x00{event_id}".encode(), digest_size=16).digest()
+    return hashlib.blake2b(f"{source}\x00{event_id}".encode(), digest_size=DEDUP_KEY_BYTES).digest()
 
 
 def event_msg_id(source: str, event_id: str) -> str:
