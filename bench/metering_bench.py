@@ -583,6 +583,7 @@ def main() -> None:
     parser.add_argument("--baseline-metering", action="append", metavar="[LABEL=]DIR",
                         help="with --only ab: another commit's plugins/metering (git archive) to run beside this "
                              "tree's; repeat for several")
+    parser.add_argument("--events", type=int, help="events per drain and per live run (default 300,000; --quick 50,000)")
     parser.add_argument("--metering-from", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.serve:
@@ -591,7 +592,7 @@ def main() -> None:
 
     from meshd.natsserver import NatsServer
 
-    big = 50_000 if args.quick else 300_000
+    big = args.events or (50_000 if args.quick else 300_000)
     single = 5_000 if args.quick else 20_000
     results: dict[str, Any] = {"machine": machine(), "command": " ".join([Path(sys.executable).name, *sys.argv])}
     counts = [int(w) for w in args.workers.split(",")]
