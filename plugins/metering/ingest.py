@@ -361,7 +361,10 @@ class Ingestor:
             async with anyio.create_task_group() as tg:
                 tg.start_soon(self._commit_loop, checked_receive)
                 tg.start_soon(self._check_loop, receive, checked_send)
-                await self._fetch_loop(send)
+                try:
+                    await self._fetch_loop(send)
+                except (anyio.BrokenResourceError, anyio.ClosedResourceError):
+                    pass  # a later stage stopped for the daemon's leaving: what was fetched stays unacknowledged
         finally:
             self.running = False
 
