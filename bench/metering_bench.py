@@ -28,8 +28,13 @@ What it measures (every figure from this one run, so ratios are comparable):
              unpacked somewhere, ``--baseline-metering LABEL=DIR``) and into one that runs
              this tree's, rounds interleaved, each daemon with its own nats-server
 
+7. batch     (--only batch) process_batch alone, in this process, no NATS: CPU seconds per
+             event of each --baseline-metering and of this tree, batch by batch in turn,
+             and the ledgers they write compared row by row
+
     git archive 7a03ad0 plugins/metering | tar -x -C /tmp/m1126
     python bench/metering_bench.py --only ab --rounds 3 --baseline-metering 2026-11-26=/tmp/m1126/plugins/metering
+    python bench/metering_bench.py --only batch --events 64000 --baseline-metering 2026-11-26=/tmp/m1126/plugins/metering
 
 "Deduplicated" here: JetStream drops a message whose Nats-Msg-Id it saw
 within its window (a batch resent as is); the ledger drops every event whose
@@ -386,6 +391,65 @@ def bench_ingest_ab(workdir: Path, n: int, batch: int, rounds: int, baselines: d
             server.stop()
 
 
+def load_metering(directory: Path, name: str) -> Any:
+    """Another commit's metering package under its own name, beside this tree's in the same process."""
+    import importlib
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(name, directory / "__init__.py", submodule_search_locations=[str(directory)])
+    assert spec is not None and spec.loader is not None
+    sys.modules[name] = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(sys.modules[name])
+    return importlib.import_module(f"{name}.ingest")
+
+
+def bench_batch_cpu(workdir: Path, n: int, rounds: int, baselines: dict[str, Path]) -> dict[str, Any]:
+    """CPU seconds of ``process_batch`` per event (validate + one ledger transaction per 128 messages of 500),
+    each baseline's and this tree's in one process, batch by batch in turn; the ledgers must come out equal."""
+    import importlib
+
+    from meshd_plugins.metering import ingest as ours
+
+    variants = {label: load_metering(d, f"metering_baseline{i}") for i, (label, d) in enumerate(baselines.items())}
+    variants["this tree"] = ours
+    tenants = set(TENANTS)
+    sides: dict[str, list[Any]] = {}
+    for i, (label, ingest) in enumerate(variants.items()):
+        package = ingest.__name__.rsplit(".", 1)[0]
+        events_mod, config, ledger_mod, atrest = (importlib.import_module(f"{package}.{m}")
+                                                  for m in ("events", "config", "ledger", "atrest"))
+        policy = events_mod.Policy(meters={"api_calls": config.MeterKind.SUM},
+                                   tenant_check=lambda t: None if t in tenants else ("unknown_tenant", t),
+                                   max_age=31 * 86400)
+        ledger = ledger_mod.Ledger(workdir / f"batch{i}.sqlite3", atrest.Plaintext(), region=REGION,
+                                   retention=35 * 86400)
+        ledger.open()
+        sides[label] = [ingest, policy, ledger, 0.0]
+    now = time.time()
+    order = list(sides)
+    for r in range(rounds):
+        evs = events(n, f"cpu-{r}")
+        msgs = [json.dumps(evs[i:i + 500]).encode() for i in range(0, n, 500)]
+        for b, i in enumerate(range(0, len(msgs), 128)):
+            for label in order[b % len(order):] + order[:b % len(order)]:  # each goes first in turn
+                ingest, policy, ledger, _ = side = sides[label]
+                batch = [ingest.Incoming(m, {}, i + j, now) for j, m in enumerate(msgs[i:i + 128])]
+                began = time.process_time()
+                ingest.process_batch(batch, policy, ledger)  # 2026-11-26 had no partitions argument
+                side[3] += time.process_time() - began
+    dumps = {label: side[2]._db().execute("SELECT * FROM aggregates ORDER BY 1, 2, 3").fetchall()
+             for label, side in sides.items()}
+    assert all(d == dumps["this tree"] for d in dumps.values()), "the ledgers differ"
+    out: dict[str, Any] = {"events": n * rounds, "messages_per_batch": 128, "ledgers_equal": True}
+    ours_cpu = sides["this tree"][3]
+    for label, side in sides.items():
+        assert side[2].counters["accepted"] == n * rounds
+        out[label] = {"cpu_us_per_event": round(side[3] / (n * rounds) * 1e6, 2),
+                      "this_tree_cpu_vs_it": round(ours_cpu / side[3], 3)}
+        side[2].close()
+    return out
+
+
 # ---------------------------------------------------------------- 4. sigkill
 
 
@@ -579,7 +643,8 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3, help="rounds per ingest case (best and median)")
     parser.add_argument("--json", help="also write the results to this file")
     parser.add_argument("--workers", default="1,2", help="ingesting process counts to compare (section 5)")
-    parser.add_argument("--only", choices=["workers", "ab"], help="run only this section (ab: --baseline-metering)")
+    parser.add_argument("--only", choices=["workers", "ab", "batch"],
+                        help="run only this section (ab and batch compare with --baseline-metering)")
     parser.add_argument("--baseline-metering", action="append", metavar="[LABEL=]DIR",
                         help="with --only ab: another commit's plugins/metering (git archive) to run beside this "
                              "tree's; repeat for several")
@@ -598,13 +663,16 @@ def main() -> None:
     counts = [int(w) for w in args.workers.split(",")]
     with tempfile.TemporaryDirectory(prefix="meshd-metering-bench-") as tmp:
         workdir = Path(tmp)
-        if args.only == "ab":
+        if args.only in ("ab", "batch"):
             if not args.baseline_metering:
-                parser.error("--only ab needs --baseline-metering DIR")
-            print(f"batches of 500, {args.baseline_metering} and this tree ...", file=sys.stderr)
-            baselines = dict(spec.split("=", 1) if "=" in spec else (spec, spec) for spec in args.baseline_metering)
-            results["ab"] = bench_ingest_ab(workdir, big, 500, args.rounds,
-                                            {label: Path(d).resolve() for label, d in baselines.items()})
+                parser.error(f"--only {args.only} needs --baseline-metering DIR")
+            print(f"{args.only}: {args.baseline_metering} and this tree ...", file=sys.stderr)
+            specs = dict(spec.split("=", 1) if "=" in spec else (spec, spec) for spec in args.baseline_metering)
+            baselines = {label: Path(d).resolve() for label, d in specs.items()}
+            if args.only == "ab":
+                results["ab"] = bench_ingest_ab(workdir, big, 500, args.rounds, baselines)
+            else:
+                results["batch_cpu"] = bench_batch_cpu(workdir, args.events or 64_000, args.rounds, baselines)
             report(results, args.json)
             return
         if args.only == "workers":
