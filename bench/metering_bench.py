@@ -23,6 +23,19 @@ What it measures (every figure from this one run, so ratios are comparable):
 
     python bench/metering_bench.py --only workers --workers 1,2 --rounds 5
 
+6. ab        (--only ab) section 3's batches of 500, drain and live, into daemons that run
+             other commits' metering plugins (``git archive <commit> plugins/metering``
+             unpacked somewhere, ``--baseline-metering LABEL=DIR``) and into one that runs
+             this tree's, rounds interleaved, each daemon with its own nats-server
+
+7. batch     (--only batch) process_batch alone, in this process, no NATS: CPU seconds per
+             event of each --baseline-metering and of this tree, batch by batch in turn,
+             and the ledgers they write compared row by row
+
+    git archive 7a03ad0 plugins/metering | tar -x -C /tmp/m1126
+    python bench/metering_bench.py --only ab --rounds 3 --baseline-metering 2026-11-26=/tmp/m1126/plugins/metering
+    python bench/metering_bench.py --only batch --events 64000 --baseline-metering 2026-11-26=/tmp/m1126/plugins/metering
+
 "Deduplicated" here: JetStream drops a message whose Nats-Msg-Id it saw
 within its window (a batch resent as is); the ledger drops every event whose
 (source, id) it counted before, whatever message carries it, for >= 32 days.
@@ -63,8 +76,27 @@ VALUES = [str(1 + i % 997) if i % 3 else f"{i % 50}.{i % 100:02d}" for i in rang
 # ---------------------------------------------------------------- the daemon process
 
 
-def serve(config: str, keyring: bool) -> None:
+def use_metering_from(directory: str) -> None:
+    """Make ``meshd_plugins.metering`` the package in ``directory`` (another commit's copy), before hooks load."""
+    import importlib.util
+
+    import meshd_plugins
+
+    for name in [m for m in sys.modules if m == "meshd_plugins.metering" or m.startswith("meshd_plugins.metering.")]:
+        del sys.modules[name]  # this module's own imports (the tenant hash) loaded this tree's
+    spec = importlib.util.spec_from_file_location("meshd_plugins.metering", Path(directory) / "__init__.py",
+                                                  submodule_search_locations=[directory])
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["meshd_plugins.metering"] = module
+    meshd_plugins.metering = module  # type: ignore[attr-defined]
+    spec.loader.exec_module(module)
+
+
+def serve(config: str, keyring: bool, metering_from: str | None = None) -> None:
     """``meshd run`` with only metering (and optionally the seeded test keyring)."""
+    if metering_from:
+        use_metering_from(metering_from)
     import anyio
     from metering_keyring import SeededKeyringPlugin
 
@@ -81,12 +113,15 @@ def serve(config: str, keyring: bool) -> None:
 
 
 class DaemonProcess:
-    def __init__(self, config: Path, port: int, keyring: bool, log: Path):
+    def __init__(self, config: Path, port: int, keyring: bool, log: Path, metering_from: Path | None = None):
         self.config, self.port, self.keyring, self.log = config, port, keyring, log
+        self.metering_from = metering_from
         self.proc: subprocess.Popen[bytes] | None = None
 
     def start(self) -> None:
         args = [sys.executable, __file__, "--serve", str(self.config)] + (["--keyring"] if self.keyring else [])
+        if self.metering_from is not None:
+            args += ["--metering-from", str(self.metering_from)]
         with open(self.log, "ab") as out:
             self.proc = subprocess.Popen(args, stdout=out, stderr=out, start_new_session=True)
         wait_for(lambda: (self.metering() or {}).get("consumer", {}).get("running"), 30, "consumer running")
@@ -294,6 +329,127 @@ def bench_ingest(workdir: Path, nats_url: str, name: str, n: int, batch: int, ke
         daemon.stop()
 
 
+def bench_ingest_ab(workdir: Path, n: int, batch: int, rounds: int, baselines: dict[str, Path]) -> dict[str, Any]:
+    """Batches of ``batch`` into daemons running each baseline's metering and this tree's, rounds interleaved.
+
+    Each daemon has its own nats-server (two consumers of one region's stream would split it).
+    """
+    from meshd.natsserver import NatsServer
+
+    variants: dict[str, Path | None] = {**baselines, "this tree": None}
+    sides: dict[str, tuple[Any, DaemonProcess]] = {}
+    figures: dict[str, dict[str, list[float]]] = {label: {"drain": [], "live": []} for label in variants}
+    anchors: list[int] = []
+    try:
+        for i, (label, source) in enumerate(variants.items()):
+            server = NatsServer(workdir / f"nats-ab{i}").start()
+            config, port = federation(workdir, server.url, f"ab{i}")
+            daemon = DaemonProcess(config, port, False, workdir / f"ab{i}.log", source)
+            sides[label] = (server, daemon)
+            daemon.start()
+        order = list(variants)
+        for r in range(rounds):
+            anchors.append(asyncio.run(bench_anchor(sides["this tree"][0].url, 20_000))["msgs_per_s"])
+            for label in order[r % len(order):] + order[:r % len(order)]:  # each goes first in turn
+                server, daemon = sides[label]
+                backlog, live_events = events(n, f"ab-{r}-b"), events(n, f"ab-{r}-l")
+                counted = daemon.counted()
+                daemon.signal(signal.SIGSTOP)
+                try:
+                    asyncio.run(publish(server.url, backlog, batch))
+                finally:
+                    daemon.signal(signal.SIGCONT)
+                began = time.perf_counter()
+                wait_for(lambda d=daemon, c=counted: d.counted() >= c + n, 600, "backlog drained")
+                figures[label]["drain"].append(n / (time.perf_counter() - began))
+                began = time.perf_counter()
+                asyncio.run(publish(server.url, live_events, batch))
+                wait_for(lambda d=daemon, c=counted: d.counted() >= c + 2 * n, 600, "live events counted")
+                figures[label]["live"].append(n / (time.perf_counter() - began))
+                print(f"  round {r} {label}: drain {figures[label]['drain'][-1]:,.0f} ev/s, "
+                      f"live {figures[label]['live'][-1]:,.0f} ev/s", file=sys.stderr)
+        anchor = statistics.median(anchors)
+        out: dict[str, Any] = {"events": n, "batch": batch, "rounds": rounds,
+                               "anchor_js_acked_publish_128B_per_round": anchors, "anchor_median": round(anchor)}
+        ours = figures["this tree"]
+        for label, figs in figures.items():
+            assert sides[label][1].counted() == 2 * n * rounds
+            row: dict[str, Any] = {"metering": str(variants[label] or "this tree")}
+            for key, values in figs.items():
+                row[f"{key}_events_per_s"] = [round(v) for v in values]
+                row[f"{key}_median"] = round(statistics.median(values))
+                row[f"{key}_best"] = round(max(values))
+                if label != "this tree":
+                    row[f"{key}_this_tree_vs_it_median"] = round(statistics.median(ours[key]) / statistics.median(values), 2)
+                    row[f"{key}_this_tree_vs_it_per_round"] = [round(a / b, 2) for a, b in zip(ours[key], values)]
+            row["drain_median_vs_anchor"] = round(row["drain_median"] / anchor, 2)
+            out[label] = row
+        return out
+    finally:
+        for server, daemon in sides.values():
+            daemon.stop()
+            server.stop()
+
+
+def load_metering(directory: Path, name: str) -> Any:
+    """Another commit's metering package under its own name, beside this tree's in the same process."""
+    import importlib
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(name, directory / "__init__.py", submodule_search_locations=[str(directory)])
+    assert spec is not None and spec.loader is not None
+    sys.modules[name] = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(sys.modules[name])
+    return importlib.import_module(f"{name}.ingest")
+
+
+def bench_batch_cpu(workdir: Path, n: int, rounds: int, baselines: dict[str, Path]) -> dict[str, Any]:
+    """CPU seconds of ``process_batch`` per event (validate + one ledger transaction per 128 messages of 500),
+    each baseline's and this tree's in one process, batch by batch in turn; the ledgers must come out equal."""
+    import importlib
+
+    from meshd_plugins.metering import ingest as ours
+
+    variants = {label: load_metering(d, f"metering_baseline{i}") for i, (label, d) in enumerate(baselines.items())}
+    variants["this tree"] = ours
+    tenants = set(TENANTS)
+    sides: dict[str, list[Any]] = {}
+    for i, (label, ingest) in enumerate(variants.items()):
+        package = ingest.__name__.rsplit(".", 1)[0]
+        events_mod, config, ledger_mod, atrest = (importlib.import_module(f"{package}.{m}")
+                                                  for m in ("events", "config", "ledger", "atrest"))
+        policy = events_mod.Policy(meters={"api_calls": config.MeterKind.SUM},
+                                   tenant_check=lambda t: None if t in tenants else ("unknown_tenant", t),
+                                   max_age=31 * 86400)
+        ledger = ledger_mod.Ledger(workdir / f"batch{i}.sqlite3", atrest.Plaintext(), region=REGION,
+                                   retention=35 * 86400)
+        ledger.open()
+        sides[label] = [ingest, policy, ledger, 0.0]
+    now = time.time()
+    order = list(sides)
+    for r in range(rounds):
+        evs = events(n, f"cpu-{r}")
+        msgs = [json.dumps(evs[i:i + 500]).encode() for i in range(0, n, 500)]
+        for b, i in enumerate(range(0, len(msgs), 128)):
+            for label in order[b % len(order):] + order[:b % len(order)]:  # each goes first in turn
+                ingest, policy, ledger, _ = side = sides[label]
+                batch = [ingest.Incoming(m, {}, i + j, now) for j, m in enumerate(msgs[i:i + 128])]
+                began = time.process_time()
+                ingest.process_batch(batch, policy, ledger)  # 2026-11-26 had no partitions argument
+                side[3] += time.process_time() - began
+    dumps = {label: side[2]._db().execute("SELECT * FROM aggregates ORDER BY 1, 2, 3").fetchall()
+             for label, side in sides.items()}
+    assert all(d == dumps["this tree"] for d in dumps.values()), "the ledgers differ"
+    out: dict[str, Any] = {"events": n * rounds, "messages_per_batch": 128, "ledgers_equal": True}
+    ours_cpu = sides["this tree"][3]
+    for label, side in sides.items():
+        assert side[2].counters["accepted"] == n * rounds
+        out[label] = {"cpu_us_per_event": round(side[3] / (n * rounds) * 1e6, 2),
+                      "this_tree_cpu_vs_it": round(ours_cpu / side[3], 3)}
+        side[2].close()
+    return out
+
+
 # ---------------------------------------------------------------- 4. sigkill
 
 
@@ -470,6 +626,15 @@ def machine() -> dict[str, Any]:
             "python": platform.python_version(), "loadavg_at_start": os.getloadavg()}
 
 
+def report(results: dict[str, Any], path: str | None) -> None:
+    """Print the results (and write them to ``path``), with the load average at the end of the run."""
+    results["machine"]["loadavg_at_end"] = os.getloadavg()
+    text = json.dumps(results, indent=2)
+    print(text)
+    if path:
+        Path(path).write_text(text + "\n")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--serve", help=argparse.SUPPRESS)
@@ -478,28 +643,42 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3, help="rounds per ingest case (best and median)")
     parser.add_argument("--json", help="also write the results to this file")
     parser.add_argument("--workers", default="1,2", help="ingesting process counts to compare (section 5)")
-    parser.add_argument("--only", choices=["workers"], help="run only this section")
+    parser.add_argument("--only", choices=["workers", "ab", "batch"],
+                        help="run only this section (ab and batch compare with --baseline-metering)")
+    parser.add_argument("--baseline-metering", action="append", metavar="[LABEL=]DIR",
+                        help="with --only ab: another commit's plugins/metering (git archive) to run beside this "
+                             "tree's; repeat for several")
+    parser.add_argument("--events", type=int, help="events per drain and per live run (default 300,000; --quick 50,000)")
+    parser.add_argument("--metering-from", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.serve:
-        serve(args.serve, args.keyring)
+        serve(args.serve, args.keyring, args.metering_from)
         return
 
     from meshd.natsserver import NatsServer
 
-    big = 50_000 if args.quick else 300_000
+    big = args.events or (50_000 if args.quick else 300_000)
     single = 5_000 if args.quick else 20_000
     results: dict[str, Any] = {"machine": machine(), "command": " ".join([Path(sys.executable).name, *sys.argv])}
     counts = [int(w) for w in args.workers.split(",")]
     with tempfile.TemporaryDirectory(prefix="meshd-metering-bench-") as tmp:
         workdir = Path(tmp)
+        if args.only in ("ab", "batch"):
+            if not args.baseline_metering:
+                parser.error(f"--only {args.only} needs --baseline-metering DIR")
+            print(f"{args.only}: {args.baseline_metering} and this tree ...", file=sys.stderr)
+            specs = dict(spec.split("=", 1) if "=" in spec else (spec, spec) for spec in args.baseline_metering)
+            baselines = {label: Path(d).resolve() for label, d in specs.items()}
+            if args.only == "ab":
+                results["ab"] = bench_ingest_ab(workdir, big, 500, args.rounds, baselines)
+            else:
+                results["batch_cpu"] = bench_batch_cpu(workdir, args.events or 64_000, args.rounds, baselines)
+            report(results, args.json)
+            return
         if args.only == "workers":
             print(f"workers {counts} ...", file=sys.stderr)
             results["workers"] = bench_workers(workdir, big, counts, args.rounds)
-            results["machine"]["loadavg_at_end"] = os.getloadavg()
-            text = json.dumps(results, indent=2)
-            print(text)
-            if args.json:
-                Path(args.json).write_text(text + "\n")
+            report(results, args.json)
             return
         print("ledger only ...", file=sys.stderr)
         results["ledger"] = bench_ledger(workdir, big // 3)
@@ -523,10 +702,7 @@ def main() -> None:
     anchor = results["anchor_js_acked_publish_128B"]["msgs_per_s"]
     for row in results["ingest"]:
         row["live_best_vs_js_acked_anchor"] = round(row["live_events_per_s_best"] / anchor, 2)
-    text = json.dumps(results, indent=2)
-    print(text)
-    if args.json:
-        Path(args.json).write_text(text + "\n")
+    report(results, args.json)
 
 
 if __name__ == "__main__":

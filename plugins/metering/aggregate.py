@@ -70,12 +70,16 @@ class Aggregate:
 def fold(events: Sequence[UsageEvent], keys: Sequence[bytes]) -> Aggregate:
     """The aggregate of one slot's events (``keys`` their dedup digests), reduced in C where it can be."""
     agg = Aggregate(events=len(events))
-    numbers = [e.value for e in events if type(e.value) is Decimal]
+    values = [e.value for e in events]
+    numbers = [v for v in values if type(v) is Decimal]
     if numbers:
         with localcontext(EXACT):  # an inexact sum raises instead of rounding
             agg.sum = sum(numbers, Decimal(0))
         agg.max = max(numbers)
-    latest = max(((e.time, k, e.value) for e, k in zip(events, keys) if e.value is not None), default=None)
+    if len(numbers) == len(values):  # every event has a value: the tuples are built and compared in C
+        latest = max(zip([e.time for e in events], keys, values), default=None)
+    else:
+        latest = max(((e.time, k, e.value) for e, k in zip(events, keys) if e.value is not None), default=None)
     if latest is not None:
         agg.latest_time, agg.latest_key, agg.latest_value = latest
     return agg

@@ -1,10 +1,11 @@
 """From the region's JetStream stream into the ledger, acknowledging only after the commit.
 
 A durable pull consumer fetches up to ``fetch_batch`` messages; a worker
-thread validates every event in them and applies the whole batch to the
+thread validates every event in them, another applies the whole batch to the
 ledger in one SQLite transaction; then, back on the event loop, each message
 is acknowledged and its publisher (if it asked) gets a receipt. While one
-batch is being committed the next one is already being fetched.
+batch is being committed the next one is already validated and the one
+after it fetched.
 
 A crash between the commit and the acks makes JetStream redeliver the batch;
 the ledger's dedup records turn it into duplicates, so nothing is counted
@@ -36,7 +37,8 @@ from anyio.abc import TaskStatus
 from meshd.backoff import Backoff
 
 from .config import MeteringConfig
-from .events import Policy, Reason, Rejection, UsageEvent, check_message, encode, wire
+from .events import Policy, Reason, Rejection, UsageEvent, check_message, dedup_key, encode, wire
+from .gcpause import collector_paused
 from .ledger import Ledger
 from .subjects import (
     BUCKETS,
@@ -105,6 +107,17 @@ Forwards = dict[tuple[int, int], list[UsageEvent]]
 """(index of the message in its batch, bucket) -> the events to send to that bucket."""
 
 
+@dataclass(slots=True)
+class Checked:
+    """A batch validated, split by owner and given its dedup keys: what the ledger needs to count it."""
+
+    results: list[tuple[list[UsageEvent], list[Rejection]]]
+    """Per message: the valid events this ledger counts, and the rejections."""
+    forwards: Forwards
+    keys: list[list[bytes]]
+    """Per message: the dedup key of each of its counted events."""
+
+
 def process_batch(batch: Sequence[Incoming], policy: Policy, ledger: Ledger | None,
                   owns: Sequence[bool] | None = None) -> tuple[list[Outcome], Forwards]:
     """Validate and count one batch (blocking: runs in a worker thread).
@@ -112,32 +125,47 @@ def process_batch(batch: Sequence[Incoming], policy: Policy, ledger: Ledger | No
     ``owns[bucket]`` says which tenant buckets this ledger holds (None: all of
     them); events of the others are returned to be forwarded, not counted.
     """
-    cache: dict[str, float] = {}
-    checked: list[tuple[list[UsageEvent], list[Rejection]]] = []
-    for item in batch:
-        try:
-            checked.append(check_message(item.data, item.stream_ts, policy, cache))
-        except Exception as exc:  # a validator bug must not stall the stream either
-            checked.append(([], [Rejection(Reason.MALFORMED_JSON, f"undecodable ({type(exc).__name__})")]))
-    forwards: Forwards = {}
-    if owns is not None:
-        _split(checked, owns, forwards)
-    if ledger is not None:
-        flags = ledger.apply([(events, item.stream_ts) for (events, _), item in zip(checked, batch)])
-    else:
-        flags = [[] for _ in batch]
-    moved = [0] * len(batch)
-    for (index, _), events in forwards.items():
-        moved[index] += len(events)
-    outcomes = []
-    for item, (_, rejected), counted, forwarded in zip(batch, checked, flags, moved):
-        headers = item.headers or {}
-        token = headers.get(RECEIPT_HEADER)
-        n = sum(counted)
-        outcomes.append(Outcome(item.stream_seq, headers.get(MSG_ID_HEADER),
-                                token if token and RECEIPT_TOKEN.match(token) else None,
-                                n, len(counted) - n, rejected, forwarded))
-    return outcomes, forwards
+    return count_batch(batch, check_batch(batch, policy, owns, ledger is not None), ledger)
+
+
+def check_batch(batch: Sequence[Incoming], policy: Policy, owns: Sequence[bool] | None = None,
+                keyed: bool = True) -> Checked:
+    """The first half of :func:`process_batch`: no ledger, so it may run while the previous batch commits."""
+    with collector_paused():
+        cache: dict[str, float] = {}
+        results: list[tuple[list[UsageEvent], list[Rejection]]] = []
+        for item in batch:
+            try:
+                results.append(check_message(item.data, item.stream_ts, policy, cache))
+            except Exception as exc:  # a validator bug must not stall the stream either
+                results.append(([], [Rejection(Reason.MALFORMED_JSON, f"undecodable ({type(exc).__name__})")]))
+        forwards: Forwards = {}
+        if owns is not None:
+            _split(results, owns, forwards)
+        keys = [[dedup_key(e.source, e.id) for e in events] for events, _ in results] if keyed else []
+        return Checked(results, forwards, keys)
+
+
+def count_batch(batch: Sequence[Incoming], checked: Checked, ledger: Ledger | None) -> tuple[list[Outcome], Forwards]:
+    """The second half of :func:`process_batch`: one ledger transaction, and what became of each message."""
+    with collector_paused():
+        if ledger is not None:
+            flags = ledger.apply([(events, item.stream_ts) for (events, _), item in zip(checked.results, batch)],
+                                 checked.keys)
+        else:
+            flags = [[] for _ in batch]
+        moved = [0] * len(batch)
+        for (index, _), events in checked.forwards.items():
+            moved[index] += len(events)
+        outcomes = []
+        for item, (_, rejected), counted, forwarded in zip(batch, checked.results, flags, moved):
+            headers = item.headers or {}
+            token = headers.get(RECEIPT_HEADER)
+            n = sum(counted)
+            outcomes.append(Outcome(item.stream_seq, headers.get(MSG_ID_HEADER),
+                                    token if token and RECEIPT_TOKEN.match(token) else None,
+                                    n, len(counted) - n, rejected, forwarded))
+        return outcomes, checked.forwards
 
 
 def _split(checked: list[tuple[list[UsageEvent], list[Rejection]]], owns: Sequence[bool],
@@ -325,12 +353,18 @@ class Ingestor:
         else:
             self.log.info("routing the unsorted subjects of %s to their tenant buckets", self.stream)
         task_status.started()
-        # No buffer: a batch is handed over only when the commit loop takes it.
+        # No buffers: a batch is handed over only when the next stage takes it.
         send, receive = anyio.create_memory_object_stream[list[Incoming]](0)
+        checked_send, checked_receive = anyio.create_memory_object_stream[
+            tuple[list[Incoming], "Checked | Exception", float]](0)
         try:
             async with anyio.create_task_group() as tg:
-                tg.start_soon(self._commit_loop, receive)
-                await self._fetch_loop(send)
+                tg.start_soon(self._commit_loop, checked_receive)
+                tg.start_soon(self._check_loop, receive, checked_send)
+                try:
+                    await self._fetch_loop(send)
+                except (anyio.BrokenResourceError, anyio.ClosedResourceError):
+                    pass  # a later stage stopped for the daemon's leaving: what was fetched stays unacknowledged
         finally:
             self.running = False
 
@@ -402,16 +436,40 @@ class Ingestor:
             self.log.warning("cannot use the stream %s (%s); retrying with backoff", self.stream, text)
             self._fetch_error = text
 
+    async def _check_loop(self, receive: Any, send: Any) -> None:
+        """Validate the next batch while the previous one commits.
+
+        The commit spends most of its time in SQLite, which lets go of the
+        GIL: validating meanwhile puts the second core to work instead of
+        leaving the batches to wait for each other.
+        """
+        async with receive, send:
+            async for batch in receive:
+                if self.stopping:
+                    return
+                began = time.perf_counter()
+                checked: Checked | Exception
+                try:
+                    checked = await anyio.to_thread.run_sync(check_batch, batch, self.policy(), self.owns,
+                                                             self.ledger is not None)
+                except Exception as exc:  # handed back by the commit loop like a failed commit
+                    checked = exc
+                try:
+                    await send.send((batch, checked, time.perf_counter() - began))
+                except (anyio.BrokenResourceError, anyio.ClosedResourceError):
+                    return  # the commit loop stopped: this batch stays unacknowledged and comes again
+
     async def _commit_loop(self, receive: Any) -> None:
         backoff = Backoff(*COMMIT_BACKOFF)
         async with receive:
-            async for batch in receive:
+            async for batch, checked, checking in receive:
                 if self.stopping:
                     return  # unacknowledged: JetStream delivers it again after the restart
                 began = time.perf_counter()
                 try:
-                    outcomes, forwards = await anyio.to_thread.run_sync(process_batch, batch, self.policy(),
-                                                                        self.ledger, self.owns)
+                    if isinstance(checked, Exception):
+                        raise checked
+                    outcomes, forwards = await anyio.to_thread.run_sync(count_batch, batch, checked, self.ledger)
                     if forwards:
                         await self._forward(batch, forwards)
                 except Exception as exc:
@@ -427,7 +485,7 @@ class Ingestor:
                         await item.handle.ack()
                     except Exception:
                         pass  # lost ack: JetStream redelivers, the ledger calls it a duplicate
-                await _maybe_await(self.on_outcomes(outcomes, time.perf_counter() - began))
+                await _maybe_await(self.on_outcomes(outcomes, checking + time.perf_counter() - began))
 
     async def _forward(self, batch: Sequence[Incoming], forwards: Forwards) -> None:
         """Store events of other buckets on their subjects, before their message is acknowledged.

@@ -37,7 +37,7 @@ from typing import Any
 
 from meshd.transport import close_connection, round_trip
 
-from .events import Policy, Reason, Rejection, UsageEvent, batch_msg_id, check_event, encode, event_msg_id
+from .events import Policy, Reason, Rejection, UsageEvent, batch_msg_id, checker, encode, event_msg_id
 from .subjects import (
     MSG_ID_HEADER,
     RECEIPT_HEADER,
@@ -170,10 +170,10 @@ class UsageClient:
         """Check, batch and store ``events``; with ``wait`` seconds, also collect the daemon's receipts."""
         result = PublishResult()
         valid: list[tuple[int, dict[str, Any], UsageEvent]] = []
-        now = time.time()
+        check = checker(time.time(), self.policy)
         for index, raw in enumerate(events):
             obj = _prepare(raw)
-            checked = check_event(obj, now, self.policy, index)
+            checked = check(obj, index)
             if isinstance(checked, Rejection):
                 result.rejected.append(checked)
             else:

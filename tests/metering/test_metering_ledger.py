@@ -161,6 +161,20 @@ def test_dedup_records_are_kept_for_the_retention_then_pruned(tmp_path: Path) ->
     assert ledger.counters["dedup_rows"] == 2
 
 
+def test_a_batch_across_midnight_keeps_each_dedup_record_on_its_own_messages_day(tmp_path: Path) -> None:
+    clock = [T0]
+    ledger = open_ledger(tmp_path / "l.sqlite3", clock=lambda: clock[0])
+    before, after = T0 - 30, T0 + 30  # two messages stored either side of midnight, one batch
+    assert ledger.apply([([ev(1, at=before), ev(2, at=before)], before), ([ev(3), ev(2, at=before)], after)]) \
+        == [[True, True], [True, False]]
+    assert ledger.apply([([ev(3), ev(1, at=before)], after)]) == [[False, False]]
+    clock[0] = T0 + 35 * DAY + 60  # the day before midnight has expired, the day after not yet
+    ledger.apply([([ev(4, at=clock[0])], clock[0])])
+    assert ledger.prune() == 2
+    assert not ledger.is_counted("//svc", "1") and not ledger.is_counted("//svc", "2")
+    assert ledger.is_counted("//svc", "3")
+
+
 def test_pruning_follows_the_watermark_after_an_outage(tmp_path: Path) -> None:
     clock = [T0 + 100 * DAY]  # the daemon comes back 100 days later; the backlog is from day 0
     ledger = open_ledger(tmp_path / "l.sqlite3", clock=lambda: clock[0])

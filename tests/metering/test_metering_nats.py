@@ -276,11 +276,11 @@ async def test_a_failing_ledger_loses_nothing_and_alerts_until_it_commits_again(
         recorder = daemon.hooks.pm.get_plugin("recorder")
         real_apply, failures = rt.ledger.apply, []
 
-        def broken_apply(messages: Any) -> Any:
+        def broken_apply(messages: Any, *keys: Any) -> Any:
             if len(failures) < 3:
                 failures.append(1)
                 raise sqlite3.OperationalError("disk I/O error")
-            return real_apply(messages)
+            return real_apply(messages, *keys)
 
         rt.ledger.apply = broken_apply
         client = await sdk(nats_server.url)
