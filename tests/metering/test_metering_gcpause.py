@@ -5,6 +5,8 @@ from __future__ import annotations
 import gc
 import threading
 
+import pytest
+
 from meshd_plugins.metering.gcpause import collector_paused
 
 
@@ -46,4 +48,27 @@ def test_the_collector_resumes_when_a_batch_raises() -> None:
             raise ValueError("a ledger error")
     except ValueError:
         pass
+    assert gc.isenabled()
+
+
+def test_cycles_made_during_a_pause_that_never_ends_are_still_collected(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Overlapping batches (a backlog) keep the pause on; past MAX_PAUSE a batch's start collects
+    # the young generations, so cycles other threads make meanwhile do not pile up.
+    import weakref
+
+    from meshd_plugins.metering import gcpause
+
+    class Node:
+        pass
+
+    monkeypatch.setattr(gcpause, "MAX_PAUSE", 0.0)
+    with collector_paused():
+        cycle = Node()
+        cycle.me = cycle  # type: ignore[attr-defined]
+        gone = weakref.ref(cycle)
+        del cycle
+        assert gone() is not None  # only the cycle collector can free it, and it is paused
+        with collector_paused():  # the next batch starts while this one runs
+            assert gone() is None
+            assert not gc.isenabled()
     assert gc.isenabled()
