@@ -16,6 +16,7 @@ from . import wire
 from .base import ALIVE, DEAD, SUSPECT, SYNC_CONCURRENCY, SwimBase
 from .suspicion import Suspicion
 from .table import Change, Claim
+from .turns import rank
 
 
 class Spreading(SwimBase):
@@ -147,14 +148,19 @@ class Spreading(SwimBase):
             floor, ceiling = self.suspicion_bounds()
             # No more confirmations can come than there are other live daemons
             # to send them (memberlist caps K the same way in small clusters).
-            possible = len(self.table.in_states(ALIVE, SUSPECT)) - 1
+            live = [p.region for p in self.table.in_states(ALIVE, SUSPECT)]
+            possible = len(live) - 1
+            # Our turn among the live daemons to confirm and to judge (turns.py): a few act, not all N.
+            position = rank(self.region, live, m.region, m.incarnation)
             s = Suspicion(m.region, m.incarnation, time.monotonic(), floor, ceiling,
-                          max(0, min(self.timing.suspicion_confirmations, possible)))
+                          max(0, min(self.timing.suspicion_confirmations, possible)),
+                          verdict_delay=self.timing.verdict_delay(position))
             s.confirm(claim.source or "?")
             self.suspicions[m.region] = s
             self._timer_wake.set()
             if self.timing.confirm_suspicions and claim.source != self.region:
-                self.daemon.spawn(self._confirm, m.region, m.incarnation, name="membership-confirm")
+                self.daemon.spawn(self._confirm, m.region, m.incarnation, self.timing.confirm_delay(position),
+                                  name="membership-confirm")
         elif change.confirmation:
             held = self.suspicions.get(m.region)
             if held is None or not held.confirm(claim.source or "?"):
