@@ -69,7 +69,8 @@ async def test_a_crash_is_seen_by_all_one_suspicion_floor_after_it_is_suspected(
     survivors = {r: p for r, p in configs.items() if r != VICTIM}
     async with running_daemons(survivors, blocked=OTHERS) as daemons:
         swims = {r: d.hooks.pm.get_plugin("membership").swim for r, d in daemons.items()}
-        await until(lambda: all(len(s.table.in_states(MemberState.ALIVE)) == MEMBERS - 1
+        # Converged, and past the grace that follows a stall while 23 daemons start in one process.
+        await until(lambda: all(len(s.table.in_states(MemberState.ALIVE)) == MEMBERS - 1 and s.can_accuse()
                                 for s in swims.values()), 60, what="every daemon sees all 24 alive")
 
         suspected: dict[str, float] = {}
@@ -102,14 +103,17 @@ async def test_a_crash_is_seen_by_all_one_suspicion_floor_after_it_is_suspected(
         # No survivor was taken for dead along the way.
         assert _deaths_of_others(daemons) == 0
         assert all(m.state == MemberState.ALIVE for s in swims.values() for m in s.table if m.region != VICTIM)
-        lan = PROFILES["lan"]
-        k = lan.suspicion_confirmations
-        # One accusation by whoever probed it first (a few if their probes crossed), then the 2K
-        # confirmers of round 0 (turns.py); before, every survivor confirmed: 23 here.
-        assert 1 <= broadcast.count("suspect") <= 2 * k + 3, broadcast
-        # The round-0 judges' verdicts; before, most survivors gave their own.
-        assert 1 <= broadcast.count("dead") <= 2 * VERDICT_JUDGES, broadcast
-        if not stalled:  # a frozen loop restarts its suspicion timers on purpose (it distrusts them)
+        assert broadcast.count("suspect") >= 1 and broadcast.count("dead") >= 1, broadcast
+        # A frozen loop distrusts what it measured: it restarts its suspicion timers and sits out its turns
+        # for a grace period, so later turns come in. The bounds hold for a loop that ran.
+        if not stalled:
+            lan = PROFILES["lan"]
+            k = lan.suspicion_confirmations
+            # One accusation by whoever probed it first (a few if their probes crossed), then the 2K
+            # confirmers of round 0 (turns.py); before, every survivor confirmed: 23 here.
+            assert broadcast.count("suspect") <= 2 * k + 3, broadcast
+            # The round-0 judges' verdicts; before, most survivors gave their own.
+            assert broadcast.count("dead") <= 2 * VERDICT_JUDGES, broadcast
             floor, _ = lan.suspicion_bounds(MEMBERS)
             # Every survivor heard the first accusation at once, K confirmations came within a ping's
             # round trip, so the judges' timers ran the floor; then their echo barrier, then one
