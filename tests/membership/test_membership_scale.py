@@ -8,10 +8,12 @@ again, which is what kept 100 daemons from ever converging.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import random
 import time
 from collections import Counter
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -114,10 +116,10 @@ async def test_32_members_join_with_log_n_exchanges_and_no_gossip_storm(tmp_path
         assert _total(daemons, "membership_transitions_total", state="dead") == 0
 
 
-@pytest.mark.anyio
-async def test_a_region_s_own_broadcast_is_not_gossiped_again_unless_it_refutes(tmp_path: Path) -> None:
-    from meshd.members import Member
-
+@contextlib.asynccontextmanager
+async def _gossip_of_us_east_1(tmp_path: Path) -> AsyncIterator[tuple[Any, Any, list[Any]]]:
+    """A converged 3-member federation in memory: us-east-1's and us-west-2's engines, and every claim
+    us-east-1 queues for gossip from then on."""
     from .test_membership_inprocess import converged, memory_federation, swim, wait_for
 
     async with memory_federation(tmp_path) as (_, daemons):
@@ -126,7 +128,16 @@ async def test_a_region_s_own_broadcast_is_not_gossiped_again_unless_it_refutes(
         pushed: list[Any] = []
         push = a.queue.push
         a.queue.push = lambda claim: (pushed.append(claim), push(claim))
+        yield a, b, pushed
 
+
+@pytest.mark.anyio
+async def test_a_region_s_own_broadcast_is_not_gossiped_again_unless_it_refutes(tmp_path: Path) -> None:
+    from meshd.members import Member
+
+    from .test_membership_inprocess import wait_for
+
+    async with _gossip_of_us_east_1(tmp_path) as (a, b, pushed):
         # A new incarnation of a region held alive, in its own broadcast (what a stall does): every
         # daemon got that message, so a does not gossip it again.
         inc = b.incarnation
@@ -146,15 +157,9 @@ async def test_a_region_s_own_broadcast_is_not_gossiped_again_unless_it_refutes(
 
 @pytest.mark.anyio
 async def test_an_accusation_heard_in_its_accuser_s_broadcast_is_not_gossiped_again(tmp_path: Path) -> None:
-    from .test_membership_inprocess import converged, memory_federation, swim, wait_for
+    from .test_membership_inprocess import wait_for
 
-    async with memory_federation(tmp_path) as (_, daemons):
-        await wait_for(lambda: converged(daemons), what="convergence")
-        a, b = swim(daemons["us-east-1"]), swim(daemons["us-west-2"])
-        pushed: list[Any] = []
-        push = a.queue.push
-        a.queue.push = lambda claim: (pushed.append(claim), push(claim))
-
+    async with _gossip_of_us_east_1(tmp_path) as (a, b, pushed):
         # b accuses eu-west-1 (alive in fact) in one broadcast: every daemon heard it, a does not relay it;
         # the refutation that follows is relayed.
         inc = a.table.get("eu-west-1").incarnation
