@@ -18,12 +18,12 @@ from pathlib import Path
 from typing import Any
 
 import anyio
+import nats
 import pytest
 
-from meshd.envelope import Envelope
+from meshd.envelope import decode
 from meshd.members import Member, MemberState
 from meshd.testing import BUILTIN_PLUGINS, running_daemons, until
-from meshd.transport import Message
 from plugins.membership.settings import PROFILES, VERDICT_JUDGES
 
 from .conftest import numbered_federation
@@ -46,15 +46,16 @@ def _deaths_of_others(daemons: dict[str, Any]) -> float:
 
 
 @pytest.fixture
-def federation_with_victim(tmp_path: Path, nats_server: Any) -> Iterator[tuple[dict[str, Path], subprocess.Popen[bytes]]]:
-    """The configs of a 24-member federation, and its victim already running in a process of its own."""
+def federation_with_victim(tmp_path: Path, nats_server: Any,
+                           ) -> Iterator[tuple[dict[str, Path], subprocess.Popen[bytes], str]]:
+    """A 24-member federation's configs, its victim already running in a process of its own, the NATS URL."""
     configs = numbered_federation(tmp_path, MEMBERS, nats_server.url)
     with open(tmp_path / "victim.log", "wb") as log:
         victim = subprocess.Popen([sys.executable, "-m", "meshd", "run", "--config", str(configs[VICTIM])],
                                   stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                                   start_new_session=True)
     try:
-        yield configs, victim
+        yield configs, victim, nats_server.url
     finally:
         if victim.poll() is None:
             victim.kill()
@@ -64,8 +65,8 @@ def federation_with_victim(tmp_path: Path, nats_server: Any) -> Iterator[tuple[d
 @pytest.mark.anyio
 @pytest.mark.nats
 async def test_a_crash_is_seen_by_all_one_suspicion_floor_after_it_is_suspected(
-        federation_with_victim: tuple[dict[str, Path], subprocess.Popen[bytes]]) -> None:
-    configs, victim = federation_with_victim
+        federation_with_victim: tuple[dict[str, Path], subprocess.Popen[bytes], str]) -> None:
+    configs, victim, nats_url = federation_with_victim
     survivors = {r: p for r, p in configs.items() if r != VICTIM}
     async with running_daemons(survivors, blocked=OTHERS) as daemons:
         swims = {r: d.hooks.pm.get_plugin("membership").swim for r, d in daemons.items()}
@@ -88,16 +89,23 @@ async def test_a_crash_is_seen_by_all_one_suspicion_floor_after_it_is_suspected(
             s.on_change.append(watch(region))
         broadcast: list[str] = []  # the state of every claim about the victim published to everyone
 
-        async def listen(env: Envelope, msg: Message) -> None:
+        async def listen(msg: Any) -> None:
+            env = decode(msg.data)
             if env.type == "event":
                 broadcast.extend(c.get("s") for c in env.body.get("g", []) if c.get("r") == VICTIM)
 
-        await next(iter(daemons.values())).bus.subscribe("swim", listen, include_self=True)
+        # An outside listener: a daemon's own second subscription would lose each message its first one
+        # opened already (replay protection).
+        listener = await nats.connect(nats_url)
+        await listener.subscribe("meshd.scale.swim.*", cb=listen)
+        await listener.flush()
         stalls = _total(daemons, "membership_loop_stalls_total")
 
         victim.kill()
         await anyio.to_thread.run_sync(victim.wait)
         await until(lambda: len(dead) == MEMBERS - 1, 60, what="every survivor sees the crash")
+        await listener.flush()
+        await listener.close()
         stalled = _total(daemons, "membership_loop_stalls_total") > stalls
 
         # No survivor was taken for dead along the way.
