@@ -63,7 +63,7 @@ def write_federation(workdir: Path, size: int, nats_url: str) -> list[Path]:
 # ---------------------------------------------------------------- worker (several daemons, one process)
 
 
-def worker(paths: list[str], size: int, settle: float, window: float) -> None:
+def worker(paths: list[str], size: int, settle: float, window: float, converge_timeout: float) -> None:
     import anyio
 
     from meshd.members import MemberState
@@ -87,8 +87,13 @@ def worker(paths: list[str], size: int, settle: float, window: float) -> None:
                                     out[key] = out.get(key, 0.0) + s.value
                 return out
 
+            def stalls() -> float:
+                return sum(s.value for d in daemons.values() for m in d.metrics.registry.collect()
+                           if m.name == "meshd_membership_loop_stalls" for s in m.samples
+                           if s.name.endswith("_total"))
+
             began = time.monotonic()
-            deadline = began + 300  # on a loaded machine a large federation takes minutes
+            deadline = began + converge_timeout  # on a loaded machine a large federation takes minutes
             while not converged():
                 if time.monotonic() > deadline:
                     raise SystemExit("no convergence")
@@ -130,6 +135,7 @@ def worker(paths: list[str], size: int, settle: float, window: float) -> None:
                 if not line or line[0] != "dead":
                     return
                 victim, killed = line[1], float(line[2])
+                types_before, stalls_before = by_type(), stalls()
                 seen: dict[str, float] = {}
                 deadline = time.monotonic() + 120
                 while len(seen) < len(daemons) and time.monotonic() < deadline:
@@ -138,9 +144,13 @@ def worker(paths: list[str], size: int, settle: float, window: float) -> None:
                         if r not in seen and member is not None and member.state == MemberState.DEAD:
                             seen[r] = time.time()
                     await anyio.sleep(0.01)
+                # What the detection cost, from the kill until this process's last daemon saw it dead.
+                spent = {k: v - types_before.get(k, 0.0) for k, v in by_type().items()}
                 print(json.dumps({"first": min(seen.values(), default=killed) - killed,
                                   "all": max(seen.values(), default=killed) - killed,
-                                  "missing": len(daemons) - len(seen)}), flush=True)
+                                  "missing": len(daemons) - len(seen), "daemons": len(daemons),
+                                  "types": {k: v for k, v in spent.items() if v}, "stalls": stalls() - stalls_before}),
+                      flush=True)
 
     anyio.run(run, backend="asyncio")
 
@@ -149,7 +159,8 @@ def worker(paths: list[str], size: int, settle: float, window: float) -> None:
 
 
 def measure(size: int, per_process: int, settle: float, window: float, kills: int = 0,
-            hog: bool = False) -> tuple[dict[str, dict[str, float]], list[dict[str, float]]]:
+            hog: bool = False, converge_timeout: float = 300.0,
+            ) -> tuple[dict[str, dict[str, float]], list[dict[str, float]]]:
     """Per-daemon rates over the window, and per kill the detection times (first, all) in seconds."""
     with tempfile.TemporaryDirectory(prefix=f"bench-bus-{size}-") as tmp:
         server = NatsServer(Path(tmp) / "nats").start()
@@ -159,7 +170,8 @@ def measure(size: int, per_process: int, settle: float, window: float, kills: in
             workers = max(1, -(-len(rest) // per_process))
             chunks = [[v] for v in victims] + [c for c in (rest[i::workers] for i in range(workers)) if c]
             procs = [subprocess.Popen([sys.executable, __file__, "--worker", str(size), str(settle), str(window),
-                                       *map(str, chunk)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+                                       str(converge_timeout), *map(str, chunk)],
+                                      stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
                      for chunk in chunks]
             with cpu_hog() if hog else contextlib.nullcontext():
                 lines = [p.stdout.readline() for p in procs]  # type: ignore[union-attr]
@@ -173,10 +185,20 @@ def measure(size: int, per_process: int, settle: float, window: float, kills: in
                     p.stdin.write(f"dead {victim.stem} {killed}\n")  # type: ignore[union-attr]
                     p.stdin.flush()  # type: ignore[union-attr]
                 answers = [json.loads(p.stdout.readline()) for p in others]  # type: ignore[union-attr]
+                observers = sum(a["daemons"] for a in answers)
+                spent: dict[str, float] = {}
+                for a in answers:
+                    for key, count in a["types"].items():
+                        spent[key] = spent.get(key, 0.0) + count / observers
                 detections.append({"first": min(a["first"] for a in answers), "all": max(a["all"] for a in answers),
-                                   "missing": sum(a["missing"] for a in answers)})
+                                   "missing": sum(a["missing"] for a in answers),
+                                   "stalls": sum(a["stalls"] for a in answers),
+                                   "events": spent.get("out event", 0.0) * observers,
+                                   "gossip": spent.get("out gossip", 0.0) * observers})
                 print(f"{size} members, kill {k + 1}/{kills} {victim.stem}: first {detections[-1]['first']:.2f} s, "
-                      f"all {detections[-1]['all']:.2f} s", flush=True)
+                      f"all {detections[-1]['all']:.2f} s; {detections[-1]['stalls']:.0f} loop stalls; "
+                      "membership messages per observer until the last saw it dead: "
+                      + ", ".join(f"{key} {v:.1f}" for key, v in sorted(spent.items()) if v >= 0.05), flush=True)
             for p in procs[len(victims):]:
                 p.communicate("stop\n", timeout=60)
                 if p.returncode:
@@ -202,7 +224,7 @@ def measure(size: int, per_process: int, settle: float, window: float, kills: in
 
 def main() -> None:
     if len(sys.argv) > 1 and sys.argv[1] == "--worker":
-        worker(sys.argv[5:], int(sys.argv[2]), float(sys.argv[3]), float(sys.argv[4]))
+        worker(sys.argv[6:], int(sys.argv[2]), float(sys.argv[3]), float(sys.argv[4]), float(sys.argv[5]))
         return
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--sizes", type=int, nargs="+", default=[7, 25, 50, 100, 250])
@@ -211,11 +233,14 @@ def main() -> None:
     parser.add_argument("--window", type=float, default=30.0)
     parser.add_argument("--kills", type=int, default=0, help="daemons SIGKILLed one after another after the window")
     parser.add_argument("--hog", action="store_true", help="saturate every core with busy loops during the window")
+    parser.add_argument("--converge-timeout", type=float, default=300.0,
+                        help="seconds the daemons may take to all see each other alive before the run is given up")
     args = parser.parse_args()
     print(f"# {time.strftime('%Y-%m-%d %H:%M:%S %Z')}; {machine()}", flush=True)
     rows, detect_rows = [], []
     for size in args.sizes:
-        res, detections = measure(size, args.per_process, args.settle, args.window, args.kills, args.hog)
+        res, detections = measure(size, args.per_process, args.settle, args.window, args.kills, args.hog,
+                                  args.converge_timeout)
         workers = args.kills + max(1, -(-(size - args.kills) // args.per_process))
         types = res.pop("_types")
         join = res.pop("_join")
@@ -233,7 +258,10 @@ def main() -> None:
         if detections:
             detect_rows.append([size, len(detections), statistics.median(d["first"] for d in detections),
                                 statistics.median(d["all"] for d in detections), max(d["all"] for d in detections),
-                                int(sum(d["missing"] for d in detections))])
+                                " / ".join(f"{d['first']:.2f}-{d['all']:.2f}" for d in detections),
+                                statistics.median(d["events"] for d in detections),
+                                statistics.median(d["gossip"] for d in detections),
+                                int(sum(d["stalls"] for d in detections)), int(sum(d["missing"] for d in detections))])
         print(f"{size} members: {statistics.fmean(mem):.2f} membership msgs/s per daemon", flush=True)
     print(f"# after: {machine()}\n")
     print(f"window {args.window:g} s{', every core saturated' if args.hog else ''}")
@@ -242,7 +270,8 @@ def main() -> None:
     if detect_rows:
         print("\ndetection of a SIGKILLed daemon (seconds from the kill):")
         print(table(["members", "kills", "first observer, median", "last observer, median", "last, max",
-                     "observers that never saw it"], detect_rows))
+                     "first-last per kill", "event broadcasts per kill, median", "gossip messages per kill, median",
+                     "loop stalls", "observers that never saw it"], detect_rows))
 
 
 if __name__ == "__main__":

@@ -150,6 +150,11 @@ class Prober(SwimBase):
         return env.type
 
     async def _accuse(self, target: str, inc: int) -> None:
+        s = self.suspicions.get(target)
+        if s is not None and s.incarnation == inc and s.confirmations >= s.k:
+            # Already at its floor: one more accuser (a round-robin probe that reached the suspect while
+            # it was suspected) would only add a broadcast to every daemon.
+            return
         claim = Claim(target, SUSPECT, inc, self.region)
         change = self.table.apply(claim)
         s = self.suspicions.get(target)
@@ -163,10 +168,18 @@ class Prober(SwimBase):
             self._timer_wake.set()
         await self._announce([claim])
 
-    async def _confirm(self, target: str, inc: int) -> None:
-        """Lifeguard confirmation: probe a peer others suspect; accuse it too if we cannot reach it."""
+    async def _confirm(self, target: str, inc: int, delay: float = 0.0) -> None:
+        """Lifeguard confirmation: probe a peer others suspect; accuse it too if we cannot reach it.
+
+        ``delay``: our turn (turns.py); by then the daemons before us may have
+        confirmed enough, or the suspect refuted or been declared dead.
+        """
+        if delay > 0:
+            await anyio.sleep(delay)
         key = (target, inc)
-        if key in self._confirmed or not self.can_accuse() or self._confirmed_enough(target):
+        held = self.table.get(target)
+        if (held is None or held.state != SUSPECT or held.incarnation != inc or key in self._confirmed
+                or not self.can_accuse() or self._confirmed_enough(target)):
             return
         self._confirmed.add(key)
         epoch = self.epoch

@@ -18,7 +18,11 @@ from pydantic import Field, model_validator
 
 import meshd
 
+from .turns import round_of
+
 SECTION = "membership"
+VERDICT_JUDGES = 2
+"""Daemons that give their verdict as soon as a suspicion times out; the others wait a round for it."""
 
 
 @dataclass(frozen=True)
@@ -63,6 +67,26 @@ class Timing:
         """(floor, ceiling) of the suspicion timeout in a federation of ``members`` regions."""
         floor = self.suspicion_mult * max(1.0, math.log10(max(members, 1))) * self.probe_interval
         return floor, floor * self.suspicion_max_timeout_mult
+
+    def confirm_delay(self, position: int) -> float:
+        """When the daemon ranked ``position`` (turns.py) probes a suspect that someone else accused.
+
+        Twice K daemons go at once: K confirmations bring the timeout to its
+        floor, and the other K stand in for daemons too slow to answer. The
+        rest only come in, a probe round later and doubling each round, if
+        those did not confirm (they reached the suspect, or were down too).
+        """
+        return round_of(position, 2 * max(1, self.suspicion_confirmations)) * self.probe_interval
+
+    def verdict_delay(self, position: int) -> float:
+        """How long past its suspicion timeout the daemon ranked ``position`` waits for someone's verdict.
+
+        ``VERDICT_JUDGES`` daemons judge at once; their verdict is one
+        broadcast that every daemon applies. The others judge themselves
+        only if it has not come a probe round later (doubling each round),
+        so a crash costs a couple of verdicts, not one per member.
+        """
+        return round_of(position, VERDICT_JUDGES) * self.probe_interval
 
     def retransmits(self, members: int) -> int:
         return max(1, self.retransmit_mult * math.ceil(math.log10(members + 1)))

@@ -16,6 +16,7 @@ from . import wire
 from .base import ALIVE, DEAD, SUSPECT, SYNC_CONCURRENCY, SwimBase
 from .suspicion import Suspicion
 from .table import Change, Claim
+from .turns import rank
 
 
 class Spreading(SwimBase):
@@ -145,7 +146,10 @@ class Spreading(SwimBase):
                 claim = Claim(claim.region, claim.state, claim.incarnation, relay, claim.health)
             change = self.table.apply(claim)
             if change is not None:
-                heard_by_all = broadcast and claim.region == relay and claim.state == ALIVE
+                # Said by the relay in its own name, in a message every daemon got: a region's own alive,
+                # or an accuser's accusation or verdict.
+                heard_by_all = broadcast and (claim.region == relay if claim.state == ALIVE
+                                              else claim.source == relay)
                 await self._on_change(change, claim, heard_by_all=heard_by_all)
 
     async def _on_change(self, change: Change, claim: Claim, *, heard_by_all: bool = False) -> None:
@@ -156,14 +160,19 @@ class Spreading(SwimBase):
             floor, ceiling = self.suspicion_bounds()
             # No more confirmations can come than there are other live daemons
             # to send them (memberlist caps K the same way in small clusters).
-            possible = len(self.table.in_states(ALIVE, SUSPECT)) - 1
+            live = [p.region for p in self.table.in_states(ALIVE, SUSPECT)]
+            possible = len(live) - 1
+            # Our turn among the live daemons to confirm and to judge (turns.py): a few act, not all N.
+            position = rank(self.region, live, m.region, m.incarnation)
             s = Suspicion(m.region, m.incarnation, time.monotonic(), floor, ceiling,
-                          max(0, min(self.timing.suspicion_confirmations, possible)))
+                          max(0, min(self.timing.suspicion_confirmations, possible)),
+                          verdict_delay=self.timing.verdict_delay(position))
             s.confirm(claim.source or "?")
             self.suspicions[m.region] = s
             self._timer_wake.set()
             if self.timing.confirm_suspicions and claim.source != self.region:
-                self.daemon.spawn(self._confirm, m.region, m.incarnation, name="membership-confirm")
+                self.daemon.spawn(self._confirm, m.region, m.incarnation, self.timing.confirm_delay(position),
+                                  name="membership-confirm")
         elif change.confirmation:
             held = self.suspicions.get(m.region)
             if held is None or not held.confirm(claim.source or "?"):
@@ -178,8 +187,13 @@ class Spreading(SwimBase):
         # learned from a third party (a join sync, gossip) is still spread: a daemon that started after
         # the broadcast, and cannot reach that region itself, has no other way to hear of it. A
         # refutation of a suspicion or death we held is always spread: it must reach everyone.
+        # Accusations and verdicts heard in their accuser's broadcast are not spread again either: with
+        # every daemon relaying each confirmation and verdict it heard, one crash at 100 members queued
+        # hundreds of gossip messages per daemon while the verdict was due. The accuser piggybacks its
+        # own (_announce), and a daemon that missed the broadcast has its own probes and push-pull.
         heard_alive = heard_by_all and m.state == ALIVE and (prev is None or prev.state == ALIVE)
-        if not heard_alive:
+        heard_accusation = heard_by_all and m.state in (SUSPECT, DEAD)
+        if not (heard_alive or heard_accusation):
             self._spread(claim)
         if not change.transition:
             if prev is not None and prev.health != m.health:

@@ -35,6 +35,8 @@ class Suspicion:
     ceiling: float
     k: int
     accusers: set[str] = field(default_factory=set)
+    verdict_delay: float = 0.0
+    """How long past the timeout this daemon waits for another's verdict before giving its own (turns.py)."""
 
     @property
     def confirmations(self) -> int:
@@ -54,3 +56,8 @@ class Suspicion:
     @property
     def deadline(self) -> float:
         return self.started + self.timeout
+
+    @property
+    def due(self) -> float:
+        """When this daemon judges, unless a verdict or a refutation came first."""
+        return self.deadline + self.verdict_delay

@@ -264,13 +264,13 @@ class Swim(Prober, SelfCheck, Inbound, Spreading):
         while True:
             self._timer_wake = anyio.Event()
             now = time.monotonic()
-            for s in [s for s in self.suspicions.values() if s.deadline <= now]:
+            for s in [s for s in self.suspicions.values() if s.due <= now]:
                 await self._guarded("suspicion timeout", self._expire, s)
             if not self.suspicions:
                 # Nothing can time out: a new suspicion sets the event (its deadline is only known then).
                 await self._timer_wake.wait()
                 continue
-            nearest = min(s.deadline for s in self.suspicions.values())
+            nearest = min(s.due for s in self.suspicions.values())
             with anyio.move_on_after(min(1.0, max(0.005, nearest - time.monotonic()))):
                 await self._timer_wake.wait()
 

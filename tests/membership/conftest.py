@@ -12,10 +12,29 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
+from meshd.bootstrap import init_federation
 from meshd.testing import BUILTIN_PLUGINS, LocalFederation, deep_merge
 
 OTHER_PLUGINS = [p for p in BUILTIN_PLUGINS if p != "membership"]
+
+
+def numbered_federation(tmp_path: Path, size: int, nats_url: str,
+                        membership: dict[str, Any] | None = None) -> dict[str, Path]:
+    """Configs of a federation of ``size`` regions r00, r01... (more than the sample map has), membership only."""
+    regions = {f"r{i:02d}": {"location": f"site {i}", "coordinates": {"lat": -60 + (i * 7) % 120,
+                                                                      "lon": -170 + (i * 6) % 340},
+                             "jurisdiction": "US", "endpoint": f"https://r{i:02d}.example.com", "capacity": 1000}
+               for i in range(size)}
+    (tmp_path / "regions.yaml").write_text(yaml.safe_dump({"regions": regions}))
+    result = init_federation(federation="scale", regions_file=tmp_path / "regions.yaml", nats_url=nats_url,
+                             out=tmp_path / "federation", http_base_port=0, force=True, samples=False)
+    patch = {"nats": {"servers": [nats_url]}, "http": {"port": 0}, "plugins": {"disabled": OTHER_PLUGINS},
+             "membership": membership or {}}
+    for path in result.configs.values():
+        path.write_text(yaml.safe_dump(deep_merge(yaml.safe_load(path.read_text()), patch)))
+    return result.configs
 
 
 class Views:

@@ -8,20 +8,25 @@ again, which is what kept 100 daemons from ever converging.
 
 from __future__ import annotations
 
+import contextlib
 import math
+import random
 import time
+from collections import Counter
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import anyio
 import pytest
-import yaml
 
-from meshd.bootstrap import init_federation
 from meshd.members import MemberState
-from meshd.testing import BUILTIN_PLUGINS, deep_merge, running_daemons
-from plugins.membership.settings import PROFILES
+from meshd.testing import BUILTIN_PLUGINS, running_daemons
+from plugins.membership.settings import PROFILES, VERDICT_JUDGES
 from plugins.membership.table import Claim
+from plugins.membership.turns import rank, round_of
+
+from .conftest import numbered_federation
 
 OTHERS = [p for p in BUILTIN_PLUGINS if p != "membership"]
 MEMBERS = 32
@@ -50,20 +55,36 @@ def test_retransmits_and_suspicion_floor_grow_with_log_members() -> None:
     assert floors == pytest.approx([1.0, 2.0, 3.0])  # one more floor per decade: SWIM's log N
 
 
+def test_turns_rank_every_daemon_once_the_same_everywhere_and_differently_per_suspicion() -> None:
+    daemons = [f"r{i:02d}" for i in range(100)]
+    shuffled = random.Random(7).sample(daemons, len(daemons))
+    positions = [rank(d, daemons, "gone", 4) for d in daemons]
+    assert sorted(positions) == list(range(100))
+    assert [rank(d, shuffled, "gone", 4) for d in daemons] == positions  # no dependence on the view's order
+    assert rank("r05", daemons, "r05", 4) == rank("r05", daemons[:5] + daemons[6:], "r05", 4)  # the suspect never counts
+    # The first turns fall on different daemons for different suspicions (and incarnations): no one daemon
+    # carries every confirmation.
+    firsts = {d for suspect in range(30) for d in daemons if rank(d, daemons, f"x{suspect}", 1) < 6}
+    assert len(firsts) > 50
+    assert [rank(d, daemons, "gone", 5) for d in daemons] != positions
+
+
+def test_turns_double_each_round_so_the_last_daemon_waits_log2_n_rounds() -> None:
+    lan = PROFILES["lan"]
+    width = 2 * lan.suspicion_confirmations
+    assert Counter(round_of(p, width) for p in range(15 * width)) == {0: width, 1: 2 * width, 2: 4 * width,
+                                                                       3: 8 * width}
+    assert [lan.confirm_delay(p) for p in range(width + 1)] == [0.0] * width + [lan.probe_interval]
+    assert [lan.verdict_delay(p) for p in range(VERDICT_JUDGES + 1)] == [0.0] * VERDICT_JUDGES + [lan.probe_interval]
+    for members in (7, 25, 100, 250, 1000):
+        last = members - 2  # the last rank among the survivors
+        assert lan.verdict_delay(last) <= lan.probe_interval * math.log2(members / VERDICT_JUDGES)
+        assert lan.confirm_delay(last) <= lan.probe_interval * max(0.0, math.log2(members / width))
+
+
 def _federation(tmp_path: Path, size: int, nats_url: str) -> dict[str, Path]:
-    regions = {f"r{i:02d}": {"location": f"site {i}", "coordinates": {"lat": -60 + (i * 7) % 120,
-                                                                      "lon": -170 + (i * 6) % 340},
-                             "jurisdiction": "US", "endpoint": f"https://r{i:02d}.example.com", "capacity": 1000}
-               for i in range(size)}
-    (tmp_path / "regions.yaml").write_text(yaml.safe_dump({"regions": regions}))
-    result = init_federation(federation="scale", regions_file=tmp_path / "regions.yaml", nats_url=nats_url,
-                             out=tmp_path / "federation", http_base_port=0, force=True, samples=False)
     # Push-pull off for the test's length, so every full-state exchange counted is a join's.
-    patch = {"nats": {"servers": [nats_url]}, "http": {"port": 0}, "plugins": {"disabled": OTHERS},
-             "membership": {"push_pull_interval": "1h"}}
-    for path in result.configs.values():
-        path.write_text(yaml.safe_dump(deep_merge(yaml.safe_load(path.read_text()), patch)))
-    return result.configs
+    return numbered_federation(tmp_path, size, nats_url, {"push_pull_interval": "1h"})
 
 
 def _total(daemons: dict[str, Any], name: str, **labels: str) -> float:
@@ -95,10 +116,10 @@ async def test_32_members_join_with_log_n_exchanges_and_no_gossip_storm(tmp_path
         assert _total(daemons, "membership_transitions_total", state="dead") == 0
 
 
-@pytest.mark.anyio
-async def test_a_region_s_own_broadcast_is_not_gossiped_again_unless_it_refutes(tmp_path: Path) -> None:
-    from meshd.members import Member
-
+@contextlib.asynccontextmanager
+async def _gossip_of_us_east_1(tmp_path: Path) -> AsyncIterator[tuple[Any, Any, list[Any]]]:
+    """A converged 3-member federation in memory: us-east-1's and us-west-2's engines, and every claim
+    us-east-1 queues for gossip from then on."""
     from .test_membership_inprocess import converged, memory_federation, swim, wait_for
 
     async with memory_federation(tmp_path) as (_, daemons):
@@ -107,7 +128,16 @@ async def test_a_region_s_own_broadcast_is_not_gossiped_again_unless_it_refutes(
         pushed: list[Any] = []
         push = a.queue.push
         a.queue.push = lambda claim: (pushed.append(claim), push(claim))
+        yield a, b, pushed
 
+
+@pytest.mark.anyio
+async def test_a_region_s_own_broadcast_is_not_gossiped_again_unless_it_refutes(tmp_path: Path) -> None:
+    from meshd.members import Member
+
+    from .test_membership_inprocess import wait_for
+
+    async with _gossip_of_us_east_1(tmp_path) as (a, b, pushed):
         # A new incarnation of a region held alive, in its own broadcast (what a stall does): every
         # daemon got that message, so a does not gossip it again.
         inc = b.incarnation
@@ -123,3 +153,18 @@ async def test_a_region_s_own_broadcast_is_not_gossiped_again_unless_it_refutes(
         await wait_for(lambda: a.table.get("us-west-2").state == MemberState.ALIVE, what="the refutation")
         assert [(c.state, c.incarnation) for c in pushed if c.region == "us-west-2"] == \
             [(MemberState.ALIVE, held.incarnation + 1)]
+
+
+@pytest.mark.anyio
+async def test_an_accusation_heard_in_its_accuser_s_broadcast_is_not_gossiped_again(tmp_path: Path) -> None:
+    from .test_membership_inprocess import wait_for
+
+    async with _gossip_of_us_east_1(tmp_path) as (a, b, pushed):
+        # b accuses eu-west-1 (alive in fact) in one broadcast: every daemon heard it, a does not relay it;
+        # the refutation that follows is relayed.
+        inc = a.table.get("eu-west-1").incarnation
+        await b._announce([Claim("eu-west-1", MemberState.SUSPECT, inc, "us-west-2")])
+        await wait_for(lambda: a.table.get("eu-west-1").incarnation > inc
+                       and a.table.get("eu-west-1").state == MemberState.ALIVE, what="the refutation")
+        states = [c.state for c in pushed if c.region == "eu-west-1"]
+        assert MemberState.SUSPECT not in states and MemberState.ALIVE in states
