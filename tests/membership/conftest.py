@@ -62,6 +62,14 @@ class Views:
         return self.fed.metric(observer, "meshd_membership_transitions_total", region=region, state="dead")
 
 
+def transitions_to(daemons: dict[str, Any], state: str, *, but: str | None = None) -> float:
+    """Transitions to ``state`` of any region (but ``but``) that the in-process ``daemons`` counted."""
+    return sum(sample.value for d in daemons.values() for metric in d.metrics.registry.collect()
+               if metric.name == "meshd_membership_transitions" for sample in metric.samples
+               if sample.name.endswith("_total") and sample.labels.get("state") == state
+               and sample.labels.get("region") != but)
+
+
 @pytest.fixture
 def membership_federation(tmp_path: Path) -> Iterator[Callable[..., tuple[LocalFederation, Views]]]:
     """Factory: a started federation running only the membership plugin, and its :class:`Views`."""
