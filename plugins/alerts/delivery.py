@@ -323,9 +323,13 @@ class Delivery:
         log entry newer than our record supersedes it. True when the log was
         written (or lost a race), so the caller reads it again.
         """
+        if entry is not None and not entry.done:
+            return False  # wait until the claim in progress is over
+        if not self.rt.outbox.sync.may_have_unfenced(row.key):
+            return False  # nothing to merge, known without a worker thread
         told = await self.rt.outbox.run(self.rt.outbox.sync.unfenced_told, row.key)
-        if told is None or (entry is not None and not entry.done):
-            return False  # nothing to merge, or wait until the claim in progress is over
+        if told is None:
+            return False
         firing, resolved, at = told
         if entry is None or at > entry.at:
             merged = LogEntry(seq=(entry.seq + 1 if entry else 1), firing=tuple(firing), resolved=tuple(resolved),

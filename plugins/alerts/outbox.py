@@ -114,6 +114,10 @@ class Outbox:
         self.path = path
         self._db: sqlite3.Connection | None = None
         self._lock = threading.Lock()
+        # Keys of unfenced_told, mirrored in memory: the claim loop asks after every read of the
+        # notification log, on every daemon, and a worker-thread hop per ask is the cost of an
+        # answer that is almost always "none".
+        self._unfenced: set[str] = set()
 
     def open(self) -> None:
         db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None, timeout=10)
@@ -121,6 +125,7 @@ class Outbox:
         db.execute("PRAGMA journal_mode=WAL")
         db.execute("PRAGMA synchronous=FULL")  # a row is on disk before its delivery starts
         db.executescript(SCHEMA)
+        self._unfenced = {r[0] for r in db.execute("SELECT key FROM unfenced_told")}
         self._db = db
         self.path.chmod(0o600)
 
@@ -207,6 +212,11 @@ class Outbox:
                 " ON CONFLICT (key) DO UPDATE SET firing = excluded.firing, resolved = excluded.resolved,"
                 " at = excluded.at WHERE excluded.at >= unfenced_told.at",
                 (key, json.dumps(firing), json.dumps(resolved), at))
+            self._unfenced.add(key)
+
+    def may_have_unfenced(self, key: str) -> bool:
+        """Whether :meth:`unfenced_told` can find anything for ``key``; no SQLite, so safe on the event loop."""
+        return key in self._unfenced
 
     def unfenced_told(self, key: str) -> tuple[list[str], list[str], float] | None:
         """(firing, resolved, at) last told to ``key``'s receiver without the log, if not merged yet."""
@@ -218,7 +228,10 @@ class Outbox:
     def forget_unfenced(self, key: str, at: float) -> None:
         """Drop the record made at ``at`` (not a newer one written since)."""
         with self._lock:
-            self._conn().execute("DELETE FROM unfenced_told WHERE key = ? AND at <= ?", (key, at))
+            db = self._conn()
+            db.execute("DELETE FROM unfenced_told WHERE key = ? AND at <= ?", (key, at))
+            if db.execute("SELECT 1 FROM unfenced_told WHERE key = ?", (key,)).fetchone() is None:
+                self._unfenced.discard(key)
 
     def stats(self) -> tuple[int, float | None]:
         """(pending rows, creation time of the oldest pending row)."""

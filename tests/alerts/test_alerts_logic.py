@@ -308,6 +308,23 @@ def test_the_outbox_is_durable_and_ordered(tmp_path: Path) -> None:
     assert oct((tmp_path / "alerts.sqlite").stat().st_mode & 0o777) == "0o600"
 
 
+
+def test_the_outbox_knows_without_sqlite_which_keys_have_an_unmerged_unfenced_send(tmp_path: Path) -> None:
+    box = Outbox(tmp_path / "alerts.sqlite")
+    box.open()
+    assert not box.may_have_unfenced("k")
+    box.record_unfenced("k", ["x"], [], 10.0)
+    box.record_unfenced("k", ["x", "y"], [], 20.0)                   # a newer send of the same group
+    assert box.may_have_unfenced("k") and not box.may_have_unfenced("other")
+    box.forget_unfenced("k", 10.0)                                   # merged the older record only
+    assert box.may_have_unfenced("k") and box.unfenced_told("k") == (["x", "y"], [], 20.0)
+    box.close()
+    box = Outbox(tmp_path / "alerts.sqlite")
+    box.open()                                                       # as after a restart
+    assert box.may_have_unfenced("k")
+    box.forget_unfenced("k", 20.0)
+    assert not box.may_have_unfenced("k") and box.unfenced_told("k") is None
+
 def test_resolve_timeout_ends_alerts_nobody_refreshes(tmp_path: Path) -> None:
     path = tmp_path / "alert_routes.yaml"
     path.write_text(yaml.safe_dump({**ROUTES, "global": {"resolve_timeout": "5m"}}))
