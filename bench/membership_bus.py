@@ -100,6 +100,11 @@ def worker(paths: list[str], size: int, settle: float, window: float, converge_t
                 await anyio.sleep(0.2)
             # What the join itself cost, until this process's daemons all saw everyone alive.
             join = {"seconds": time.monotonic() - began, "types": by_type(), "daemons": len(daemons)}
+            # The driver starts the window (and the CPU hog, if any) once every worker has joined, so a
+            # hog measures a converged federation under load, not a join starved of CPU.
+            print("joined", flush=True)
+            if (await anyio.to_thread.run_sync(sys.stdin.readline)).strip() != "go":
+                return
             await anyio.sleep(settle)
 
             def sample() -> dict[str, tuple[float, float, float]]:
@@ -173,7 +178,13 @@ def measure(size: int, per_process: int, settle: float, window: float, kills: in
                                        str(converge_timeout), *map(str, chunk)],
                                       stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
                      for chunk in chunks]
+            for p in procs:
+                if p.stdout.readline().strip() != "joined":  # type: ignore[union-attr]
+                    raise SystemExit(f"a worker of the {size}-member federation failed to join")
             with cpu_hog() if hog else contextlib.nullcontext():
+                for p in procs:
+                    p.stdin.write("go\n")  # type: ignore[union-attr]
+                    p.stdin.flush()  # type: ignore[union-attr]
                 lines = [p.stdout.readline() for p in procs]  # type: ignore[union-attr]
             detections = []
             for k, victim in enumerate(victims):

@@ -96,7 +96,10 @@ def transitions(log_dir: Path) -> list[Transition]:
 def cpu_hog(processes: int | None = None) -> Iterator[list[subprocess.Popen[bytes]]]:
     """Saturate every core with busy loops (same priority as the daemons) while the block runs."""
     count = processes or os.cpu_count() or 2
-    procs = [subprocess.Popen([sys.executable, "-c", "while True: pass"], start_new_session=True)
+    # Each loop ends by itself once its parent is gone, so a bench killed without cleanup
+    # (SIGTERM, SIGKILL) leaves no busy loop behind to skew whatever runs next.
+    loop = "import os\nparent = os.getppid()\nwhile os.getppid() == parent: pass"
+    procs = [subprocess.Popen([sys.executable, "-c", loop], start_new_session=True)
              for _ in range(count)]
     try:
         yield procs
