@@ -25,6 +25,11 @@ class SelfCheck(SwimBase):
                 and now - self.last_tick < self._freeze_threshold and self.bus.connected)
 
     @property
+    def _clock_tick(self) -> float:
+        """How often the clock task wakes to check that the event loop is on time."""
+        return min(0.5, max(0.05, self.timing.probe_interval / 2.5))
+
+    @property
     def _freeze_threshold(self) -> float:
         return max(1.0, 2 * self.timing.probe_interval)
 
@@ -107,9 +112,24 @@ class SelfCheck(SwimBase):
             s.started = time.monotonic()
         self.log.warning("event loop stalled for %.1fs; not accusing anyone for %gs", lag,
                          self.timing.rejoin_grace)
-        if not self.isolated and not self.leaving:
-            # Peers may have declared us dead meanwhile: come back with a new incarnation.
+        if not self.isolated and not self.leaving and self._peers_may_have_declared_us_dead(lag):
+            # Come back with a new incarnation, and catch up with one peer: what NATS delivered
+            # meanwhile waited in our socket, so the exchange only mends what the cut-off
+            # copies of us missed.
             self.incarnation += 1
             await self._announce([self._alive_claim()])
             await self._persist()
-            self.daemon.spawn(self._sync_all, "stall", name="membership-resync")
+            self.daemon.spawn(self._sync_all, "stall", 1, name="membership-resync")
+
+    def _peers_may_have_declared_us_dead(self, lag: float) -> bool:
+        """Was the freeze long enough for a peer's suspicion of us to run out?
+
+        A death needs a failed probe and then at least the suspicion floor.
+        A shorter freeze is answered like any suspicion: by refuting it when
+        the accusation arrives. Announcing a new incarnation and resyncing
+        after every short stall of a starved process made its peers stall in
+        turn, a storm that outlived the load that started it (100 members
+        under `membership_bus.py --hog`).
+        """
+        freeze = lag + self._clock_tick  # the clock measures lateness past a tick it slept
+        return freeze >= self.timing.suspicion_bounds(len(self.regions))[0]

@@ -66,15 +66,15 @@ class Spreading(SwimBase):
         await self._absorb_sync(env)
         return True
 
-    async def _sync_all(self, why: str) -> None:
+    async def _sync_all(self, why: str, wanted: int | None = None) -> None:
         """Full state exchange with a few random regions: after start, a rejoin or a stall.
 
         Peers are tried in random order, ``SYNC_CONCURRENCY`` at a time, until
-        ``Timing.join_syncs`` of them answered: one that is down or still
-        starting only costs its timeout, and the exchanges stay O(log N) per
-        daemon instead of one per configured region.
+        ``wanted`` (by default ``Timing.join_syncs``) of them answered: one that
+        is down or still starting only costs its timeout, and the exchanges stay
+        O(log N) per daemon instead of one per configured region.
         """
-        wanted = self.timing.join_syncs(len(self.regions))
+        wanted = wanted or self.timing.join_syncs(len(self.regions))
         order = list(self.others)
         self.rng.shuffle(order)
         answered = tried = 0

@@ -306,7 +306,7 @@ class Swim(Prober, SelfCheck, Inbound, Spreading):
     async def _clock_loop(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
         """Watch our own event loop: late wake-ups mean we are the slow one."""
         task_status.started()
-        tick = min(0.5, max(0.05, self.timing.probe_interval / 2.5))
+        tick = self._clock_tick
         late = max(0.1, self.timing.probe_timeout / 2)
         last = time.monotonic()
         while True:

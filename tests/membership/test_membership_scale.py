@@ -168,3 +168,38 @@ async def test_an_accusation_heard_in_its_accuser_s_broadcast_is_not_gossiped_ag
                        and a.table.get("eu-west-1").state == MemberState.ALIVE, what="the refutation")
         states = [c.state for c in pushed if c.region == "eu-west-1"]
         assert MemberState.SUSPECT not in states and MemberState.ALIVE in states
+
+
+@pytest.mark.anyio
+async def test_a_stall_too_short_for_a_death_costs_no_broadcast_and_a_long_one_resyncs_with_one_peer(
+        tmp_path: Path) -> None:
+    """A starved process stalls again and again: each stall used to announce a new incarnation to every
+    daemon and exchange full state with log2 N of them, which starved the others in turn (100 members
+    under `bench/membership_bus.py --hog` never recovered after the load ended)."""
+    from .test_membership_inprocess import converged, memory_federation, swim, wait_for
+
+    async with memory_federation(tmp_path) as (_, daemons):
+        await wait_for(lambda: converged(daemons), what="convergence")
+        a, b = swim(daemons["us-east-1"]), swim(daemons["us-west-2"])
+        floor = a.timing.suspicion_bounds(len(a.regions))[0]
+        inc = a.incarnation
+
+        def syncs(direction: str = "out") -> float:
+            return daemons["us-east-1"].metrics.value("membership_messages_total", direction=direction, type="sync")
+
+        stalls, sent, answered = daemons["us-east-1"].metrics.value("membership_loop_stalls_total"), syncs(), syncs("in")
+
+        # Shorter than any peer's suspicion of us can last: distrust, but no news for anyone.
+        await a._on_stall(floor - a._clock_tick - 0.05)
+        assert not a.can_accuse()
+        assert a.incarnation == inc and syncs() == sent
+        assert daemons["us-east-1"].metrics.value("membership_loop_stalls_total") == stalls + 1
+
+        # Long enough for a death: a new incarnation everywhere, and one exchange to catch up.
+        await a._on_stall(floor)
+        assert a.incarnation == inc + 1
+        await wait_for(lambda: b.table.get("us-east-1").incarnation == inc + 1, what="the new incarnation")
+        # Every exchange of a batch is sent before any answer comes back: once one is answered, the
+        # batch is all there is (log2 N of them before this change).
+        await wait_for(lambda: syncs("in") > answered, what="an answered exchange")
+        assert syncs() == sent + 1
