@@ -58,11 +58,11 @@ from .subjects import (
 
 FETCH_WAIT = 1.0
 GATHER_WAIT = 0.05
+"""How long a fetch waits for more while a batch is already gathered and the ledger is busy."""
 FETCH_BACKOFF = (0.5, 15.0)
 """Seconds (first, longest) between tries to reach the stream."""
 COMMIT_BACKOFF = (0.5, 30.0)
 """Seconds (first, longest) a batch the ledger failed to commit waits before its redelivery."""
-"""How long a fetch waits for more while a batch is already gathered and the ledger is busy."""
 MAX_RECEIPT_REJECTIONS = 500
 
 
