@@ -376,6 +376,8 @@ CLOSE_FLUSH_TIMEOUT = 0.5
 """Seconds :func:`close_connection` waits for the server to acknowledge what is queued."""
 CLOSE_DISCONNECT_TIMEOUT = 1.0
 """Seconds it then gives nats-py to stop its tasks and close the socket (more on a loaded event loop)."""
+KV_CREATE_ATTEMPTS = 3
+"""Tries to create a missing bucket before the error reaches the caller."""
 
 
 async def close_connection(nc: Any) -> None:
@@ -517,14 +519,31 @@ class NatsTransport(Transport):
 
     async def key_value(self, bucket: str, *, replicas: int = 1, history: int = 1, ttl: float = 0,
                         placement: Sequence[str] = ()) -> KeyValueStore:
-        from nats.js import api
+        from nats.errors import TimeoutError as NatsTimeout
         from nats.js.errors import BucketNotFoundError, NotFoundError
 
         js = self._client().jetstream()
-        try:
-            return _NatsKV(await js.key_value(bucket))
-        except (BucketNotFoundError, NotFoundError):
-            pass
+        for attempt in range(1, KV_CREATE_ATTEMPTS + 1):
+            try:
+                return _NatsKV(await js.key_value(bucket))
+            except (BucketNotFoundError, NotFoundError):
+                pass
+            try:
+                await self._create_bucket(bucket, replicas, history, ttl, placement)
+                break
+            except NatsTimeout:
+                # The answer to a creation can be lost while a young cluster's routes settle; the
+                # request is idempotent (same config), and the bucket may exist by now anyway.
+                if attempt == KV_CREATE_ATTEMPTS:
+                    raise
+                log.info("creating bucket %s: no answer from JetStream (try %d of %d); asking again",
+                         bucket, attempt, KV_CREATE_ATTEMPTS)
+        return _NatsKV(await js.key_value(bucket))
+
+    async def _create_bucket(self, bucket: str, replicas: int, history: int, ttl: float,
+                             placement: Sequence[str]) -> None:
+        from nats.js import api
+
         # Creating a replicated bucket is a meta-group proposal plus the election of
         # the stream's own Raft group: seconds on a busy cluster, past nats-py's 5 s
         # default. It happens once per bucket, so waiting longer costs nothing later.
@@ -539,4 +558,3 @@ class NatsTransport(Transport):
                 num_replicas=replicas, placement=api.Placement(tags=list(placement))))
         else:
             await slow_js.create_key_value(bucket=bucket, replicas=replicas, history=history, ttl=ttl or None)
-        return _NatsKV(await js.key_value(bucket))

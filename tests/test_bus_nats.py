@@ -169,3 +169,46 @@ async def test_a_region_cannot_publish_as_another(tmp_path: Path) -> None:
         await victim.close()
     finally:
         fed.stop()
+
+
+@pytest.mark.parametrize("created", [True, False], ids=["answer-lost", "request-lost"])
+async def test_a_bucket_creation_left_unanswered_is_asked_for_again(
+        nats_server: NatsServer, monkeypatch: pytest.MonkeyPatch, created: bool) -> None:
+    """A young cluster can drop the answer to a bucket's creation (seen once in CI on an R3 bucket);
+    the creation is idempotent, so the transport asks again before the caller sees an error."""
+    from nats.errors import TimeoutError as NatsTimeout
+
+    from meshd.config import NatsConfig
+    from meshd.transport import KV_CREATE_ATTEMPTS, NatsTransport
+
+    t = NatsTransport(NatsConfig(servers=[nats_server.url]), name="eu-west-1")
+    await t.connect()
+    try:
+        real, calls = t._create_bucket, []
+
+        async def lossy(*args: Any) -> None:
+            calls.append(args)
+            if len(calls) == 1:
+                if created:
+                    await real(*args)  # the server made it; only its answer went missing
+                raise NatsTimeout
+            await real(*args)
+
+        monkeypatch.setattr(t, "_create_bucket", lossy)
+        kv = await t.key_value(f"lossy_{created}")
+        await kv.put("k", b"v")
+        entry = await kv.get("k")
+        assert entry is not None and entry.value == b"v"
+        assert len(calls) == (1 if created else 2)  # a bucket that exists is found, not made twice
+
+        async def silent(*args: Any) -> None:
+            calls.append(args)
+            raise NatsTimeout
+
+        calls.clear()
+        monkeypatch.setattr(t, "_create_bucket", silent)
+        with pytest.raises(NatsTimeout):
+            await t.key_value(f"never_{created}")
+        assert len(calls) == KV_CREATE_ATTEMPTS
+    finally:
+        await t.close()
