@@ -95,6 +95,7 @@ def _total(daemons: dict[str, Any], name: str, **labels: str) -> float:
 @pytest.mark.nats
 async def test_32_members_join_with_log_n_exchanges_and_no_gossip_storm(tmp_path: Path, nats_server: Any) -> None:
     configs = _federation(tmp_path, MEMBERS, nats_server.url)
+    began = time.monotonic()
     async with running_daemons(configs, blocked=OTHERS) as daemons:
         def converged() -> bool:
             return all(len(d.hooks.pm.get_plugin("membership").swim.table.in_states(MemberState.ALIVE))
@@ -108,7 +109,14 @@ async def test_32_members_join_with_log_n_exchanges_and_no_gossip_storm(tmp_path
         # Every answered exchange shows as a request received and a reply received ("in sync"), so
         # twice the answered exchanges; exchanging with every peer was 32 x 31 of them.
         wanted = PROFILES["lan"].join_syncs(MEMBERS)
-        assert _total(daemons, "membership_messages_total", direction="in", type="sync") <= 2 * MEMBERS * wanted
+        # What a loaded machine adds on top of the join, each for a reason of its own: the 32 daemons
+        # share one event loop, so one stall is 32 (a stall long enough for a death costs its daemon one
+        # exchange), a daemon back from isolation exchanges as a joiner does, and push-pull exchanges
+        # once per 24-36 s.
+        extra = (_total(daemons, "membership_loop_stalls_total") + wanted * transitions_to(daemons, "isolated")
+                 + MEMBERS * int((time.monotonic() - began) // (0.8 * PROFILES["lan"].push_pull_interval)))
+        assert _total(daemons, "membership_messages_total", direction="in", type="sync") \
+            <= 2 * (MEMBERS * wanted + extra)
         # Broadcasts heard by all are not gossiped again; before, every daemon queued 31 claims x 8
         # retransmits (thousands of gossip messages here). First sightings learned in a join sync still
         # spread, a few per daemon: a late joiner that cannot reach a region has no other way to hear of it.
