@@ -64,7 +64,9 @@ async def test_meshd_sla_counts_a_partitioned_region_down(tmp_path: Path, nats_s
         store.add(rows)
         store.close()
         data = yaml.safe_load(configs[region].read_text())
-        data["sla"] = {"history": str(history)}
+        # The rows are from October 2026, older than the default 35 days of full resolution: the recorder's
+        # first fold (at its first 10 s boundary) would turn them into 5-minute rows under the query.
+        data["sla"] = {"history": str(history), "full_resolution": "3650d"}
         data.setdefault("plugins", {})["disabled"] = ["health", "membership", "failover"]  # nothing recorded live
         configs[region].write_text(yaml.safe_dump(data))
     async with running_daemons(configs) as daemons:
